@@ -1,0 +1,149 @@
+# wgcni — WireGuard CNI plugin suite.
+#
+# `make help` lists the targets.
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR ?= $(PREFIX)/bin
+CNIBINDIR ?= /opt/cni/bin
+SYSCONFDIR ?= /etc
+UNITDIR ?= /lib/systemd/system
+BUILDDIR ?= build
+
+VERSION := 0.1.0
+
+CC ?= cc
+PKG_CONFIG ?= pkg-config
+PKGS := libcurl libmicrohttpd libprotobuf-c libnl-3.0 libnl-genl-3.0 \
+	libnl-route-3.0 libip4tc libip6tc jansson sqlite3 libsodium
+
+CFLAGS ?= -O2 -g
+CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wstrict-prototypes \
+	-Wmissing-prototypes -Wshadow -Wformat=2 -Wno-unused-parameter \
+	-MMD -MP -Ipkg -Iproto/gen -DWGCNI_VERSION='"$(VERSION)"'
+CFLAGS += $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+LDLIBS += $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) -lpthread
+
+# Tests are built a second time with the sanitizers, apart from the release
+# build, so `make check` never ships sanitized binaries.
+SANFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+	-fno-sanitize-recover=undefined
+
+ifeq ($(V),1)
+Q :=
+msg = @true
+else
+Q := @
+msg = @printf '  %-6s %s\n' $(1) $(2)
+endif
+
+PROTOS := proto/wgcni/cluster/v1/cluster.proto proto/wgcni/node/v1/node.proto
+PROTO_C := $(patsubst proto/%.proto,proto/gen/%.pb-c.c,$(PROTOS))
+
+PKG_SRC := $(sort $(wildcard pkg/*.c)) $(PROTO_C)
+CM_SRC := $(sort $(wildcard cluster-manager/*.c))
+NM_SRC := $(sort $(wildcard node-manager/*.c))
+CNI_SRC := $(sort $(wildcard cni/*.c))
+CTL_SRC := $(sort $(wildcard wgcnictl/*.c))
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+
+obj = $(patsubst %.c,$(2)/obj/%.o,$(1))
+
+REL := $(BUILDDIR)
+SAN := $(BUILDDIR)/asan
+
+BINS := wgcni wgcni-cluster-manager wgcni-node-manager wgcnictl
+
+all: $(addprefix $(REL)/bin/,$(BINS)) ## Build the binaries into build/bin
+
+# $(1) = build root, $(2) = extra CFLAGS
+define build_tree
+$(1)/obj/%.o: %.c
+	$$(call msg,CC,$$<)
+	$$(Q)mkdir -p $$(@D)
+	$$(Q)$$(CC) $$(CFLAGS) $(2) -c -o $$@ $$<
+
+$(1)/libwgcni.a: $$(call obj,$$(PKG_SRC),$(1))
+	$$(call msg,AR,$$@)
+	$$(Q)rm -f $$@
+	$$(Q)$$(AR) rcs $$@ $$^
+
+$(1)/bin/wgcni-cluster-manager: $$(call obj,$$(CM_SRC),$(1)) $(1)/libwgcni.a
+	$$(call msg,LD,$$@)
+	$$(Q)mkdir -p $$(@D)
+	$$(Q)$$(CC) $$(CFLAGS) $(2) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+
+$(1)/bin/wgcni-node-manager: $$(call obj,$$(NM_SRC),$(1)) $(1)/libwgcni.a
+	$$(call msg,LD,$$@)
+	$$(Q)mkdir -p $$(@D)
+	$$(Q)$$(CC) $$(CFLAGS) $(2) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+
+$(1)/bin/wgcni: $$(call obj,$$(CNI_SRC),$(1)) $(1)/libwgcni.a
+	$$(call msg,LD,$$@)
+	$$(Q)mkdir -p $$(@D)
+	$$(Q)$$(CC) $$(CFLAGS) $(2) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+
+$(1)/bin/wgcnictl: $$(call obj,$$(CTL_SRC),$(1)) $(1)/libwgcni.a
+	$$(call msg,LD,$$@)
+	$$(Q)mkdir -p $$(@D)
+	$$(Q)$$(CC) $$(CFLAGS) $(2) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+endef
+
+$(eval $(call build_tree,$(REL),))
+$(eval $(call build_tree,$(SAN),$(SANFLAGS)))
+
+$(SAN)/tests/%: tests/unit/%.c $(SAN)/libwgcni.a
+	$(call msg,LD,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(CFLAGS) $(SANFLAGS) -Itests/unit $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+UNIT_BINS := $(patsubst tests/unit/%.c,$(SAN)/tests/%,$(UNIT_SRC))
+
+sanitized: $(addprefix $(SAN)/bin/,$(BINS)) $(UNIT_BINS) ## Build binaries and unit tests with ASan/UBSan
+
+proto: ## Regenerate the protobuf-c code in proto/gen from proto/
+	$(Q)rm -rf proto/gen && mkdir -p proto/gen
+	$(Q)cd proto && protoc-c --c_out=gen $(patsubst proto/%,%,$(PROTOS))
+
+check-proto: ## Fail if proto/gen differs from a fresh protoc-c run
+	$(Q)tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	(cd proto && protoc-c --c_out="$$tmp" $(patsubst proto/%,%,$(PROTOS))) && \
+	if diff -ru "$$tmp" proto/gen; then echo "proto: generated code is up to date"; \
+	else echo "proto: proto/gen is stale, run 'make proto'" >&2; exit 1; fi
+
+check-unit: $(UNIT_BINS) ## Run the cmocka unit tests under ASan/UBSan
+	$(Q)tests/run-unit.sh $(UNIT_BINS)
+
+check-integration: all sanitized ## Run the network-namespace integration tests
+	$(Q)BUILDDIR=$(abspath $(BUILDDIR)) tests/run.sh
+
+check: deps ## Install deps, then run every test
+	$(Q)$(MAKE) --no-print-directory check-proto
+	$(Q)$(MAKE) --no-print-directory all sanitized
+	$(Q)$(MAKE) --no-print-directory check-unit
+	$(Q)$(MAKE) --no-print-directory check-integration
+
+deps: ## Install the Debian packages listed in .ci/apt-packages
+	$(Q)pkgs=$$(grep -v '^#' .ci/apt-packages | xargs); \
+	if dpkg-query -W -f='$${Status}\n' $$pkgs 2>/dev/null | grep -qv 'install ok installed' || \
+	   [ $$(dpkg-query -W -f='$${Status}\n' $$pkgs 2>/dev/null | wc -l) -ne $$(echo $$pkgs | wc -w) ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$pkgs; \
+	else echo "deps: all packages installed"; fi
+
+install: all ## Install binaries (DESTDIR, PREFIX honoured)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(CNIBINDIR)
+	install -m 0755 $(REL)/bin/wgcni-cluster-manager $(REL)/bin/wgcni-node-manager \
+		$(REL)/bin/wgcnictl $(DESTDIR)$(BINDIR)/
+	install -m 0755 $(REL)/bin/wgcni $(DESTDIR)$(CNIBINDIR)/wgcni
+
+clean: ## Remove build output
+	rm -rf $(BUILDDIR)
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+.PHONY: all sanitized proto check check-proto check-unit check-integration deps install clean help
+.SECONDARY:
+
+-include $(shell find $(BUILDDIR) -name '*.d' 2>/dev/null)

@@ -1,0 +1,120 @@
+/*
+ * Server side of the Connect protocol, unary calls only, on libmicrohttpd.
+ *
+ *   POST /<package>.<Service>/<Method>
+ *   Content-Type: application/proto | application/json   (else 415)
+ *   -> 200 and the response message in the request's encoding, or
+ *   -> HTTP status + {"code":"invalid_argument","message":"..."}
+ *
+ * Also GET /healthz and GET /metrics (text/plain; version=0.0.4). Bodies
+ * over 1 MiB are refused (413 resource_exhausted). With a token, every call
+ * but /healthz and /metrics needs "Authorization: Bearer <token>".
+ *
+ * Threading: the server is one event loop (connect_server_run) driving one
+ * MHD daemon per listener in external-epoll mode; every handler runs on the
+ * loop's thread. A handler can defer its answer (long poll):
+ * connect_call_defer() suspends the connection, which then holds no thread;
+ * connect_server_wake() (any thread) or the deadline re-runs the handler
+ * with connect_call_expired() telling which.
+ */
+#ifndef WGCNI_CONNECT_H
+#define WGCNI_CONNECT_H
+
+#include "prom.h"
+
+#include <protobuf-c/protobuf-c.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define CONNECT_MAX_BODY (1024 * 1024)
+
+enum connect_code {
+	CONNECT_OK = 0,
+	CONNECT_INVALID_ARGUMENT,  /* 400 */
+	CONNECT_UNAUTHENTICATED,   /* 401 */
+	CONNECT_PERMISSION_DENIED, /* 403 */
+	CONNECT_NOT_FOUND,         /* 404 */
+	CONNECT_ALREADY_EXISTS,    /* 409 */
+	CONNECT_FAILED_PRECONDITION, /* 412 */
+	CONNECT_RESOURCE_EXHAUSTED, /* 429 */
+	CONNECT_INTERNAL,          /* 500 */
+	CONNECT_UNAVAILABLE,       /* 503 */
+	CONNECT_UNIMPLEMENTED,     /* 501 (unknown method) */
+	CONNECT_CODE_COUNT,
+};
+
+const char *connect_code_name(enum connect_code code); /* "invalid_argument" */
+int connect_code_http_status(enum connect_code code);
+/* Name -> code, CONNECT_INTERNAL when unknown. */
+enum connect_code connect_code_from_name(const char *name);
+
+struct connect_call;
+
+/*
+ * A handler answers in one of three ways:
+ *   return connect_reply(call, response);        response built in the call arena
+ *   return connect_fail(call, CODE, fmt, ...);   error
+ *   return connect_call_defer(call, timeout_ms); long poll, re-run later
+ */
+typedef int (*connect_handler_fn)(struct connect_call *call, void *ctx);
+
+struct connect_method {
+	const char *path; /* "/wgcni.cluster.v1.ClusterService/ListPeers" */
+	const ProtobufCMessageDescriptor *input;
+	const ProtobufCMessageDescriptor *output;
+	connect_handler_fn handler;
+};
+
+struct connect_server_config {
+	const struct connect_method *methods;
+	size_t n_methods;
+	void *ctx; /* passed to handlers and callbacks */
+	/* NUL-terminated bearer token, or NULL for none. Copied. */
+	const char *token;
+	/* Appends the daemon's metric families; may be NULL. The server adds
+	 * wgcni_api_requests_total{method,code} itself. */
+	int (*metrics)(struct prom *p, void *ctx);
+	/* 0 when healthy; may be NULL (always healthy). */
+	int (*healthz)(void *ctx);
+};
+
+struct connect_server;
+
+struct connect_server *connect_server_new(const struct connect_server_config *cfg);
+/* "0.0.0.0:8080", "127.0.0.1:0", "[::1]:8080". 0 or negative errno. */
+int connect_server_listen_tcp(struct connect_server *srv, const char *addr);
+/* Unix socket at path (an existing socket file is replaced), chmod'ed to mode. */
+int connect_server_listen_unix(struct connect_server *srv, const char *path, mode_t mode);
+/* Port of the n-th TCP listener (for ":0"), 0 if none. */
+uint16_t connect_server_port(const struct connect_server *srv, size_t n);
+/* Runs until *stop becomes non-zero (checked at least every 200 ms and on
+ * every wake). 0 or negative errno. */
+int connect_server_run(struct connect_server *srv, volatile sig_atomic_t *stop);
+/* Re-run every deferred call soon. Thread-safe, async-signal-safe. */
+void connect_server_wake(struct connect_server *srv);
+/* Number of calls currently deferred. */
+size_t connect_server_deferred(const struct connect_server *srv);
+void connect_server_free(struct connect_server *srv);
+
+/* The decoded request (owned by the call). */
+const ProtobufCMessage *connect_call_request(const struct connect_call *call);
+/* Method name, e.g. "ListPeers". */
+const char *connect_call_method(const struct connect_call *call);
+/* True when the handler is re-run because its deadline passed. */
+bool connect_call_expired(const struct connect_call *call);
+/* Memory freed when the call ends. NULL on ENOMEM. */
+void *connect_call_alloc(struct connect_call *call, size_t size);
+char *connect_call_strdup(struct connect_call *call, const char *s);
+char *connect_call_printf(struct connect_call *call, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* response may live in the call arena; it is serialized, not freed. */
+int connect_reply(struct connect_call *call, const ProtobufCMessage *response);
+int connect_fail(struct connect_call *call, enum connect_code code,
+		 const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int connect_call_defer(struct connect_call *call, unsigned int timeout_ms);
+
+#endif

@@ -1,0 +1,55 @@
+/*
+ * Links, addresses and routes through rtnetlink (libnl-route), in the calling
+ * thread's current network namespace. One short-lived netlink socket per
+ * call, so a call made after netns_enter() acts in the new namespace. All
+ * return 0 or a negative errno (libnl's NLE_* translated here only).
+ */
+#ifndef WGCNI_NETDEV_H
+#define WGCNI_NETDEV_H
+
+#include "ipnet.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* ifindex (> 0) or -ENODEV. */
+int netdev_index(const char *name);
+bool netdev_exists(const char *name);
+/* Create a link of kind ("wireguard", "dummy"). -EEXIST if it exists,
+ * -EOPNOTSUPP if the kernel lacks the kind. */
+int netdev_create(const char *name, const char *kind);
+/* -ENODEV if absent. */
+int netdev_delete(const char *name);
+int netdev_set_up(const char *name, bool up);
+int netdev_set_mtu(const char *name, unsigned int mtu);
+int netdev_rename(const char *name, const char *newname);
+/* Move into the namespace netns_fd refers to. */
+int netdev_move_to_netns(const char *name, int netns_fd);
+
+struct netdev_info {
+	int ifindex;
+	unsigned int mtu;
+	bool up;         /* IFF_UP */
+	char kind[32];   /* "wireguard", "veth", "" when unknown (tun: "tun") */
+};
+int netdev_get(const char *name, struct netdev_info *info);
+
+/* Address with prefix (host bits kept: 10.100.3.1/24). -EEXIST if present. */
+int netdev_addr_add(const char *name, const struct ipnet *addr);
+int netdev_addr_del(const char *name, const struct ipnet *addr);
+/* Addresses of a link, malloc'd array. */
+int netdev_addr_list(const char *name, struct ipnet **addrs, size_t *n);
+
+/*
+ * Routes in the main table. via may be NULL (on-link through dev).
+ * netdev_route_add replaces an existing route to dst (NLM_F_REPLACE).
+ */
+int netdev_route_add(const struct ipnet *dst, const char *dev, const struct ipaddr *via);
+int netdev_route_del(const struct ipnet *dst, const char *dev);
+/* 1 if a route to exactly dst through dev exists, 0 if not, negative errno. */
+int netdev_route_exists(const struct ipnet *dst, const char *dev);
+
+/* Write "1" to /proc/sys/net/ipv{4,6}/... forwarding for family. */
+int netdev_enable_forwarding(int family);
+
+#endif

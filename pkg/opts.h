@@ -1,0 +1,37 @@
+/*
+ * Command-line options with environment fallback: every long option --foo-bar
+ * can also come from WGCNI_FOO_BAR. The environment is applied first, the
+ * command line after it, so the command line wins. For options without an
+ * argument the variable must be 1/true/yes (applied) or 0/false/no/empty
+ * (ignored). A repeatable option given by environment arrives as one value;
+ * the caller splits it on commas if it wants (opts_split).
+ */
+#ifndef WGCNI_OPTS_H
+#define WGCNI_OPTS_H
+
+#include <getopt.h>
+#include <stddef.h>
+
+/* Called for each option found: val as in struct option, arg or NULL.
+ * Return 0, or negative errno with a message in err to stop parsing. */
+typedef int (*opts_apply_fn)(int val, const char *arg, void *ctx, char *err,
+			     size_t errlen);
+
+/*
+ * Parse. Returns the index of the first non-option argument (>= 1), or -1
+ * with a message in err ("unknown option", "option '--x' needs a value",
+ * or the apply callback's). Prints nothing.
+ */
+int opts_parse(int argc, char **argv, const char *shortopts,
+	       const struct option *longopts, opts_apply_fn apply, void *ctx,
+	       char *err, size_t errlen);
+
+/* "WGCNI_" + upper(name) with '-' -> '_' into out. */
+void opts_env_name(const char *longname, char *out, size_t outlen);
+
+/* Split s on commas into a NULL-terminated malloc'd array of malloc'd
+ * trimmed strings (empty items dropped); free with opts_strv_free. */
+char **opts_split(const char *s);
+void opts_strv_free(char **v);
+
+#endif

@@ -1,0 +1,117 @@
+/*
+ * WireGuard device control, one interface over two backends, as
+ * wireguard-tools' ipc.c: the kernel's generic netlink family "wireguard"
+ * (wg_genl.c) and the cross-platform userspace API of wireguard-go and
+ * friends over /var/run/wireguard/<name>.sock (wg_uapi.c). This file (wg.c)
+ * is the one place that picks between them: a name with a UAPI socket is
+ * userspace, anything else kernel.
+ *
+ * wg_set() is incremental by default: only the peers listed are touched;
+ * a peer with WGPEER_REMOVE_ME is removed; WGDEVICE_REPLACE_PEERS drops every
+ * peer not listed; WGPEER_REPLACE_ALLOWEDIPS replaces one peer's AllowedIPs.
+ */
+#ifndef WGCNI_WG_H
+#define WGCNI_WG_H
+
+#include "ipnet.h"
+#include "key.h"
+
+#include <net/if.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <time.h>
+
+enum wg_backend {
+	WG_BACKEND_AUTO = 0,
+	WG_BACKEND_KERNEL,
+	WG_BACKEND_USERSPACE,
+};
+
+enum {
+	WGPEER_REMOVE_ME = 1U << 0,
+	WGPEER_REPLACE_ALLOWEDIPS = 1U << 1,
+	WGPEER_HAS_PRESHARED_KEY = 1U << 2,
+	WGPEER_HAS_KEEPALIVE = 1U << 3,
+	WGPEER_HAS_ENDPOINT = 1U << 4,
+};
+
+enum {
+	WGDEVICE_REPLACE_PEERS = 1U << 0,
+	WGDEVICE_HAS_PRIVATE_KEY = 1U << 1,
+	WGDEVICE_HAS_PUBLIC_KEY = 1U << 2,
+	WGDEVICE_HAS_LISTEN_PORT = 1U << 3,
+	WGDEVICE_HAS_FWMARK = 1U << 4,
+};
+
+struct wg_peer {
+	uint32_t flags;
+	uint8_t public_key[WG_KEY_LEN];
+	uint8_t preshared_key[WG_KEY_LEN];
+	union {
+		struct sockaddr addr;
+		struct sockaddr_in addr4;
+		struct sockaddr_in6 addr6;
+	} endpoint;
+	uint16_t keepalive; /* seconds, 0 = off */
+	struct ipnet *allowedips;
+	size_t n_allowedips;
+	/* get only */
+	struct timespec last_handshake;
+	uint64_t rx_bytes, tx_bytes;
+};
+
+struct wg_device {
+	char name[IFNAMSIZ];
+	uint32_t ifindex;
+	uint32_t flags;
+	uint8_t private_key[WG_KEY_LEN]; /* wiped by wg_device_free */
+	uint8_t public_key[WG_KEY_LEN];
+	uint16_t listen_port;
+	uint32_t fwmark;
+	struct wg_peer *peers;
+	size_t n_peers;
+};
+
+int wg_backend_parse(const char *s, enum wg_backend *out); /* auto|kernel|userspace */
+const char *wg_backend_name(enum wg_backend b);
+/* auto -> kernel when the generic netlink family "wireguard" resolves in
+ * the current namespace (or the module can be created), else userspace. */
+enum wg_backend wg_backend_resolve(enum wg_backend requested);
+
+/*
+ * Create device name in the calling thread's namespace. Userspace: start
+ * impl ("wireguard-go") with stdio on /dev/null, wait (bounded, 5 s) for its
+ * UAPI socket. -EEXIST if a link or socket of that name exists; -ENOENT if
+ * impl is not found; -EOPNOTSUPP for kernel without the module.
+ */
+int wg_create(const char *name, enum wg_backend backend, const char *impl);
+/* Delete the link (this also ends a userspace process) and, for userspace,
+ * the stale socket. -ENODEV if nothing existed. */
+int wg_delete(const char *name);
+/* Which backend serves name: KERNEL, USERSPACE, or -ENODEV. */
+int wg_backend_of(const char *name);
+
+int wg_set(const struct wg_device *dev);
+/* Full device with peers; free with wg_device_free. */
+int wg_get(const char *name, struct wg_device **dev);
+void wg_device_free(struct wg_device *dev);
+
+/* Peer helpers for building devices. */
+int wg_peer_add_allowedip(struct wg_peer *peer, const struct ipnet *net);
+void wg_peer_clear(struct wg_peer *peer); /* frees allowedips */
+
+/* Backends, for wg.c and the unit tests. */
+int wg_kernel_family_available(void);
+int wg_kernel_create(const char *name);
+int wg_kernel_set(const struct wg_device *dev);
+int wg_kernel_get(const char *name, struct wg_device **dev);
+int wg_uapi_create(const char *name, const char *impl);
+bool wg_uapi_exists(const char *name);
+int wg_uapi_set(const struct wg_device *dev);
+int wg_uapi_get(const char *name, struct wg_device **dev);
+/* Directory of UAPI sockets; tests may point it elsewhere (NULL = default
+ * /var/run/wireguard). */
+void wg_uapi_set_dir(const char *dir);
+
+#endif
