@@ -130,20 +130,32 @@ deps: ## Install the Debian packages listed in .ci/apt-packages
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$pkgs; \
 	else echo "deps: all packages installed"; fi
 
-install: all ## Install binaries (DESTDIR, PREFIX honoured)
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(CNIBINDIR)
-	install -m 0755 $(REL)/bin/wgcni-cluster-manager $(REL)/bin/wgcni-node-manager \
-		$(REL)/bin/wgcnictl $(DESTDIR)$(BINDIR)/
-	install -m 0755 $(REL)/bin/wgcni $(DESTDIR)$(CNIBINDIR)/wgcni
+check-e2e: all ## Run only the multi-node end-to-end scenarios (userspace backend)
+	$(Q)BUILDDIR=$(abspath $(BUILDDIR)) TESTS=e2e tests/run.sh
+
+check-kernel: all ## Run the end-to-end scenarios against the kernel backend in a qemu VM
+	$(Q)BUILDDIR=$(abspath $(BUILDDIR)) TESTS=kernel tests/run.sh
+
+demo: deps all ## A 3-node cluster in namespaces with containers attached by the real plugin
+	$(Q)BUILDDIR=$(abspath $(BUILDDIR)) KEEP=$(KEEP) tests/e2e/demo.sh up
+
+demo-down: ## Tear down a demo left running by `make demo KEEP=1`
+	$(Q)BUILDDIR=$(abspath $(BUILDDIR)) tests/e2e/demo.sh down
+
+install: all ## Install binaries, conflist, systemd units (DESTDIR, PREFIX honoured)
+	$(Q)BUILDDIR=$(abspath $(BUILDDIR)) DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" \
+		BINDIR="$(BINDIR)" CNIBINDIR="$(CNIBINDIR)" SYSCONFDIR="$(SYSCONFDIR)" \
+		UNITDIR="$(UNITDIR)" dist/install.sh
 
 clean: ## Remove build output
 	rm -rf $(BUILDDIR)
 
 help: ## List the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | \
 		awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-.PHONY: all sanitized proto check check-proto check-unit check-integration deps install clean help
+.PHONY: all sanitized proto check check-proto check-unit check-integration check-e2e check-kernel \
+	demo demo-down deps install clean help
 .SECONDARY:
 
 -include $(shell find $(BUILDDIR) -name '*.d' 2>/dev/null)
