@@ -7,7 +7,7 @@
  *   -> HTTP status + {"code":"invalid_argument","message":"..."}
  *
  * Also GET /healthz and GET /metrics (text/plain; version=0.0.4). Bodies
- * over 1 MiB are refused (413 resource_exhausted). With a token, every call
+ * over 1 MiB are refused (400 invalid_argument, "request body exceeds 1 MiB"). With a token, every call
  * but /healthz and /metrics needs "Authorization: Bearer <token>".
  *
  * Threading: the server is one event loop (connect_server_run) driving one
@@ -42,7 +42,7 @@ enum connect_code {
 	CONNECT_RESOURCE_EXHAUSTED, /* 429 */
 	CONNECT_INTERNAL,          /* 500 */
 	CONNECT_UNAVAILABLE,       /* 503 */
-	CONNECT_UNIMPLEMENTED,     /* 501 (unknown method) */
+	CONNECT_UNIMPLEMENTED,     /* 404 (unknown method: path not routed) */
 	CONNECT_CODE_COUNT,
 };
 
