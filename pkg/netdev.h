@@ -45,9 +45,13 @@ int netdev_addr_list(const char *name, struct ipnet **addrs, size_t *n);
  * netdev_route_add replaces an existing route to dst (NLM_F_REPLACE).
  */
 int netdev_route_add(const struct ipnet *dst, const char *dev, const struct ipaddr *via);
-int netdev_route_del(const struct ipnet *dst, const char *dev);
+int netdev_route_del(const struct ipnet *dst, const char *dev); /* -ENOENT if absent */
 /* 1 if a route to exactly dst through dev exists, 0 if not, negative errno. */
 int netdev_route_exists(const struct ipnet *dst, const char *dev);
+
+/* libnl's NLE_* code (either sign) as a negative errno; 0 stays 0. The
+ * only translation of NLE_* codes in wgcni (wg_genl.c uses it too). */
+int netdev_errno(int nle);
 
 /* Write "1" to /proc/sys/net/ipv{4,6}/... forwarding for family. */
 int netdev_enable_forwarding(int family);
