@@ -25,7 +25,8 @@ struct ipnet {
 
 /* "10.1.2.3" or "fd00::1". 0 or -EINVAL. */
 int ipaddr_parse(const char *s, struct ipaddr *out);
-/* "10.0.0.0/16". strict: reject host bits set ("10.0.0.1/16"). 0 or -EINVAL. */
+/* "10.0.0.0/16". strict: reject host bits set ("10.0.0.1/16"); not strict:
+ * accept them and zero them ("10.0.0.1/16" -> 10.0.0.0/16). 0 or -EINVAL. */
 int ipnet_parse(const char *s, struct ipnet *out, bool strict);
 /* Address with prefix, host bits allowed ("10.100.3.1/24"). */
 int ipnet_parse_host(const char *s, struct ipnet *out);
@@ -50,9 +51,15 @@ void ipnet_mask(struct ipnet *n);
 /* The i-th child /childlen of parent. -ERANGE if out of range. */
 int ipnet_child(const struct ipnet *parent, unsigned int childlen, uint64_t i,
 		struct ipnet *out);
+/* Index i such that child is the i-th /child->prefixlen child of parent:
+ * 0, -EINVAL if child is not such a child (other family, outside parent,
+ * shorter prefix, host bits set), -ERANGE if the index does not fit 64 bits. */
+int ipnet_child_index(const struct ipnet *parent, const struct ipnet *child,
+		      uint64_t *index);
 /* Number of /childlen children of parent, saturated at UINT64_MAX. */
 uint64_t ipnet_child_count(const struct ipnet *parent, unsigned int childlen);
-/* First host address: network + 1 (e.g. 10.100.3.1 of 10.100.3.0/24). */
+/* First host address: network + 1 (e.g. 10.100.3.1 of 10.100.3.0/24);
+ * -ERANGE for a /32 or /128, which has no room for it. */
 int ipnet_first_host(const struct ipnet *n, struct ipaddr *out);
 
 /*
@@ -64,9 +71,12 @@ struct endpoint {
 	uint16_t port;
 };
 int endpoint_parse(const char *s, struct endpoint *out, char *err, size_t errlen);
-/* Resolve to a socket address (numeric hosts only when numeric_only). */
+/* Resolve to a socket address: numeric hosts without any lookup, else
+ * getaddrinfo (first answer). 0, -ENOENT (no such host), -EAGAIN (lookup
+ * failed for now), -ENOMEM or -EINVAL. */
 int endpoint_to_sockaddr(const struct endpoint *ep, struct sockaddr_storage *ss,
 			 socklen_t *len);
+/* "192.0.2.1:51820" or "[fd00::1]:51820"; "unknown" for other families. */
 const char *sockaddr_format(const struct sockaddr *sa, char buf[static IPNET_STRLEN]);
 
 #endif
