@@ -1,0 +1,350 @@
+#include "api.h"
+
+#include "ipnet.h"
+#include "key.h"
+#include "log.h"
+#include "wgcni/cluster/v1/cluster.pb-c.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+typedef Wgcni__Cluster__V1__Node cm_node_msg;
+typedef Wgcni__Cluster__V1__Peer cm_peer_msg;
+
+/* How much of a client-supplied string an error message quotes. */
+#define CM_QUOTE "%.64s"
+
+const char *cm_api_check_name(const char *name)
+{
+	size_t len = strlen(name);
+
+	if (!len)
+		return "must not be empty";
+	if (len > CM_NAME_MAX)
+		return "longer than 253 characters";
+	for (size_t i = 0; i < len; i++) {
+		char c = name[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+			return "only letters, digits, '.', '_' and '-' are allowed";
+	}
+	return "";
+}
+
+/* Validates nodeName; on failure answers the call and returns false. */
+static bool cm_name_ok(struct connect_call *call, const char *name, int *ret)
+{
+	const char *why = cm_api_check_name(name);
+
+	if (!*why)
+		return true;
+	*ret = connect_fail(call, CONNECT_INVALID_ARGUMENT, "invalid nodeName \"" CM_QUOTE
+			    "%s\": %s", name, strlen(name) > 64 ? "..." : "", why);
+	return false;
+}
+
+static void cm_api_changed(struct cm_api *api)
+{
+	if (api->srv)
+		connect_server_wake(api->srv);
+}
+
+static char *cm_rfc3339(struct connect_call *call, time_t t)
+{
+	struct tm tm;
+	char buf[32];
+
+	if (!gmtime_r(&t, &tm) || !strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm))
+		return connect_call_strdup(call, "");
+	return connect_call_strdup(call, buf);
+}
+
+/* The Node message for n, pointing at n's strings (serialized before any
+ * change can touch them). */
+static cm_node_msg *cm_node_to_msg(struct connect_call *call, struct cm_node *n,
+				   cm_node_msg *msg)
+{
+	wgcni__cluster__v1__node__init(msg);
+	msg->name = n->name;
+	msg->n_subnets = n->n_subnets;
+	msg->subnets = n->subnets;
+	msg->public_key = n->public_key;
+	msg->endpoint = n->endpoint;
+	msg->address = n->address;
+	msg->last_seen = cm_rfc3339(call, n->last_seen);
+	return msg->last_seen ? msg : NULL;
+}
+
+static int cm_fail_state(struct connect_call *call, const char *what, const char *name,
+			 int err)
+{
+	log_warnx("state change failed", "op=%s node=%s err=\"%s\"", what, name,
+		  strerror(-err));
+	return connect_fail(call, CONNECT_INTERNAL, "%s for node \"%s\" failed: %s", what,
+			    name, strerror(-err));
+}
+
+static int cm_allocate_subnet(struct connect_call *call, void *ctx)
+{
+	const Wgcni__Cluster__V1__AllocateSubnetRequest *req =
+		(const void *)connect_call_request(call);
+	Wgcni__Cluster__V1__AllocateSubnetResponse resp =
+		WGCNI__CLUSTER__V1__ALLOCATE_SUBNET_RESPONSE__INIT;
+	struct cm_api *api = ctx;
+	struct cm_node *node;
+	uint64_t before = cm_state_revision(api->st);
+	int ret;
+
+	if (!cm_name_ok(call, req->node_name, &ret))
+		return ret;
+	ret = cm_state_allocate(api->st, req->node_name, &node);
+	if (ret == -ENOSPC) {
+		size_t n;
+		char **cidrs = cm_state_cidrs(api->st, &n);
+
+		return connect_fail(call, CONNECT_RESOURCE_EXHAUSTED,
+				    "no free subnet left for node \"%s\" in %s%s%s",
+				    req->node_name, n ? cidrs[0] : "", n > 1 ? " or " : "",
+				    n > 1 ? cidrs[1] : "");
+	}
+	if (ret)
+		return cm_fail_state(call, "allocating a subnet", req->node_name, ret);
+	if (cm_state_revision(api->st) != before)
+		cm_api_changed(api);
+	resp.n_subnets = node->n_subnets;
+	resp.subnets = node->subnets;
+	resp.cluster_cidrs = cm_state_cidrs(api->st, &resp.n_cluster_cidrs);
+	return connect_reply(call, &resp.base);
+}
+
+static int cm_register_key(struct connect_call *call, void *ctx)
+{
+	const Wgcni__Cluster__V1__RegisterKeyRequest *req =
+		(const void *)connect_call_request(call);
+	Wgcni__Cluster__V1__RegisterKeyResponse resp =
+		WGCNI__CLUSTER__V1__REGISTER_KEY_RESPONSE__INIT;
+	struct cm_api *api = ctx;
+	struct cm_node *node, *const *nodes;
+	uint8_t key[WG_KEY_LEN];
+	char canon[WG_KEY_B64_LEN + 1];
+	struct endpoint ep;
+	cm_node_msg *msg;
+	char why[256];
+	bool changed;
+	size_t n;
+	int ret;
+
+	if (!cm_name_ok(call, req->node_name, &ret))
+		return ret;
+	if (key_from_base64(key, req->public_key, why, sizeof(why)))
+		return connect_fail(call, CONNECT_INVALID_ARGUMENT,
+				    "invalid publicKey \"" CM_QUOTE "%s\": %s", req->public_key,
+				    strlen(req->public_key) > 64 ? "..." : "", why);
+	/* Stored and compared in canonical form (padding bits zero). */
+	key_to_base64(canon, key);
+	if (endpoint_parse(req->endpoint, &ep, why, sizeof(why)))
+		return connect_fail(call, CONNECT_INVALID_ARGUMENT,
+				    "invalid endpoint \"" CM_QUOTE "%s\": %s", req->endpoint,
+				    strlen(req->endpoint) > 64 ? "..." : "", why);
+	if (strlen(req->endpoint) > CM_ENDPOINT_MAX)
+		return connect_fail(call, CONNECT_INVALID_ARGUMENT,
+				    "invalid endpoint \"" CM_QUOTE "...\": longer than %d characters",
+				    req->endpoint, CM_ENDPOINT_MAX);
+	node = cm_state_find(api->st, req->node_name);
+	if (!node || !node->n_subnets)
+		return connect_fail(call, CONNECT_FAILED_PRECONDITION,
+				    "node \"%s\" has no subnet: call AllocateSubnet first",
+				    req->node_name);
+	/* Two nodes with one key would make WireGuard peers collide. */
+	nodes = cm_state_nodes(api->st, &n);
+	for (size_t i = 0; i < n; i++)
+		if (nodes[i] != node && !strcmp(nodes[i]->public_key, canon))
+			return connect_fail(call, CONNECT_ALREADY_EXISTS,
+					    "publicKey \"%s\" is already registered by node \"%s\"",
+					    canon, nodes[i]->name);
+	ret = cm_state_register(api->st, node, canon, req->endpoint, &changed);
+	if (ret)
+		return cm_fail_state(call, "registering the key", req->node_name, ret);
+	if (changed)
+		cm_api_changed(api);
+	cm_state_maybe_flush_seen(api->st, CM_SEEN_FLUSH_SECONDS);
+
+	msg = connect_call_alloc(call, sizeof(*msg));
+	if (!msg || !cm_node_to_msg(call, node, msg))
+		return connect_fail(call, CONNECT_INTERNAL, "out of memory");
+	resp.node = msg;
+	return connect_reply(call, &resp.base);
+}
+
+static int cm_list_peers(struct connect_call *call, void *ctx)
+{
+	const Wgcni__Cluster__V1__ListPeersRequest *req =
+		(const void *)connect_call_request(call);
+	Wgcni__Cluster__V1__ListPeersResponse resp =
+		WGCNI__CLUSTER__V1__LIST_PEERS_RESPONSE__INIT;
+	struct cm_api *api = ctx;
+	struct cm_node *self, *const *nodes;
+	cm_peer_msg *peers = NULL, **ptrs = NULL;
+	size_t n, count = 0;
+	int ret;
+
+	if (!cm_name_ok(call, req->node_name, &ret))
+		return ret;
+	/* Looked up on every run: the node may be deleted while it waits. */
+	self = cm_state_find(api->st, req->node_name);
+	if (!self)
+		return connect_fail(call, CONNECT_NOT_FOUND,
+				    "node \"%s\" not found: call AllocateSubnet first",
+				    req->node_name);
+	cm_state_touch(api->st, self);
+	cm_state_maybe_flush_seen(api->st, CM_SEEN_FLUSH_SECONDS);
+
+	/* Only a change wakes a deferred call, so a re-run that is not expired
+	 * normally finds the revision moved; if not, it waits again. */
+	if (req->wait_seconds && cm_state_revision(api->st) == req->since_revision &&
+	    !connect_call_expired(call)) {
+		unsigned int s = req->wait_seconds;
+
+		if (s > CM_MAX_WAIT_SECONDS)
+			s = CM_MAX_WAIT_SECONDS;
+		return connect_call_defer(call, s * 1000u);
+	}
+
+	nodes = cm_state_nodes(api->st, &n);
+	if (n > 1) {
+		peers = connect_call_alloc(call, (n - 1) * sizeof(*peers));
+		ptrs = connect_call_alloc(call, (n - 1) * sizeof(*ptrs));
+		if (!peers || !ptrs)
+			return connect_fail(call, CONNECT_INTERNAL, "out of memory");
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct cm_node *o = nodes[i];
+		cm_peer_msg *p;
+
+		if (o == self || !o->public_key[0])
+			continue;
+		p = &peers[count];
+		wgcni__cluster__v1__peer__init(p);
+		p->name = o->name;
+		p->public_key = o->public_key;
+		p->endpoint = o->endpoint;
+		p->n_allowed_ips = o->n_subnets;
+		p->allowed_ips = o->subnets;
+		ptrs[count++] = p;
+	}
+	resp.n_peers = count;
+	resp.peers = ptrs;
+	resp.revision = cm_state_revision(api->st);
+	return connect_reply(call, &resp.base);
+}
+
+static int cm_list_nodes(struct connect_call *call, void *ctx)
+{
+	Wgcni__Cluster__V1__ListNodesResponse resp =
+		WGCNI__CLUSTER__V1__LIST_NODES_RESPONSE__INIT;
+	struct cm_api *api = ctx;
+	struct cm_node *const *nodes;
+	cm_node_msg *msgs, **ptrs;
+	size_t n;
+
+	nodes = cm_state_nodes(api->st, &n);
+	if (n) {
+		msgs = connect_call_alloc(call, n * sizeof(*msgs));
+		ptrs = connect_call_alloc(call, n * sizeof(*ptrs));
+		if (!msgs || !ptrs)
+			return connect_fail(call, CONNECT_INTERNAL, "out of memory");
+		for (size_t i = 0; i < n; i++) {
+			ptrs[i] = cm_node_to_msg(call, nodes[i], &msgs[i]);
+			if (!ptrs[i])
+				return connect_fail(call, CONNECT_INTERNAL, "out of memory");
+		}
+		resp.n_nodes = n;
+		resp.nodes = ptrs;
+	}
+	return connect_reply(call, &resp.base);
+}
+
+static int cm_delete_node(struct connect_call *call, void *ctx)
+{
+	const Wgcni__Cluster__V1__DeleteNodeRequest *req =
+		(const void *)connect_call_request(call);
+	Wgcni__Cluster__V1__DeleteNodeResponse resp =
+		WGCNI__CLUSTER__V1__DELETE_NODE_RESPONSE__INIT;
+	struct cm_api *api = ctx;
+	int ret;
+
+	if (!cm_name_ok(call, req->node_name, &ret))
+		return ret;
+	ret = cm_state_delete(api->st, req->node_name);
+	if (ret == -ENOENT)
+		return connect_fail(call, CONNECT_NOT_FOUND, "node \"%s\" not found",
+				    req->node_name);
+	if (ret)
+		return cm_fail_state(call, "deleting", req->node_name, ret);
+	cm_api_changed(api);
+	return connect_reply(call, &resp.base);
+}
+
+#define CM_METHOD(name, in, out, fn)                                               \
+	{ "/wgcni.cluster.v1.ClusterService/" name,                                \
+	  &wgcni__cluster__v1__##in##__descriptor,                                 \
+	  &wgcni__cluster__v1__##out##__descriptor, fn }
+
+const struct connect_method cm_api_methods[] = {
+	CM_METHOD("AllocateSubnet", allocate_subnet_request, allocate_subnet_response,
+		  cm_allocate_subnet),
+	CM_METHOD("RegisterKey", register_key_request, register_key_response,
+		  cm_register_key),
+	CM_METHOD("ListPeers", list_peers_request, list_peers_response, cm_list_peers),
+	CM_METHOD("ListNodes", list_nodes_request, list_nodes_response, cm_list_nodes),
+	CM_METHOD("DeleteNode", delete_node_request, delete_node_response,
+		  cm_delete_node),
+};
+const size_t cm_api_n_methods = sizeof(cm_api_methods) / sizeof(cm_api_methods[0]);
+
+int cm_api_metrics(struct prom *p, void *ctx)
+{
+	static const char *const fam_names[CM_NFAM] = { "ipv4", "ipv6" };
+	struct cm_api *api = ctx;
+	size_t n;
+	int ret;
+
+	cm_state_nodes(api->st, &n);
+	ret = prom_family(p, "wgcni_nodes", PROM_GAUGE, "Nodes known to the cluster manager.");
+	if (!ret)
+		ret = prom_sample(p, (double)n, NULL);
+	if (!ret)
+		ret = prom_family(p, "wgcni_subnets", PROM_GAUGE,
+				  "Node subnets in the cluster CIDRs, by family and state.");
+	for (int f = 0; f < CM_NFAM && !ret; f++) {
+		uint64_t used, cap;
+
+		if (!cm_state_usage(api->st, f, &used, &cap))
+			continue;
+		ret = prom_sample(p, (double)used, "family", fam_names[f], "state", "used", NULL);
+		if (!ret)
+			ret = prom_sample(p, (double)(cap - used), "family", fam_names[f],
+					  "state", "free", NULL);
+	}
+	if (!ret)
+		ret = prom_family(p, "wgcni_revision", PROM_GAUGE,
+				  "Revision of the peer set (moves on every change).");
+	if (!ret)
+		ret = prom_sample(p, (double)cm_state_revision(api->st), NULL);
+	if (!ret && api->srv)
+		ret = prom_family(p, "wgcni_long_polls", PROM_GAUGE,
+				  "ListPeers calls waiting for a change.");
+	if (!ret && api->srv)
+		ret = prom_sample(p, (double)connect_server_deferred(api->srv), NULL);
+	return ret;
+}
+
+int cm_api_healthz(void *ctx)
+{
+	struct cm_api *api = ctx;
+
+	return api->st ? 0 : -EAGAIN;
+}

@@ -1,0 +1,36 @@
+/*
+ * wgcni.cluster.v1.ClusterService handlers, metrics and health, on top of
+ * cm_state. Handlers run on the connect server's loop thread; a change wakes
+ * every deferred ListPeers call once, and each re-run answers from memory in
+ * O(nodes).
+ */
+#ifndef WGCNI_CM_API_H
+#define WGCNI_CM_API_H
+
+#include "connect.h"
+#include "prom.h"
+#include "state.h"
+
+#include <stddef.h>
+
+/* ListPeers waits at most this long, whatever waitSeconds asks. */
+#define CM_MAX_WAIT_SECONDS 300
+/* lastSeen is written to disk at most this often (and at shutdown). */
+#define CM_SEEN_FLUSH_SECONDS 30
+
+struct cm_api {
+	struct cm_state *st;
+	struct connect_server *srv; /* woken after every change; may be NULL */
+};
+
+extern const struct connect_method cm_api_methods[];
+extern const size_t cm_api_n_methods;
+
+/* connect_server_config callbacks; ctx is a struct cm_api. */
+int cm_api_metrics(struct prom *p, void *ctx);
+int cm_api_healthz(void *ctx);
+
+/* "" when name is a valid node name, else what is wrong with it. */
+const char *cm_api_check_name(const char *name);
+
+#endif

@@ -1,0 +1,514 @@
+/*
+ * wgcni-cluster-manager: hands each node a subnet of the cluster CIDR(s) and
+ * distributes node public keys (SPEC §2, §5 ClusterService).
+ */
+#include "api.h"
+#include "connect.h"
+#include "key.h"
+#include "log.h"
+#include "opts.h"
+#include "rpc.h"
+#include "state.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/socket.h>
+
+#define PROG "wgcni-cluster-manager"
+#define CM_MAX_EXTERNAL 16
+
+enum {
+	OPT_LISTEN = 256,
+	OPT_STATE_DIR,
+	OPT_CLUSTER_CIDR,
+	OPT_NODE_PREFIX_LENGTH,
+	OPT_NODE_PREFIX_LENGTH_V6,
+	OPT_TOKEN_FILE,
+	OPT_TLS_CERT,
+	OPT_TLS_KEY,
+	OPT_EXTERNAL_CIDR,
+	OPT_LOG_LEVEL,
+	OPT_HELP = 'h',
+	OPT_VERSION = 'V',
+};
+
+static const struct option cm_options[] = {
+	{ "listen", required_argument, NULL, OPT_LISTEN },
+	{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
+	{ "cluster-cidr", required_argument, NULL, OPT_CLUSTER_CIDR },
+	{ "node-prefix-length", required_argument, NULL, OPT_NODE_PREFIX_LENGTH },
+	{ "node-prefix-length-v6", required_argument, NULL, OPT_NODE_PREFIX_LENGTH_V6 },
+	{ "token-file", required_argument, NULL, OPT_TOKEN_FILE },
+	{ "tls-cert", required_argument, NULL, OPT_TLS_CERT },
+	{ "tls-key", required_argument, NULL, OPT_TLS_KEY },
+	{ "external-cidr", required_argument, NULL, OPT_EXTERNAL_CIDR },
+	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+	{ "help", no_argument, NULL, OPT_HELP },
+	{ "version", no_argument, NULL, OPT_VERSION },
+	{ NULL, 0, NULL, 0 },
+};
+
+struct cm_opts {
+	const char *listen;
+	const char *state_dir;
+	const char *token_file;
+	const char *tls_cert;
+	const char *tls_key;
+	struct cm_config cfg;
+	bool cidr_given;
+	bool childlen_given[CM_NFAM];
+	/* Accepted and kept for the operator (logged at start); the cluster
+	 * manager itself routes nothing. */
+	struct ipnet external[CM_MAX_EXTERNAL];
+	size_t n_external;
+	enum log_level level;
+	bool help, version;
+};
+
+static volatile sig_atomic_t cm_loop_stop, cm_terminate, cm_reload;
+
+static void cm_on_signal(int sig)
+{
+	if (sig == SIGHUP)
+		cm_reload = 1;
+	else
+		cm_terminate = 1;
+	cm_loop_stop = 1;
+}
+
+static void cm_usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: " PROG " [OPTIONS]\n"
+		"\n"
+		"Hands each node a subnet of the cluster CIDR(s) and distributes node\n"
+		"WireGuard public keys (Connect API wgcni.cluster.v1.ClusterService).\n"
+		"\n"
+		"Options (each also from the environment, e.g. WGCNI_STATE_DIR):\n"
+		"  --listen ADDR:PORT            API address (default 0.0.0.0:8080)\n"
+		"  --state-dir DIR               state, SQLite cluster.db (default /var/lib/wgcni/cluster)\n"
+		"  --cluster-cidr CIDR           cluster CIDR, at most one IPv4 and one IPv6;\n"
+		"                                repeat or separate by commas (default 10.100.0.0/16)\n"
+		"  --node-prefix-length N        prefix length of IPv4 node subnets (default 24)\n"
+		"  --node-prefix-length-v6 N     prefix length of IPv6 node subnets (default 64)\n"
+		"  --token-file FILE             require \"Authorization: Bearer <token>\" (first line\n"
+		"                                of FILE; re-read on SIGHUP); /healthz and /metrics stay open\n"
+		"  --tls-cert FILE --tls-key FILE  serve HTTPS (not supported in this build)\n"
+		"  --external-cidr CIDR          CIDR reachable outside the cluster; accepted and\n"
+		"                                logged for operators (repeatable)\n"
+		"  --log-level LEVEL             error, warn, info (default) or debug\n"
+		"  -h, --help                    this text\n"
+		"  -V, --version                 print the version\n"
+		"\n"
+		"Signals: SIGTERM/SIGINT stop cleanly; SIGHUP re-reads the token file.\n");
+}
+
+static int cm_parse_len(const char *opt, const char *arg, unsigned int *out, char *err,
+			size_t errlen)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(arg, &end, 10);
+	if (errno || end == arg || *end || arg[0] == '-' || v > 128) {
+		snprintf(err, errlen, "%s: invalid prefix length `%s'", opt, arg);
+		return -EINVAL;
+	}
+	*out = (unsigned int)v;
+	return 0;
+}
+
+static int cm_add_cidr(struct cm_opts *o, const char *s, char *err, size_t errlen)
+{
+	struct ipnet net;
+	enum cm_family f;
+	char buf[IPNET_STRLEN];
+
+	if (ipnet_parse(s, &net, true)) {
+		snprintf(err, errlen, "--cluster-cidr: invalid CIDR `%s' (want e.g. 10.100.0.0/16, "
+			 "no host bits)", s);
+		return -EINVAL;
+	}
+	f = net.addr.family == AF_INET ? CM_V4 : CM_V6;
+	if (o->cidr_given && o->cfg.has_cidr[f]) {
+		snprintf(err, errlen, "--cluster-cidr: more than one %s CIDR (`%s' and `%s')",
+			 f == CM_V4 ? "IPv4" : "IPv6", ipnet_format(&o->cfg.cidr[f], buf), s);
+		return -EINVAL;
+	}
+	if (!o->cidr_given) {
+		/* The first one given replaces the default. */
+		o->cfg.has_cidr[CM_V4] = o->cfg.has_cidr[CM_V6] = false;
+		o->cidr_given = true;
+	}
+	o->cfg.has_cidr[f] = true;
+	o->cfg.cidr[f] = net;
+	return 0;
+}
+
+static int cm_add_external(struct cm_opts *o, const char *s, char *err, size_t errlen)
+{
+	if (o->n_external == CM_MAX_EXTERNAL) {
+		snprintf(err, errlen, "--external-cidr: more than %d CIDRs", CM_MAX_EXTERNAL);
+		return -E2BIG;
+	}
+	if (ipnet_parse(s, &o->external[o->n_external], true)) {
+		snprintf(err, errlen, "--external-cidr: invalid CIDR `%s'", s);
+		return -EINVAL;
+	}
+	o->n_external++;
+	return 0;
+}
+
+/* A repeatable option may carry several comma-separated values. */
+static int cm_each(struct cm_opts *o, const char *arg,
+		   int (*fn)(struct cm_opts *, const char *, char *, size_t), char *err,
+		   size_t errlen)
+{
+	char **v = opts_split(arg);
+	int ret = 0;
+
+	if (!v) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	if (!v[0]) {
+		snprintf(err, errlen, "empty CIDR `%s'", arg);
+		ret = -EINVAL;
+	}
+	for (size_t i = 0; v[i] && !ret; i++)
+		ret = fn(o, v[i], err, errlen);
+	opts_strv_free(v);
+	return ret;
+}
+
+static int cm_apply(int val, const char *arg, void *ctx, char *err, size_t errlen)
+{
+	struct cm_opts *o = ctx;
+
+	switch (val) {
+	case OPT_LISTEN:
+		o->listen = arg;
+		return 0;
+	case OPT_STATE_DIR:
+		o->state_dir = arg;
+		return 0;
+	case OPT_CLUSTER_CIDR:
+		return cm_each(o, arg, cm_add_cidr, err, errlen);
+	case OPT_NODE_PREFIX_LENGTH:
+		o->childlen_given[CM_V4] = true;
+		return cm_parse_len("--node-prefix-length", arg, &o->cfg.childlen[CM_V4], err,
+				    errlen);
+	case OPT_NODE_PREFIX_LENGTH_V6:
+		o->childlen_given[CM_V6] = true;
+		return cm_parse_len("--node-prefix-length-v6", arg, &o->cfg.childlen[CM_V6],
+				    err, errlen);
+	case OPT_TOKEN_FILE:
+		o->token_file = arg;
+		return 0;
+	case OPT_TLS_CERT:
+		o->tls_cert = arg;
+		return 0;
+	case OPT_TLS_KEY:
+		o->tls_key = arg;
+		return 0;
+	case OPT_EXTERNAL_CIDR:
+		return cm_each(o, arg, cm_add_external, err, errlen);
+	case OPT_LOG_LEVEL:
+		if (log_level_parse(arg, &o->level)) {
+			snprintf(err, errlen, "--log-level: unknown level `%s' "
+				 "(error, warn, info, debug)", arg);
+			return -EINVAL;
+		}
+		return 0;
+	case OPT_HELP:
+		o->help = true;
+		return 0;
+	case OPT_VERSION:
+		o->version = true;
+		return 0;
+	}
+	snprintf(err, errlen, "unknown option");
+	return -EINVAL;
+}
+
+/* Checks that only make sense once every option is known. */
+static int cm_validate(struct cm_opts *o, char *err, size_t errlen)
+{
+	static const char *const len_opt[CM_NFAM] = { "--node-prefix-length",
+						      "--node-prefix-length-v6" };
+
+	for (int f = 0; f < CM_NFAM; f++) {
+		const struct ipnet *c = &o->cfg.cidr[f];
+		unsigned int cl = o->cfg.childlen[f], bits = f == CM_V4 ? 32 : 128;
+		char buf[IPNET_STRLEN];
+
+		if (!o->cfg.has_cidr[f])
+			continue;
+		/* A node needs its first host address for its interface. */
+		if (cl < c->prefixlen || cl >= bits || cl - c->prefixlen > 64) {
+			snprintf(err, errlen, "%s: /%u subnets do not fit cluster CIDR `%s' "
+				 "(need %u..%u)", len_opt[f], cl, ipnet_format(c, buf),
+				 c->prefixlen, bits - 1 < c->prefixlen + 64 ? bits - 1 :
+				 c->prefixlen + 64);
+			return -EINVAL;
+		}
+	}
+	if (!!o->tls_cert != !!o->tls_key) {
+		snprintf(err, errlen, "--tls-cert and --tls-key go together");
+		return -EINVAL;
+	}
+	if (o->tls_cert) {
+		snprintf(err, errlen, "TLS not supported in this build (--tls-cert/--tls-key); "
+			 "terminate TLS in front of the cluster manager");
+		return -ENOTSUP;
+	}
+	return 0;
+}
+
+/* mkdir -p with mode for the missing components. */
+static int cm_mkdirs(const char *dir, mode_t mode)
+{
+	char path[PATH_MAX];
+	size_t len = strlen(dir);
+
+	if (!len || len >= sizeof(path))
+		return -ENAMETOOLONG;
+	memcpy(path, dir, len + 1);
+	for (char *p = path + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(path, mode) && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(path, mode) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/* Token file contents (first line), or NULL without a token file. The caller
+ * wipes and frees it. */
+static int cm_read_token(const char *path, char **token)
+{
+	*token = NULL;
+	if (!path)
+		return 0;
+	*token = rpc_read_token_file(path);
+	return *token ? 0 : -errno;
+}
+
+static void cm_free_token(char *token)
+{
+	if (!token)
+		return;
+	key_wipe(token, strlen(token));
+	free(token);
+}
+
+static struct connect_server *cm_server_new(struct cm_api *api, const char *token,
+					    const char *listen)
+{
+	const struct connect_server_config cfg = {
+		.methods = cm_api_methods,
+		.n_methods = cm_api_n_methods,
+		.ctx = api,
+		.token = token,
+		.metrics = cm_api_metrics,
+		.healthz = cm_api_healthz,
+	};
+	struct connect_server *srv;
+	int ret;
+
+	srv = connect_server_new(&cfg);
+	if (!srv) {
+		log_warn("cannot create the API server", NULL);
+		return NULL;
+	}
+	ret = connect_server_listen_tcp(srv, listen);
+	if (ret) {
+		errno = -ret;
+		log_warn("cannot listen", "listen=%s", listen);
+		connect_server_free(srv);
+		errno = -ret;
+		return NULL;
+	}
+	return srv;
+}
+
+/*
+ * SIGHUP: re-read the token file. The server copies its token when created
+ * and connect.h has no setter, so a changed token means a new server on the
+ * same address; calls waiting in ListPeers are dropped and their nodes poll
+ * again.
+ */
+static int cm_reload_token(struct cm_api *api, const struct cm_opts *o, char **token)
+{
+	struct connect_server *srv;
+	char *fresh;
+	int ret;
+
+	if (!o->token_file) {
+		log_info("SIGHUP: no token file to reload", NULL);
+		return 0;
+	}
+	ret = cm_read_token(o->token_file, &fresh);
+	if (ret) {
+		errno = -ret;
+		log_warn("SIGHUP: cannot read the token file; keeping the old token",
+			 "token_file=%s", o->token_file);
+		return 0;
+	}
+	if (!strcmp(fresh, *token)) {
+		cm_free_token(fresh);
+		log_info("SIGHUP: token unchanged", "token_file=%s", o->token_file);
+		return 0;
+	}
+	connect_server_free(api->srv);
+	api->srv = NULL;
+	srv = cm_server_new(api, fresh, o->listen);
+	if (!srv) {
+		ret = errno ? -errno : -EIO;
+		cm_free_token(fresh);
+		return ret;
+	}
+	api->srv = srv;
+	cm_free_token(*token);
+	*token = fresh;
+	log_info("SIGHUP: token reloaded", "token_file=%s", o->token_file);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct cm_opts o = {
+		.listen = "0.0.0.0:8080",
+		.state_dir = "/var/lib/wgcni/cluster",
+		.cfg = { .childlen = { 24, 64 } },
+		.level = LOG_LEVEL_INFO,
+	};
+	struct cm_api api = { NULL, NULL };
+	struct sigaction sa;
+	char err[512], *token = NULL;
+	int ret, idx;
+
+	o.cfg.has_cidr[CM_V4] = !ipnet_parse("10.100.0.0/16", &o.cfg.cidr[CM_V4], true);
+
+	idx = opts_parse(argc, argv, "hV", cm_options, cm_apply, &o, err, sizeof(err));
+	if (idx < 0) {
+		fprintf(stderr, PROG ": %s (see --help)\n", err);
+		return 2;
+	}
+	if (o.help) {
+		cm_usage(stdout);
+		return 0;
+	}
+	if (o.version) {
+		printf(PROG " %s\n", WGCNI_VERSION);
+		return 0;
+	}
+	if (idx < argc) {
+		fprintf(stderr, PROG ": unexpected argument `%s' (see --help)\n", argv[idx]);
+		return 2;
+	}
+	if (cm_validate(&o, err, sizeof(err))) {
+		fprintf(stderr, PROG ": %s\n", err);
+		return 2;
+	}
+	log_init(PROG, o.level);
+
+	ret = key_init();
+	if (ret) {
+		log_error("libsodium initialisation failed", NULL);
+		goto err;
+	}
+	ret = cm_read_token(o.token_file, &token);
+	if (ret) {
+		errno = -ret;
+		log_warn("cannot read the token file", "token_file=%s", o.token_file);
+		goto err;
+	}
+	if (!token)
+		log_warnx("no --token-file: the API accepts calls from anyone who can reach it",
+			  "listen=%s", o.listen);
+	ret = cm_mkdirs(o.state_dir, 0700);
+	if (ret) {
+		errno = -ret;
+		log_warn("cannot create the state directory", "state_dir=%s", o.state_dir);
+		goto err_free_token;
+	}
+	api.st = cm_state_open(o.state_dir, &o.cfg, err, sizeof(err));
+	if (!api.st) {
+		ret = -errno;
+		log_error("cannot open the state", "state_dir=%s err=\"%s\"", o.state_dir, err);
+		goto err_free_token;
+	}
+	api.srv = cm_server_new(&api, token, o.listen);
+	if (!api.srv) {
+		ret = errno ? -errno : -EIO;
+		goto err_close_state;
+	}
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = cm_on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	for (int f = 0; f < CM_NFAM; f++) {
+		char buf[IPNET_STRLEN];
+
+		if (o.cfg.has_cidr[f])
+			log_info("cluster CIDR", "cidr=%s node_prefix_length=%u",
+				 ipnet_format(&o.cfg.cidr[f], buf), o.cfg.childlen[f]);
+	}
+	for (size_t i = 0; i < o.n_external; i++) {
+		char buf[IPNET_STRLEN];
+
+		log_info("external CIDR", "cidr=%s", ipnet_format(&o.external[i], buf));
+	}
+	{
+		size_t n;
+
+		cm_state_nodes(api.st, &n);
+		log_info("listening", "listen=%s state_dir=%s nodes=%zu revision=%llu",
+			 o.listen, o.state_dir, n,
+			 (unsigned long long)cm_state_revision(api.st));
+	}
+
+	for (;;) {
+		ret = connect_server_run(api.srv, &cm_loop_stop);
+		if (ret) {
+			errno = -ret;
+			log_warn("API server failed", NULL);
+			break;
+		}
+		if (cm_terminate)
+			break;
+		cm_loop_stop = cm_terminate;
+		if (cm_reload) {
+			cm_reload = 0;
+			ret = cm_reload_token(&api, &o, &token);
+			if (ret)
+				break;
+		}
+	}
+	if (!ret)
+		log_info("shutting down", NULL);
+
+	connect_server_free(api.srv);
+err_close_state:
+	cm_state_close(api.st);
+err_free_token:
+	cm_free_token(token);
+err:
+	return ret ? 1 : 0;
+}

@@ -1,0 +1,720 @@
+#include "state.h"
+
+#include "db.h"
+#include "log.h"
+#include "prefixalloc.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+/* Children a stored subnet of an unusual size may reserve before start-up
+ * refuses (a /16 stored where /24s are handed out reserves 256). */
+#define CM_MAX_COVERED_CHILDREN (1u << 20)
+
+struct cm_state {
+	sqlite3 *db;
+	struct cm_config cfg;
+	struct prefixalloc *pa[CM_NFAM];
+	char cidr_str[CM_NFAM][IPNET_STRLEN];
+	char *cidrs[CM_NFAM + 1];
+	size_t n_cidrs;
+	struct cm_node **nodes; /* sorted by name */
+	size_t n_nodes, cap_nodes;
+	uint64_t revision;
+	time_t last_flush;
+};
+
+static const char *const cm_migrations[] = {
+	/* 0 -> 1 */
+	"CREATE TABLE nodes ("
+	"  name TEXT PRIMARY KEY NOT NULL,"
+	"  public_key TEXT NOT NULL DEFAULT '',"
+	"  endpoint TEXT NOT NULL DEFAULT '',"
+	"  last_seen INTEGER NOT NULL DEFAULT 0"
+	") WITHOUT ROWID;"
+	"CREATE TABLE subnets ("
+	"  cidr TEXT PRIMARY KEY NOT NULL,"
+	"  family INTEGER NOT NULL CHECK (family IN (4, 6)),"
+	"  node TEXT NOT NULL REFERENCES nodes(name) ON DELETE CASCADE,"
+	"  UNIQUE (node, family)"
+	");"
+	"CREATE TABLE meta ("
+	"  key TEXT PRIMARY KEY NOT NULL,"
+	"  value INTEGER NOT NULL"
+	") WITHOUT ROWID;"
+	"INSERT INTO meta (key, value) VALUES ('revision', 0);",
+};
+
+static int fam_number(enum cm_family fam)
+{
+	return fam == CM_V4 ? 4 : 6;
+}
+
+static enum cm_family fam_of(const struct ipnet *n)
+{
+	return n->addr.family == AF_INET ? CM_V4 : CM_V6;
+}
+
+/*
+ * Runs one statement to completion. types: one letter per bound parameter,
+ * 't' const char *, 'i' int64_t. 0 or negative errno.
+ */
+static int cm_sql(struct cm_state *st, const char *sql, const char *types, ...)
+{
+	sqlite3_stmt *stmt = NULL;
+	va_list ap;
+	int rc, ret;
+
+	rc = sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL);
+	ret = db_errno(rc);
+	if (ret) {
+		log_warnx("sqlite prepare failed", "sql=\"%s\" err=\"%s\"", sql,
+			  sqlite3_errmsg(st->db));
+		return ret;
+	}
+	va_start(ap, types);
+	for (int i = 0; types[i]; i++) {
+		if (types[i] == 't')
+			rc = sqlite3_bind_text(stmt, i + 1, va_arg(ap, const char *),
+					       -1, SQLITE_TRANSIENT);
+		else
+			rc = sqlite3_bind_int64(stmt, i + 1, va_arg(ap, int64_t));
+		if (rc != SQLITE_OK)
+			break;
+	}
+	va_end(ap);
+	if (rc == SQLITE_OK) {
+		while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+			;
+		if (rc == SQLITE_DONE)
+			rc = SQLITE_OK;
+	}
+	ret = db_errno(rc);
+	if (ret)
+		log_warnx("sqlite statement failed", "sql=\"%s\" err=\"%s\"", sql,
+			  sqlite3_errmsg(st->db));
+	sqlite3_finalize(stmt);
+	return ret;
+}
+
+static int cm_bump_revision(struct cm_state *st)
+{
+	return cm_sql(st, "UPDATE meta SET value = value + 1 WHERE key = 'revision'", "");
+}
+
+/* Index of name in the sorted array, or where it would go. */
+static size_t cm_search(const struct cm_state *st, const char *name, bool *found)
+{
+	size_t lo = 0, hi = st->n_nodes;
+
+	*found = false;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(st->nodes[mid]->name, name);
+
+		if (!c) {
+			*found = true;
+			return mid;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+struct cm_node *cm_state_find(const struct cm_state *st, const char *name)
+{
+	bool found;
+	size_t i = cm_search(st, name, &found);
+
+	return found ? st->nodes[i] : NULL;
+}
+
+struct cm_node *const *cm_state_nodes(const struct cm_state *st, size_t *n)
+{
+	*n = st->n_nodes;
+	return st->nodes;
+}
+
+uint64_t cm_state_revision(const struct cm_state *st)
+{
+	return st->revision;
+}
+
+char **cm_state_cidrs(const struct cm_state *st, size_t *n)
+{
+	*n = st->n_cidrs;
+	return (char **)st->cidrs;
+}
+
+static int cm_reserve_slot(struct cm_state *st)
+{
+	struct cm_node **grown;
+	size_t cap;
+
+	if (st->n_nodes < st->cap_nodes)
+		return 0;
+	cap = st->cap_nodes ? st->cap_nodes * 2 : 64;
+	grown = realloc(st->nodes, cap * sizeof(*grown));
+	if (!grown)
+		return -ENOMEM;
+	st->nodes = grown;
+	st->cap_nodes = cap;
+	return 0;
+}
+
+/* Capacity must have been reserved (cm_reserve_slot). */
+static void cm_insert(struct cm_state *st, struct cm_node *node)
+{
+	bool found;
+	size_t i = cm_search(st, node->name, &found);
+
+	memmove(&st->nodes[i + 1], &st->nodes[i],
+		(st->n_nodes - i) * sizeof(st->nodes[0]));
+	st->nodes[i] = node;
+	st->n_nodes++;
+}
+
+/* Rebuilds the strings derived from the node's subnets. */
+static void cm_node_refresh(struct cm_node *node)
+{
+	size_t off = 0;
+
+	node->n_subnets = 0;
+	node->address[0] = '\0';
+	for (int f = 0; f < CM_NFAM; f++) {
+		char host[IPNET_STRLEN];
+		struct ipaddr a;
+
+		if (!node->has_subnet[f])
+			continue;
+		ipnet_format(&node->subnet[f], node->subnet_str[f]);
+		node->subnets[node->n_subnets++] = node->subnet_str[f];
+		if (ipnet_first_host(&node->subnet[f], &a))
+			continue;
+		off += (size_t)snprintf(node->address + off, sizeof(node->address) - off,
+					"%s%s/%u", off ? "," : "", ipaddr_format(&a, host),
+					node->subnet[f].prefixlen);
+		if (off >= sizeof(node->address))
+			off = sizeof(node->address) - 1;
+	}
+}
+
+/* Bits [from, to) of the address as an integer (to - from <= 64). */
+static uint64_t cm_addr_bits(const struct ipaddr *a, unsigned int from, unsigned int to)
+{
+	unsigned int base = a->family == AF_INET ? 96 : 0;
+	uint64_t v = 0;
+
+	for (unsigned int i = from; i < to; i++) {
+		unsigned int b = base + i;
+
+		v = v << 1 | ((a->bytes[b / 8] >> (7 - b % 8)) & 1);
+	}
+	return v;
+}
+
+/*
+ * Marks a subnet loaded from the database as used. Subnets of the configured
+ * size are reserved exactly; a subnet of another size (the prefix length was
+ * changed) reserves every child it overlaps, so nothing handed out later can
+ * overlap it; one outside the CIDRs is kept as it is.
+ */
+static int cm_reserve_stored(struct cm_state *st, const char *name,
+			     const struct ipnet *net)
+{
+	enum cm_family f = fam_of(net);
+	struct prefixalloc *pa = st->pa[f];
+	const struct ipnet *parent = &st->cfg.cidr[f];
+	unsigned int cl = st->cfg.childlen[f];
+	char buf[IPNET_STRLEN];
+	uint64_t first, count;
+	int ret;
+
+	if (!pa || !ipnet_overlaps(parent, net)) {
+		log_warnx("stored subnet lies outside the cluster CIDRs; kept",
+			  "node=%s subnet=%s", name, ipnet_format(net, buf));
+		return 0;
+	}
+	if (net->prefixlen != cl)
+		log_warnx("stored subnet differs from the node prefix length; kept",
+			  "node=%s subnet=%s node_prefix_length=%u", name,
+			  ipnet_format(net, buf), cl);
+	if (net->prefixlen >= cl && ipnet_contains_net(parent, net)) {
+		struct ipnet child = *net;
+
+		child.prefixlen = cl;
+		ipnet_mask(&child);
+		ret = prefixalloc_reserve(pa, &child);
+		if (ret == -EEXIST && net->prefixlen == cl)
+			log_warnx("stored subnets overlap", "node=%s subnet=%s", name,
+				  ipnet_format(net, buf));
+		return ret == -EEXIST ? 0 : ret;
+	}
+	if (net->prefixlen <= parent->prefixlen) {
+		first = 0;
+		count = prefixalloc_capacity(pa);
+	} else {
+		if (cl - net->prefixlen >= 32)
+			return -E2BIG;
+		first = cm_addr_bits(&net->addr, parent->prefixlen, cl);
+		count = UINT64_C(1) << (cl - net->prefixlen);
+	}
+	if (count > CM_MAX_COVERED_CHILDREN)
+		return -E2BIG;
+	for (uint64_t i = 0; i < count; i++) {
+		ret = prefixalloc_reserve_index(pa, first + i);
+		if (ret && ret != -EEXIST)
+			return ret;
+	}
+	return 0;
+}
+
+/* Frees a subnet of the configured size; others stay reserved until restart. */
+static void cm_release(struct cm_state *st, const struct ipnet *net)
+{
+	enum cm_family f = fam_of(net);
+
+	if (st->pa[f] && net->prefixlen == st->cfg.childlen[f] &&
+	    ipnet_contains_net(&st->cfg.cidr[f], net))
+		prefixalloc_release(st->pa[f], net);
+}
+
+static int cm_load(struct cm_state *st, char *err, size_t errlen)
+{
+	sqlite3_stmt *stmt = NULL;
+	int rc, ret;
+
+	rc = sqlite3_prepare_v2(st->db,
+				"SELECT name, public_key, endpoint, last_seen FROM nodes",
+				-1, &stmt, NULL);
+	ret = db_errno(rc);
+	if (ret)
+		goto err_sql;
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(stmt, 0);
+		const char *pub = (const char *)sqlite3_column_text(stmt, 1);
+		const char *ep = (const char *)sqlite3_column_text(stmt, 2);
+		struct cm_node *node;
+
+		ret = -EPROTO;
+		if (!name || strlen(name) > CM_NAME_MAX || !pub ||
+		    strlen(pub) > WG_KEY_B64_LEN || !ep || strlen(ep) > CM_ENDPOINT_MAX) {
+			snprintf(err, errlen, "corrupt node row in database: `%s'",
+				 name ? name : "(null)");
+			goto err_finalize;
+		}
+		ret = cm_reserve_slot(st);
+		if (ret)
+			goto err_finalize;
+		node = calloc(1, sizeof(*node));
+		ret = -ENOMEM;
+		if (!node)
+			goto err_finalize;
+		strcpy(node->name, name);
+		strcpy(node->public_key, pub);
+		strcpy(node->endpoint, ep);
+		node->last_seen = (time_t)sqlite3_column_int64(stmt, 3);
+		cm_insert(st, node);
+	}
+	ret = db_errno(rc == SQLITE_DONE ? SQLITE_OK : rc);
+	if (ret)
+		goto err_sql;
+	sqlite3_finalize(stmt);
+	stmt = NULL;
+
+	rc = sqlite3_prepare_v2(st->db, "SELECT cidr, node FROM subnets", -1, &stmt, NULL);
+	ret = db_errno(rc);
+	if (ret)
+		goto err_sql;
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		const char *cidr = (const char *)sqlite3_column_text(stmt, 0);
+		const char *name = (const char *)sqlite3_column_text(stmt, 1);
+		struct cm_node *node = name ? cm_state_find(st, name) : NULL;
+		struct ipnet net;
+		enum cm_family f;
+
+		ret = -EPROTO;
+		if (!cidr || !node || ipnet_parse(cidr, &net, true)) {
+			snprintf(err, errlen, "corrupt subnet row in database: `%s' of node `%s'",
+				 cidr ? cidr : "(null)", name ? name : "(null)");
+			goto err_finalize;
+		}
+		f = fam_of(&net);
+		if (node->has_subnet[f]) {
+			snprintf(err, errlen, "node `%s' has two subnets of one family in the database",
+				 name);
+			goto err_finalize;
+		}
+		ret = cm_reserve_stored(st, name, &net);
+		if (ret) {
+			snprintf(err, errlen, "cannot reserve stored subnet `%s' of node `%s': %s",
+				 cidr, name, strerror(-ret));
+			goto err_finalize;
+		}
+		node->has_subnet[f] = true;
+		node->subnet[f] = net;
+	}
+	ret = db_errno(rc == SQLITE_DONE ? SQLITE_OK : rc);
+	if (ret)
+		goto err_sql;
+	sqlite3_finalize(stmt);
+	stmt = NULL;
+
+	rc = sqlite3_prepare_v2(st->db, "SELECT value FROM meta WHERE key = 'revision'",
+				-1, &stmt, NULL);
+	ret = db_errno(rc);
+	if (ret)
+		goto err_sql;
+	rc = sqlite3_step(stmt);
+	ret = -EPROTO;
+	if (rc != SQLITE_ROW) {
+		snprintf(err, errlen, "database has no revision");
+		goto err_finalize;
+	}
+	st->revision = (uint64_t)sqlite3_column_int64(stmt, 0);
+	sqlite3_finalize(stmt);
+
+	for (size_t i = 0; i < st->n_nodes; i++)
+		cm_node_refresh(st->nodes[i]);
+	return 0;
+
+err_sql:
+	snprintf(err, errlen, "reading the database failed: %s", sqlite3_errmsg(st->db));
+err_finalize:
+	sqlite3_finalize(stmt);
+	return ret;
+}
+
+static void cm_free_nodes(struct cm_state *st)
+{
+	for (size_t i = 0; i < st->n_nodes; i++)
+		free(st->nodes[i]);
+	free(st->nodes);
+	st->nodes = NULL;
+	st->n_nodes = st->cap_nodes = 0;
+}
+
+struct cm_state *cm_state_open(const char *dir, const struct cm_config *cfg,
+			       char *err, size_t errlen)
+{
+	struct cm_state *st;
+	char path[4096];
+	int ret;
+
+	st = calloc(1, sizeof(*st));
+	ret = -ENOMEM;
+	if (!st) {
+		snprintf(err, errlen, "out of memory");
+		goto err;
+	}
+	st->cfg = *cfg;
+	for (int f = 0; f < CM_NFAM; f++) {
+		if (!cfg->has_cidr[f])
+			continue;
+		st->pa[f] = prefixalloc_new(&cfg->cidr[f], cfg->childlen[f]);
+		if (!st->pa[f]) {
+			ret = -errno;
+			snprintf(err, errlen, "cannot split `%s' into /%u subnets: %s",
+				 ipnet_format(&cfg->cidr[f], st->cidr_str[f]),
+				 cfg->childlen[f], strerror(errno));
+			goto err_free_pa;
+		}
+		ipnet_format(&cfg->cidr[f], st->cidr_str[f]);
+		st->cidrs[st->n_cidrs++] = st->cidr_str[f];
+	}
+
+	ret = -ENAMETOOLONG;
+	if (snprintf(path, sizeof(path), "%s/cluster.db", dir) >= (int)sizeof(path)) {
+		snprintf(err, errlen, "state directory path too long: `%s'", dir);
+		goto err_free_pa;
+	}
+	st->db = db_open(path, cm_migrations,
+			 sizeof(cm_migrations) / sizeof(cm_migrations[0]), err, errlen);
+	if (!st->db) {
+		ret = -errno;
+		goto err_free_pa;
+	}
+	ret = cm_load(st, err, errlen);
+	if (ret)
+		goto err_close_db;
+	st->last_flush = time(NULL);
+	return st;
+
+err_close_db:
+	cm_free_nodes(st);
+	db_close(st->db);
+err_free_pa:
+	for (int f = CM_NFAM - 1; f >= 0; f--)
+		prefixalloc_free(st->pa[f]);
+	free(st);
+err:
+	errno = -ret;
+	return NULL;
+}
+
+void cm_state_close(struct cm_state *st)
+{
+	if (!st)
+		return;
+	if (cm_state_flush_seen(st))
+		log_warnx("could not save lastSeen times", NULL);
+	cm_free_nodes(st);
+	db_close(st->db);
+	for (int f = CM_NFAM - 1; f >= 0; f--)
+		prefixalloc_free(st->pa[f]);
+	free(st);
+}
+
+int cm_state_allocate(struct cm_state *st, const char *name, struct cm_node **out)
+{
+	struct cm_node *node = cm_state_find(st, name), *fresh = NULL;
+	struct ipnet got[CM_NFAM];
+	bool want[CM_NFAM] = { false };
+	bool any = false;
+	time_t now = time(NULL);
+	char buf[IPNET_STRLEN];
+	int ret = 0;
+
+	for (int f = 0; f < CM_NFAM; f++) {
+		if (!st->pa[f] || (node && node->has_subnet[f]))
+			continue;
+		ret = prefixalloc_alloc(st->pa[f], &got[f]);
+		if (ret)
+			goto err_release;
+		want[f] = any = true;
+	}
+	if (node && !any) {
+		*out = node;
+		return 0;
+	}
+	if (!node) {
+		ret = cm_reserve_slot(st);
+		if (ret)
+			goto err_release;
+		fresh = calloc(1, sizeof(*fresh));
+		ret = -ENOMEM;
+		if (!fresh)
+			goto err_release;
+		snprintf(fresh->name, sizeof(fresh->name), "%s", name);
+	}
+
+	ret = db_begin(st->db);
+	if (ret)
+		goto err_free_fresh;
+	if (fresh)
+		ret = cm_sql(st, "INSERT INTO nodes (name, last_seen) VALUES (?, ?)", "ti",
+			     name, (int64_t)now);
+	else
+		ret = cm_sql(st, "UPDATE nodes SET last_seen = ? WHERE name = ?", "it",
+			     (int64_t)now, name);
+	if (ret)
+		goto err_rollback;
+	for (int f = 0; f < CM_NFAM; f++) {
+		if (!want[f])
+			continue;
+		ret = cm_sql(st, "INSERT INTO subnets (cidr, family, node) VALUES (?, ?, ?)",
+			     "tit", ipnet_format(&got[f], buf), (int64_t)fam_number(f), name);
+		if (ret)
+			goto err_rollback;
+	}
+	ret = cm_bump_revision(st);
+	if (ret)
+		goto err_rollback;
+	ret = db_commit(st->db);
+	if (ret)
+		goto err_rollback;
+
+	/* Committed: from here on nothing can fail. */
+	if (fresh) {
+		cm_insert(st, fresh);
+		node = fresh;
+	}
+	for (int f = 0; f < CM_NFAM; f++) {
+		if (!want[f])
+			continue;
+		node->has_subnet[f] = true;
+		node->subnet[f] = got[f];
+		log_info("subnet allocated", "node=%s subnet=%s", name,
+			 ipnet_format(&got[f], buf));
+	}
+	cm_node_refresh(node);
+	node->last_seen = now;
+	node->seen_dirty = false;
+	st->revision++;
+	*out = node;
+	return 0;
+
+err_rollback:
+	db_rollback(st->db);
+err_free_fresh:
+	free(fresh);
+err_release:
+	for (int f = CM_NFAM - 1; f >= 0; f--)
+		if (want[f])
+			prefixalloc_release(st->pa[f], &got[f]);
+	return ret;
+}
+
+int cm_state_register(struct cm_state *st, struct cm_node *node,
+		      const char *public_key, const char *endpoint, bool *changed)
+{
+	time_t now = time(NULL);
+	int ret;
+
+	*changed = strcmp(node->public_key, public_key) || strcmp(node->endpoint, endpoint);
+	if (!*changed) {
+		cm_state_touch(st, node);
+		return 0;
+	}
+	ret = -EINVAL;
+	if (strlen(public_key) > WG_KEY_B64_LEN || strlen(endpoint) > CM_ENDPOINT_MAX)
+		goto err;
+	ret = db_begin(st->db);
+	if (ret)
+		goto err;
+	ret = cm_sql(st, "UPDATE nodes SET public_key = ?, endpoint = ?, last_seen = ? "
+			 "WHERE name = ?", "ttit", public_key, endpoint, (int64_t)now,
+		     node->name);
+	if (ret)
+		goto err_rollback;
+	ret = cm_bump_revision(st);
+	if (ret)
+		goto err_rollback;
+	ret = db_commit(st->db);
+	if (ret)
+		goto err_rollback;
+
+	strcpy(node->public_key, public_key);
+	strcpy(node->endpoint, endpoint);
+	node->last_seen = now;
+	node->seen_dirty = false;
+	st->revision++;
+	log_info("key registered", "node=%s public_key=%s endpoint=%s", node->name,
+		 public_key, endpoint);
+	return 0;
+
+err_rollback:
+	db_rollback(st->db);
+err:
+	return ret;
+}
+
+int cm_state_delete(struct cm_state *st, const char *name)
+{
+	struct cm_node *node;
+	bool found;
+	size_t i = cm_search(st, name, &found);
+	int ret;
+
+	ret = -ENOENT;
+	if (!found)
+		goto err;
+	node = st->nodes[i];
+	ret = db_begin(st->db);
+	if (ret)
+		goto err;
+	/* Explicit, not only ON DELETE CASCADE: the subnets must go even if
+	 * foreign keys were off. */
+	ret = cm_sql(st, "DELETE FROM subnets WHERE node = ?", "t", name);
+	if (ret)
+		goto err_rollback;
+	ret = cm_sql(st, "DELETE FROM nodes WHERE name = ?", "t", name);
+	if (ret)
+		goto err_rollback;
+	ret = cm_bump_revision(st);
+	if (ret)
+		goto err_rollback;
+	ret = db_commit(st->db);
+	if (ret)
+		goto err_rollback;
+
+	for (int f = CM_NFAM - 1; f >= 0; f--)
+		if (node->has_subnet[f])
+			cm_release(st, &node->subnet[f]);
+	memmove(&st->nodes[i], &st->nodes[i + 1],
+		(st->n_nodes - i - 1) * sizeof(st->nodes[0]));
+	st->n_nodes--;
+	st->revision++;
+	log_info("node deleted", "node=%s", node->name);
+	free(node);
+	return 0;
+
+err_rollback:
+	db_rollback(st->db);
+err:
+	return ret;
+}
+
+void cm_state_touch(struct cm_state *st, struct cm_node *node)
+{
+	time_t now = time(NULL);
+
+	if (node->last_seen != now) {
+		node->last_seen = now;
+		node->seen_dirty = true;
+	}
+}
+
+int cm_state_flush_seen(struct cm_state *st)
+{
+	bool any = false;
+	int ret;
+
+	st->last_flush = time(NULL);
+	for (size_t i = 0; i < st->n_nodes && !any; i++)
+		any = st->nodes[i]->seen_dirty;
+	if (!any)
+		return 0;
+	ret = db_begin(st->db);
+	if (ret)
+		goto err;
+	for (size_t i = 0; i < st->n_nodes; i++) {
+		struct cm_node *node = st->nodes[i];
+
+		if (!node->seen_dirty)
+			continue;
+		ret = cm_sql(st, "UPDATE nodes SET last_seen = ? WHERE name = ?", "it",
+			     (int64_t)node->last_seen, node->name);
+		if (ret)
+			goto err_rollback;
+	}
+	ret = db_commit(st->db);
+	if (ret)
+		goto err_rollback;
+	for (size_t i = 0; i < st->n_nodes; i++)
+		st->nodes[i]->seen_dirty = false;
+	return 0;
+
+err_rollback:
+	db_rollback(st->db);
+err:
+	return ret;
+}
+
+void cm_state_maybe_flush_seen(struct cm_state *st, time_t max_age)
+{
+	int ret;
+
+	if (time(NULL) - st->last_flush < max_age)
+		return;
+	ret = cm_state_flush_seen(st);
+	if (ret)
+		log_warnx("could not save lastSeen times", "err=\"%s\"", strerror(-ret));
+}
+
+bool cm_state_usage(const struct cm_state *st, enum cm_family fam, uint64_t *used,
+		    uint64_t *capacity)
+{
+	if (!st->pa[fam])
+		return false;
+	*used = prefixalloc_used(st->pa[fam]);
+	*capacity = prefixalloc_capacity(st->pa[fam]);
+	return true;
+}

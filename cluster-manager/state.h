@@ -1,0 +1,97 @@
+/*
+ * The cluster manager's state: nodes, their subnets and keys, and a revision
+ * counter that moves on every change peers must see.
+ *
+ * SQLite (<state-dir>/cluster.db) is the truth; memory holds a mirror so
+ * answers are built without touching the disk. Every change is committed
+ * before memory is updated and before it is answered, so kill -9 loses
+ * nothing a client was told. lastSeen is the exception: it is kept in memory
+ * and written lazily (cm_state_flush_seen), as polls would otherwise write on
+ * every call.
+ *
+ * The subnets table's primary key is the CIDR, so no subnet can be stored for
+ * two nodes, whatever the allocator believes.
+ */
+#ifndef WGCNI_CM_STATE_H
+#define WGCNI_CM_STATE_H
+
+#include "ipnet.h"
+#include "key.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#define CM_NAME_MAX 253
+#define CM_ENDPOINT_MAX 300
+
+/* Family slots, in answer order: IPv4 first. */
+enum cm_family { CM_V4 = 0, CM_V6, CM_NFAM };
+
+struct cm_config {
+	bool has_cidr[CM_NFAM];
+	struct ipnet cidr[CM_NFAM];
+	unsigned int childlen[CM_NFAM];
+};
+
+struct cm_node {
+	char name[CM_NAME_MAX + 1];
+	bool has_subnet[CM_NFAM];
+	struct ipnet subnet[CM_NFAM];
+	char subnet_str[CM_NFAM][IPNET_STRLEN];
+	/* The subnet strings that exist, in family order: ready to be pointed
+	 * at by a response's repeated string field. */
+	char *subnets[CM_NFAM];
+	size_t n_subnets;
+	/* First host address of each subnet with its prefix, comma-separated. */
+	char address[CM_NFAM * IPNET_STRLEN + 1];
+	char public_key[WG_KEY_B64_LEN + 1]; /* "" until registered */
+	char endpoint[CM_ENDPOINT_MAX + 1];  /* "" until registered */
+	time_t last_seen;
+	bool seen_dirty;
+};
+
+struct cm_state;
+
+/* Opens (creating) <dir>/cluster.db, migrates it and loads the mirror.
+ * NULL with errno set and a message in err. */
+struct cm_state *cm_state_open(const char *dir, const struct cm_config *cfg,
+			       char *err, size_t errlen);
+/* Writes pending lastSeen values, closes the database. Accepts NULL. */
+void cm_state_close(struct cm_state *st);
+
+uint64_t cm_state_revision(const struct cm_state *st);
+/* Nodes sorted by name; valid until the next change. */
+struct cm_node *const *cm_state_nodes(const struct cm_state *st, size_t *n);
+struct cm_node *cm_state_find(const struct cm_state *st, const char *name);
+/* NULL-terminated list of the configured CIDR strings. */
+char **cm_state_cidrs(const struct cm_state *st, size_t *n);
+
+/*
+ * Gives the node one subnet per configured family it does not have yet,
+ * creating the node when new. *node is the node afterwards. 0, -ENOSPC when a
+ * family is exhausted (nothing changed), or another negative errno.
+ */
+int cm_state_allocate(struct cm_state *st, const char *name,
+		      struct cm_node **node);
+/* Sets key and endpoint; *changed tells whether they differed. 0 or
+ * negative errno. */
+int cm_state_register(struct cm_state *st, struct cm_node *node,
+		      const char *public_key, const char *endpoint,
+		      bool *changed);
+/* Deletes the node and frees its subnets: 0, -ENOENT, or negative errno. */
+int cm_state_delete(struct cm_state *st, const char *name);
+
+/* Marks the node seen now (memory only). */
+void cm_state_touch(struct cm_state *st, struct cm_node *node);
+/* Writes every pending lastSeen in one transaction: 0 or negative errno. */
+int cm_state_flush_seen(struct cm_state *st);
+/* Flushes when the last flush is older than max_age seconds. */
+void cm_state_maybe_flush_seen(struct cm_state *st, time_t max_age);
+
+/* Subnet usage of a configured family (false when not configured). */
+bool cm_state_usage(const struct cm_state *st, enum cm_family fam,
+		    uint64_t *used, uint64_t *capacity);
+
+#endif
