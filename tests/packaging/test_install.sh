@@ -19,7 +19,8 @@ mk_install() { # DESTDIR [make vars...]
 	make -s -C "$T_ROOT" -o all BUILDDIR="$BUILDDIR" DESTDIR="$dest" "$@" install
 }
 
-t_ok "make install DESTDIR=$root" mk_install "$root" >"$T_TMP/install.out"
+mk_install "$root" >"$T_TMP/install.out" && rc=0 || rc=$?
+t_eq "make install DESTDIR=$root" 0 "$rc"
 
 tree() { (cd "$1" && find . -mindepth 1 -printf '%M %p\n' | LC_ALL=C sort -k2); }
 cat >"$T_TMP/expected" <<'LIST'
@@ -123,13 +124,15 @@ fi
 # Re-installing keeps configuration the administrator edited.
 echo "WGCNI_LISTEN=127.0.0.1:9999" >>"$root/etc/default/wgcni-cluster-manager"
 echo '{"edited":true}' >"$cl"
-t_ok "second make install" mk_install "$root" >"$T_TMP/install2.out"
+mk_install "$root" >"$T_TMP/install2.out" && rc=0 || rc=$?
+t_eq "second make install" 0 "$rc"
 t_ok "edited env file kept" grep -qx "WGCNI_LISTEN=127.0.0.1:9999" "$root/etc/default/wgcni-cluster-manager"
 t_eq "edited conflist kept" '{"edited":true}' "$(cat "$cl")"
 t_ok "kept files are reported" grep -q "KEEP.*10-wgcni.conflist" "$T_TMP/install2.out"
 
 # PREFIX moves the daemons and the units follow; the CNI plugin stays put.
-t_ok "make install PREFIX=/usr" mk_install "$T_TMP/root-usr" PREFIX=/usr >/dev/null
+mk_install "$T_TMP/root-usr" PREFIX=/usr >/dev/null && rc=0 || rc=$?
+t_eq "make install PREFIX=/usr" 0 "$rc"
 t_ok "PREFIX=/usr: wgcnictl in /usr/bin" test -x "$T_TMP/root-usr/usr/bin/wgcnictl"
 t_ok "PREFIX=/usr: plugin in /opt/cni/bin" test -x "$T_TMP/root-usr/opt/cni/bin/wgcni"
 t_eq "PREFIX=/usr: ExecStart follows" "/usr/bin/wgcni-node-manager;" \
