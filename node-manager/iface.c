@@ -1,0 +1,508 @@
+/*
+ * The node interface: create or adopt it, and change its peers only by
+ * difference. A restart must not interrupt tunnels, so nothing here ever
+ * deletes, recreates or downs the interface, and no wg_set replaces the
+ * whole peer list.
+ */
+#include "nm.h"
+
+#include "fw.h"
+#include "log.h"
+#include "netdev.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* A peer as we want it on the interface. */
+struct nm_want {
+	const uint8_t *key;
+	const char *endpoint;
+	const struct ipnet *allowed;
+	size_t n_allowed;
+	uint16_t keepalive;
+};
+
+int nm_endpoint_resolve(const char *s, struct wg_peer *peer, char *err, size_t errlen)
+{
+	struct endpoint ep;
+	struct sockaddr_storage ss;
+	socklen_t len = 0;
+	int ret;
+
+	ret = endpoint_parse(s, &ep, err, errlen);
+	if (ret < 0)
+		return ret;
+	ret = endpoint_to_sockaddr(&ep, &ss, &len);
+	if (ret < 0) {
+		if (err)
+			snprintf(err, errlen, "cannot resolve endpoint `%s'", s);
+		return -EINVAL;
+	}
+	if (len > sizeof(peer->endpoint))
+		return -EINVAL;
+	memset(&peer->endpoint, 0, sizeof(peer->endpoint));
+	memcpy(&peer->endpoint, &ss, len);
+	peer->flags |= WGPEER_HAS_ENDPOINT;
+	return 0;
+}
+
+static bool nm_sockaddr_equal(const struct wg_peer *a, const struct wg_peer *b)
+{
+	if (a->endpoint.addr.sa_family != b->endpoint.addr.sa_family)
+		return false;
+	if (a->endpoint.addr.sa_family == AF_INET)
+		return a->endpoint.addr4.sin_port == b->endpoint.addr4.sin_port &&
+		       a->endpoint.addr4.sin_addr.s_addr == b->endpoint.addr4.sin_addr.s_addr;
+	if (a->endpoint.addr.sa_family == AF_INET6)
+		return a->endpoint.addr6.sin6_port == b->endpoint.addr6.sin6_port &&
+		       !memcmp(&a->endpoint.addr6.sin6_addr, &b->endpoint.addr6.sin6_addr,
+			       sizeof(struct in6_addr));
+	return true;
+}
+
+static bool nm_net_in(const struct ipnet *n, const struct ipnet *set, size_t count)
+{
+	for (size_t i = 0; i < count; i++)
+		if (n->prefixlen == set[i].prefixlen && ipaddr_equal(&n->addr, &set[i].addr))
+			return true;
+	return false;
+}
+
+static bool nm_nets_equal(const struct ipnet *a, size_t na, const struct ipnet *b, size_t nb)
+{
+	if (na != nb)
+		return false;
+	for (size_t i = 0; i < na; i++)
+		if (!nm_net_in(&a[i], b, nb) || !nm_net_in(&b[i], a, na))
+			return false;
+	return true;
+}
+
+static const struct wg_peer *nm_dev_peer(const struct wg_device *dev, const uint8_t *key)
+{
+	for (size_t i = 0; i < dev->n_peers; i++)
+		if (!memcmp(dev->peers[i].public_key, key, WG_KEY_LEN))
+			return &dev->peers[i];
+	return NULL;
+}
+
+static const struct nm_want *nm_want_find(const struct nm_want *w, size_t n,
+					  const uint8_t *key)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!memcmp(w[i].key, key, WG_KEY_LEN))
+			return &w[i];
+	return NULL;
+}
+
+static void nm_set_free(struct wg_device *d)
+{
+	for (size_t i = 0; i < d->n_peers; i++)
+		wg_peer_clear(&d->peers[i]);
+	free(d->peers);
+	d->peers = NULL;
+	d->n_peers = 0;
+}
+
+/* Append want to d unless cur already matches it. */
+static int nm_set_want(struct wg_device *d, const struct nm_want *w, const struct wg_peer *cur)
+{
+	struct wg_peer *p = &d->peers[d->n_peers];
+	char err[256];
+	int ret;
+
+	memset(p, 0, sizeof(*p));
+	memcpy(p->public_key, w->key, WG_KEY_LEN);
+	p->flags = WGPEER_REPLACE_ALLOWEDIPS | WGPEER_HAS_KEEPALIVE;
+	p->keepalive = w->keepalive;
+	if (w->endpoint[0] && nm_endpoint_resolve(w->endpoint, p, err, sizeof(err)) < 0)
+		log_warnx("peer endpoint unusable", "endpoint=\"%s\" reason=\"%s\"",
+			  w->endpoint, err);
+	if (cur && cur->keepalive == w->keepalive &&
+	    nm_nets_equal(cur->allowedips, cur->n_allowedips, w->allowed, w->n_allowed) &&
+	    (!(p->flags & WGPEER_HAS_ENDPOINT) || nm_sockaddr_equal(cur, p)))
+		return 0;
+	for (size_t i = 0; i < w->n_allowed; i++) {
+		ret = wg_peer_add_allowedip(p, &w->allowed[i]);
+		if (ret < 0) {
+			wg_peer_clear(p);
+			return ret;
+		}
+	}
+	d->n_peers++;
+	return 0;
+}
+
+static void nm_set_remove(struct wg_device *d, const uint8_t *key)
+{
+	struct wg_peer *p = &d->peers[d->n_peers++];
+
+	memset(p, 0, sizeof(*p));
+	memcpy(p->public_key, key, WG_KEY_LEN);
+	p->flags = WGPEER_REMOVE_ME;
+}
+
+enum nm_unknown {
+	NM_REMOVE_CONTAINER_LIKE, /* startup: leave possible node peers to the sync */
+	NM_REMOVE_NON_CONTAINER,  /* sync: every unknown peer that is no container's */
+};
+
+static bool nm_container_like(const struct nm *nm, const struct wg_peer *p)
+{
+	for (size_t i = 0; i < p->n_allowedips; i++) {
+		bool inside = false;
+
+		for (size_t j = 0; j < nm->n_subnets; j++)
+			if (ipnet_contains_net(&nm->subnets[j], &p->allowedips[i]))
+				inside = true;
+		if (!inside)
+			return false;
+	}
+	return true;
+}
+
+/* Bring the interface to want, with one incremental wg_set. */
+static int nm_iface_apply(struct nm *nm, const struct nm_want *want, size_t n_want,
+			  enum nm_unknown policy, size_t *changed)
+{
+	struct wg_device *dev = NULL;
+	struct wg_device d = { 0 };
+	int ret;
+
+	ret = wg_get(nm->cfg.ifname, &dev);
+	if (ret < 0) {
+		log_error("reading the node interface failed", "interface=%s err=\"%s\"",
+			  nm->cfg.ifname, strerror(-ret));
+		return ret;
+	}
+	snprintf(d.name, sizeof(d.name), "%s", nm->cfg.ifname);
+	d.peers = calloc(dev->n_peers + n_want + 1, sizeof(*d.peers));
+	if (!d.peers) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < dev->n_peers; i++) {
+		const struct wg_peer *p = &dev->peers[i];
+		bool remove;
+
+		if (nm_want_find(want, n_want, p->public_key))
+			continue;
+		if (policy == NM_REMOVE_CONTAINER_LIKE)
+			remove = nm_container_like(nm, p);
+		else
+			remove = !nm_state_find_key(nm, p->public_key);
+		if (remove)
+			nm_set_remove(&d, p->public_key);
+	}
+	for (size_t i = 0; i < n_want; i++) {
+		ret = nm_set_want(&d, &want[i], nm_dev_peer(dev, want[i].key));
+		if (ret < 0)
+			goto out;
+	}
+	if (changed)
+		*changed = d.n_peers;
+	if (d.n_peers) {
+		ret = wg_set(&d);
+		if (ret < 0)
+			log_error("configuring peers failed", "interface=%s peers=%zu err=\"%s\"",
+				  nm->cfg.ifname, d.n_peers, strerror(-ret));
+	}
+out:
+	nm_set_free(&d);
+	wg_device_free(dev);
+	return ret;
+}
+
+static size_t nm_want_nodes(const struct nm *nm, const struct nm_peer *peers, size_t n,
+			    struct nm_want *want)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!memcmp(peers[i].public_key, nm->public_key, WG_KEY_LEN))
+			continue;
+		if (nm_state_find_key((struct nm *)nm, peers[i].public_key)) {
+			log_warnx("node peer has a container's key, skipped", "name=\"%s\"",
+				  peers[i].name);
+			continue;
+		}
+		want[k++] = (struct nm_want){
+			.key = peers[i].public_key,
+			.endpoint = peers[i].endpoint,
+			.allowed = peers[i].allowed,
+			.n_allowed = peers[i].n_allowed,
+			.keepalive = NM_NODE_KEEPALIVE,
+		};
+	}
+	return k;
+}
+
+int nm_iface_reconcile(struct nm *nm)
+{
+	struct nm_want *want;
+	size_t k = 0, changed = 0;
+	int ret;
+
+	want = calloc(nm->n_allocs + nm->n_peers + 1, sizeof(*want));
+	if (!want)
+		return -ENOMEM;
+	for (size_t i = 0; i < nm->n_allocs; i++) {
+		const struct nm_alloc *a = &nm->allocs[i];
+
+		if (!a->has_key)
+			continue;
+		want[k++] = (struct nm_want){
+			.key = a->public_key,
+			.endpoint = a->endpoint,
+			.allowed = a->addrs,
+			.n_allowed = a->n_addrs,
+		};
+	}
+	k += nm_want_nodes(nm, nm->peers, nm->n_peers, want + k);
+	ret = nm_iface_apply(nm, want, k, NM_REMOVE_CONTAINER_LIKE, &changed);
+	free(want);
+	if (ret == 0)
+		log_info("peers reconciled", "interface=%s changed=%zu", nm->cfg.ifname,
+			 changed);
+	return ret;
+}
+
+int nm_iface_apply_node_peers(struct nm *nm, const struct nm_peer *peers, size_t n,
+			      size_t *changed)
+{
+	struct nm_want *want;
+	size_t k;
+	int ret;
+
+	want = calloc(n + 1, sizeof(*want));
+	if (!want)
+		return -ENOMEM;
+	k = nm_want_nodes(nm, peers, n, want);
+	ret = nm_iface_apply(nm, want, k, NM_REMOVE_NON_CONTAINER, changed);
+	free(want);
+	return ret;
+}
+
+int nm_iface_container_peer(struct nm *nm, const struct nm_alloc *a,
+			    const uint8_t *new_key, const char *new_endpoint,
+			    const uint8_t *old_key)
+{
+	struct wg_peer peers[2];
+	struct wg_device d = { .peers = peers };
+	char err[256];
+	int ret;
+
+	memset(peers, 0, sizeof(peers));
+	snprintf(d.name, sizeof(d.name), "%s", nm->cfg.ifname);
+	if (old_key && memcmp(old_key, new_key, WG_KEY_LEN))
+		nm_set_remove(&d, old_key);
+	memcpy(peers[d.n_peers].public_key, new_key, WG_KEY_LEN);
+	peers[d.n_peers].flags = WGPEER_REPLACE_ALLOWEDIPS | WGPEER_HAS_KEEPALIVE;
+	ret = nm_endpoint_resolve(new_endpoint, &peers[d.n_peers], err, sizeof(err));
+	if (ret < 0)
+		return ret;
+	for (size_t i = 0; i < a->n_addrs; i++) {
+		ret = wg_peer_add_allowedip(&peers[d.n_peers], &a->addrs[i]);
+		if (ret < 0)
+			goto out;
+	}
+	d.n_peers++;
+	ret = wg_set(&d);
+	if (ret < 0)
+		log_error("adding container peer failed", "container=\"%s\" ifname=%s err=\"%s\"",
+			  a->container_id, a->ifname, strerror(-ret));
+out:
+	for (size_t i = 0; i < 2; i++)
+		wg_peer_clear(&peers[i]);
+	return ret;
+}
+
+int nm_iface_peer_remove(struct nm *nm, const uint8_t key[static WG_KEY_LEN])
+{
+	struct wg_peer peer = { 0 };
+	struct wg_device d = { .peers = &peer };
+	int ret;
+
+	snprintf(d.name, sizeof(d.name), "%s", nm->cfg.ifname);
+	nm_set_remove(&d, key);
+	ret = wg_set(&d);
+	if (ret < 0)
+		log_error("removing peer failed", "interface=%s err=\"%s\"", nm->cfg.ifname,
+			  strerror(-ret));
+	return ret;
+}
+
+int nm_iface_add_routes(struct nm *nm)
+{
+	char buf[IPNET_STRLEN];
+	int ret;
+
+	for (size_t i = 0; i < nm->n_cidrs; i++) {
+		ret = netdev_route_add(&nm->cidrs[i], nm->cfg.ifname, NULL);
+		if (ret < 0) {
+			log_error("adding cluster route failed", "cidr=%s interface=%s err=\"%s\"",
+				  ipnet_format(&nm->cidrs[i], buf), nm->cfg.ifname, strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
+/* Private key and listen port, only when they differ. */
+static int nm_iface_configure(struct nm *nm)
+{
+	struct wg_device *dev = NULL;
+	struct wg_device d = { 0 };
+	int ret;
+
+	ret = wg_get(nm->cfg.ifname, &dev);
+	if (ret < 0)
+		return ret;
+	snprintf(d.name, sizeof(d.name), "%s", nm->cfg.ifname);
+	if (memcmp(dev->private_key, nm->private_key, WG_KEY_LEN)) {
+		d.flags |= WGDEVICE_HAS_PRIVATE_KEY;
+		memcpy(d.private_key, nm->private_key, WG_KEY_LEN);
+	}
+	if (dev->listen_port != nm->cfg.listen_port) {
+		d.flags |= WGDEVICE_HAS_LISTEN_PORT;
+		d.listen_port = nm->cfg.listen_port;
+	}
+	if (d.flags)
+		ret = wg_set(&d);
+	key_wipe(d.private_key, sizeof(d.private_key));
+	wg_device_free(dev);
+	return ret;
+}
+
+static int nm_iface_addresses(struct nm *nm)
+{
+	struct ipnet *have = NULL;
+	size_t n_have = 0;
+	char buf[IPNET_STRLEN];
+	int ret;
+
+	ret = netdev_addr_list(nm->cfg.ifname, &have, &n_have);
+	if (ret < 0)
+		return ret;
+	for (size_t i = 0; i < nm->n_subnets; i++) {
+		struct ipnet want = { .prefixlen = nm->subnets[i].prefixlen };
+
+		ret = ipnet_first_host(&nm->subnets[i], &want.addr);
+		if (ret < 0)
+			goto out;
+		if (nm_net_in(&want, have, n_have))
+			continue;
+		ret = netdev_addr_add(nm->cfg.ifname, &want);
+		if (ret == -EEXIST)
+			ret = 0;
+		if (ret < 0) {
+			log_error("adding interface address failed", "address=%s interface=%s",
+				  ipnet_format(&want, buf), nm->cfg.ifname);
+			goto out;
+		}
+	}
+out:
+	free(have);
+	return ret;
+}
+
+int nm_iface_setup(struct nm *nm)
+{
+	const struct nm_config *cfg = &nm->cfg;
+	struct netdev_info info;
+	struct fw_config fwc;
+	const char *step;
+	int ret;
+
+	ret = wg_backend_of(cfg->ifname);
+	if (ret >= 0) {
+		nm->backend = (enum wg_backend)ret;
+		log_info("adopting existing interface", "interface=%s backend=%s",
+			 cfg->ifname, wg_backend_name(nm->backend));
+	} else {
+		nm->backend = wg_backend_resolve(cfg->backend);
+		step = "create";
+		ret = wg_create(cfg->ifname, nm->backend, cfg->impl);
+		if (ret < 0)
+			goto err;
+		log_info("interface created", "interface=%s backend=%s", cfg->ifname,
+			 wg_backend_name(nm->backend));
+	}
+	step = "configure key and port";
+	ret = nm_iface_configure(nm);
+	if (ret < 0)
+		goto err;
+	step = "add address";
+	ret = nm_iface_addresses(nm);
+	if (ret < 0)
+		goto err;
+	step = "read link";
+	ret = netdev_get(cfg->ifname, &info);
+	if (ret < 0)
+		goto err;
+	step = "set mtu";
+	if (info.mtu != cfg->mtu && (ret = netdev_set_mtu(cfg->ifname, cfg->mtu)) < 0)
+		goto err;
+	step = "set up";
+	if (!info.up && (ret = netdev_set_up(cfg->ifname, true)) < 0)
+		goto err;
+	step = "add routes";
+	ret = nm_iface_add_routes(nm);
+	if (ret < 0)
+		goto err;
+	step = "enable forwarding";
+	for (size_t i = 0; i < nm->n_subnets; i++) {
+		ret = netdev_enable_forwarding(nm->subnets[i].addr.family);
+		if (ret < 0)
+			goto err;
+	}
+	step = "install firewall";
+	fwc = (struct fw_config){
+		.ifname = cfg->ifname,
+		.node_subnets = nm->subnets,
+		.n_node_subnets = nm->n_subnets,
+		.cluster_cidrs = nm->cidrs,
+		.n_cluster_cidrs = nm->n_cidrs,
+		.masquerade = cfg->masquerade,
+	};
+	ret = fw_install(&fwc);
+	if (ret < 0)
+		goto err;
+	nm->iface_ready = true;
+	return 0;
+
+err:
+	log_error("setting up the node interface failed", "interface=%s step=\"%s\" err=\"%s\"",
+		  cfg->ifname, step, strerror(-ret));
+	return ret;
+}
+
+int nm_iface_cleanup(const struct nm_config *cfg, const struct ipnet *cidrs, size_t n_cidrs)
+{
+	int ret, first = 0;
+
+	if (netdev_exists(cfg->ifname))
+		for (size_t i = 0; i < n_cidrs; i++)
+			netdev_route_del(&cidrs[i], cfg->ifname);
+	ret = wg_delete(cfg->ifname);
+	if (ret < 0 && ret != -ENODEV) {
+		log_error("deleting interface failed", "interface=%s err=\"%s\"", cfg->ifname,
+			  strerror(-ret));
+		first = ret;
+	} else if (ret == 0) {
+		log_info("interface deleted", "interface=%s", cfg->ifname);
+	}
+	ret = fw_remove();
+	if (ret < 0) {
+		log_error("removing firewall chains failed", "err=\"%s\"", strerror(-ret));
+		first = first ? first : ret;
+	}
+	if (unlink(cfg->socket_path) < 0 && errno != ENOENT) {
+		log_warn("removing socket failed", "path=\"%s\"", cfg->socket_path);
+		first = first ? first : -errno;
+	}
+	return first;
+}

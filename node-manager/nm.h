@@ -1,0 +1,175 @@
+/*
+ * wgcni-node-manager internals.
+ *
+ * One struct nm holds the daemon's state. Two threads share it: the API
+ * server's loop thread (handlers, metrics) and the sync thread (cluster
+ * manager registration and the ListPeers long poll). nm->lock guards the
+ * state and every call that changes the node interface, so a handler and a
+ * sync pass never interleave their wg_get/wg_set.
+ *
+ * Peers on the node interface are of two kinds: container peers (one per
+ * allocation with a registered key, AllowedIPs = its /32 and /128) and node
+ * peers (every other node, AllowedIPs = its subnets). A peer whose key is a
+ * container's is a container peer; everything else is a node peer.
+ */
+#ifndef WGCNI_NM_H
+#define WGCNI_NM_H
+
+#include "connect.h"
+#include "ipnet.h"
+#include "key.h"
+#include "prefixalloc.h"
+#include "rpc.h"
+#include "wg.h"
+
+#include <net/if.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define NM_MAX_FAMILIES 2
+#define NM_MAX_CIDRS 8
+#define NM_ID_MAX 256
+#define NM_NETNS_MAX 4096
+#define NM_ENDPOINT_MAX 300
+#define NM_NODE_KEEPALIVE 25
+
+struct nm_config {
+	const char *cluster_manager;
+	char node_name[256];
+	const char *endpoint;
+	const char *ifname;
+	uint16_t listen_port;
+	const char *socket_path;
+	const char *listen;
+	const char *state_dir;
+	const char *token_file;
+	enum wg_backend backend;
+	const char *impl;
+	unsigned int mtu;
+	bool masquerade;
+};
+
+/* A container attachment: containerId + ifname. */
+struct nm_alloc {
+	char container_id[NM_ID_MAX + 1];
+	char ifname[IFNAMSIZ];
+	char *netns;
+	struct ipnet addrs[NM_MAX_FAMILIES]; /* /32 and /128 */
+	size_t n_addrs;
+	bool has_key;
+	uint8_t public_key[WG_KEY_LEN];
+	char endpoint[NM_ENDPOINT_MAX];
+};
+
+/* Another node, as the cluster manager lists it. */
+struct nm_peer {
+	char *name;
+	uint8_t public_key[WG_KEY_LEN];
+	char endpoint[NM_ENDPOINT_MAX];
+	struct ipnet *allowed;
+	size_t n_allowed;
+};
+
+struct nm {
+	struct nm_config cfg;
+	pthread_mutex_t lock;
+	sqlite3 *db;
+
+	uint8_t private_key[WG_KEY_LEN];
+	uint8_t public_key[WG_KEY_LEN];
+	char public_b64[WG_KEY_B64_LEN + 1];
+
+	struct ipnet subnets[NM_MAX_FAMILIES];
+	size_t n_subnets;
+	struct ipnet cidrs[NM_MAX_CIDRS];
+	size_t n_cidrs;
+	struct prefixalloc *pools[NM_MAX_FAMILIES]; /* parallel to subnets */
+	uint64_t pool_reserved[NM_MAX_FAMILIES];    /* network, gateway, broadcast */
+
+	struct nm_alloc *allocs;
+	size_t n_allocs, cap_allocs;
+	struct nm_peer *peers;
+	size_t n_peers;
+
+	enum wg_backend backend; /* resolved */
+	bool iface_ready;
+	uint64_t sync_errors;
+	bool registered;
+
+	struct connect_server *srv;
+	volatile sig_atomic_t *stop;
+	volatile sig_atomic_t *reload;
+	pthread_t sync_thread;
+	bool sync_started;
+	volatile int sync_done;
+};
+
+/* state.c: the state database and the in-memory copy of it. */
+int nm_state_open(struct nm *nm, char *err, size_t errlen);
+void nm_state_close(struct nm *nm);
+/* Store the subnets and cluster CIDRs (first time) and build the pools. */
+int nm_state_set_subnets(struct nm *nm, const struct ipnet *subnets, size_t n,
+			 const struct ipnet *cidrs, size_t n_cidrs);
+int nm_state_set_cidrs(struct nm *nm, const struct ipnet *cidrs, size_t n);
+/* Replace the stored node peers with peers (ownership taken). */
+int nm_state_replace_peers(struct nm *nm, struct nm_peer *peers, size_t n);
+void nm_peers_free(struct nm_peer *peers, size_t n);
+struct nm_alloc *nm_state_find(struct nm *nm, const char *container_id,
+			       const char *ifname);
+struct nm_alloc *nm_state_find_key(struct nm *nm, const uint8_t key[static WG_KEY_LEN]);
+/* New allocation, persisted. -ENOSPC when a pool is exhausted. */
+int nm_state_alloc(struct nm *nm, const char *container_id, const char *ifname,
+		   const char *netns, struct nm_alloc **out);
+int nm_state_update_netns(struct nm *nm, struct nm_alloc *a, const char *netns);
+/* Store a's key and endpoint in the open transaction. */
+int nm_state_store_key(struct nm *nm, const struct nm_alloc *a,
+		       const uint8_t key[static WG_KEY_LEN], const char *endpoint);
+/* Forget a (database, pools, memory). a is invalid afterwards. */
+int nm_state_release(struct nm *nm, struct nm_alloc *a);
+uint64_t nm_state_pool_used(const struct nm *nm);
+uint64_t nm_state_pool_free(const struct nm *nm);
+
+/* iface.c: the node interface. Callers hold nm->lock (setup excepted). */
+int nm_iface_setup(struct nm *nm);
+/* Startup: container peers and stored node peers onto the interface. */
+int nm_iface_reconcile(struct nm *nm);
+/* Bring the node peers to peers, touching only what differs. */
+int nm_iface_apply_node_peers(struct nm *nm, const struct nm_peer *peers, size_t n,
+			      size_t *changed);
+/* Add/update a's peer; remove old_key's peer first when given. */
+int nm_iface_container_peer(struct nm *nm, const struct nm_alloc *a,
+			    const uint8_t *new_key, const char *new_endpoint,
+			    const uint8_t *old_key);
+int nm_iface_peer_remove(struct nm *nm, const uint8_t key[static WG_KEY_LEN]);
+int nm_iface_add_routes(struct nm *nm);
+/* `cleanup`: remove interface, routes, firewall chains, socket. */
+int nm_iface_cleanup(const struct nm_config *cfg, const struct ipnet *cidrs,
+		     size_t n_cidrs);
+/* "host:port" -> socket address for a peer; 0 or -EINVAL. */
+int nm_endpoint_resolve(const char *s, struct wg_peer *peer, char *err, size_t errlen);
+
+/* sync.c: the cluster manager. */
+/* One AllocateSubnet + RegisterKey round. 0 or negative errno. */
+int nm_sync_register(struct nm *nm, struct rpc_client *rpc);
+int nm_sync_start(struct nm *nm);
+/* Wait (bounded) for the sync thread; false if it is still in a call. */
+bool nm_sync_stop(struct nm *nm, unsigned int timeout_ms);
+/* Sleep up to ms, returning early when the daemon stops. */
+void nm_sleep(struct nm *nm, unsigned int ms);
+struct rpc_client *nm_sync_client(const struct nm *nm, long timeout_ms);
+
+/* api.c: the local NodeService. */
+extern const struct connect_method nm_api_methods[];
+extern const size_t nm_api_n_methods;
+int nm_api_metrics(struct prom *p, void *ctx);
+int nm_api_healthz(void *ctx);
+
+/* Validation shared by the API. */
+bool nm_valid_container_id(const char *s);
+bool nm_valid_ifname(const char *s);
+
+#endif

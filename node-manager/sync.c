@@ -1,0 +1,354 @@
+/*
+ * The node manager and the cluster manager: AllocateSubnet + RegisterKey,
+ * then ListPeers long polls for ever. A failed round keeps the last known
+ * peers on the interface (tunnels keep running while the cluster manager is
+ * away) and backs off exponentially, capped.
+ */
+#include "nm.h"
+
+#include "log.h"
+#include "wgcni/cluster/v1/cluster.pb-c.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define NM_WAIT_SECONDS 30
+#define NM_POLL_TIMEOUT_MS ((NM_WAIT_SECONDS + 10) * 1000L)
+#define NM_CALL_TIMEOUT_MS 5000L
+#define NM_BACKOFF_MIN_MS 250U
+#define NM_BACKOFF_MAX_MS 30000U
+
+static const char nm_path_allocate_subnet[] = "/wgcni.cluster.v1.ClusterService/AllocateSubnet";
+static const char nm_path_register_key[] = "/wgcni.cluster.v1.ClusterService/RegisterKey";
+static const char nm_path_list_peers[] = "/wgcni.cluster.v1.ClusterService/ListPeers";
+
+void nm_sleep(struct nm *nm, unsigned int ms)
+{
+	struct timespec ts = { 0, 50 * 1000 * 1000 };
+
+	for (unsigned int slept = 0; slept < ms && !*nm->stop; slept += 50)
+		nanosleep(&ts, NULL);
+}
+
+struct rpc_client *nm_sync_client(const struct nm *nm, long timeout_ms)
+{
+	struct rpc_client *c;
+	char *token = NULL;
+	int saved;
+
+	if (nm->cfg.token_file) {
+		token = rpc_read_token_file(nm->cfg.token_file);
+		if (!token) {
+			log_warn("reading token file failed", "path=\"%s\"", nm->cfg.token_file);
+			return NULL;
+		}
+	}
+	c = rpc_client_new(nm->cfg.cluster_manager, token, timeout_ms);
+	saved = errno;
+	if (token) {
+		key_wipe(token, strlen(token));
+		free(token);
+	}
+	errno = saved;
+	if (!c)
+		log_warn("cluster manager client failed", "url=\"%s\"", nm->cfg.cluster_manager);
+	return c;
+}
+
+static int nm_parse_nets(char **strs, size_t n, struct ipnet *out, size_t max,
+			 size_t *n_out, const char *what)
+{
+	if (n > max) {
+		log_error("cluster manager sent too many prefixes", "what=%s count=%zu", what, n);
+		return -E2BIG;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (ipnet_parse(strs[i], &out[i], true) < 0) {
+			log_error("cluster manager sent an invalid prefix", "what=%s cidr=\"%s\"",
+				  what, strs[i]);
+			return -EPROTO;
+		}
+	}
+	*n_out = n;
+	return 0;
+}
+
+static bool nm_nets_same(const struct ipnet *a, size_t na, const struct ipnet *b, size_t nb)
+{
+	if (na != nb)
+		return false;
+	for (size_t i = 0; i < na; i++)
+		if (a[i].prefixlen != b[i].prefixlen || !ipaddr_equal(&a[i].addr, &b[i].addr))
+			return false;
+	return true;
+}
+
+static void nm_log_rpc(const char *what, int ret, const struct rpc_error *err)
+{
+	log_warnx(what, "err=\"%s\" code=%s message=\"%s\"", strerror(-ret),
+		  connect_code_name(err->code), err->message);
+}
+
+/* Take the AllocateSubnet answer: the first one is stored; a later
+ * different subnet is refused (containers hold addresses from the stored
+ * one); changed cluster CIDRs are stored and routed. */
+static int nm_take_subnets(struct nm *nm, const Wgcni__Cluster__V1__AllocateSubnetResponse *r)
+{
+	struct ipnet subnets[NM_MAX_FAMILIES], cidrs[NM_MAX_CIDRS];
+	size_t n_subnets = 0, n_cidrs = 0;
+	int ret;
+
+	ret = nm_parse_nets(r->subnets, r->n_subnets, subnets, NM_MAX_FAMILIES, &n_subnets,
+			    "subnet");
+	if (ret < 0)
+		return ret;
+	ret = nm_parse_nets(r->cluster_cidrs, r->n_cluster_cidrs, cidrs, NM_MAX_CIDRS,
+			    &n_cidrs, "cluster-cidr");
+	if (ret < 0)
+		return ret;
+	if (!n_subnets) {
+		log_error("cluster manager sent no subnet", "node=\"%s\"", nm->cfg.node_name);
+		return -EPROTO;
+	}
+
+	pthread_mutex_lock(&nm->lock);
+	if (!nm->n_subnets) {
+		char buf[IPNET_STRLEN];
+
+		ret = nm_state_set_subnets(nm, subnets, n_subnets, cidrs, n_cidrs);
+		if (ret == 0)
+			log_info("subnet allocated", "node=\"%s\" subnet=%s", nm->cfg.node_name,
+				 ipnet_format(&subnets[0], buf));
+	} else if (!nm_nets_same(subnets, n_subnets, nm->subnets, nm->n_subnets)) {
+		char have[IPNET_STRLEN], got[IPNET_STRLEN];
+
+		log_error("cluster manager answers a different subnet; keeping the stored one",
+			  "stored=%s answered=%s", ipnet_format(&nm->subnets[0], have),
+			  ipnet_format(&subnets[0], got));
+	}
+	if (ret == 0 && !nm_nets_same(cidrs, n_cidrs, nm->cidrs, nm->n_cidrs)) {
+		ret = nm_state_set_cidrs(nm, cidrs, n_cidrs);
+		if (ret == 0 && nm->iface_ready)
+			ret = nm_iface_add_routes(nm);
+	}
+	pthread_mutex_unlock(&nm->lock);
+	return ret;
+}
+
+int nm_sync_register(struct nm *nm, struct rpc_client *rpc)
+{
+	Wgcni__Cluster__V1__AllocateSubnetRequest areq = WGCNI__CLUSTER__V1__ALLOCATE_SUBNET_REQUEST__INIT;
+	Wgcni__Cluster__V1__RegisterKeyRequest rreq = WGCNI__CLUSTER__V1__REGISTER_KEY_REQUEST__INIT;
+	ProtobufCMessage *resp = NULL;
+	struct rpc_error err = { 0 };
+	int ret;
+
+	if (!rpc)
+		return -EINVAL;
+	areq.node_name = nm->cfg.node_name;
+	ret = rpc_call(rpc, nm_path_allocate_subnet, &areq.base,
+		       &wgcni__cluster__v1__allocate_subnet_response__descriptor, &resp,
+		       NM_CALL_TIMEOUT_MS, &err);
+	if (ret < 0) {
+		nm_log_rpc("AllocateSubnet failed", ret, &err);
+		return ret;
+	}
+	ret = nm_take_subnets(nm, (const Wgcni__Cluster__V1__AllocateSubnetResponse *)resp);
+	protobuf_c_message_free_unpacked(resp, NULL);
+	resp = NULL;
+	if (ret < 0)
+		return ret;
+
+	rreq.node_name = nm->cfg.node_name;
+	rreq.public_key = nm->public_b64;
+	rreq.endpoint = (char *)nm->cfg.endpoint;
+	ret = rpc_call(rpc, nm_path_register_key, &rreq.base,
+		       &wgcni__cluster__v1__register_key_response__descriptor, &resp,
+		       NM_CALL_TIMEOUT_MS, &err);
+	if (ret < 0) {
+		nm_log_rpc("RegisterKey failed", ret, &err);
+		return ret;
+	}
+	protobuf_c_message_free_unpacked(resp, NULL);
+	nm->registered = true;
+	log_info("registered with the cluster manager", "node=\"%s\" public_key=%s endpoint=%s",
+		 nm->cfg.node_name, nm->public_b64, nm->cfg.endpoint);
+	return 0;
+}
+
+/* Peers of the answer into our form; invalid ones are skipped. */
+static int nm_peers_from(const Wgcni__Cluster__V1__ListPeersResponse *r,
+			 struct nm_peer **out, size_t *n_out)
+{
+	struct nm_peer *peers;
+	size_t n = 0;
+
+	peers = calloc(r->n_peers + 1, sizeof(*peers));
+	if (!peers)
+		return -ENOMEM;
+	for (size_t i = 0; i < r->n_peers; i++) {
+		const Wgcni__Cluster__V1__Peer *src = r->peers[i];
+		struct nm_peer *p = &peers[n];
+		char err[128];
+		bool ok = true;
+
+		if (!src->public_key || key_from_base64(p->public_key, src->public_key, err,
+							 sizeof(err)) < 0) {
+			log_warnx("peer without a valid key skipped", "name=\"%s\"",
+				  src->name ? src->name : "");
+			continue;
+		}
+		if (src->endpoint && strlen(src->endpoint) >= sizeof(p->endpoint))
+			continue;
+		snprintf(p->endpoint, sizeof(p->endpoint), "%s", src->endpoint ? src->endpoint : "");
+		p->allowed = calloc(src->n_allowed_ips + 1, sizeof(*p->allowed));
+		p->name = strdup(src->name ? src->name : "");
+		if (!p->allowed || !p->name) {
+			free(p->allowed);
+			free(p->name);
+			nm_peers_free(peers, n);
+			return -ENOMEM;
+		}
+		for (size_t j = 0; j < src->n_allowed_ips; j++) {
+			if (ipnet_parse(src->allowed_ips[j], &p->allowed[p->n_allowed], false) < 0) {
+				log_warnx("peer with an invalid AllowedIP skipped",
+					  "name=\"%s\" allowed_ip=\"%s\"", p->name,
+					  src->allowed_ips[j]);
+				ok = false;
+				break;
+			}
+			ipnet_mask(&p->allowed[p->n_allowed++]);
+		}
+		if (!ok) {
+			free(p->allowed);
+			free(p->name);
+			memset(p, 0, sizeof(*p));
+			continue;
+		}
+		n++;
+	}
+	*out = peers;
+	*n_out = n;
+	return 0;
+}
+
+static void nm_sync_error(struct nm *nm)
+{
+	pthread_mutex_lock(&nm->lock);
+	nm->sync_errors++;
+	pthread_mutex_unlock(&nm->lock);
+}
+
+/* One ListPeers round: wait for a change, apply the difference. */
+static int nm_sync_round(struct nm *nm, struct rpc_client *rpc, uint64_t *revision)
+{
+	Wgcni__Cluster__V1__ListPeersRequest req = WGCNI__CLUSTER__V1__LIST_PEERS_REQUEST__INIT;
+	Wgcni__Cluster__V1__ListPeersResponse *r;
+	ProtobufCMessage *resp = NULL;
+	struct rpc_error err = { 0 };
+	struct nm_peer *peers = NULL;
+	size_t n = 0, changed = 0;
+	int ret;
+
+	req.node_name = nm->cfg.node_name;
+	req.since_revision = *revision;
+	req.wait_seconds = NM_WAIT_SECONDS;
+	ret = rpc_call(rpc, nm_path_list_peers, &req.base,
+		       &wgcni__cluster__v1__list_peers_response__descriptor, &resp,
+		       NM_POLL_TIMEOUT_MS, &err);
+	if (ret < 0) {
+		nm_log_rpc("ListPeers failed", ret, &err);
+		if (ret == -EREMOTEIO && err.code == CONNECT_NOT_FOUND)
+			nm->registered = false; /* deleted or forgotten: register again */
+		return ret;
+	}
+	r = (Wgcni__Cluster__V1__ListPeersResponse *)resp;
+	ret = nm_peers_from(r, &peers, &n);
+	if (ret < 0)
+		goto out;
+
+	pthread_mutex_lock(&nm->lock);
+	ret = nm_iface_apply_node_peers(nm, peers, n, &changed);
+	if (ret == 0)
+		ret = nm_state_replace_peers(nm, peers, n); /* takes peers */
+	else
+		nm_peers_free(peers, n);
+	pthread_mutex_unlock(&nm->lock);
+	if (ret == 0) {
+		if (changed || r->revision != *revision)
+			log_info("node peers synced", "revision=%llu peers=%zu changed=%zu",
+				 (unsigned long long)r->revision, n, changed);
+		*revision = r->revision;
+	}
+out:
+	protobuf_c_message_free_unpacked(resp, NULL);
+	return ret;
+}
+
+static void *nm_sync_main(void *arg)
+{
+	struct nm *nm = arg;
+	struct rpc_client *rpc;
+	unsigned int backoff = NM_BACKOFF_MIN_MS;
+	uint64_t revision = 0;
+	int ret;
+
+	rpc = nm_sync_client(nm, NM_POLL_TIMEOUT_MS);
+	while (!*nm->stop) {
+		if (*nm->reload || !rpc) {
+			*nm->reload = 0;
+			rpc_client_free(rpc);
+			rpc = nm_sync_client(nm, NM_POLL_TIMEOUT_MS);
+			if (rpc)
+				log_info("cluster manager client reloaded", "url=\"%s\"",
+					 nm->cfg.cluster_manager);
+		}
+		if (!nm->registered)
+			ret = nm_sync_register(nm, rpc);
+		else
+			ret = nm_sync_round(nm, rpc, &revision);
+		if (*nm->stop)
+			break;
+		if (ret < 0) {
+			nm_sync_error(nm);
+			nm_sleep(nm, backoff);
+			backoff = backoff * 2 > NM_BACKOFF_MAX_MS ? NM_BACKOFF_MAX_MS : backoff * 2;
+			continue;
+		}
+		backoff = NM_BACKOFF_MIN_MS;
+	}
+	rpc_client_free(rpc);
+	__atomic_store_n(&nm->sync_done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+int nm_sync_start(struct nm *nm)
+{
+	int ret;
+
+	nm->sync_done = 0;
+	ret = -pthread_create(&nm->sync_thread, NULL, nm_sync_main, nm);
+	if (ret == 0)
+		nm->sync_started = true;
+	return ret;
+}
+
+bool nm_sync_stop(struct nm *nm, unsigned int timeout_ms)
+{
+	struct timespec ts = { 0, 20 * 1000 * 1000 };
+
+	if (!nm->sync_started)
+		return true;
+	for (unsigned int t = 0; t < timeout_ms; t += 20) {
+		if (__atomic_load_n(&nm->sync_done, __ATOMIC_ACQUIRE)) {
+			pthread_join(nm->sync_thread, NULL);
+			nm->sync_started = false;
+			return true;
+		}
+		nanosleep(&ts, NULL);
+	}
+	return false;
+}
