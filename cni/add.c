@@ -1,0 +1,511 @@
+/*
+ * ADD: attach a container.
+ *
+ *   AllocateIP            -> addresses, gateway, MTU        undo: Release
+ *   create wgcXXXXXXXXXXXX in the runtime's namespace, so its UDP socket
+ *     stays on the host                                     undo: delete link
+ *   private key, listen port 0
+ *   move into CNI_NETNS, rename to CNI_IFNAME, MTU, addresses, up
+ *   read the port the device bound (known only once up)
+ *   RegisterKey(public key, 127.0.0.1:port) -> node peer   (undone by Release)
+ *   peer = node interface, AllowedIPs 0.0.0.0/0 and ::/0
+ *   default route(s) through CNI_IFNAME
+ *
+ * Any failure unwinds in reverse: the link is deleted wherever it is (which
+ * also ends a userspace process), a stale UAPI socket removed, and the
+ * allocation released, which drops the peer on the node as well.
+ */
+#include "cni.h"
+
+#include "ipnet.h"
+#include "key.h"
+#include "log.h"
+#include "netdev.h"
+#include "nm.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ADD_MAX_ADDRS 4
+/* wireguard-go binds its port when it sees the TUN go up: poll for it. */
+#define ADD_PORT_POLL_MS 20
+#define ADD_PORT_POLLS 250
+
+struct add {
+	struct cni_ctx *ctx;
+	struct nm *nm;
+	struct cni_ns ns;
+	struct cni_link link;
+	Wgcni__Node__V1__GetNodeResponse *node;
+	Wgcni__Node__V1__RegisterKeyResponse *reg;
+	struct ipnet addrs[ADD_MAX_ADDRS];
+	size_t n_addrs;
+	struct ipaddr gateway;
+	bool has_gateway;
+	unsigned int mtu;
+	uint8_t public_key[WG_KEY_LEN];
+	uint16_t port;
+	bool in_netns; /* the link was moved into the container */
+	bool renamed;  /* ... and carries CNI_IFNAME */
+};
+
+static int add_ifname_free(struct add *a)
+{
+	struct cni_err *e = &a->ctx->err;
+	bool taken;
+	int ret;
+
+	ret = cni_ns_enter(&a->ns, e);
+	if (ret)
+		return ret;
+	taken = netdev_exists(a->link.ifname);
+	ret = cni_ns_leave(&a->ns, e);
+	if (ret)
+		return ret;
+	if (taken)
+		return cni_fail(e, CNI_ERR_EXISTS, -EEXIST,
+				"interface already exists in the container",
+				"CNI_IFNAME=%s in %s", a->link.ifname, a->ctx->env.netns);
+	return 0;
+}
+
+static int add_allocate(struct add *a)
+{
+	Wgcni__Node__V1__AllocateIPRequest req = WGCNI__NODE__V1__ALLOCATE_IPREQUEST__INIT;
+	Wgcni__Node__V1__AllocateIPResponse *resp;
+	struct cni_err *e = &a->ctx->err;
+	ProtobufCMessage *out;
+	int ret;
+
+	req.container_id = (char *)a->ctx->env.containerid;
+	req.ifname = (char *)a->ctx->env.ifname;
+	req.netns = (char *)a->ctx->env.netns;
+	ret = nm_call(a->nm, "AllocateIP", &req.base,
+		      &wgcni__node__v1__allocate_ipresponse__descriptor, &out, CONNECT_OK, e);
+	if (ret)
+		return ret;
+	resp = (Wgcni__Node__V1__AllocateIPResponse *)out;
+
+	/* From here the allocation exists: the caller releases it on error. */
+	ret = -EPROTO;
+	if (resp->n_addresses == 0 || resp->n_addresses > ADD_MAX_ADDRS) {
+		cni_fail(e, CNI_ERR_NODE_MANAGER, ret, "node manager sent an invalid allocation",
+			 "AllocateIP: %zu addresses", resp->n_addresses);
+		goto out_free;
+	}
+	for (size_t i = 0; i < resp->n_addresses; i++) {
+		if (ipnet_parse_host(resp->addresses[i], &a->addrs[i])) {
+			cni_fail(e, CNI_ERR_NODE_MANAGER, ret,
+				 "node manager sent an invalid address",
+				 "AllocateIP: `%.64s'", resp->addresses[i]);
+			goto out_free;
+		}
+	}
+	a->n_addrs = resp->n_addresses;
+	if (resp->gateway && *resp->gateway) {
+		if (ipaddr_parse(resp->gateway, &a->gateway)) {
+			cni_fail(e, CNI_ERR_NODE_MANAGER, ret,
+				 "node manager sent an invalid gateway",
+				 "AllocateIP: `%.64s'", resp->gateway);
+			goto out_free;
+		}
+		a->has_gateway = true;
+	}
+	a->mtu = a->ctx->conf.mtu ? a->ctx->conf.mtu :
+		 resp->mtu ? resp->mtu :
+		 a->node->node->mtu ? a->node->node->mtu : CNI_DEFAULT_MTU;
+	ret = 0;
+out_free:
+	protobuf_c_message_free_unpacked(out, NULL);
+	return ret;
+}
+
+static int add_release(struct add *a)
+{
+	Wgcni__Node__V1__ReleaseRequest req = WGCNI__NODE__V1__RELEASE_REQUEST__INIT;
+	struct cni_err ignore = { 0 };
+	ProtobufCMessage *out;
+	int ret;
+
+	req.container_id = (char *)a->ctx->env.containerid;
+	req.ifname = (char *)a->ctx->env.ifname;
+	ret = nm_call(a->nm, "Release", &req.base,
+		      &wgcni__node__v1__release_response__descriptor, &out,
+		      CONNECT_NOT_FOUND, &ignore);
+	if (ret < 0)
+		log_warnx("cannot release the allocation while undoing ADD",
+			  "container=%s ifname=%s msg=\"%s\" details=\"%s\"",
+			  a->ctx->env.containerid, a->ctx->env.ifname, ignore.msg,
+			  ignore.details);
+	if (!ret)
+		protobuf_c_message_free_unpacked(out, NULL);
+	return ret < 0 ? ret : 0;
+}
+
+/* Config wins; else what the node runs; else auto. */
+static int add_backend(struct add *a)
+{
+	const char *nb = a->node->node->backend;
+	enum wg_backend b = WG_BACKEND_AUTO;
+
+	if (a->ctx->conf.backend_set)
+		b = a->ctx->conf.backend;
+	else if (nb && *nb && wg_backend_parse(nb, &b))
+		b = WG_BACKEND_AUTO;
+	a->link.backend = wg_backend_resolve(b);
+	return 0;
+}
+
+static int add_create(struct add *a)
+{
+	struct cni_err *e = &a->ctx->err;
+	const char *impl = a->ctx->conf.impl;
+	int ret;
+
+	ret = wg_create(a->link.tmp, a->link.backend, impl);
+	switch (ret) {
+	case 0:
+		return 0;
+	case -EEXIST:
+		return cni_fail(e, CNI_ERR_EXISTS, ret, "WireGuard device already exists",
+				"%s (left from an earlier ADD of %s? DEL removes it)",
+				a->link.tmp, a->ctx->env.containerid);
+	case -ENOENT:
+		return cni_fail(e, CNI_ERR_INVALID_CONFIG, ret,
+				"userspace WireGuard implementation not found",
+				"userspaceImplementation `%s'", impl);
+	case -EOPNOTSUPP:
+		return cni_fail(e, CNI_ERR_INVALID_CONFIG, ret,
+				"kernel WireGuard is not available", "backend %s for %s",
+				wg_backend_name(a->link.backend), a->link.tmp);
+	default:
+		return cni_fail(e, CNI_ERR_INTERNAL, ret, "cannot create WireGuard device",
+				"%s (%s backend): %s", a->link.tmp,
+				wg_backend_name(a->link.backend), strerror(-ret));
+	}
+}
+
+/* Still in the runtime's namespace, under the temporary name. */
+static int add_set_key(struct add *a)
+{
+	struct wg_device dev = { 0 };
+	int ret;
+
+	snprintf(dev.name, sizeof(dev.name), "%s", a->link.tmp);
+	dev.flags = WGDEVICE_HAS_PRIVATE_KEY | WGDEVICE_HAS_LISTEN_PORT;
+	dev.listen_port = 0;
+	ret = key_generate_private(dev.private_key);
+	if (ret)
+		goto out;
+	ret = key_public_from_private(a->public_key, dev.private_key);
+	if (ret)
+		goto out;
+	ret = wg_set(&dev);
+out:
+	key_wipe(dev.private_key, sizeof(dev.private_key));
+	if (ret)
+		return cni_fail(&a->ctx->err, CNI_ERR_INTERNAL, ret,
+				"cannot set the WireGuard private key", "%s: %s",
+				a->link.tmp, strerror(-ret));
+	return 0;
+}
+
+static int add_move(struct add *a)
+{
+	int ret = netdev_move_to_netns(a->link.tmp, a->ns.target);
+
+	if (ret)
+		return cni_fail(&a->ctx->err, CNI_ERR_INTERNAL, ret,
+				"cannot move the interface into the container",
+				"%s to %s: %s", a->link.tmp, a->ctx->env.netns, strerror(-ret));
+	a->in_netns = true;
+	return 0;
+}
+
+static int add_configure_in_netns(struct add *a)
+{
+	struct cni_err *e = &a->ctx->err;
+	const char *ifname = a->link.ifname;
+	char buf[IPNET_STRLEN];
+	int ret, ret2;
+
+	ret = cni_ns_enter(&a->ns, e);
+	if (ret)
+		return ret;
+	ret = netdev_rename(a->link.tmp, ifname);
+	if (ret == -EEXIST) {
+		cni_fail(e, CNI_ERR_EXISTS, ret, "interface already exists in the container",
+			 "CNI_IFNAME=%s in %s", ifname, a->ctx->env.netns);
+		goto out_leave;
+	}
+	if (ret) {
+		cni_fail(e, CNI_ERR_INTERNAL, ret, "cannot rename the interface",
+			 "%s to %s: %s", a->link.tmp, ifname, strerror(-ret));
+		goto out_leave;
+	}
+	a->renamed = true;
+	ret = netdev_set_mtu(ifname, a->mtu);
+	if (ret) {
+		cni_fail(e, CNI_ERR_INTERNAL, ret, "cannot set the MTU", "%s mtu %u: %s",
+			 ifname, a->mtu, strerror(-ret));
+		goto out_leave;
+	}
+	for (size_t i = 0; i < a->n_addrs; i++) {
+		ret = netdev_addr_add(ifname, &a->addrs[i]);
+		if (ret) {
+			cni_fail(e, CNI_ERR_INTERNAL, ret, "cannot add the address",
+				 "%s to %s: %s", ipnet_format(&a->addrs[i], buf), ifname,
+				 strerror(-ret));
+			goto out_leave;
+		}
+	}
+	ret = netdev_set_up(ifname, true);
+	if (ret)
+		cni_fail(e, CNI_ERR_INTERNAL, ret, "cannot bring the interface up", "%s: %s",
+			 ifname, strerror(-ret));
+out_leave:
+	ret2 = cni_ns_leave(&a->ns, e);
+	return ret ? ret : ret2;
+}
+
+/* The device binds its UDP port (in the runtime's namespace) when it goes up. */
+static int add_wait_port(struct add *a)
+{
+	struct wg_device *dev = NULL;
+	int ret = 0;
+
+	for (int i = 0; i < ADD_PORT_POLLS; i++) {
+		ret = cni_link_wg_get(&a->link, &dev);
+		if (!ret && dev->listen_port) {
+			a->port = dev->listen_port;
+			wg_device_free(dev);
+			return 0;
+		}
+		wg_device_free(dev);
+		dev = NULL;
+		cni_sleep_ms(ADD_PORT_POLL_MS);
+	}
+	return cni_fail(&a->ctx->err, CNI_ERR_INTERNAL, ret ? ret : -ETIMEDOUT,
+			"WireGuard device bound no UDP port", "%s (%s): %s", a->link.tmp,
+			a->link.ifname, ret ? strerror(-ret) : "no port after 5 s");
+}
+
+static int add_register(struct add *a)
+{
+	Wgcni__Node__V1__RegisterKeyRequest req = WGCNI__NODE__V1__REGISTER_KEY_REQUEST__INIT;
+	char pub[WG_KEY_B64_LEN + 1], endpoint[32];
+	struct cni_err *e = &a->ctx->err;
+	ProtobufCMessage *out;
+	int ret;
+
+	key_to_base64(pub, a->public_key);
+	snprintf(endpoint, sizeof(endpoint), "127.0.0.1:%u", a->port);
+	req.container_id = (char *)a->ctx->env.containerid;
+	req.ifname = (char *)a->ctx->env.ifname;
+	req.public_key = pub;
+	req.endpoint = endpoint;
+	ret = nm_call(a->nm, "RegisterKey", &req.base,
+		      &wgcni__node__v1__register_key_response__descriptor, &out, CONNECT_OK, e);
+	if (ret)
+		return ret;
+	a->reg = (Wgcni__Node__V1__RegisterKeyResponse *)out;
+	if (!a->reg->node_peer || !a->reg->node_peer->public_key ||
+	    !a->reg->node_peer->endpoint)
+		return cni_fail(e, CNI_ERR_NODE_MANAGER, -EPROTO,
+				"node manager sent no node peer", "RegisterKey for %s",
+				a->ctx->env.containerid);
+	return 0;
+}
+
+static int add_set_peer(struct add *a)
+{
+	const Wgcni__Node__V1__NodePeer *np = a->reg->node_peer;
+	struct cni_err *e = &a->ctx->err;
+	struct wg_device dev = { 0 };
+	struct wg_peer peer = { 0 };
+	struct sockaddr_storage ss;
+	struct endpoint ep;
+	struct ipnet any;
+	char why[128];
+	socklen_t len;
+	int ret;
+
+	ret = key_from_base64(peer.public_key, np->public_key, why, sizeof(why));
+	if (ret) {
+		cni_fail(e, CNI_ERR_NODE_MANAGER, ret, "node manager sent an invalid public key",
+			 "`%.64s': %s", np->public_key, why);
+		goto out;
+	}
+	ret = endpoint_parse(np->endpoint, &ep, why, sizeof(why));
+	if (!ret)
+		ret = endpoint_to_sockaddr(&ep, &ss, &len);
+	if (ret || len > sizeof(peer.endpoint)) {
+		ret = ret ? ret : -EINVAL;
+		cni_fail(e, CNI_ERR_NODE_MANAGER, ret, "node manager sent an invalid endpoint",
+			 "`%.64s'", np->endpoint);
+		goto out;
+	}
+	memcpy(&peer.endpoint, &ss, len);
+	peer.flags = WGPEER_HAS_ENDPOINT | WGPEER_REPLACE_ALLOWEDIPS;
+	ret = ipnet_parse("0.0.0.0/0", &any, true);
+	if (!ret)
+		ret = wg_peer_add_allowedip(&peer, &any);
+	if (!ret)
+		ret = ipnet_parse("::/0", &any, true);
+	if (!ret)
+		ret = wg_peer_add_allowedip(&peer, &any);
+	if (ret) {
+		cni_fail(e, CNI_ERR_INTERNAL, ret, "cannot build the peer", "%s", strerror(-ret));
+		goto out;
+	}
+	dev.flags = WGDEVICE_REPLACE_PEERS;
+	dev.peers = &peer;
+	dev.n_peers = 1;
+	ret = cni_link_wg_set(&a->link, &dev);
+	if (ret)
+		cni_fail(e, CNI_ERR_INTERNAL, ret, "cannot configure the node peer",
+			 "%s (%s) peer %s endpoint %s: %s", a->link.tmp, a->link.ifname,
+			 np->public_key, np->endpoint, strerror(-ret));
+out:
+	wg_peer_clear(&peer);
+	return ret;
+}
+
+static int add_routes(struct add *a)
+{
+	struct cni_err *e = &a->ctx->err;
+	bool done[2] = { false, false };
+	struct ipnet dst;
+	char buf[IPNET_STRLEN];
+	int ret, ret2;
+
+	ret = cni_ns_enter(&a->ns, e);
+	if (ret)
+		return ret;
+	for (size_t i = 0; i < a->n_addrs && !ret; i++) {
+		bool v6 = a->addrs[i].addr.family == AF_INET6;
+
+		if (done[v6])
+			continue;
+		done[v6] = true;
+		ret = ipnet_parse(v6 ? "::/0" : "0.0.0.0/0", &dst, true);
+		if (!ret)
+			ret = netdev_route_add(&dst, a->link.ifname, NULL);
+		if (ret)
+			cni_fail(e, CNI_ERR_INTERNAL, ret, "cannot add the default route",
+				 "%s dev %s: %s", ipnet_format(&dst, buf), a->link.ifname,
+				 strerror(-ret));
+	}
+	ret2 = cni_ns_leave(&a->ns, e);
+	return ret ? ret : ret2;
+}
+
+/* Undo the link wherever it is; best effort, the first error is already set. */
+static void add_delete_link(struct add *a)
+{
+	struct cni_err ignore = { 0 };
+	int ret;
+
+	if (a->in_netns && !cni_ns_enter(&a->ns, &ignore)) {
+		ret = netdev_delete(a->renamed ? a->link.ifname : a->link.tmp);
+		if (ret && ret != -ENODEV)
+			log_warnx("cannot delete the container interface while undoing ADD",
+				  "ifname=%s err=\"%s\"",
+				  a->renamed ? a->link.ifname : a->link.tmp, strerror(-ret));
+		cni_ns_leave(&a->ns, &ignore);
+	}
+	/* In the host: the link if it never moved, else a stale UAPI socket. */
+	ret = wg_delete(a->link.tmp);
+	if (ret && ret != -ENODEV)
+		log_warnx("cannot delete the WireGuard device while undoing ADD",
+			  "name=%s err=\"%s\"", a->link.tmp, strerror(-ret));
+}
+
+int cni_cmd_add(struct cni_ctx *ctx)
+{
+	struct add a = { .ctx = ctx };
+	struct cni_err *e = &ctx->err;
+	int ret;
+
+	a.ns.host = a.ns.target = -1;
+	a.link.ns = &a.ns;
+	a.link.ifname = ctx->env.ifname;
+	ret = key_init();
+	if (ret) {
+		cni_fail(e, CNI_ERR_INTERNAL, ret, "cannot initialise libsodium", NULL);
+		goto out;
+	}
+	ret = cni_tmp_ifname(ctx->env.containerid, ctx->env.ifname, a.link.tmp);
+	if (ret) {
+		cni_fail(e, CNI_ERR_INTERNAL, ret, "cannot derive the device name", NULL);
+		goto out;
+	}
+	a.nm = nm_open(ctx->conf.node_manager, e);
+	if (!a.nm) {
+		ret = -EINVAL;
+		goto out;
+	}
+	ret = cni_ns_open(&a.ns, ctx->env.netns, e);
+	if (ret)
+		goto out;
+	ret = add_ifname_free(&a);
+	if (ret)
+		goto out;
+	ret = nm_get_node(a.nm, &a.node, e);
+	if (ret)
+		goto out;
+
+	ret = add_allocate(&a);
+	if (ret)
+		goto err_release;
+	ret = add_backend(&a);
+	if (ret)
+		goto err_release;
+	ret = add_create(&a);
+	if (ret)
+		goto err_release;
+	ret = add_set_key(&a);
+	if (ret)
+		goto err_delete_link;
+	ret = add_move(&a);
+	if (ret)
+		goto err_delete_link;
+	ret = add_configure_in_netns(&a);
+	if (ret)
+		goto err_delete_link;
+	ret = add_wait_port(&a);
+	if (ret)
+		goto err_delete_link;
+	ret = add_register(&a);
+	if (ret)
+		goto err_delete_link;
+	ret = add_set_peer(&a);
+	if (ret)
+		goto err_delete_link;
+	ret = add_routes(&a);
+	if (ret)
+		goto err_delete_link;
+	ret = cni_result_build(&ctx->conf, &ctx->env, a.mtu, a.addrs, a.n_addrs,
+			       a.has_gateway ? &a.gateway : NULL, &ctx->output, e);
+	if (ret)
+		goto err_delete_link;
+	log_info("attached", "container=%s ifname=%s device=%s backend=%s port=%u",
+		 ctx->env.containerid, ctx->env.ifname, a.link.tmp,
+		 wg_backend_name(a.link.backend), a.port);
+	goto out;
+
+err_delete_link:
+	add_delete_link(&a);
+err_release:
+	add_release(&a);
+out:
+	if (a.reg)
+		protobuf_c_message_free_unpacked(&a.reg->base, NULL);
+	if (a.node)
+		protobuf_c_message_free_unpacked(&a.node->base, NULL);
+	cni_ns_close(&a.ns);
+	nm_close(a.nm);
+	return ret;
+}

@@ -1,0 +1,121 @@
+#include "cni.h"
+
+#include "key.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+int cni_fail(struct cni_err *e, unsigned int code, int ret, const char *msg,
+	     const char *detailsfmt, ...)
+{
+	va_list ap;
+
+	if (e->code)
+		return ret;
+	e->code = code;
+	snprintf(e->msg, sizeof(e->msg), "%s", msg);
+	e->details[0] = '\0';
+	if (detailsfmt) {
+		va_start(ap, detailsfmt);
+		vsnprintf(e->details, sizeof(e->details), detailsfmt, ap);
+		va_end(ap);
+	}
+	return ret;
+}
+
+static const char *const cni_versions[CNI_VERSION_COUNT] = {
+	[CNI_V030] = "0.3.0",
+	[CNI_V031] = "0.3.1",
+	[CNI_V040] = "0.4.0",
+	[CNI_V100] = "1.0.0",
+	[CNI_V110] = "1.1.0",
+};
+
+int cni_version_parse(const char *s, enum cni_version *out)
+{
+	for (size_t i = 0; i < CNI_VERSION_COUNT; i++) {
+		if (s && !strcmp(s, cni_versions[i])) {
+			*out = (enum cni_version)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+const char *cni_version_name(enum cni_version v)
+{
+	return v < CNI_VERSION_COUNT ? cni_versions[v] : "?";
+}
+
+json_t *cni_versions_json(void)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; a && i < CNI_VERSION_COUNT; i++) {
+		if (json_array_append_new(a, json_string(cni_versions[i]))) {
+			json_decref(a);
+			return NULL;
+		}
+	}
+	return a;
+}
+
+int cni_tmp_ifname(const char *containerid, const char *ifname,
+		   char out[static IFNAMSIZ])
+{
+	uint8_t hash[crypto_generichash_BYTES_MIN];
+	crypto_generichash_state st;
+
+	if (key_init())
+		return -EIO;
+	/* The NUL separates the two, so ("ab","c") and ("a","bc") differ. */
+	if (crypto_generichash_init(&st, NULL, 0, sizeof(hash)) ||
+	    crypto_generichash_update(&st, (const uint8_t *)containerid,
+				      strlen(containerid) + 1) ||
+	    crypto_generichash_update(&st, (const uint8_t *)ifname, strlen(ifname)) ||
+	    crypto_generichash_final(&st, hash, sizeof(hash)))
+		return -EIO;
+	snprintf(out, IFNAMSIZ, "wgc%02x%02x%02x%02x%02x%02x", hash[0], hash[1],
+		 hash[2], hash[3], hash[4], hash[5]);
+	return 0;
+}
+
+/* As iproute2's check_ifname(): 1..15 bytes, not "." or "..", no '/', ':'
+ * or whitespace. */
+bool cni_ifname_valid(const char *s)
+{
+	size_t len;
+
+	if (!s)
+		return false;
+	len = strlen(s);
+	if (len == 0 || len >= IFNAMSIZ || !strcmp(s, ".") || !strcmp(s, ".."))
+		return false;
+	for (const char *p = s; *p; p++) {
+		if (*p == '/' || *p == ':' || isspace((unsigned char)*p) ||
+		    !isprint((unsigned char)*p))
+			return false;
+	}
+	return true;
+}
+
+/* CNI spec: starts with an alphanumeric, then alphanumerics, '_', '.', '-'. */
+bool cni_containerid_valid(const char *s)
+{
+	size_t len;
+
+	if (!s || !isalnum((unsigned char)s[0]))
+		return false;
+	len = strlen(s);
+	if (len > 1024)
+		return false;
+	for (const char *p = s; *p; p++) {
+		if (!isalnum((unsigned char)*p) && *p != '_' && *p != '.' && *p != '-')
+			return false;
+	}
+	return true;
+}
