@@ -145,10 +145,9 @@ static int cm_register_key(struct connect_call *call, void *ctx)
 				    strlen(req->public_key) > 64 ? "..." : "", why);
 	/* Stored and compared in canonical form (padding bits zero). */
 	key_to_base64(canon, key);
+	/* endpoint_parse's reasons quote the endpoint themselves. */
 	if (endpoint_parse(req->endpoint, &ep, why, sizeof(why)))
-		return connect_fail(call, CONNECT_INVALID_ARGUMENT,
-				    "invalid endpoint \"" CM_QUOTE "%s\": %s", req->endpoint,
-				    strlen(req->endpoint) > 64 ? "..." : "", why);
+		return connect_fail(call, CONNECT_INVALID_ARGUMENT, "invalid endpoint: %s", why);
 	if (strlen(req->endpoint) > CM_ENDPOINT_MAX)
 		return connect_fail(call, CONNECT_INVALID_ARGUMENT,
 				    "invalid endpoint \"" CM_QUOTE "...\": longer than %d characters",
