@@ -491,6 +491,7 @@ int cm_state_allocate(struct cm_state *st, const char *name, struct cm_node **ou
 		want[f] = any = true;
 	}
 	if (node && !any) {
+		cm_state_touch(st, node);
 		*out = node;
 		return 0;
 	}
