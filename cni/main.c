@@ -312,7 +312,7 @@ fail:
 		enum cni_version v = CNI_VERSION_LATEST;
 		if (err_version)
 			cni_version_parse(err_version, &v);
-		log_warnx("failed", "cmd=%s code=%u msg=\"%s\" details=\"%s\"",
+		log_warnx("failed", "cmd=%s code=%u error=\"%s\" details=\"%s\"",
 			  ctx.env.command ? ctx.env.command : "", ctx.err.code,
 			  ctx.err.msg, ctx.err.details);
 		print_error(out, cni_version_name(v), &ctx.err);
