@@ -78,6 +78,9 @@ cni() {
 		CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAME=$c" "$BIN/wgcni" 2>>"$STATE/logs/cni.log"
 }
 
+# table: align tab-separated columns (column(1) is in bsdextrautils).
+table() { if command -v column >/dev/null; then column -t -s $'\t'; else tr '\t' ' '; fi; }
+
 spawn() { # NAME NS cmd...: a daemon that outlives this script
 	local name=$1 netns=$2; shift 2
 	setsid ip netns exec "$netns" "$@" </dev/null >>"$STATE/logs/$name.log" 2>&1 &
@@ -220,11 +223,11 @@ show_cluster() {
 		say "    ${D}(wgcnictl not built; asking the APIs with curl + jq)$N"
 		say "    ${D}ClusterService/ListNodes$N"
 		cm_rpc ListNodes '{}' | jq -r '.nodes[] | [.name, (.subnets | join(",")), .endpoint, .publicKey[0:12] + "…"] | @tsv' |
-			(printf 'NAME\tSUBNETS\tENDPOINT\tPUBLIC KEY\n'; cat) | column -t -s $'\t' | sed 's/^/    /'
+			(printf 'NAME\tSUBNETS\tENDPOINT\tPUBLIC KEY\n'; cat) | table | sed 's/^/    /'
 		for n in $NODES; do
 			say "    ${D}node$n NodeService/ListAllocations$N"
 			nm_rpc "$n" ListAllocations '{}' | jq -r '.allocations[]? | [.containerId[0:12], .ifname, (.addresses | join(",")), .publicKey[0:12] + "…"] | @tsv' |
-				(printf 'CONTAINER\tIFNAME\tADDRESSES\tPUBLIC KEY\n'; cat) | column -t -s $'\t' | sed 's/^/    /'
+				(printf 'CONTAINER\tIFNAME\tADDRESSES\tPUBLIC KEY\n'; cat) | table | sed 's/^/    /'
 		done
 	fi
 	say "    ${D}\$ ip netns exec $(ns n1) wg show $(ifname 1)$N"
