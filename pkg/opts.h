@@ -3,8 +3,11 @@
  * can also come from WGCNI_FOO_BAR. The environment is applied first, the
  * command line after it, so the command line wins. For options without an
  * argument the variable must be 1/true/yes (applied) or 0/false/no/empty
- * (ignored). A repeatable option given by environment arrives as one value;
- * the caller splits it on commas if it wants (opts_split).
+ * (ignored); anything else is an error. For options with an argument an
+ * empty variable counts as unset. Options with a flag pointer set *flag from
+ * the environment too. A repeatable option given by environment arrives as
+ * one value; the caller splits it on commas if it wants (opts_split).
+ * shortopts may start with '+' to stop at the first operand (subcommands).
  */
 #ifndef WGCNI_OPTS_H
 #define WGCNI_OPTS_H
@@ -19,8 +22,11 @@ typedef int (*opts_apply_fn)(int val, const char *arg, void *ctx, char *err,
 
 /*
  * Parse. Returns the index of the first non-option argument (>= 1), or -1
- * with a message in err ("unknown option", "option '--x' needs a value",
- * or the apply callback's). Prints nothing.
+ * with a message in err ("unknown option '--x'", "option '--x' needs a
+ * value", "option '--x' takes no value", a bad boolean variable, or the
+ * apply callback's; a callback refusing without a message gets "invalid
+ * value for --x: \"v\""). Prints nothing. Resets getopt (optind = 0), so
+ * it can run more than once per process.
  */
 int opts_parse(int argc, char **argv, const char *shortopts,
 	       const struct option *longopts, opts_apply_fn apply, void *ctx,
