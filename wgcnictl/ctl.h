@@ -1,0 +1,158 @@
+/*
+ * wgcnictl internals. One struct ctl carries the options and the clients
+ * (created on first use, so a command talks only to the daemon it needs).
+ * Commands print their result on stdout and one `wgcnictl: ...' line on
+ * stderr for an error; they return CTL_OK, CTL_ERR (exit 1) or CTL_USAGE
+ * (exit 2).
+ */
+#ifndef WGCNICTL_CTL_H
+#define WGCNICTL_CTL_H
+
+#include "rpc.h"
+
+#include <jansson.h>
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <time.h>
+
+#define CTL_PROG "wgcnictl"
+#define CTL_DEFAULT_NODE_MANAGER "unix:///run/wgcni/node-manager.sock"
+#define CTL_DEFAULT_CLUSTER_MANAGER "http://127.0.0.1:8080"
+/* WireGuard rekeys every 2 minutes and gives up on a session after 3: a
+ * handshake older than that means the tunnel is down. */
+#define CTL_HANDSHAKE_STALE_S 180
+
+enum { CTL_OK = 0, CTL_ERR = 1, CTL_USAGE = 2 };
+
+enum ctl_output { CTL_OUTPUT_TABLE, CTL_OUTPUT_JSON };
+
+enum ctl_daemon { CTL_CLUSTER_MANAGER, CTL_NODE_MANAGER };
+
+struct ctl {
+	const char *cm_url;
+	const char *nm_url;
+	bool cm_explicit; /* given on the command line or in the environment */
+	const char *token_file;
+	enum ctl_output output;
+	long timeout_ms;
+	time_t now;
+	char *token;
+	struct rpc_client *cm, *nm;
+	/* Print errors (false while `status' probes). */
+	bool quiet;
+};
+
+/* The client for d, created on first use; NULL after printing why. */
+struct rpc_client *ctl_client(struct ctl *ctl, enum ctl_daemon d);
+const char *ctl_url(const struct ctl *ctl, enum ctl_daemon d);
+const char *ctl_daemon_name(enum ctl_daemon d);
+
+/*
+ * Call d's "/<service>/<method>" and unpack into *resp. On failure prints
+ * one line naming the call, the daemon and the reason (unless ctl->quiet,
+ * then the reason goes into why) and returns the negative errno of
+ * rpc_call; err (may be NULL) receives the Connect error.
+ */
+int ctl_call(struct ctl *ctl, enum ctl_daemon d, const char *service,
+	     const char *method, const ProtobufCMessage *req,
+	     const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+	     struct rpc_error *err, char *why, size_t whylen);
+
+/* GET path from d (body malloc'd, NUL-terminated). Same error reporting. */
+int ctl_get(struct ctl *ctl, enum ctl_daemon d, const char *path, char **body,
+	    int *status, char *why, size_t whylen);
+
+void ctl_errorx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Print j (a reference is taken over: j is decref'd) as indented JSON. */
+int ctl_print_json(json_t *j);
+/* pjson_encode(msg) printed as above. */
+int ctl_print_message(const ProtobufCMessage *msg);
+
+/* --- fmt.c: tables and human units --- */
+
+struct table;
+/* Column headers; a header starting with '>' is right-aligned (the '>' is
+ * not printed). NULL-terminated. */
+struct table *table_new(const char *header, ...) __attribute__((sentinel));
+void table_free(struct table *t);
+/* One row, one string per column (copied; NULL prints as "-"). */
+int table_add(struct table *t, ...);
+int table_print(const struct table *t, FILE *f);
+size_t table_rows(const struct table *t);
+
+/* "512 B", "1.5 KiB", "12.0 MiB" ... */
+char *fmt_bytes(double bytes, char *out, size_t outlen);
+/* "12s ago", "3m ago", "5h ago", "2d ago", "never" (t == 0). */
+char *fmt_ago(time_t now, time_t t, char *out, size_t outlen);
+/* RFC 3339 ("2026-11-22T22:05:25Z", fractions, offsets) -> *t. 0 or -EINVAL. */
+int parse_rfc3339(const char *s, time_t *t);
+/* Join v[0..n) with sep into out; "-" when n == 0. */
+char *fmt_join(char *const *v, size_t n, const char *sep, char *out, size_t outlen);
+
+/* --- promtext.c: Prometheus text exposition, the samples only --- */
+
+struct prom_label {
+	char *name;
+	char *value;
+};
+
+struct prom_series {
+	char *name;
+	struct prom_label *labels;
+	size_t n_labels;
+	double value;
+};
+
+struct prom_samples {
+	struct prom_series *series;
+	size_t n;
+};
+
+/* Parse text (len bytes). 0, or -EINVAL with the line number in *line.
+ * Free with prom_samples_free. */
+int prom_samples_parse(const char *text, size_t len, struct prom_samples *out,
+		       size_t *line);
+void prom_samples_free(struct prom_samples *s);
+/* The value of label name in s, or NULL. */
+const char *prom_series_label(const struct prom_series *s, const char *name);
+
+/* --- node.c: what a node manager shows of its node --- */
+
+struct ctl_peer {
+	const char *public_key; /* borrowed from the view's sources */
+	const char *name;
+	bool container;
+	const void *alloc; /* Wgcni__Node__V1__Allocation *, for containers */
+	bool has_stats;
+	double rx_bytes, tx_bytes;
+	double last_handshake; /* UNIX time, 0 = never */
+};
+
+struct ctl_node_view {
+	void *node;        /* Wgcni__Node__V1__GetNodeResponse * */
+	void *allocations; /* Wgcni__Node__V1__ListAllocationsResponse * */
+	struct prom_samples metrics;
+	struct ctl_peer *peers;
+	size_t n_peers;
+	double pool_used, pool_free;
+	bool has_pool;
+};
+
+/* GetNode + ListAllocations + GET /metrics from the node manager. 0, or
+ * negative errno with the reason printed (or in why when ctl->quiet). */
+int ctl_node_view_load(struct ctl *ctl, struct ctl_node_view *v, char *why, size_t whylen);
+void ctl_node_view_free(struct ctl_node_view *v);
+
+/* --- the commands --- */
+
+int cmd_nodes(struct ctl *ctl, int argc, char **argv);
+int cmd_node(struct ctl *ctl, int argc, char **argv);
+int cmd_delete_node(struct ctl *ctl, int argc, char **argv);
+int cmd_peers(struct ctl *ctl, int argc, char **argv);
+int cmd_allocations(struct ctl *ctl, int argc, char **argv);
+int cmd_status(struct ctl *ctl, int argc, char **argv);
+
+#endif

@@ -1,0 +1,371 @@
+/*
+ * Commands against a node manager: peers and allocations. The peer view is
+ * built from what the node manager publishes, nothing private: GetNode,
+ * ListAllocations (which container owns which key) and the per-peer series
+ * of its /metrics (wgcni_peer_rx_bytes, wgcni_peer_tx_bytes,
+ * wgcni_peer_last_handshake_seconds, labelled peer=<public key>, name=...).
+ */
+#include "ctl.h"
+#include "pjson.h"
+#include "wgcni/cluster/v1/cluster.pb-c.h"
+#include "wgcni/node/v1/node.pb-c.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NM_SERVICE "wgcni.node.v1.NodeService"
+#define CM_SERVICE "wgcni.cluster.v1.ClusterService"
+
+typedef Wgcni__Node__V1__GetNodeResponse GetNodeResp;
+typedef Wgcni__Node__V1__ListAllocationsResponse ListAllocResp;
+typedef Wgcni__Node__V1__Allocation Alloc;
+
+static struct ctl_peer *view_peer(struct ctl_node_view *v, const char *key)
+{
+	struct ctl_peer *p;
+
+	for (size_t i = 0; i < v->n_peers; i++)
+		if (!strcmp(v->peers[i].public_key, key))
+			return &v->peers[i];
+	p = reallocarray(v->peers, v->n_peers + 1, sizeof(*p));
+	if (!p)
+		return NULL;
+	v->peers = p;
+	p = &v->peers[v->n_peers++];
+	memset(p, 0, sizeof(*p));
+	p->public_key = key;
+	return p;
+}
+
+static bool is_peer_series(const char *name)
+{
+	return !strcmp(name, "wgcni_peer_rx_bytes") || !strcmp(name, "wgcni_peer_tx_bytes") ||
+	       !strcmp(name, "wgcni_peer_last_handshake_seconds");
+}
+
+static int view_add_metrics(struct ctl_node_view *v)
+{
+	for (size_t i = 0; i < v->metrics.n; i++) {
+		const struct prom_series *s = &v->metrics.series[i];
+		const char *key = prom_series_label(s, "peer");
+		struct ctl_peer *p;
+
+		if (!strcmp(s->name, "wgcni_pool_addresses")) {
+			const char *state = prom_series_label(s, "state");
+
+			if (state && !strcmp(state, "used"))
+				v->pool_used += s->value;
+			else if (state && !strcmp(state, "free"))
+				v->pool_free += s->value;
+			v->has_pool = true;
+			continue;
+		}
+		if (!key || !is_peer_series(s->name))
+			continue;
+		p = view_peer(v, key);
+		if (!p)
+			return -ENOMEM;
+		if (!p->name)
+			p->name = prom_series_label(s, "name");
+		p->has_stats = true;
+		if (!strcmp(s->name, "wgcni_peer_rx_bytes"))
+			p->rx_bytes = s->value;
+		else if (!strcmp(s->name, "wgcni_peer_tx_bytes"))
+			p->tx_bytes = s->value;
+		else
+			p->last_handshake = isfinite(s->value) && s->value > 0 ? s->value : 0;
+	}
+	return 0;
+}
+
+/* Containers are the peers whose key an allocation holds; a container with
+ * a key but no series yet is listed too (configured, no stats). */
+static int view_add_allocations(struct ctl_node_view *v)
+{
+	const ListAllocResp *la = v->allocations;
+
+	for (size_t i = 0; i < la->n_allocations; i++) {
+		const Alloc *a = la->allocations[i];
+		struct ctl_peer *p;
+
+		if (!a->public_key || !*a->public_key)
+			continue;
+		p = view_peer(v, a->public_key);
+		if (!p)
+			return -ENOMEM;
+		p->container = true;
+		p->alloc = a;
+	}
+	return 0;
+}
+
+void ctl_node_view_free(struct ctl_node_view *v)
+{
+	if (!v)
+		return;
+	free(v->peers);
+	prom_samples_free(&v->metrics);
+	if (v->allocations)
+		protobuf_c_message_free_unpacked(v->allocations, NULL);
+	if (v->node)
+		protobuf_c_message_free_unpacked(v->node, NULL);
+	memset(v, 0, sizeof(*v));
+}
+
+int ctl_node_view_load(struct ctl *ctl, struct ctl_node_view *v, char *why, size_t whylen)
+{
+	Wgcni__Node__V1__GetNodeRequest gn = WGCNI__NODE__V1__GET_NODE_REQUEST__INIT;
+	Wgcni__Node__V1__ListAllocationsRequest la =
+		WGCNI__NODE__V1__LIST_ALLOCATIONS_REQUEST__INIT;
+	char *text = NULL;
+	size_t line;
+	int ret, status;
+
+	memset(v, 0, sizeof(*v));
+	ret = ctl_call(ctl, CTL_NODE_MANAGER, NM_SERVICE, "GetNode", &gn.base,
+		       &wgcni__node__v1__get_node_response__descriptor,
+		       (ProtobufCMessage **)&v->node, NULL, why, whylen);
+	if (ret)
+		goto err;
+	ret = ctl_call(ctl, CTL_NODE_MANAGER, NM_SERVICE, "ListAllocations", &la.base,
+		       &wgcni__node__v1__list_allocations_response__descriptor,
+		       (ProtobufCMessage **)&v->allocations, NULL, why, whylen);
+	if (ret)
+		goto err;
+	ret = ctl_get(ctl, CTL_NODE_MANAGER, "/metrics", &text, &status, why, whylen);
+	if (ret)
+		goto err;
+	ret = prom_samples_parse(text, strlen(text), &v->metrics, &line);
+	free(text);
+	if (ret) {
+		snprintf(why, whylen, "the node manager's /metrics does not parse (line %zu)",
+			 line);
+		if (!ctl->quiet)
+			ctl_errorx("%s", why);
+		goto err;
+	}
+	ret = view_add_allocations(v);
+	if (!ret)
+		ret = view_add_metrics(v);
+	if (ret) {
+		snprintf(why, whylen, "out of memory");
+		if (!ctl->quiet)
+			ctl_errorx("%s", why);
+		goto err;
+	}
+	return 0;
+
+err:
+	ctl_node_view_free(v);
+	return ret;
+}
+
+/* Nodes first, then containers, each by name. */
+static int peer_cmp(const void *a, const void *b)
+{
+	const struct ctl_peer *x = a, *y = b;
+
+	if (x->container != y->container)
+		return x->container ? 1 : -1;
+	return strcmp(x->name ? x->name : "", y->name ? y->name : "");
+}
+
+/* The other nodes as the cluster manager lists them, when asked for with
+ * --cluster-manager: their subnets and endpoints. Optional, so quiet. */
+static Wgcni__Cluster__V1__ListNodesResponse *cluster_nodes(struct ctl *ctl)
+{
+	Wgcni__Cluster__V1__ListNodesRequest req = WGCNI__CLUSTER__V1__LIST_NODES_REQUEST__INIT;
+	Wgcni__Cluster__V1__ListNodesResponse *resp = NULL;
+	char why[512];
+	bool quiet = ctl->quiet;
+
+	if (!ctl->cm_explicit)
+		return NULL;
+	ctl->quiet = true;
+	if (ctl_call(ctl, CTL_CLUSTER_MANAGER, CM_SERVICE, "ListNodes", &req.base,
+		     &wgcni__cluster__v1__list_nodes_response__descriptor,
+		     (ProtobufCMessage **)&resp, NULL, why, sizeof(why))) {
+		fprintf(stderr, CTL_PROG ": warning: node details unavailable: %s\n", why);
+		resp = NULL;
+	}
+	ctl->quiet = quiet;
+	return resp;
+}
+
+static const Wgcni__Cluster__V1__Node *
+cluster_node(const Wgcni__Cluster__V1__ListNodesResponse *nodes, const char *key)
+{
+	for (size_t i = 0; nodes && i < nodes->n_nodes; i++)
+		if (!strcmp(nodes->nodes[i]->public_key, key))
+			return nodes->nodes[i];
+	return NULL;
+}
+
+static json_t *peer_json(const struct ctl_peer *p, const Wgcni__Cluster__V1__Node *cn)
+{
+	const Alloc *a = p->alloc;
+	json_t *j = json_object();
+	int ret = 0;
+
+	if (!j)
+		return NULL;
+	if (p->name)
+		ret |= json_object_set_new(j, "name", json_string(p->name));
+	ret |= json_object_set_new(j, "kind", json_string(p->container ? "container" : "node"));
+	ret |= json_object_set_new(j, "publicKey", json_string(p->public_key));
+	if (a) {
+		ret |= json_object_set_new(j, "allocation", pjson_encode(&a->base));
+	}
+	if (cn)
+		ret |= json_object_set_new(j, "node", pjson_encode(&cn->base));
+	if (p->has_stats) {
+		ret |= json_object_set_new(j, "rxBytes", json_integer((json_int_t)p->rx_bytes));
+		ret |= json_object_set_new(j, "txBytes", json_integer((json_int_t)p->tx_bytes));
+		ret |= json_object_set_new(j, "lastHandshakeSeconds",
+					   json_integer((json_int_t)p->last_handshake));
+	}
+	if (ret) {
+		json_decref(j);
+		return NULL;
+	}
+	return j;
+}
+
+static int peers_json(const struct ctl_node_view *v,
+		      const Wgcni__Cluster__V1__ListNodesResponse *nodes)
+{
+	const GetNodeResp *gn = v->node;
+	json_t *root = json_object(), *arr = json_array();
+
+	if (!root || !arr)
+		goto err_nomem;
+	if (json_object_set_new(root, "node", pjson_encode(&gn->node->base)))
+		goto err_nomem;
+	for (size_t i = 0; i < v->n_peers; i++) {
+		json_t *pj = peer_json(&v->peers[i], cluster_node(nodes, v->peers[i].public_key));
+
+		if (!pj || json_array_append_new(arr, pj))
+			goto err_nomem;
+	}
+	if (json_object_set(root, "peers", arr))
+		goto err_nomem;
+	json_decref(arr);
+	return ctl_print_json(root);
+
+err_nomem:
+	json_decref(arr);
+	json_decref(root);
+	ctl_errorx("encoding JSON: out of memory");
+	return CTL_ERR;
+}
+
+int cmd_peers(struct ctl *ctl, int argc, char **argv)
+{
+	Wgcni__Cluster__V1__ListNodesResponse *nodes = NULL;
+	struct ctl_node_view v;
+	struct table *t = NULL;
+	char why[1024];
+	int ret;
+
+	ret = CTL_ERR;
+	if (ctl_node_view_load(ctl, &v, why, sizeof(why)))
+		goto out;
+	qsort(v.peers, v.n_peers, sizeof(*v.peers), peer_cmp);
+	nodes = cluster_nodes(ctl);
+	if (ctl->output == CTL_OUTPUT_JSON) {
+		ret = peers_json(&v, nodes);
+		goto out_free;
+	}
+	t = table_new("NAME", "KIND", "ALLOWED IPS", "ENDPOINT", ">RX", ">TX", "HANDSHAKE",
+		      "PUBLIC KEY", NULL);
+	if (!t)
+		goto err_nomem;
+	for (size_t i = 0; i < v.n_peers; i++) {
+		const struct ctl_peer *p = &v.peers[i];
+		const Wgcni__Cluster__V1__Node *cn = cluster_node(nodes, p->public_key);
+		const Alloc *a = p->alloc;
+		char allowed[512] = "", rx[32] = "", tx[32] = "", hs[32] = "", cname[64];
+		const char *endpoint = NULL, *name = p->name;
+
+		if (a) {
+			fmt_join(a->addresses, a->n_addresses, ",", allowed, sizeof(allowed));
+			endpoint = a->endpoint;
+			/* The short container ID, as in `allocations'. */
+			snprintf(cname, sizeof(cname), "%.12s/%s", a->container_id, a->ifname);
+			name = cname;
+		} else if (cn) {
+			fmt_join(cn->subnets, cn->n_subnets, ",", allowed, sizeof(allowed));
+			endpoint = cn->endpoint;
+			if (!name)
+				name = cn->name;
+		}
+		if (p->has_stats) {
+			fmt_bytes(p->rx_bytes, rx, sizeof(rx));
+			fmt_bytes(p->tx_bytes, tx, sizeof(tx));
+			fmt_ago(ctl->now, (time_t)p->last_handshake, hs, sizeof(hs));
+		}
+		if (table_add(t, name, p->container ? "container" : "node", allowed, endpoint,
+			      rx, tx, hs, p->public_key))
+			goto err_nomem;
+	}
+	ret = table_print(t, stdout) ? CTL_ERR : CTL_OK;
+	goto out_free;
+
+err_nomem:
+	ctl_errorx("listing peers: out of memory");
+	ret = CTL_ERR;
+out_free:
+	table_free(t);
+	if (nodes)
+		protobuf_c_message_free_unpacked(&nodes->base, NULL);
+	ctl_node_view_free(&v);
+out:
+	return ret;
+}
+
+int cmd_allocations(struct ctl *ctl, int argc, char **argv)
+{
+	Wgcni__Node__V1__ListAllocationsRequest req =
+		WGCNI__NODE__V1__LIST_ALLOCATIONS_REQUEST__INIT;
+	ListAllocResp *resp = NULL;
+	struct table *t = NULL;
+	int ret;
+
+	ret = CTL_ERR;
+	if (ctl_call(ctl, CTL_NODE_MANAGER, NM_SERVICE, "ListAllocations", &req.base,
+		     &wgcni__node__v1__list_allocations_response__descriptor,
+		     (ProtobufCMessage **)&resp, NULL, NULL, 0))
+		goto out;
+	if (ctl->output == CTL_OUTPUT_JSON) {
+		ret = ctl_print_message(&resp->base);
+		goto out_free_resp;
+	}
+	t = table_new("CONTAINER", "IFNAME", "ADDRESSES", "NETNS", "PUBLIC KEY", NULL);
+	if (!t)
+		goto err_nomem;
+	for (size_t i = 0; i < resp->n_allocations; i++) {
+		const Alloc *a = resp->allocations[i];
+		char id[13], addrs[512];
+
+		/* 12 characters identify a container, as docker and podman show them. */
+		snprintf(id, sizeof(id), "%s", a->container_id);
+		fmt_join(a->addresses, a->n_addresses, ",", addrs, sizeof(addrs));
+		if (table_add(t, id, a->ifname, addrs, a->netns, a->public_key))
+			goto err_nomem;
+	}
+	ret = table_print(t, stdout) ? CTL_ERR : CTL_OK;
+	goto out_free_table;
+
+err_nomem:
+	ctl_errorx("listing allocations: out of memory");
+	ret = CTL_ERR;
+out_free_table:
+	table_free(t);
+out_free_resp:
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+out:
+	return ret;
+}

@@ -1,0 +1,241 @@
+/*
+ * status: one line per check, exit 1 when any fails.
+ *   node manager     reachable (GetNode, ListAllocations, /metrics)
+ *   cluster manager  reachable (/healthz)
+ *   registered       the cluster manager lists this node with its key
+ *   peers            every other node handshook within CTL_HANDSHAKE_STALE_S
+ *   pool             container addresses used/free
+ */
+#include "ctl.h"
+#include "wgcni/cluster/v1/cluster.pb-c.h"
+#include "wgcni/node/v1/node.pb-c.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CM_SERVICE "wgcni.cluster.v1.ClusterService"
+
+enum check_state { CHECK_OK, CHECK_WARN, CHECK_FAIL, CHECK_SKIP };
+
+static const char *const check_names[] = {
+	[CHECK_OK] = "ok", [CHECK_WARN] = "warn", [CHECK_FAIL] = "FAIL", [CHECK_SKIP] = "-",
+};
+static const char *const check_json[] = {
+	[CHECK_OK] = "ok", [CHECK_WARN] = "warn", [CHECK_FAIL] = "fail", [CHECK_SKIP] = "skipped",
+};
+
+struct check {
+	const char *name;
+	enum check_state state;
+	char detail[512];
+};
+
+enum { C_NODE_MANAGER, C_CLUSTER_MANAGER, C_REGISTERED, C_PEERS, C_POOL, C_COUNT };
+
+struct status {
+	struct check c[C_COUNT];
+	json_t *extra; /* numbers for -o json */
+};
+
+static void set(struct check *c, enum check_state s, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void set(struct check *c, enum check_state s, const char *fmt, ...)
+{
+	va_list ap;
+
+	c->state = s;
+	va_start(ap, fmt);
+	vsnprintf(c->detail, sizeof(c->detail), fmt, ap);
+	va_end(ap);
+}
+
+static void check_cluster_manager(struct ctl *ctl, struct status *st)
+{
+	char *body = NULL, why[512];
+	int status;
+
+	if (ctl_get(ctl, CTL_CLUSTER_MANAGER, "/healthz", &body, &status, why, sizeof(why)))
+		set(&st->c[C_CLUSTER_MANAGER], CHECK_FAIL, "%s", why);
+	else
+		set(&st->c[C_CLUSTER_MANAGER], CHECK_OK, "%s healthy", ctl->cm_url);
+	free(body);
+}
+
+static void check_registered(struct ctl *ctl, struct status *st,
+			     const Wgcni__Node__V1__Node *self)
+{
+	Wgcni__Cluster__V1__ListNodesRequest req = WGCNI__CLUSTER__V1__LIST_NODES_REQUEST__INIT;
+	Wgcni__Cluster__V1__ListNodesResponse *resp = NULL;
+	struct check *c = &st->c[C_REGISTERED];
+	const Wgcni__Cluster__V1__Node *n = NULL;
+	char why[512];
+
+	if (!self) {
+		set(c, CHECK_SKIP, "node manager unreachable");
+		return;
+	}
+	if (st->c[C_CLUSTER_MANAGER].state == CHECK_FAIL) {
+		set(c, CHECK_SKIP, "cluster manager unreachable");
+		return;
+	}
+	if (ctl_call(ctl, CTL_CLUSTER_MANAGER, CM_SERVICE, "ListNodes", &req.base,
+		     &wgcni__cluster__v1__list_nodes_response__descriptor,
+		     (ProtobufCMessage **)&resp, NULL, why, sizeof(why))) {
+		set(c, CHECK_FAIL, "ListNodes: %s", why);
+		return;
+	}
+	for (size_t i = 0; i < resp->n_nodes && !n; i++)
+		if (!strcmp(resp->nodes[i]->name, self->name))
+			n = resp->nodes[i];
+	if (!n)
+		set(c, CHECK_FAIL, "node `%s' is unknown to the cluster manager", self->name);
+	else if (strcmp(n->public_key, self->public_key))
+		set(c, CHECK_FAIL, "node `%s' is registered with key %s, the node has %s",
+		    self->name, *n->public_key ? n->public_key : "(none)", self->public_key);
+	else if (strcmp(n->endpoint, self->endpoint))
+		set(c, CHECK_FAIL, "node `%s' is registered with endpoint %s, the node has %s",
+		    self->name, *n->endpoint ? n->endpoint : "(none)", self->endpoint);
+	else
+		set(c, CHECK_OK, "node `%s' registered, endpoint %s", n->name, n->endpoint);
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+}
+
+static void check_peers(struct ctl *ctl, struct status *st, const struct ctl_node_view *v)
+{
+	size_t nodes = 0, fresh = 0, containers = 0;
+	const char *stale = NULL;
+
+	for (size_t i = 0; i < v->n_peers; i++) {
+		const struct ctl_peer *p = &v->peers[i];
+
+		if (p->container) {
+			containers++;
+			continue;
+		}
+		nodes++;
+		if (p->last_handshake > 0 &&
+		    (double)ctl->now - p->last_handshake <= CTL_HANDSHAKE_STALE_S)
+			fresh++;
+		else if (!stale)
+			stale = p->name ? p->name : p->public_key;
+	}
+	json_object_set_new(st->extra, "nodePeers", json_integer((json_int_t)nodes));
+	json_object_set_new(st->extra, "nodePeersHandshaking", json_integer((json_int_t)fresh));
+	json_object_set_new(st->extra, "containerPeers", json_integer((json_int_t)containers));
+	if (!nodes)
+		set(&st->c[C_PEERS], CHECK_OK, "no other nodes, %zu container%s", containers,
+		    containers == 1 ? "" : "s");
+	else
+		set(&st->c[C_PEERS], fresh == nodes ? CHECK_OK : CHECK_FAIL,
+		    "%zu/%zu nodes handshaking (within %ds)%s%s%s, %zu container%s", fresh,
+		    nodes, CTL_HANDSHAKE_STALE_S, stale ? "; not: `" : "", stale ? stale : "",
+		    stale ? "'" : "", containers, containers == 1 ? "" : "s");
+}
+
+static void check_pool(struct status *st, const struct ctl_node_view *v)
+{
+	double total = v->pool_used + v->pool_free;
+
+	if (!v->has_pool) {
+		set(&st->c[C_POOL], CHECK_WARN, "no wgcni_pool_addresses in the node's metrics");
+		return;
+	}
+	json_object_set_new(st->extra, "poolUsed", json_integer((json_int_t)v->pool_used));
+	json_object_set_new(st->extra, "poolFree", json_integer((json_int_t)v->pool_free));
+	set(&st->c[C_POOL], v->pool_free > 0 ? CHECK_OK : CHECK_FAIL,
+	    "%.0f used, %.0f free (%.0f%% used)", v->pool_used, v->pool_free,
+	    total > 0 ? 100.0 * v->pool_used / total : 0.0);
+}
+
+static int print_status(const struct ctl *ctl, struct status *st, bool ok)
+{
+	struct table *t;
+	json_t *root, *checks;
+	int ret;
+
+	if (ctl->output == CTL_OUTPUT_JSON) {
+		root = json_object();
+		checks = json_object();
+		if (!root || !checks) {
+			json_decref(root);
+			json_decref(checks);
+			return ctl_print_json(NULL);
+		}
+		json_object_set_new(root, "ok", json_boolean(ok));
+		for (int i = 0; i < C_COUNT; i++) {
+			json_t *c = json_pack("{s:s, s:s}", "state",
+					      check_json[st->c[i].state], "detail",
+					      st->c[i].detail);
+
+			json_object_set_new(checks, st->c[i].name, c);
+		}
+		json_object_set_new(root, "checks", checks);
+		json_object_update(root, st->extra);
+		return ctl_print_json(root);
+	}
+	t = table_new("CHECK", "STATE", "DETAIL", NULL);
+	if (!t)
+		return ctl_print_json(NULL);
+	ret = 0;
+	for (int i = 0; i < C_COUNT && !ret; i++)
+		ret = table_add(t, st->c[i].name, check_names[st->c[i].state], st->c[i].detail);
+	if (!ret)
+		ret = table_print(t, stdout);
+	table_free(t);
+	return ret ? CTL_ERR : CTL_OK;
+}
+
+int cmd_status(struct ctl *ctl, int argc, char **argv)
+{
+	struct status st = {
+		.c = {
+			[C_NODE_MANAGER] = { .name = "node manager" },
+			[C_CLUSTER_MANAGER] = { .name = "cluster manager" },
+			[C_REGISTERED] = { .name = "registered" },
+			[C_PEERS] = { .name = "peers" },
+			[C_POOL] = { .name = "pool" },
+		},
+	};
+	const Wgcni__Node__V1__GetNodeResponse *gn = NULL;
+	struct ctl_node_view v;
+	bool have_view, ok = true;
+	char why[1024];
+	int ret;
+
+	st.extra = json_object();
+	if (!st.extra)
+		return ctl_print_json(NULL);
+	ctl->quiet = true;
+	have_view = !ctl_node_view_load(ctl, &v, why, sizeof(why));
+	if (have_view) {
+		gn = v.node;
+		set(&st.c[C_NODE_MANAGER], CHECK_OK, "node `%s', interface %s (%s), %s",
+		    gn->node->name, gn->node->interface, gn->node->backend,
+		    *gn->node->address ? gn->node->address : "no address yet");
+	} else {
+		set(&st.c[C_NODE_MANAGER], CHECK_FAIL, "%s", why);
+	}
+	check_cluster_manager(ctl, &st);
+	check_registered(ctl, &st, gn ? gn->node : NULL);
+	if (have_view) {
+		check_peers(ctl, &st, &v);
+		check_pool(&st, &v);
+	} else {
+		set(&st.c[C_PEERS], CHECK_SKIP, "node manager unreachable");
+		set(&st.c[C_POOL], CHECK_SKIP, "node manager unreachable");
+	}
+	ctl->quiet = false;
+	for (int i = 0; i < C_COUNT; i++)
+		if (st.c[i].state == CHECK_FAIL)
+			ok = false;
+	ret = print_status(ctl, &st, ok);
+	if (ret == CTL_OK && !ok)
+		ret = CTL_ERR;
+	json_decref(st.extra);
+	if (have_view)
+		ctl_node_view_free(&v);
+	return ret;
+}
