@@ -29,8 +29,11 @@ void rpc_client_free(struct rpc_client *c);
  * unpack the answer as resp_desc into *resp (free with
  * protobuf_c_message_free_unpacked(*resp, NULL)).
  * 0; or -ECONNREFUSED/-ETIMEDOUT/-EHOSTUNREACH/-ENOENT (unreachable:
- * err->code = CONNECT_UNAVAILABLE); or -EREMOTEIO for a Connect error (err
- * says which); or -EPROTO for an undecodable answer.
+ * err->code = CONNECT_UNAVAILABLE; also -ECONNRESET when the connection
+ * broke without an answer and -EIO for other transport failures, e.g. TLS);
+ * or -EREMOTEIO for a Connect error (err says which); or -EPROTO for an
+ * undecodable answer; -EMSGSIZE for an answer over 32 MiB.
+ * A client is one connection: use it from one thread at a time.
  * timeout_ms > 0 overrides the client's timeout for this call.
  */
 int rpc_call(struct rpc_client *c, const char *path, const ProtobufCMessage *req,

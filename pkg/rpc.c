@@ -1,0 +1,399 @@
+#include "rpc.h"
+
+#include "log.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sodium.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Answers larger than this are refused (a peer list of ten thousand nodes
+ * is a few MiB). */
+#define RPC_MAX_RESPONSE (32 * 1024 * 1024)
+#define RPC_TOKEN_MAX 4096
+
+struct rpc_client {
+	CURL *curl; /* reused: keeps the connection alive between calls */
+	char *base; /* "http://host:port", "http://localhost" over unix */
+	char *unix_path;
+	struct curl_slist *headers;
+	long timeout_ms;
+};
+
+struct rpc_buf {
+	char *data;
+	size_t len, cap;
+	bool too_big;
+};
+
+static size_t rpc_write(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	struct rpc_buf *b = userdata;
+	size_t n = size * nmemb;
+
+	if (n > RPC_MAX_RESPONSE - b->len) {
+		b->too_big = true;
+		return 0; /* aborts the transfer */
+	}
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		char *data;
+
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		data = realloc(b->data, cap);
+		if (!data)
+			return 0;
+		b->data = data;
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, ptr, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+	return n;
+}
+
+static void rpc_free_headers(struct curl_slist *h)
+{
+	/* One of them carries the bearer token. */
+	for (struct curl_slist *i = h; i; i = i->next)
+		sodium_memzero(i->data, strlen(i->data));
+	curl_slist_free_all(h);
+}
+
+struct rpc_client *rpc_client_new(const char *url, const char *token, long timeout_ms)
+{
+	static const struct {
+		const char *scheme;
+		bool is_unix;
+	} schemes[] = {
+		{ "http://", false },
+		{ "https://", false },
+		{ "unix://", true },
+	};
+	struct rpc_client *c;
+	struct curl_slist *h;
+	char *auth;
+	size_t i, len;
+	int ret;
+
+	ret = -EINVAL;
+	if (!url)
+		goto err;
+	for (i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++)
+		if (!strncmp(url, schemes[i].scheme, strlen(schemes[i].scheme)))
+			break;
+	if (i == sizeof(schemes) / sizeof(schemes[0]) ||
+	    !url[strlen(schemes[i].scheme)] || (token && strpbrk(token, "\r\n"))) {
+		log_warnx("cannot parse API URL", "url=\"%s\"", url);
+		goto err;
+	}
+	if (schemes[i].is_unix && url[strlen(schemes[i].scheme)] != '/') {
+		log_warnx("unix URL needs an absolute path", "url=\"%s\"", url);
+		goto err;
+	}
+	ret = -ENOMEM;
+	if (curl_global_init(CURL_GLOBAL_DEFAULT))
+		goto err;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		goto err_global;
+	c->timeout_ms = timeout_ms > 0 ? timeout_ms : 30000;
+	if (schemes[i].is_unix) {
+		c->unix_path = strdup(url + strlen(schemes[i].scheme));
+		c->base = strdup("http://localhost");
+	} else {
+		c->base = strdup(url);
+	}
+	if (!c->base || (schemes[i].is_unix && !c->unix_path))
+		goto err_free;
+	len = strlen(c->base);
+	while (len && c->base[len - 1] == '/')
+		c->base[--len] = '\0';
+
+	h = curl_slist_append(NULL, "Content-Type: application/proto");
+	if (h)
+		h = curl_slist_append(h, "Connect-Protocol-Version: 1");
+	if (h)
+		h = curl_slist_append(h, "Expect:"); /* no 100-continue round trip */
+	if (h && token) {
+		struct curl_slist *t;
+
+		len = strlen("Authorization: Bearer ") + strlen(token) + 1;
+		auth = malloc(len);
+		if (!auth) {
+			rpc_free_headers(h);
+			goto err_free;
+		}
+		snprintf(auth, len, "Authorization: Bearer %s", token);
+		t = curl_slist_append(h, auth);
+		sodium_memzero(auth, len);
+		free(auth);
+		if (!t)
+			rpc_free_headers(h);
+		h = t;
+	}
+	if (!h)
+		goto err_free;
+	c->headers = h;
+	c->curl = curl_easy_init();
+	if (!c->curl)
+		goto err_free;
+	return c;
+
+err_free:
+	rpc_client_free(c);
+	errno = -ret;
+	return NULL;
+err_global:
+	curl_global_cleanup();
+err:
+	errno = -ret;
+	return NULL;
+}
+
+void rpc_client_free(struct rpc_client *c)
+{
+	if (!c)
+		return;
+	if (c->curl)
+		curl_easy_cleanup(c->curl);
+	rpc_free_headers(c->headers);
+	free(c->base);
+	free(c->unix_path);
+	free(c);
+	curl_global_cleanup();
+}
+
+/* The one place CURLcode becomes an errno. */
+static int rpc_curl_errno(const struct rpc_client *c, CURLcode cc)
+{
+	struct stat st;
+
+	switch (cc) {
+	case CURLE_OK:
+		return 0;
+	case CURLE_COULDNT_CONNECT:
+		if (c->unix_path && stat(c->unix_path, &st) < 0 && errno == ENOENT)
+			return -ENOENT;
+		return -ECONNREFUSED;
+	case CURLE_OPERATION_TIMEDOUT:
+		return -ETIMEDOUT;
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_RESOLVE_PROXY:
+		return -EHOSTUNREACH;
+	case CURLE_GOT_NOTHING:
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_PARTIAL_FILE:
+		return -ECONNRESET;
+	case CURLE_OUT_OF_MEMORY:
+		return -ENOMEM;
+	case CURLE_WRITE_ERROR:
+		return -EMSGSIZE;
+	case CURLE_URL_MALFORMAT:
+		return -EINVAL;
+	default:
+		return -EIO;
+	}
+}
+
+static void rpc_error_set(struct rpc_error *err, enum connect_code code, int status,
+			  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void rpc_error_set(struct rpc_error *err, enum connect_code code, int status,
+			  const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err)
+		return;
+	err->code = code;
+	err->http_status = status;
+	va_start(ap, fmt);
+	vsnprintf(err->message, sizeof(err->message), fmt, ap);
+	va_end(ap);
+}
+
+/* {"code":"not_found","message":"..."}; falls back on the HTTP status. */
+static void rpc_decode_error(const struct rpc_buf *b, int status, struct rpc_error *err)
+{
+	enum connect_code code = CONNECT_INTERNAL;
+	const char *name = NULL, *msg = NULL;
+	json_t *j = NULL;
+
+	for (int i = 0; i < CONNECT_CODE_COUNT; i++)
+		if (i != CONNECT_OK && connect_code_http_status((enum connect_code)i) == status) {
+			code = (enum connect_code)i;
+			break;
+		}
+	if (b->len)
+		j = json_loadb(b->data, b->len, 0, NULL);
+	if (j && json_unpack(j, "{s?s, s?s}", "code", &name, "message", &msg) == 0 && name)
+		code = connect_code_from_name(name);
+	rpc_error_set(err, code, status, "%s", msg ? msg : "no error message");
+	json_decref(j);
+}
+
+static int rpc_perform(struct rpc_client *c, const char *path, const void *body,
+		       size_t body_len, bool post, long timeout_ms, struct rpc_buf *b,
+		       long *status)
+{
+	size_t len = strlen(c->base) + strlen(path) + 1;
+	char *url = malloc(len);
+	CURLcode cc;
+	int ret;
+
+	if (!url)
+		return -ENOMEM;
+	snprintf(url, len, "%s%s", c->base, path);
+	curl_easy_reset(c->curl);
+	curl_easy_setopt(c->curl, CURLOPT_URL, url);
+	curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, timeout_ms > 0 ? timeout_ms : c->timeout_ms);
+	curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, rpc_write);
+	curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, b);
+	curl_easy_setopt(c->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+	if (c->unix_path)
+		curl_easy_setopt(c->curl, CURLOPT_UNIX_SOCKET_PATH, c->unix_path);
+	curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, c->headers);
+	if (post) {
+		curl_easy_setopt(c->curl, CURLOPT_POST, 1L);
+		curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body ? body : "");
+		curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+	} else {
+		curl_easy_setopt(c->curl, CURLOPT_HTTPGET, 1L);
+	}
+	cc = curl_easy_perform(c->curl);
+	ret = rpc_curl_errno(c, cc);
+	if (b->too_big)
+		ret = -EMSGSIZE;
+	if (ret == 0)
+		curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, status);
+	else
+		log_debug("api request failed", "url=\"%s\" err=\"%s\"", url,
+			  curl_easy_strerror(cc));
+	free(url);
+	return ret;
+}
+
+int rpc_call(struct rpc_client *c, const char *path, const ProtobufCMessage *req,
+	     const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+	     long timeout_ms, struct rpc_error *err)
+{
+	struct rpc_buf b = { 0 };
+	uint8_t *body;
+	size_t len;
+	long status = 0;
+	int ret;
+
+	if (err)
+		memset(err, 0, sizeof(*err));
+	if (resp)
+		*resp = NULL;
+	ret = -EINVAL;
+	if (!c || !path || path[0] != '/' || !req || !resp_desc || !resp)
+		return ret;
+	ret = -ENOMEM;
+	len = protobuf_c_message_get_packed_size(req);
+	body = malloc(len ? len : 1);
+	if (!body)
+		return ret;
+	protobuf_c_message_pack(req, body);
+
+	ret = rpc_perform(c, path, body, len, true, timeout_ms, &b, &status);
+	if (ret < 0) {
+		rpc_error_set(err, CONNECT_UNAVAILABLE, 0, "%s%s: %s", c->base, path,
+			      strerror(-ret));
+		goto out;
+	}
+	if (status != 200) {
+		rpc_decode_error(&b, (int)status, err);
+		ret = -EREMOTEIO;
+		goto out;
+	}
+	*resp = protobuf_c_message_unpack(resp_desc, NULL, b.len, (const uint8_t *)b.data);
+	if (!*resp) {
+		rpc_error_set(err, CONNECT_INTERNAL, (int)status,
+			      "cannot decode %s from the answer to %s", resp_desc->name, path);
+		ret = -EPROTO;
+		goto out;
+	}
+	ret = 0;
+out:
+	free(b.data);
+	free(body);
+	return ret;
+}
+
+int rpc_get(struct rpc_client *c, const char *path, char **body, size_t *len,
+	    int *status)
+{
+	struct rpc_buf b = { 0 };
+	long st = 0;
+	int ret;
+
+	if (body)
+		*body = NULL;
+	if (!c || !path || path[0] != '/')
+		return -EINVAL;
+	ret = rpc_perform(c, path, NULL, 0, false, 0, &b, &st);
+	if (ret < 0) {
+		free(b.data);
+		return ret;
+	}
+	if (status)
+		*status = (int)st;
+	if (!b.data)
+		b.data = calloc(1, 1);
+	if (!b.data)
+		return -ENOMEM;
+	if (len)
+		*len = b.len;
+	if (body)
+		*body = b.data;
+	else
+		free(b.data);
+	return 0;
+}
+
+char *rpc_read_token_file(const char *path)
+{
+	char buf[RPC_TOKEN_MAX + 1];
+	char *token = NULL;
+	size_t len;
+	FILE *f;
+	int ret;
+
+	f = fopen(path, "re");
+	if (!f)
+		return NULL;
+	len = fread(buf, 1, sizeof(buf) - 1, f);
+	ret = ferror(f) ? -EIO : 0;
+	fclose(f);
+	buf[len] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	len = strlen(buf);
+	while (len && (buf[len - 1] == ' ' || buf[len - 1] == '\t' || buf[len - 1] == '\r'))
+		buf[--len] = '\0';
+	if (!ret && !len)
+		ret = -EINVAL;
+	if (!ret) {
+		token = strdup(buf);
+		ret = token ? 0 : -ENOMEM;
+	}
+	sodium_memzero(buf, sizeof(buf));
+	if (ret) {
+		log_warnx("cannot read token file", "path=\"%s\" err=\"%s\"", path,
+			  strerror(-ret));
+		errno = -ret;
+	}
+	return token;
+}
