@@ -105,10 +105,11 @@ cl_rpc() {
 		-d "$body" "http://nm/wgcni.node.v1.NodeService/$m"
 }
 
+# CL_CONF_IMPL overrides userspaceImplementation.
 cl_conf() {
 	local h=$1 v=${2:-1.0.0} extra=${3:-}
 	printf '{"cniVersion":"%s","name":"wgnet","type":"wgcni","nodeManager":"unix://%s/%s.sock","userspaceImplementation":"%s"%s}\n' \
-		"$v" "$T_TMP" "$h" "$CL_IMPL" "${extra:+,$extra}"
+		"$v" "$T_TMP" "$h" "${CL_CONF_IMPL:-$CL_IMPL}" "${extra:+,$extra}"
 }
 
 # cl_cni CMD NODE CTR [IFNAME] [VERSION] [EXTRA]: stdout = the plugin's; the
@@ -121,7 +122,7 @@ cl_cni() {
 	cl_conf "$h" "$v" "$extra" | ip netns exec "$(t_ns "$h")" env -i PATH="$PATH" \
 		CNI_COMMAND="$cmd" CNI_CONTAINERID="ctr-$$-$c" CNI_NETNS="$netns" \
 		CNI_IFNAME="$ifname" CNI_PATH="$T_BIN" CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAME=$c" \
-		"$PLUGIN" 2>"$T_TMP/plugin.err"
+		"$PLUGIN" 2>"$T_TMP/plugin.err" || { local rc=$?; cat "$T_TMP/plugin.err" >&2; return $rc; }
 }
 
 cl_allocs() { cl_rpc "$1" ListAllocations | jq '.allocations // [] | length'; }

@@ -1,0 +1,107 @@
+#!/bin/bash
+# Failure injection on ADD: node manager down, netns path missing,
+# CNI_IFNAME taken (before ADD, and appearing while ADD runs, after the
+# device was created and moved), userspace implementation missing, node
+# manager refusing (address pool exhausted). Each gives its error code, and
+# afterwards there is no interface, allocation, node peer, UAPI socket or
+# wireguard-go process left.
+. "$(dirname "$0")/../lib.sh"
+. "$(dirname "$0")/lib_cluster.sh"
+
+cni_need_plugin
+# A /29 per node: the node address plus a handful of containers, so the
+# pool can be exhausted.
+cl_start --node-prefix-length 29
+
+for c in a b c d e; do t_netns_add "$c"; done
+
+# add_fails WHAT CODE NODE CTR [IFNAME] [VERSION] [EXTRA]: ADD exits non-zero
+# with CODE in a well-formed error, then nothing is left.
+add_fails() {
+	local what=$1 code=$2 h=$3 c=$4 rc=0 peers
+	shift 2
+	peers=$(cl_peers "$h")
+	cl_cni ADD "$@" >"$T_TMP/out" || rc=$?
+	t_ok "$what: ADD fails" test "$rc" -ne 0
+	t_eq "$what: code" "$code" "$(jq -r .code "$T_TMP/out" 2>/dev/null)"
+	t_ok "$what: error has msg and details" \
+		jq -e '(.msg|length > 0) and (.details|length > 0) and .cniVersion != null' "$T_TMP/out" >/dev/null
+	cl_no_leftovers "$h" "$c" "${3:-eth0}"
+	t_eq "$what: no peer added on $h" "$peers" "$(cl_peers "$h")"
+}
+
+# --- node manager down
+cl_stop_nm n1
+rc=0; cl_cni ADD n1 a >"$T_TMP/out" || rc=$?
+t_ok "NM down: ADD fails" test "$rc" -ne 0
+t_eq "NM down: code 11" 11 "$(jq -r .code "$T_TMP/out")"
+t_eq "NM down: msg" "node manager unreachable" "$(jq -r .msg "$T_TMP/out")"
+t_eq "NM down: details = URL" "unix://$T_TMP/n1.sock" "$(jq -r .details "$T_TMP/out")"
+t_fail "NM down: no eth0 in a" nq a ip link show eth0
+t_fail "NM down: no temporary device" nq n1 ip link show "$(cl_tmpname a)"
+t_fail "NM down: no socket" test -e "/var/run/wireguard/$(cl_tmpname a).sock"
+rc=0; cl_cni DEL n1 a >"$T_TMP/out" || rc=$?
+t_eq "NM down: DEL is code 11 (the runtime retries)" 11 "$(jq -r .code "$T_TMP/out")"
+cl_start_nm n1
+t_ok "NM back: DEL a succeeds" cl_cni DEL n1 a
+t_eq "NM back: no allocation on n1" 0 "$(cl_allocs n1)"
+
+# --- netns path missing
+CL_NETNS_OVERRIDE=/run/netns/$T_ID-missing add_fails "netns missing" 3 n1 a
+
+# --- CNI_IFNAME taken in the container (checked before anything is made)
+n b ip link add eth0 type dummy
+add_fails "eth0 taken" 100 n1 b
+t_ok "eth0 taken: details name it" grep -q eth0 "$T_TMP/out"
+t_ok "eth0 taken: the other interface is untouched" nq b ip link show eth0 type dummy
+n b ip link del eth0
+
+# --- CNI_IFNAME appears while ADD runs: the rename after the move fails,
+# the moved device and the allocation are undone.
+cat >"$T_TMP/racy-impl" <<EOF
+#!/bin/sh
+ip -n $(t_ns c) link add eth0 type dummy
+exec $(command -v "$CL_IMPL") "\$@"
+EOF
+chmod +x "$T_TMP/racy-impl"
+CL_CONF_IMPL=$T_TMP/racy-impl add_fails "eth0 appears during ADD" 100 n1 c
+t_eq "eth0 appears during ADD: only the dummy is left in c" "lo eth0" \
+	"$(nq c ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | sort | xargs)"
+t_ok "eth0 appears during ADD: it is still the dummy" nq c ip link show eth0 type dummy
+n c ip link del eth0
+
+# --- userspace implementation missing
+CL_CONF_IMPL=/nonexistent/wireguard-go add_fails "implementation missing" 7 n1 d eth0 1.0.0 '"backend":"userspace"'
+t_ok "implementation missing: details quote the path" grep -q /nonexistent/wireguard-go "$T_TMP/out"
+
+# --- node manager refuses: exhaust n2's pool
+filled=()
+rc=0
+for i in 1 2 3 4 5 6 7 8; do
+	t_netns_add "f$i"
+	rc=0; cl_cni ADD n2 "f$i" >"$T_TMP/out" || rc=$?
+	[ "$rc" -eq 0 ] || break
+	filled+=("f$i")
+done
+t_ok "pool of a /29 ran out after a few containers (${#filled[@]})" test "$rc" -ne 0 -a "${#filled[@]}" -ge 1
+t_eq "pool exhausted: code 101 (node manager refused)" 101 "$(jq -r .code "$T_TMP/out")"
+t_ok "pool exhausted: details carry the Connect code" grep -q resource_exhausted "$T_TMP/out"
+t_eq "pool exhausted: allocations = the containers that fit" "${#filled[@]}" "$(cl_allocs n2)"
+cl_no_leftovers n2 "f$i"
+t_eq "pool exhausted: one peer per container plus n1" $(( ${#filled[@]} + 1 )) "$(cl_peers n2)"
+for f in "${filled[@]}"; do
+	t_ok "DEL $f" cl_cni DEL n2 "$f"
+	cl_no_leftovers n2 "$f"
+done
+t_eq "n2 back to its one node peer" 1 "$(cl_peers n2)"
+t_eq "no allocations left on n2" 0 "$(cl_allocs n2)"
+t_eq "no allocations left on n1" 0 "$(cl_allocs n1)"
+
+# --- and after all that, an ADD works and a container reaches the other node
+rc=0; out=$(cl_cni ADD n1 e) || rc=$?
+t_eq "ADD e works after the failures" 0 "$rc"
+t_ok "e pings n2's node address" nq e ping -c 1 -W 2 "$CL_GW_n2"
+t_ok "DEL e" cl_cni DEL n1 e
+cl_no_leftovers n1 e
+
+t_done
