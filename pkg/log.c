@@ -43,27 +43,70 @@ int log_level_parse(const char *name, enum log_level *level)
 	return -EINVAL;
 }
 
-/* One fprintf per line so concurrent threads never interleave within a line. */
+/*
+ * Append src to dst[*n..cap) for a logfmt line. quoted: inside "...", so
+ * '"' and '\\' are escaped too. Control characters always become escapes,
+ * so a message can never split the line. Truncates quietly.
+ */
+static void log_append(char *dst, size_t cap, size_t *n, const char *src, int quoted)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (; *src && *n + 5 < cap; src++) {
+		unsigned char c = (unsigned char)*src;
+
+		if (c == '\n' || c == '\r' || c == '\t') {
+			dst[(*n)++] = '\\';
+			dst[(*n)++] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+		} else if (c < 0x20 || c == 0x7f) {
+			dst[(*n)++] = '\\';
+			dst[(*n)++] = 'x';
+			dst[(*n)++] = hex[c >> 4];
+			dst[(*n)++] = hex[c & 15];
+		} else if (quoted && (c == '"' || c == '\\')) {
+			dst[(*n)++] = '\\';
+			dst[(*n)++] = (char)c;
+		} else
+			dst[(*n)++] = (char)c;
+	}
+	dst[*n] = '\0';
+}
+
+/* One fputs per line so concurrent threads never interleave within a line. */
 static void log_emit(enum log_level level, const char *err, const char *msg,
 		     const char *kvfmt, va_list ap)
 {
-	char ts[32], kv[1024] = "", line[1400];
+	/* Content stops at body; the closing quotes and newline always fit. */
+	char ts[32], kv[1024], line[2048];
+	const size_t body = sizeof(line) - 16;
 	struct tm tm;
 	time_t now;
+	size_t n;
 
 	if (level > log_threshold)
 		return;
 	now = time(NULL);
 	gmtime_r(&now, &tm);
 	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	n = (size_t)snprintf(line, sizeof(line), "ts=%s level=%s%s", ts,
+			     log_names[level], log_prog ? " prog=" : "");
+	if (log_prog)
+		log_append(line, sizeof(line), &n, log_prog, 0);
+	log_append(line, sizeof(line), &n, " msg=\"", 0);
+	log_append(line, body, &n, msg ? msg : "", 1);
+	log_append(line, sizeof(line), &n, "\"", 0);
 	if (kvfmt) {
-		kv[0] = ' ';
-		vsnprintf(kv + 1, sizeof(kv) - 1, kvfmt, ap);
+		vsnprintf(kv, sizeof(kv), kvfmt, ap);
+		log_append(line, sizeof(line), &n, " ", 0);
+		log_append(line, body, &n, kv, 0);
 	}
-	snprintf(line, sizeof(line), "ts=%s level=%s%s%s msg=\"%s\"%s%s%s%s\n",
-		 ts, log_names[level], log_prog ? " prog=" : "",
-		 log_prog ? log_prog : "", msg, kv, err ? " err=\"" : "",
-		 err ? err : "", err ? "\"" : "");
+	if (err) {
+		log_append(line, sizeof(line), &n, " err=\"", 0);
+		log_append(line, body, &n, err, 1);
+		log_append(line, sizeof(line), &n, "\"", 0);
+	}
+	line[n++] = '\n';
+	line[n] = '\0';
 	fputs(line, stderr);
 }
 
