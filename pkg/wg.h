@@ -34,6 +34,7 @@ enum {
 	WGPEER_HAS_PRESHARED_KEY = 1U << 2,
 	WGPEER_HAS_KEEPALIVE = 1U << 3,
 	WGPEER_HAS_ENDPOINT = 1U << 4,
+	WGPEER_UPDATE_ONLY = 1U << 5, /* only change a peer that exists */
 };
 
 enum {
@@ -102,6 +103,8 @@ int wg_peer_add_allowedip(struct wg_peer *peer, const struct ipnet *net);
 void wg_peer_clear(struct wg_peer *peer); /* frees allowedips */
 
 /* Backends, for wg.c and the unit tests. */
+/* 1 if the generic netlink family "wireguard" resolves, 0 if not, or a
+ * negative errno when netlink itself fails. */
 int wg_kernel_family_available(void);
 int wg_kernel_create(const char *name);
 int wg_kernel_set(const struct wg_device *dev);
