@@ -11,7 +11,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -676,6 +681,85 @@ static void test_many_deferred(void **state)
 	assert_int_equal(connect_server_deferred(srv), 0);
 }
 
+/*
+ * Ten thousand idle long polls: a forked child (its own descriptor table)
+ * opens the connections with plain sockets and sends one ListPeers each;
+ * the server must hold them all deferred, then answer all after one wake.
+ */
+enum { N_IDLE = 10000 };
+
+static int idle_child(const char *req, size_t reqlen, uint16_t port)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port) };
+	struct timeval tv = { .tv_sec = 30 };
+	static int fds[N_IDLE];
+	char buf[16];
+
+	inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+	for (int i = 0; i < N_IDLE; i++) {
+		fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+		if (fds[i] < 0 || connect(fds[i], (struct sockaddr *)&sin, sizeof(sin)) < 0 ||
+		    write(fds[i], req, reqlen) != (ssize_t)reqlen)
+			return 2;
+		setsockopt(fds[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	}
+	for (int i = 0; i < N_IDLE; i++) {
+		memset(buf, 0, sizeof(buf));
+		if (recv(fds[i], buf, 12, MSG_WAITALL) != 12 || memcmp(buf, "HTTP/1.1 200", 12))
+			return 3;
+		close(fds[i]);
+	}
+	return 0;
+}
+
+static void test_10k_idle(void **state)
+{
+	Wgcni__Cluster__V1__ListPeersRequest req = WGCNI__CLUSTER__V1__LIST_PEERS_REQUEST__INIT;
+	char head[512], reqbuf[600];
+	uint8_t body[32];
+	size_t len, hlen;
+	struct rlimit rl;
+	int status = -1;
+	pid_t pid;
+
+	getrlimit(RLIMIT_NOFILE, &rl);
+	if (rl.rlim_cur < N_IDLE + 200)
+		skip(); /* the server raised soft to hard; the hard limit is too low */
+	wait_deferred(0);
+	req.since_revision = atomic_load(&app.revision);
+	req.wait_seconds = 120;
+	len = protobuf_c_message_pack(&req.base, body);
+	hlen = (size_t)snprintf(head, sizeof(head),
+		"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/proto\r\n"
+		"Authorization: " BEARER "\r\nContent-Length: %zu\r\n\r\n", P_PEERS, len);
+	memcpy(reqbuf, head, hlen);
+	memcpy(reqbuf + hlen, body, len);
+
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(idle_child(reqbuf, hlen + len, connect_server_port(srv, 0)));
+	for (int i = 0; i < 6000 && connect_server_deferred(srv) < N_IDLE &&
+			waitpid(pid, &status, WNOHANG) == 0; i++)
+		usleep(10000);
+	if (connect_server_deferred(srv) != N_IDLE) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+		fail_msg("%zu calls deferred, wanted %d", connect_server_deferred(srv), N_IDLE);
+	}
+	atomic_fetch_add(&app.revision, 1);
+	connect_server_wake(srv);
+	for (int i = 0; i < 6000 && waitpid(pid, &status, WNOHANG) == 0; i++)
+		usleep(10000);
+	if (!WIFEXITED(status)) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+		fail_msg("client did not finish");
+	}
+	assert_int_equal(WEXITSTATUS(status), 0);
+	wait_deferred(0);
+}
+
 static void test_token_file(void **state)
 {
 	char path[128];
@@ -730,6 +814,7 @@ int main(void)
 		cmocka_unit_test(test_defer_deadline),
 		cmocka_unit_test(test_rpc_timeout_unreachable),
 		cmocka_unit_test(test_many_deferred),
+		cmocka_unit_test(test_10k_idle),
 		cmocka_unit_test(test_token_file),
 	};
 
