@@ -357,7 +357,7 @@ int main(int argc, char **argv)
 	}
 	if (first >= argc) {
 		ctl_errorx("no command given");
-		usage(stderr);
+		fprintf(stderr, "Try `" CTL_PROG " --help'.\n");
 		return CTL_USAGE;
 	}
 	cmd = find_cmd(argv[first]);

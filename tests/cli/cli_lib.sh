@@ -48,7 +48,8 @@ cli_nm_start() {
 		--endpoint "$(cli_endpoint "$i")" --interface "$(cli_ifname "$i")" \
 		--listen-port 51820 --socket "$(cli_sock "$i")" --state-dir "$T_TMP/nm$i" \
 		--token-file "$CLI_TOKEN" --backend userspace
-	t_on_cleanup "ip netns exec $(t_ns "h$i") $CLI_NM_BIN cleanup --interface $(cli_ifname "$i") --socket $(cli_sock "$i") --state-dir $T_TMP/nm$i"
+	# Stop it, then let it remove what it made (interface, routes, chains).
+	t_on_cleanup "t_stop_pid \$T_PID_nm$i; ip netns exec $(t_ns "h$i") $CLI_NM_BIN --interface $(cli_ifname "$i") --socket $(cli_sock "$i") --state-dir $T_TMP/nm$i cleanup"
 }
 
 # cli_nm_rpc I Method JSON: a node manager call; body on stdout, fails on !2xx.
