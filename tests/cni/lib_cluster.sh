@@ -14,8 +14,10 @@
 #   cl_has_alloc NODE CTR [IFNAME]    allocation for ctr-$$-CTR exists
 #   cl_peers NODE                     peers on the node interface
 #   cl_tmpname CTR [IFNAME]           the plugin's temporary device name
-#   cl_no_leftovers NODE CTR [IFNAME] no interface, allocation, peer, socket
-#                                     or process left for that container
+#   cl_no_leftovers NODE CTR [IFNAME] no interface, allocation, temporary
+#                                     device, socket or process left for that
+#                                     container (CL_IFNAME_TAKEN=1: IFNAME
+#                                     is someone else's and stays)
 
 CL_UL=192.168.233
 CL_CIDR=10.131.0.0/16
@@ -145,11 +147,16 @@ cl_tmpname() {
 cl_no_leftovers() {
 	local h=$1 c=$2 ifname=${3:-eth0} tmp
 	tmp=$(cl_tmpname "$c" "$ifname")
-	t_fail "$c: no $ifname in the container" nq "$c" ip link show "$ifname"
+	t_fail "$c: no WireGuard or TUN link in the container" \
+		sh -c "ip -n $(t_ns "$c") -d -o link show 2>/dev/null | grep -Eq 'tun type tun|wireguard'"
+	if [ -z "${CL_IFNAME_TAKEN:-}" ]; then
+		t_fail "$c: no $ifname in the container" nq "$c" ip link show "$ifname"
+	fi
 	t_fail "$c: no allocation on $h" cl_has_alloc "$h" "$c" "$ifname"
 	t_fail "$c: no temporary device on $h" nq "$h" ip link show "$tmp"
 	t_wait "$c: UAPI socket gone" 5 test ! -e "/var/run/wireguard/$tmp.sock" || true
 	t_fail "$c: no UAPI socket $tmp.sock" test -e "/var/run/wireguard/$tmp.sock"
-	t_wait "$c: process gone" 5 sh -c "! pgrep -f -- 'wireguard-go $tmp'" || true
-	t_fail "$c: no wireguard-go for $tmp" pgrep -f -- "wireguard-go $tmp"
+	# "[w]gc..." so pgrep and the polling shell never match themselves
+	t_wait "$c: process gone" 5 sh -c "! pgrep -f -- '[w]${tmp#w}'" || true
+	t_fail "$c: no process for $tmp" pgrep -f -- "[w]${tmp#w}"
 }

@@ -50,24 +50,26 @@ t_eq "NM back: no allocation on n1" 0 "$(cl_allocs n1)"
 CL_NETNS_OVERRIDE=/run/netns/$T_ID-missing add_fails "netns missing" 3 n1 a
 
 # --- CNI_IFNAME taken in the container (checked before anything is made)
-n b ip link add eth0 type dummy
-add_fails "eth0 taken" 100 n1 b
+n b ip link add eth0 type bridge
+CL_IFNAME_TAKEN=1 add_fails "eth0 taken" 100 n1 b
 t_ok "eth0 taken: details name it" grep -q eth0 "$T_TMP/out"
-t_ok "eth0 taken: the other interface is untouched" nq b ip link show eth0 type dummy
+t_ok "eth0 taken: the other interface is untouched" nq b ip link show eth0 type bridge
 n b ip link del eth0
 
 # --- CNI_IFNAME appears while ADD runs: the rename after the move fails,
 # the moved device and the allocation are undone.
 cat >"$T_TMP/racy-impl" <<EOF
 #!/bin/sh
-ip -n $(t_ns c) link add eth0 type dummy
+touch $T_TMP/racy-ran
+ip -n $(t_ns c) link add eth0 type bridge
 exec $(command -v "$CL_IMPL") "\$@"
 EOF
 chmod +x "$T_TMP/racy-impl"
-CL_CONF_IMPL=$T_TMP/racy-impl add_fails "eth0 appears during ADD" 100 n1 c
-t_eq "eth0 appears during ADD: only the dummy is left in c" "lo eth0" \
+CL_IFNAME_TAKEN=1 CL_CONF_IMPL=$T_TMP/racy-impl add_fails "eth0 appears during ADD" 100 n1 c
+t_ok "eth0 appears during ADD: the device had been created" test -e "$T_TMP/racy-ran"
+t_eq "eth0 appears during ADD: only the bridge is left in c" "eth0 lo" \
 	"$(nq c ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | sort | xargs)"
-t_ok "eth0 appears during ADD: it is still the dummy" nq c ip link show eth0 type dummy
+t_ok "eth0 appears during ADD: it is still the bridge" nq c ip link show eth0 type bridge
 n c ip link del eth0
 
 # --- userspace implementation missing
