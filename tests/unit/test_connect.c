@@ -60,7 +60,10 @@ static int h_allocate(struct connect_call *call, void *ctx)
 		(const void *)connect_call_request(call);
 	Wgcni__Cluster__V1__AllocateSubnetResponse *resp;
 
-	assert_string_equal(connect_call_method(call), "AllocateSubnet");
+	/* no cmocka assertions on the server thread: fail the call instead */
+	if (strcmp(connect_call_method(call), "AllocateSubnet"))
+		return connect_fail(call, CONNECT_INTERNAL, "method name \"%s\"",
+				    connect_call_method(call));
 	if (!strcmp(req->node_name, "missing"))
 		return connect_fail(call, CONNECT_NOT_FOUND, "node \"%s\" not found",
 				    req->node_name);
@@ -147,10 +150,12 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	srv_stop = 1;
-	connect_server_wake(srv);
-	pthread_join(srv_thread, NULL);
-	connect_server_free(srv);
+	if (srv) {
+		srv_stop = 1;
+		connect_server_wake(srv);
+		pthread_join(srv_thread, NULL);
+		connect_server_free(srv);
+	}
 	rmdir(tmpdir);
 	curl_global_cleanup();
 	return srv_ret;
@@ -799,6 +804,46 @@ static void test_codes(void **state)
 		assert_int_equal(connect_code_from_name(connect_code_name((enum connect_code)i)), i);
 }
 
+/* Last: stopping the server answers a waiting long poll with 503. */
+static void test_shutdown_answers_deferred(void **state)
+{
+	Wgcni__Cluster__V1__ListPeersRequest req = WGCNI__CLUSTER__V1__LIST_PEERS_REQUEST__INIT;
+	struct sockaddr_in sin = { .sin_family = AF_INET,
+				   .sin_port = htons(connect_server_port(srv, 0)) };
+	struct timeval tv = { .tv_sec = 10 };
+	char head[512], buf[16] = "";
+	uint8_t body[32];
+	size_t len, hlen;
+	int fd;
+
+	wait_deferred(0);
+	req.since_revision = atomic_load(&app.revision);
+	req.wait_seconds = 60;
+	len = protobuf_c_message_pack(&req.base, body);
+	hlen = (size_t)snprintf(head, sizeof(head),
+		"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/proto\r\n"
+		"Authorization: " BEARER "\r\nContent-Length: %zu\r\n\r\n", P_PEERS, len);
+	inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(write(fd, head, hlen), (ssize_t)hlen);
+	assert_int_equal(write(fd, body, len), (ssize_t)len);
+	wait_deferred(1);
+
+	srv_stop = 1;
+	connect_server_wake(srv);
+	pthread_join(srv_thread, NULL);
+	assert_int_equal(srv_ret, 0);
+	connect_server_free(srv);
+	srv = NULL;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	assert_int_equal(recv(fd, buf, 12, MSG_WAITALL), 12);
+	assert_memory_equal(buf, "HTTP/1.1 503", 12);
+	close(fd);
+	/* the unix socket file went with the server */
+	assert_int_equal(access(sock_path, F_OK), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -816,6 +861,7 @@ int main(void)
 		cmocka_unit_test(test_many_deferred),
 		cmocka_unit_test(test_10k_idle),
 		cmocka_unit_test(test_token_file),
+		cmocka_unit_test(test_shutdown_answers_deferred),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
