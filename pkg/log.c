@@ -76,9 +76,10 @@ static void log_append(char *dst, size_t cap, size_t *n, const char *src, int qu
 static void log_emit(enum log_level level, const char *err, const char *msg,
 		     const char *kvfmt, va_list ap)
 {
-	/* Content stops at body; the closing quotes and newline always fit. */
+	/* Content stops at body, leaving room for the closing quotes, prog=
+	 * (program names are short) and the newline. */
 	char ts[32], kv[1024], line[2048];
-	const size_t body = sizeof(line) - 16;
+	const size_t body = sizeof(line) - 80;
 	struct tm tm;
 	time_t now;
 	size_t n;
@@ -88,10 +89,8 @@ static void log_emit(enum log_level level, const char *err, const char *msg,
 	now = time(NULL);
 	gmtime_r(&now, &tm);
 	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	n = (size_t)snprintf(line, sizeof(line), "ts=%s level=%s%s", ts,
-			     log_names[level], log_prog ? " prog=" : "");
-	if (log_prog)
-		log_append(line, sizeof(line), &n, log_prog, 0);
+	n = (size_t)snprintf(line, sizeof(line), "ts=%s level=%s", ts,
+			     log_names[level]);
 	log_append(line, sizeof(line), &n, " msg=\"", 0);
 	log_append(line, body, &n, msg ? msg : "", 1);
 	log_append(line, sizeof(line), &n, "\"", 0);
@@ -104,6 +103,11 @@ static void log_emit(enum log_level level, const char *err, const char *msg,
 		log_append(line, sizeof(line), &n, " err=\"", 0);
 		log_append(line, body, &n, err, 1);
 		log_append(line, sizeof(line), &n, "\"", 0);
+	}
+	/* Last, so every line reads as log.h shows: ts, level, msg, pairs. */
+	if (log_prog) {
+		log_append(line, sizeof(line), &n, " prog=", 0);
+		log_append(line, sizeof(line), &n, log_prog, 0);
 	}
 	line[n++] = '\n';
 	line[n] = '\0';

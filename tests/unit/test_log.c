@@ -76,12 +76,12 @@ static void assert_matches(const char *s, const char *re)
 static void test_line_shape(void **state)
 {
 	log_info("node registered", "name=%s endpoint=%s", "n1", "192.0.2.1:51820");
-	assert_matches(take(), "^" TS " level=info prog=test msg=\"node registered\""
-			       " name=n1 endpoint=192\\.0\\.2\\.1:51820\n$");
+	assert_matches(take(), "^" TS " level=info msg=\"node registered\""
+			       " name=n1 endpoint=192\\.0\\.2\\.1:51820 prog=test\n$");
 	log_error("boom", NULL);
-	assert_matches(take(), "^" TS " level=error prog=test msg=\"boom\"\n$");
+	assert_matches(take(), "^" TS " level=error msg=\"boom\" prog=test\n$");
 	log_warnx("careful", "n=%d", 3);
-	assert_matches(take(), "^" TS " level=warn prog=test msg=\"careful\" n=3\n$");
+	assert_matches(take(), "^" TS " level=warn msg=\"careful\" n=3 prog=test\n$");
 
 	/* no program name: the field is left out */
 	log_init(NULL, LOG_LEVEL_INFO);
@@ -94,8 +94,8 @@ static void test_warn_errno(void **state)
 	errno = ENOENT;
 	log_warn("cannot open key", "path=%s", "/x");
 	assert_int_equal(errno, ENOENT); /* preserved for the caller */
-	assert_matches(take(), "^" TS " level=warn prog=test msg=\"cannot open key\" path=/x"
-			       " err=\"No such file or directory\"\n$");
+	assert_matches(take(), "^" TS " level=warn msg=\"cannot open key\" path=/x"
+			       " err=\"No such file or directory\" prog=test\n$");
 	errno = EACCES;
 	log_info("no errno here", NULL);
 	assert_int_equal(errno, EACCES);
@@ -114,8 +114,8 @@ static void test_levels(void **state)
 	log_warnx("w", NULL);
 	log_error("e", NULL);
 	const char *out = take();
-	assert_non_null(strstr(out, "level=warn prog=test msg=\"w\"\n"));
-	assert_non_null(strstr(out, "level=error prog=test msg=\"e\"\n"));
+	assert_non_null(strstr(out, "level=warn msg=\"w\" prog=test\n"));
+	assert_non_null(strstr(out, "level=error msg=\"e\" prog=test\n"));
 	int lines = 0;
 	for (const char *p = out; *p; p++)
 		lines += *p == '\n';
@@ -126,7 +126,7 @@ static void test_levels(void **state)
 	assert_string_equal(take(), "");
 	log_set_level(LOG_LEVEL_DEBUG);
 	log_debug("d", "k=v");
-	assert_matches(take(), "^" TS " level=debug prog=test msg=\"d\" k=v\n$");
+	assert_matches(take(), "^" TS " level=debug msg=\"d\" k=v prog=test\n$");
 
 	static const char *const names[] = { "error", "warn", "info", "debug" };
 	for (int i = 0; i < 4; i++) {
@@ -147,10 +147,10 @@ static void test_escaping(void **state)
 	char big[4000];
 
 	log_info("say \"hi\"\nnext line\\", "k=\"a\nb\"");
-	assert_matches(take(), "^" TS " level=info prog=test msg=\"say \\\\\"hi\\\\\"\\\\nnext"
-			       " line\\\\\\\\\" k=\"a\\\\nb\"\n$");
+	assert_matches(take(), "^" TS " level=info msg=\"say \\\\\"hi\\\\\"\\\\nnext"
+			       " line\\\\\\\\\" k=\"a\\\\nb\" prog=test\n$");
 	log_info("bell\a", NULL);
-	assert_matches(take(), "msg=\"bell\\\\x07\"\n$");
+	assert_matches(take(), "msg=\"bell\\\\x07\" prog=test\n$");
 
 	memset(big, 'm', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
@@ -158,8 +158,8 @@ static void test_escaping(void **state)
 	log_warn(big, "k=%s", big);
 	const char *out = take();
 	assert_int_equal(strchr(out, '\n') - out + 1, (long)strlen(out));
-	assert_matches(out, "^" TS " level=warn prog=test msg=\"m+\" ");
-	assert_matches(out, "\"\n$");
+	assert_matches(out, "^" TS " level=warn msg=\"m+\" ");
+	assert_matches(out, "\" prog=test\n$");
 }
 
 int main(void)
