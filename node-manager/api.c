@@ -59,19 +59,24 @@ static int nm_fail_errno(struct connect_call *call, int ret, const char *what)
 	return connect_fail(call, code, "%s: %s", what, strerror(-ret));
 }
 
-/* Validates containerId and ifname; answers the error itself (returns
- * non-zero) when they are bad. */
-static int nm_check_attachment(struct connect_call *call, const char *cid, const char *ifname)
+/* Validates containerId and ifname. False when they are bad, with the
+ * error already answered and the handler's return value in *ret. */
+static bool nm_attachment_ok(struct connect_call *call, const char *cid, const char *ifname,
+			     int *ret)
 {
-	if (!nm_valid_container_id(cid))
-		return connect_fail(call, CONNECT_INVALID_ARGUMENT,
+	if (!nm_valid_container_id(cid)) {
+		*ret = connect_fail(call, CONNECT_INVALID_ARGUMENT,
 				    "invalid containerId `%.64s': want 1-%d characters of"
 				    " [A-Za-z0-9_.-]", nm_str(cid), NM_ID_MAX);
-	if (!nm_valid_ifname(ifname))
-		return connect_fail(call, CONNECT_INVALID_ARGUMENT,
+		return false;
+	}
+	if (!nm_valid_ifname(ifname)) {
+		*ret = connect_fail(call, CONNECT_INVALID_ARGUMENT,
 				    "invalid ifname `%.32s': want 1-15 characters, no '/', ':'"
 				    " or whitespace", nm_str(ifname));
-	return 0;
+		return false;
+	}
+	return true;
 }
 
 static char **nm_addr_strings(struct connect_call *call, const struct nm_alloc *a)
@@ -100,7 +105,7 @@ static int nm_api_allocate_ip(struct connect_call *call, void *ctx)
 	bool created = false;
 	int ret;
 
-	if ((ret = nm_check_attachment(call, req->container_id, req->ifname)))
+	if (!nm_attachment_ok(call, req->container_id, req->ifname, &ret))
 		return ret;
 	if (strlen(nm_str(req->netns)) > NM_NETNS_MAX)
 		return connect_fail(call, CONNECT_INVALID_ARGUMENT, "netns path longer than %d",
@@ -162,7 +167,7 @@ static int nm_api_register_key(struct connect_call *call, void *ctx)
 	char err[256];
 	int ret;
 
-	if ((ret = nm_check_attachment(call, req->container_id, req->ifname)))
+	if (!nm_attachment_ok(call, req->container_id, req->ifname, &ret))
 		return ret;
 	if (key_from_base64(key, nm_str(req->public_key), err, sizeof(err)) < 0)
 		return connect_fail(call, CONNECT_INVALID_ARGUMENT, "invalid publicKey `%.64s': %s",
@@ -261,7 +266,7 @@ static int nm_api_release(struct connect_call *call, void *ctx)
 	struct nm_alloc *a;
 	int ret = 0;
 
-	if ((ret = nm_check_attachment(call, req->container_id, req->ifname)))
+	if (!nm_attachment_ok(call, req->container_id, req->ifname, &ret))
 		return ret;
 	resp = connect_call_alloc(call, sizeof(*resp));
 	if (!resp)
