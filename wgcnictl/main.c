@@ -4,6 +4,7 @@
  * allocations); status asks both.
  */
 #include "ctl.h"
+#include "log.h"
 #include "opts.h"
 #include "pjson.h"
 
@@ -340,6 +341,8 @@ int main(int argc, char **argv)
 	char err[512];
 	int first, nargs, ret;
 
+	/* The library's warnings would be a second line next to ours. */
+	log_init(CTL_PROG, LOG_LEVEL_ERROR);
 	first = opts_parse(argc, argv, "o:hV", ctl_options, apply_option, &a, err,
 			   sizeof(err));
 	if (first < 0) {

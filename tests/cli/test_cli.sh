@@ -78,7 +78,7 @@ t_ok "nodes: last seen is relative" grep -Eq '^node1 .* [0-9]+s ago ' "$T_TMP/no
 # Columns line up: every row has PUBLIC KEY at the header's offset.
 col=$(head -1 "$T_TMP/nodes.out" | awk '{ print index($0, "PUBLIC KEY") }')
 t_eq "nodes: columns aligned" "$col $col" \
-	"$(tail -n +2 "$T_TMP/nodes.out" | awk -v k1="$key1" -v k2="$key2" '{ i = index($0, k1); if (!i) i = index($0, k2); printf "%s%d", NR > 1 ? " " : "", i }')"
+	"$(tail -n +2 "$T_TMP/nodes.out" | awk -v k1="$key1" -v k2="$key2" '{ i = index($0, k1); if (!i) i = index($0, k2); printf "%s%d", (NR > 1 ? " " : ""), i }')"
 
 run_ctl nodes_json ctl -o json nodes
 t_eq "nodes -o json: exit 0" 0 "$(rc nodes_json)"
@@ -134,12 +134,24 @@ run_ctl peers ctl_nm 1 peers
 t_eq "peers: exit 0" 0 "$(rc peers)"
 t_ok "peers: header" grep -Eq '^NAME +KIND +ALLOWED IPS +ENDPOINT +RX +TX +HANDSHAKE +PUBLIC KEY$' "$T_TMP/peers.out"
 t_eq "peers: node2 and two containers" 4 "$(grep -c . "$T_TMP/peers.out")"
+# peer_row FILE NAME KIND ALLOWED HANDSHAKE_REGEX KEY: the row's fields
+# (RX and TX are "<n> <unit>", HANDSHAKE "<n>s ago" or "never").
+peer_row() {
+	awk -v name="$2" -v kind="$3" -v allowed="$4" -v hs="$5" -v key="$6" '
+		$1 == name && $2 == kind && $3 == allowed && $NF == key {
+			off = $(NF - 1) == "never" ? 1 : 2
+			h = off == 1 ? "never" : $(NF - 2) " " $(NF - 1)
+			u = "^(B|KiB|MiB|GiB)$"
+			if (h ~ hs && $(NF - off - 1) ~ u && $(NF - off - 3) ~ u) found = 1
+		}
+		END { exit !found }' "$1"
+}
 t_ok "peers: node2 is a node peer, handshake seconds ago" \
-	grep -Eq "^node2 +node .* [0-9.]+ (B|KiB|MiB) +[0-9.]+ (B|KiB|MiB) +[0-9]+s ago +$key2\$" "$T_TMP/peers.out"
-t_ok "peers: container a with its address" \
-	grep -Eq "^${id_a:0:12}/eth0 +container +$addr_a .* never +$pub_a\$" "$T_TMP/peers.out"
-t_ok "peers: container b with its address" \
-	grep -Eq "^${id_b:0:12}/net1 +container +$addr_b .* never +$pub_b\$" "$T_TMP/peers.out"
+	peer_row "$T_TMP/peers.out" node2 node - '^[0-9]+s ago$' "$key2"
+t_ok "peers: container a with its address, no handshake" \
+	peer_row "$T_TMP/peers.out" "${id_a:0:12}/eth0" container "$addr_a" '^never$' "$pub_a"
+t_ok "peers: container b with its address, no handshake" \
+	peer_row "$T_TMP/peers.out" "${id_b:0:12}/net1" container "$addr_b" '^never$' "$pub_b"
 t_fail "peers: the node's own key is not a peer" grep -q "$key1" "$T_TMP/peers.out"
 # With --cluster-manager, node peers show their subnets and endpoints.
 run_ctl peers_cm nq h1 "$CLI_CTL" --node-manager "unix://$(cli_sock 1)" \

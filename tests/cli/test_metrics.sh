@@ -19,11 +19,19 @@ parse() {
 	"$PY" - "$1" <<'PY'
 import sys
 from prometheus_client.parser import text_string_to_metric_families
+import re
 text = open(sys.argv[1]).read()
+# The client names a counter's samples <family>_total even when the text
+# says <family>: report the name as exposed.
+exposed = {re.split(r"[{ \t]", l, 1)[0] for l in text.splitlines()
+           if l.strip() and not l.startswith("#")}
 for fam in text_string_to_metric_families(text):
     for s in fam.samples:
+        name = s.name
+        if name not in exposed and name.endswith("_total") and name[:-6] in exposed:
+            name = name[:-6]
         labels = ",".join('%s="%s"' % (k, v) for k, v in sorted(s.labels.items()))
-        print("%s{%s} %r %s" % (s.name, labels, s.value, fam.type))
+        print("%s{%s} %r %s" % (name, labels, s.value, fam.type))
 PY
 }
 
