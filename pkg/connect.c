@@ -824,12 +824,7 @@ struct connect_server *connect_server_new(const struct connect_server_config *cf
 	srv->healthz = cfg->healthz;
 	srv->epfd = srv->wakefd = -1;
 	atomic_init(&srv->n_deferred, 0);
-	if (cfg->token) {
-		srv->has_token = true;
-		crypto_generichash(srv->token_hash, sizeof(srv->token_hash),
-				   (const unsigned char *)cfg->token, strlen(cfg->token),
-				   NULL, 0);
-	}
+	connect_server_set_token(srv, cfg->token);
 	srv->requests = calloc(srv->n_methods ? srv->n_methods : 1,
 			       CONNECT_CODE_COUNT * sizeof(*srv->requests));
 	if (!srv->requests)
@@ -879,6 +874,17 @@ err_free_srv:
 err:
 	errno = -ret;
 	return NULL;
+}
+
+int connect_server_set_token(struct connect_server *srv, const char *token)
+{
+	/* Only a digest is kept: the token itself is not held in memory. */
+	srv->has_token = token != NULL;
+	sodium_memzero(srv->token_hash, sizeof(srv->token_hash));
+	if (token)
+		crypto_generichash(srv->token_hash, sizeof(srv->token_hash),
+				   (const unsigned char *)token, strlen(token), NULL, 0);
+	return 0;
 }
 
 /* Hands a bound, listening socket to a new MHD daemon (takes fd). */

@@ -95,6 +95,10 @@ uint16_t connect_server_port(const struct connect_server *srv, size_t n);
 int connect_server_run(struct connect_server *srv, volatile sig_atomic_t *stop);
 /* Re-run every deferred call soon. Thread-safe, async-signal-safe. */
 void connect_server_wake(struct connect_server *srv);
+/* Replace the bearer token (NULL: none), e.g. on SIGHUP; waiting long polls
+ * and counters stay. Not thread-safe: call while connect_server_run is not
+ * running or from a handler. 0 or negative errno. */
+int connect_server_set_token(struct connect_server *srv, const char *token);
 /* Number of calls currently deferred. */
 size_t connect_server_deferred(const struct connect_server *srv);
 void connect_server_free(struct connect_server *srv);

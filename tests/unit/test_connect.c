@@ -30,6 +30,7 @@
 #define TOKEN "s3cret-token"
 #define P_ALLOC "/wgcni.cluster.v1.ClusterService/AllocateSubnet"
 #define P_PEERS "/wgcni.cluster.v1.ClusterService/ListPeers"
+#define P_TOKEN "/test.Admin/SetToken"
 
 /* ---- the server under test --------------------------------------------- */
 
@@ -53,6 +54,8 @@ static uint64_t now_ms(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
+
+static int h_set_token(struct connect_call *call, void *ctx);
 
 static int h_allocate(struct connect_call *call, void *ctx)
 {
@@ -102,6 +105,8 @@ static const struct connect_method methods[] = {
 	  &wgcni__cluster__v1__allocate_subnet_response__descriptor, h_allocate },
 	{ P_PEERS, &wgcni__cluster__v1__list_peers_request__descriptor,
 	  &wgcni__cluster__v1__list_peers_response__descriptor, h_peers },
+	{ P_TOKEN, &wgcni__cluster__v1__delete_node_request__descriptor,
+	  &wgcni__cluster__v1__delete_node_response__descriptor, h_set_token },
 };
 
 static int app_metrics(struct prom *p, void *ctx)
@@ -125,7 +130,7 @@ static void *srv_main(void *arg)
 static int setup(void **state)
 {
 	const struct connect_server_config cfg = {
-		.methods = methods, .n_methods = 2, .ctx = &app, .token = TOKEN,
+		.methods = methods, .n_methods = 3, .ctx = &app, .token = TOKEN,
 		.metrics = app_metrics, .healthz = app_healthz,
 	};
 
@@ -434,6 +439,45 @@ static void test_auth(void **state)
 
 	rpc_allocate(base_url, NULL, "a", -EREMOTEIO, CONNECT_UNAUTHENTICATED);
 	rpc_allocate(unix_url, "wrong", "a", -EREMOTEIO, CONNECT_UNAUTHENTICATED);
+}
+
+/* Run on the server thread: the token may change only there. */
+static int h_set_token(struct connect_call *call, void *ctx)
+{
+	const Wgcni__Cluster__V1__DeleteNodeRequest *req = (const void *)connect_call_request(call);
+	Wgcni__Cluster__V1__DeleteNodeResponse *resp = connect_call_alloc(call, sizeof(*resp));
+
+	connect_server_set_token(srv, *req->node_name ? req->node_name : NULL);
+	wgcni__cluster__v1__delete_node_response__init(resp);
+	return connect_reply(call, &resp->base);
+}
+
+static void set_token(const char *old, const char *fresh)
+{
+	Wgcni__Cluster__V1__DeleteNodeRequest req = WGCNI__CLUSTER__V1__DELETE_NODE_REQUEST__INIT;
+	ProtobufCMessage *resp;
+	struct rpc_client *c = rpc_client_new(base_url, old, 5000);
+	struct rpc_error err;
+
+	req.node_name = (char *)fresh;
+	assert_int_equal(rpc_call(c, P_TOKEN, &req.base,
+				  &wgcni__cluster__v1__delete_node_response__descriptor,
+				  &resp, 0, &err), 0);
+	protobuf_c_message_free_unpacked(resp, NULL);
+	rpc_client_free(c);
+}
+
+static void test_token_change(void **state)
+{
+	set_token(TOKEN, "fresh");
+	rpc_allocate(base_url, TOKEN, "a", -EREMOTEIO, CONNECT_UNAUTHENTICATED);
+	rpc_allocate(base_url, "fresh", "t1", 0, CONNECT_OK);
+	set_token("fresh", ""); /* no token at all */
+	rpc_allocate(base_url, NULL, "t2", 0, CONNECT_OK);
+	rpc_allocate(base_url, "anything", "t3", 0, CONNECT_OK);
+	set_token(NULL, TOKEN);
+	rpc_allocate(base_url, NULL, "a", -EREMOTEIO, CONNECT_UNAUTHENTICATED);
+	rpc_allocate(base_url, TOKEN, "t4", 0, CONNECT_OK);
 }
 
 static void test_healthz_metrics(void **state)
@@ -853,6 +897,7 @@ int main(void)
 		cmocka_unit_test(test_json_calls),
 		cmocka_unit_test(test_bad_requests),
 		cmocka_unit_test(test_auth),
+		cmocka_unit_test(test_token_change),
 		cmocka_unit_test(test_healthz_metrics),
 		cmocka_unit_test(test_unix_mode),
 		cmocka_unit_test(test_defer_wake),
