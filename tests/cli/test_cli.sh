@@ -250,4 +250,7 @@ peer_gone() { ! ctl_nm 1 peers | grep -q "$key2"; }
 t_wait "node1 dropped node2 as a peer" 30 peer_gone && r=0 || r=1
 t_eq "peers: node2 gone after delete-node" 0 "$r"
 
+# Every run above used the ASan/UBSan build: none may have complained.
+t_fail "no sanitizer reports from wgcnictl" grep -lE 'AddressSanitizer|LeakSanitizer|runtime error' "$T_TMP"/*.err
+
 t_done
