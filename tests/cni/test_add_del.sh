@@ -40,6 +40,14 @@ t_ok "the allocation carries a public key" jq -e '.allocations[0].publicKey | le
 t_eq "n1 now has 2 peers (n2 + a)" 2 "$(cl_peers n1)"
 t_ok "no temporary device left on the node" sh -c "! ip -n $(t_ns n1) -o link show | grep -q ' wgc'"
 t_ok "a pings its node n1 ($CL_GW_n1)" nq a ping -c 1 -W 2 "$CL_GW_n1"
+# The runtime waits for the plugin's stdout to close: the userspace process
+# must not hold it (the $(...) above returning already shows it closed).
+tmp=$(cl_tmpname a)
+pid=$(pgrep -f -- "[w]${tmp#w}" | head -1)
+t_ok "a's wireguard-go runs ($tmp, pid ${pid:-none})" test -n "$pid"
+t_eq "its stdin/stdout/stderr are /dev/null" "/dev/null /dev/null /dev/null" \
+	"$(readlink "/proc/$pid/fd/0" "/proc/$pid/fd/1" "/proc/$pid/fd/2" | xargs)"
+t_ok "its UAPI socket carries the temporary name" test -S "/var/run/wireguard/$tmp.sock"
 
 # --- 0.4.0 on n1, 1.1.0 on n2
 rc=0; out=$(cl_cni ADD n1 b eth0 0.4.0) || rc=$?
