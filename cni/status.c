@@ -23,11 +23,14 @@ int cni_cmd_status(struct cni_ctx *ctx)
 	if (!nm)
 		return -EINVAL;
 	ret = nm_get_node(nm, &node, &why);
-	if (ret)
+	/* why.details is the URL itself when the node manager is unreachable. */
+	if (ret) {
+		bool more = why.details[0] && strcmp(why.details, nm_url(nm));
+
 		cni_fail(&ctx->err, CNI_ERR_UNAVAILABLE, ret, "node manager unavailable",
-			 "%s: %s%s%s", nm_url(nm), why.msg, why.details[0] ? ": " : "",
-			 why.details);
-	else
+			 "%s: %s%s%s%s", nm_url(nm), why.msg, more ? " (" : "",
+			 more ? why.details : "", more ? ")" : "");
+	} else
 		protobuf_c_message_free_unpacked(&node->base, NULL);
 	nm_close(nm);
 	return ret;
