@@ -226,7 +226,7 @@ static json_t *pjson_encode_field(const ProtobufCMessage *msg,
 		return pjson_encode_value(f, (const char *)msg + f->offset, depth);
 
 	n = CMEMBER(size_t, msg, f->quantifier_offset);
-	elems = CMEMBER(const char *, msg, f->offset);
+	elems = *(const char *const *)((const char *)msg + f->offset);
 	size = pjson_elem_size(f->type);
 	arr = json_array();
 	if (!arr)
