@@ -3,6 +3,7 @@
 #
 #   h1   veth 192.168.79.1/24: the cluster manager (:8080) and node manager 1
 #   h2   veth 192.168.79.2/24: node manager 2
+#   each node manager also serves its API on 127.0.0.1:5242 in its namespace
 #
 # Node managers run wireguard-go interfaces named w<PID>c<I> (unique
 # host-wide), sockets and state under $T_TMP. The cluster manager requires a
@@ -47,7 +48,7 @@ cli_nm_start() {
 		--cluster-manager "$CLI_CM_URL" --node-name "node$i" \
 		--endpoint "$(cli_endpoint "$i")" --interface "$(cli_ifname "$i")" \
 		--listen-port 51820 --socket "$(cli_sock "$i")" --state-dir "$T_TMP/nm$i" \
-		--token-file "$CLI_TOKEN" --backend userspace
+		--token-file "$CLI_TOKEN" --backend userspace --listen 127.0.0.1:5242
 	# Stop it, then let it remove what it made (interface, routes, chains).
 	t_on_cleanup "t_stop_pid \$T_PID_nm$i; ip netns exec $(t_ns "h$i") $CLI_NM_BIN --interface $(cli_ifname "$i") --socket $(cli_sock "$i") --state-dir $T_TMP/nm$i cleanup"
 }

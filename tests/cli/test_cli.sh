@@ -125,6 +125,8 @@ run_ctl allocs_json ctl_nm 1 -o json allocations
 t_eq "allocations -o json is ListAllocations" \
 	"$(cli_nm_rpc 1 ListAllocations '{}' | jq -cS '.allocations |= sort_by(.containerId)')" \
 	"$(jq -cS '.allocations |= sort_by(.containerId)' "$T_TMP/allocs_json.out")"
+run_ctl allocs_http nq h1 "$CLI_CTL" --node-manager http://127.0.0.1:5242 allocations
+t_eq "allocations over http:// is the same table" "$(out allocs)" "$(out allocs_http)"
 run_ctl allocs2 ctl_nm 2 allocations
 t_eq "allocations on node2: header only" 1 "$(grep -c . "$T_TMP/allocs2.out")"
 
