@@ -28,6 +28,14 @@ struct fw_config {
 	bool masquerade;
 };
 
+/*
+ * The tables are the legacy ones: inspect with `iptables-legacy -S` /
+ * `iptables-legacy-save` (and ip6tables-legacy), not iptables-nft.
+ * Errors: -EINVAL (config), -ETIMEDOUT (xtables lock busy for 10 s),
+ * -ENOPROTOOPT/-ENOENT when the kernel has no ip_tables (module not
+ * loadable; logged with libiptc's message), other negative errno.
+ * IPv6 tables failing is an error only when the config has IPv6 prefixes.
+ */
 int fw_install(const struct fw_config *cfg);
 /* Remove jumps and chains of both families; 0 when already gone. */
 int fw_remove(void);
