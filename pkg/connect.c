@@ -266,6 +266,10 @@ static void connect_set_answer(struct connect_call *call, enum connect_code code
 
 static int connect_vfail_status(struct connect_call *call, enum connect_code code,
 				int status, const char *fmt, va_list ap)
+	__attribute__((format(printf, 4, 0)));
+
+static int connect_vfail_status(struct connect_call *call, enum connect_code code,
+				int status, const char *fmt, va_list ap)
 {
 	char msg[512];
 	json_t *j;
@@ -787,6 +791,9 @@ static void connect_completed(void *cls, struct MHD_Connection *conn,
 	connect_call_free(*con_cls);
 	*con_cls = NULL;
 }
+
+static void connect_mhd_log(void *cls, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
 
 static void connect_mhd_log(void *cls, const char *fmt, va_list ap)
 {
