@@ -110,8 +110,14 @@ nm_call n1 Release "{\"containerId\":\"$(printf 'b%.0s' $(seq 256))\",\"ifname\"
 # --- kill -9: everything answered survives
 before=$(list)
 pid=$(nm_pid n1); kill -KILL "$pid"; wait "$pid" 2>/dev/null || true
+# While it is down the interface drifts: c1's peer vanishes, a stranger
+# with a container-like AllowedIP appears. The restart reconciles both.
+STRANGER=$(wg genkey | wg pubkey)
+wg set "$IF1" peer "$CPUB2" remove peer "$STRANGER" allowed-ips "${SUB%.0/24}.200/32"
+t_eq "drift: only the stranger on the interface" "$STRANGER" "$(wg show "$IF1" peers)"
 nm_start n1 1
 nm_wait_ready n1
+t_eq "kill -9 restart: stranger removed, c1's peer restored" "$CPUB2" "$(wg show "$IF1" peers)"
 t_eq "kill -9: allocations identical" "$before" "$(list)"
 t_eq "kill -9: AllocateIP c1 same answer" "$R1" "$(nm_call n1 AllocateIP '{"containerId":"c1","ifname":"eth0","netns":"/run/netns/x"}')"
 t_eq "kill -9: container peer still on the interface" "$CPUB2 127.0.0.1:40002 $ADDR_C1" \

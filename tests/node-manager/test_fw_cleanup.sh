@@ -32,8 +32,7 @@ container() {
 	t_netns_add "$name"
 	ip netns exec "$(t_ns "$node")" wireguard-go "$wif" >/dev/null 2>&1
 	t_wait "$wif uapi socket" 5 test -S "/var/run/wireguard/$wif.sock"
-	wg genkey >"$T_TMP/$name.key"
-	chmod 600 "$T_TMP/$name.key"
+	(umask 077; wg genkey >"$T_TMP/$name.key")
 	resp=$(nm_call "$node" AllocateIP "{\"containerId\":\"$name\",\"ifname\":\"eth0\",\"netns\":\"/run/netns/$(t_ns "$name")\"}")
 	addr=$(jq -r '.addresses[0]' <<<"$resp")
 	resp=$(nm_call "$node" RegisterKey "{\"containerId\":\"$name\",\"ifname\":\"eth0\",\"publicKey\":\"$(wg pubkey <"$T_TMP/$name.key")\",\"endpoint\":\"127.0.0.1:$port\"}")
@@ -60,7 +59,11 @@ t_eq "n1: exactly two jumps into them" "-A FORWARD -j WGCNI-FORWARD|-A POSTROUTI
 t_eq "n1: no rule outside our chains but the jumps" 0 \
 	"$(fw_save | grep '^-A' | grep -v '^-A WGCNI-' | grep -vc -- '-j WGCNI-' || true)"
 
-masq_pkts() { nq n1 iptables-legacy -t nat -L WGCNI-POSTROUTING -v -n -x | awk '/MASQUERADE/{s+=$1} END{print s+0}'; }
+masq_pkts() {
+	local out
+	out=$(nq n1 iptables-legacy -t nat -L WGCNI-POSTROUTING -v -n -x 2>/dev/null) || true
+	awk '/MASQUERADE/{s+=$1} END{print s+0}' <<<"$out"
+}
 m0=$(masq_pkts)
 
 # Same node and across nodes: the receiver sees the container's own address.
