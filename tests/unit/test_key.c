@@ -118,6 +118,13 @@ static void test_base64_errors(void **state)
 		  "key is not valid base64" },
 		{ "=SDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=",
 		  "key is not valid base64" },
+		/* bytes with the high bit set (libsodium 1.0.18 lets some pass) */
+		{ "hSDwCYkwp1R0\x9f" "33ctD73Wg2/Og0mOBr066SpjqqbTmo=",
+		  "key is not valid base64" },
+		{ "hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTm\xc3\xa9",
+		  "key is not valid base64" },
+		{ "hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066Spjqq=Tmo=",
+		  "key is not valid base64" },
 		/* padding bits must be zero, here and below */
 		{ "hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTm==",
 		  "key is not valid base64" },
