@@ -5,7 +5,9 @@
 #                               for /healthz. CM_BIN overrides the binary,
 #                               CM_WRAP prefixes a command (valgrind).
 #   cm_stop [SIG]               stop it (TERM by default), exit code in $CM_RC
-#   cm_call Method JSON [curl args...]  body on stdout, status in $(t_http)
+#   cm_call Method JSON [curl args...]  body on stdout, status in $(t_http);
+#                               CM_CT overrides the content type; a call
+#                               run in the background needs its own CM_OUT
 #   cm_json Method JSON         like cm_call, but fails unless status is 200
 
 CM_STATE=$T_TMP/state
@@ -57,12 +59,12 @@ cm_stop() {
 }
 
 cm_call() {
-	local method=$1 body=$2; shift 2
-	nq cm curl -sS -m 15 -o "$T_TMP/rpc_body" -w '%{http_code}' \
-		-H 'Content-Type: application/json' -d "$body" "$@" \
-		"$CM_URL/$CM_SVC/$method" >"$T_TMP/rpc_status" 2>"$T_TMP/rpc_err" ||
-		echo 000 >"$T_TMP/rpc_status"
-	cat "$T_TMP/rpc_body" 2>/dev/null || true
+	local method=$1 body=$2 f=$T_TMP/${CM_OUT:-rpc}; shift 2
+	nq cm curl -sS -m 40 -o "${f}_body" -w '%{http_code}' \
+		-H "Content-Type: ${CM_CT:-application/json}" -d "$body" "$@" \
+		"$CM_URL/$CM_SVC/$method" >"${f}_status" 2>"${f}_err" ||
+		echo 000 >"${f}_status"
+	cat "${f}_body" 2>/dev/null || true
 }
 
 cm_json() {
@@ -83,3 +85,8 @@ cm_metric() { cm_metrics | awk -v s="$1" '$1 == s { print $2 }'; }
 cm_pubkey() { wg genkey | wg pubkey; }
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+
+# cm_match STRING REGEX: [[ =~ ]] as a command, for t_ok.
+cm_match() { [[ $1 =~ $2 ]]; }
+# cm_polls N: exactly N ListPeers calls are waiting (for t_wait).
+cm_polls() { test "$(cm_metric wgcni_long_polls)" = "$1"; }

@@ -21,7 +21,7 @@ s1=$(jq -r '.subnets[0]' <<<"$a1")
 s2=$(jq -r '.subnets[0]' <<<"$a2")
 t_eq "n1 again: same answer" "$out" "$a1"
 t_ok "n1 and n2 get different subnets ($s1, $s2)" test "$s1" != "$s2"
-t_ok "n2's subnet is a /24 inside 10.100.0.0/16" [[ "$s2" =~ ^10\.100\.[0-9]+\.0/24$ ]]
+t_ok "n2's subnet is a /24 inside 10.100.0.0/16" cm_match "$s2" '^10\.100\.[0-9]+\.0/24$'
 t_eq "n2 again: same answer" "$a2" "$(cm_json AllocateSubnet '{"nodeName":"n2"}')"
 t_eq "lowest free first: n1 gets 10.100.0.0/24" 10.100.0.0/24 "$s1"
 
@@ -29,7 +29,7 @@ t_eq "lowest free first: n1 gets 10.100.0.0/24" 10.100.0.0/24 "$s1"
 nodes=$(cm_json ListNodes '{}')
 t_eq "ListNodes lists both, sorted" "n1 n2" "$(jq -r '[.nodes[].name] | join(" ")' <<<"$nodes")"
 t_eq "n1 address" "10.100.0.1/24" "$(jq -r '.nodes[0].address' <<<"$nodes")"
-t_ok "n1 lastSeen is RFC 3339" [[ "$(jq -r '.nodes[0].lastSeen' <<<"$nodes")" =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$ ]]
+t_ok "n1 lastSeen is RFC 3339" cm_match "$(jq -r '.nodes[0].lastSeen' <<<"$nodes")" '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$'
 
 # Clean restart.
 cm_stop TERM
@@ -51,7 +51,7 @@ s4=$(jq -r '.subnets[0]' <<<"$a4")
 t_log "subnets: n1=$s1 n2=$s2 n3=$s3 n4=$s4"
 t_eq "no subnet twice among 4 nodes across restarts" 4 \
 	"$(printf '%s\n' "$s1" "$s2" "$s3" "$s4" | sort -u | wc -l)"
-t_ok "n4 gets a fresh subnet inside the CIDR" [[ "$s4" =~ ^10\.100\.[0-9]+\.0/24$ ]]
+t_ok "n4 gets a fresh subnet inside the CIDR" cm_match "$s4" '^10\.100\.[0-9]+\.0/24$'
 
 # The database agrees: one row per subnet, primary key on the CIDR.
 if command -v sqlite3 >/dev/null; then

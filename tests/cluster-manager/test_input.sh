@@ -63,7 +63,7 @@ t_ok "body over 1 MiB: message says so ($(jq -r .message <<<"$out"))" \
 	grep -q '1 MiB' <<<"$(jq -r .message <<<"$out")"
 
 # Wrong content type.
-out=$(cm_call AllocateSubnet '{"nodeName":"x2"}' -H 'Content-Type: text/plain')
+out=$(CM_CT=text/plain cm_call AllocateSubnet '{"nodeName":"x2"}')
 t_eq "text/plain: 415" 415 "$(t_http)"
 # Unknown method and GET on a method.
 cm_call NoSuchMethod '{}' >/dev/null

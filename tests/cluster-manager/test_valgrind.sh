@@ -25,21 +25,23 @@ cm_json RegisterKey "{\"nodeName\":\"n1\",\"publicKey\":\"$(cm_pubkey)\",\"endpo
 rev=$(cm_json ListPeers '{"nodeName":"n2"}' "${A[@]}" | jq -r .revision)
 
 # A long poll woken by a change.
-cm_call ListPeers "{\"nodeName\":\"n2\",\"sinceRevision\":\"$rev\",\"waitSeconds\":20}" "${A[@]}" >"$T_TMP/p.json" &
+CM_OUT=poll1 cm_call ListPeers "{\"nodeName\":\"n2\",\"sinceRevision\":\"$rev\",\"waitSeconds\":20}" "${A[@]}" >"$T_TMP/p.json" &
 poll=$!
-t_ok "long poll deferred" t_wait "deferred" 20 test "$(cm_metric wgcni_long_polls)" = 1
+t_ok "long poll deferred" t_wait "deferred" 20 cm_polls 1
 cm_json RegisterKey "{\"nodeName\":\"n2\",\"publicKey\":\"$(cm_pubkey)\",\"endpoint\":\"[fd00::2]:51820\"}" "${A[@]}" >/dev/null
 wait "$poll"
 t_eq "woken long poll sees n1" '["n1"]' "$(jq -c '[.peers[].name]' "$T_TMP/p.json")"
+cm_json AllocateSubnet '{"nodeName":"n3"}' "${A[@]}" >/dev/null
+cm_json DeleteNode '{"nodeName":"n3"}' "${A[@]}" >/dev/null
 # One that expires.
 rev=$(cm_json ListPeers '{"nodeName":"n2"}' "${A[@]}" | jq -r .revision)
 cm_json ListPeers "{\"nodeName\":\"n2\",\"sinceRevision\":\"$rev\",\"waitSeconds\":1}" "${A[@]}" >/dev/null
 t_eq "expired long poll answered" 200 "$(t_http)"
 # One left waiting at shutdown.
-cm_call ListPeers "{\"nodeName\":\"n1\",\"sinceRevision\":\"$rev\",\"waitSeconds\":30}" "${A[@]}" >/dev/null &
-t_ok "a poll waits at shutdown" t_wait "deferred" 20 test "$(cm_metric wgcni_long_polls)" = 1
+CM_OUT=poll2 cm_call ListPeers "{\"nodeName\":\"n2\",\"sinceRevision\":\"$rev\",\"waitSeconds\":30}" "${A[@]}" >/dev/null &
+t_ok "a poll waits at shutdown" t_wait "deferred" 20 cm_polls 1
 cm_json ListNodes '{}' "${A[@]}" >/dev/null
-cm_json DeleteNode '{"nodeName":"n1"}' "${A[@]}" >/dev/null
+t_ok "the waiting poll is still waiting" cm_polls 1
 nq cm curl -sf -m 10 -o /dev/null "$CM_URL/metrics"
 kill -HUP "$CM_PID"
 t_ok "SIGHUP handled" t_wait "hup" 20 grep -q 'token unchanged' "$CM_LOG"
