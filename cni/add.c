@@ -464,8 +464,13 @@ int cni_cmd_add(struct cni_ctx *ctx)
 	if (ret)
 		goto err_release;
 	ret = add_create(&a);
-	if (ret)
+	/* -EEXIST: the device is not ours to delete (DEL of the attachment
+	 * that made it removes it); any other failure may have left a half
+	 * started process or link behind. */
+	if (ret == -EEXIST)
 		goto err_release;
+	if (ret)
+		goto err_delete_link;
 	ret = add_set_key(&a);
 	if (ret)
 		goto err_delete_link;
