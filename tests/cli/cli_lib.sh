@@ -127,3 +127,19 @@ cli_attach() {
 # wgcnictl against this cluster: cluster manager calls run inside h1.
 ctl() { nq h1 "$CLI_CTL" --cluster-manager "$CLI_CM_URL" --token-file "$CLI_TOKEN" "$@"; }
 ctl_nm() { local i=$1; shift; "$CLI_CTL" --node-manager "unix://$(cli_sock "$i")" "$@"; }
+
+# Stop the node managers, run their `cleanup`, and check nothing is left:
+# no interface, no wireguard-go socket, no process of ours.
+cli_teardown_check() {
+	local i ifn
+	for i in 1 2; do
+		ifn=$(cli_ifname "$i")
+		t_stop_pid "$(eval echo "\$T_PID_nm$i")"
+		nq "h$i" "$CLI_NM_BIN" --interface "$ifn" --socket "$(cli_sock "$i")" \
+			--state-dir "$T_TMP/nm$i" cleanup >>"$T_TMP/cleanup.log" 2>&1 || true
+		t_wait "node $i interface gone" 10 sh -c "! ip -n $(t_ns "h$i") link show $ifn" || true
+		t_fail "node $i: no interface left" ip -n "$(t_ns "h$i")" link show "$ifn" 2>/dev/null
+		t_wait "node $i UAPI socket gone" 10 test ! -e "/var/run/wireguard/$ifn.sock" || true
+		t_fail "node $i: no wireguard-go socket left" test -e "/var/run/wireguard/$ifn.sock"
+	done
+}

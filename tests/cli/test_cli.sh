@@ -255,4 +255,5 @@ t_eq "peers: node2 gone after delete-node" 0 "$r"
 # Every run above used the ASan/UBSan build: none may have complained.
 t_fail "no sanitizer reports from wgcnictl" grep -lE 'AddressSanitizer|LeakSanitizer|runtime error' "$T_TMP"/*.err
 
+cli_teardown_check
 t_done

@@ -141,4 +141,5 @@ t_eq "deleted node: wgcni_peers{kind=node} 0" 0.0 "$(sample "$T_TMP/nm1c.prom" w
 scrape cm4 cli_cm_metrics
 t_eq "deleted node: wgcni_nodes 1" 1.0 "$(sample "$T_TMP/cm4.prom" wgcni_nodes '')"
 
+cli_teardown_check
 t_done
