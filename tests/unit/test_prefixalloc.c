@@ -161,7 +161,7 @@ static void test_random_v4_30_of_24(void **state)
 
 static void test_random_v4_32_of_20(void **state)
 {
-	random_run("10.96.0.0/20", 32, 4096, 20000);
+	random_run("10.96.0.0/20", 32, 4096, 12000);
 }
 
 static void test_random_v6_128_of_120(void **state)
@@ -333,6 +333,68 @@ static void test_huge_v6(void **state)
 	prefixalloc_free(pa);
 }
 
+/*
+ * Random ops over a 2^64 space (/128 of a /64), against a naive reference
+ * over three windows far apart: the bottom, the middle and the very top of
+ * the index range, so merges and splits happen next to huge free gaps.
+ */
+static uint64_t window_index(size_t slot)
+{
+	if (slot < 512)
+		return slot;
+	if (slot < 768)
+		return ((uint64_t)1 << 63) - 128 + (slot - 512);
+	return UINT64_MAX - 256 + (slot - 768); /* last managed: UINT64_MAX - 1 */
+}
+
+static void test_random_huge_windows(void **state)
+{
+	enum { SLOTS = 1023 };
+	struct ipnet parent = net("fd00:9::/64"), c, exp;
+	struct prefixalloc *pa = prefixalloc_new(&parent, 128);
+	bool used[SLOTS] = { false };
+	uint64_t nused = 0;
+
+	assert_non_null(pa);
+	for (int op = 0; op < 20000; op++) {
+		size_t slot = (size_t)(rnd() % SLOTS);
+		unsigned int roll = (unsigned int)(rnd() % 100);
+		int ret;
+
+		assert_int_equal(ipnet_child(&parent, 128, window_index(slot), &c), 0);
+		if (roll < 30) {
+			size_t low = 0;
+
+			while (low < 512 && used[low])
+				low++;
+			if (low == 512)
+				continue; /* lowest free lies outside the windows */
+			assert_int_equal(prefixalloc_alloc(pa, &c), 0);
+			assert_int_equal(ipnet_child(&parent, 128, low, &exp), 0);
+			assert_true(ipaddr_equal(&c.addr, &exp.addr));
+			used[low] = true;
+			nused++;
+		} else if (roll < 65) {
+			ret = prefixalloc_release(pa, &c);
+			assert_int_equal(ret, used[slot] ? 0 : -ENOENT);
+			nused -= used[slot];
+			used[slot] = false;
+		} else if (roll < 95) {
+			ret = prefixalloc_reserve(pa, &c);
+			assert_int_equal(ret, used[slot] ? -EEXIST : 0);
+			nused += !used[slot];
+			used[slot] = true;
+		} else
+			assert_int_equal(prefixalloc_is_used(pa, &c), used[slot]);
+		assert_true(prefixalloc_used(pa) == nused);
+	}
+	for (size_t slot = 0; slot < SLOTS; slot++) {
+		assert_int_equal(ipnet_child(&parent, 128, window_index(slot), &c), 0);
+		assert_int_equal(prefixalloc_is_used(pa, &c), used[slot]);
+	}
+	prefixalloc_free(pa);
+}
+
 /* Heavy fragmentation stays fast: every other /32 of a /16 freed in random
  * order, then all reallocated lowest first. */
 static void test_fragmentation(void **state)
@@ -383,6 +445,7 @@ int main(void)
 		cmocka_unit_test(test_exhaustion),
 		cmocka_unit_test(test_invalid),
 		cmocka_unit_test(test_huge_v6),
+		cmocka_unit_test(test_random_huge_windows),
 		cmocka_unit_test(test_fragmentation),
 	};
 
