@@ -58,11 +58,6 @@ static int apply_env(const struct option *longopts, opts_apply_fn apply, void *c
 		const char *v;
 		const char *arg;
 
-		/* --help and --version are questions, not settings: a stray
-		 * WGCNI_VERSION=0.1.0 in the environment must not stop a
-		 * daemon from starting. */
-		if (!strcmp(o->name, "help") || !strcmp(o->name, "version"))
-			continue;
 		opts_env_name(o->name, name, sizeof(name));
 		v = getenv(name);
 		if (!v)

@@ -7,7 +7,6 @@
  * empty variable counts as unset. Options with a flag pointer set *flag from
  * the environment too. A repeatable option given by environment arrives as
  * one value; the caller splits it on commas if it wants (opts_split).
- * --help and --version are taken from the command line only.
  * shortopts may start with '+' to stop at the first operand (subcommands).
  */
 #ifndef WGCNI_OPTS_H
