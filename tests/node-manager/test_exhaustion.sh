@@ -6,12 +6,29 @@
 . "$(dirname "$0")/nm_lib.sh"
 
 nm_need "$NM_BIN" "$CM_BIN"
+
+# Options: the command line, the environment, refusals.
+t_eq "--version" "wgcni-node-manager" "$("$NM_BIN" --version | awk '{print $1}')"
+t_eq "WGCNI_VERSION=1 is --version" "$("$NM_BIN" --version)" "$(WGCNI_VERSION=1 "$NM_BIN")"
+t_ok "--help lists the options" bash -c "'$NM_BIN' --help | grep -q -- '--userspace-implementation'"
+rc=0; "$NM_BIN" --mtu abc 2>"$T_TMP/err" || rc=$?
+t_eq "--mtu abc refused with exit 2" 2 "$rc"
+t_ok "the refusal names the option and quotes the value" grep -qF "invalid value for --mtu: \`abc'" "$T_TMP/err"
+rc=0; WGCNI_BACKEND=bogus "$NM_BIN" 2>/dev/null || rc=$?
+t_eq "WGCNI_BACKEND=bogus refused" 2 "$rc"
+rc=0; "$NM_BIN" --bogus 2>/dev/null || rc=$?
+t_eq "unknown option refused" 2 "$rc"
+rc=0; "$NM_BIN" frobnicate 2>/dev/null || rc=$?
+t_eq "unknown command refused" 2 "$rc"
+
 nm_underlay
 nm_node_ns n1 1
 nm_cm_start --node-prefix-length 29
-nm_start n1 1
+WGCNI_MTU=1380 nm_start n1 1
 nm_wait_ready n1
 SUB=$(nm_call n1 GetNode '{}' | jq -r '.node.subnets[0]')
+t_eq "WGCNI_MTU from the environment: GetNode mtu" 1380 "$(nm_call n1 GetNode '{}' | jq -r .node.mtu)"
+t_ok "WGCNI_MTU from the environment: link mtu" bash -c "ip -n $(t_ns n1) link show dev $(nm_if 1) | grep -q 'mtu 1380 '"
 t_ok "node got a /29 ($SUB)" bash -c "[[ '$SUB' == */29 ]]"
 
 for i in 1 2 3 4 5; do
