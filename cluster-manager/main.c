@@ -343,46 +343,42 @@ static struct connect_server *cm_server_new(struct cm_api *api, const char *toke
 }
 
 /*
- * SIGHUP: re-read the token file. The server copies its token when created
- * and connect.h has no setter, so a changed token means a new server on the
- * same address; calls waiting in ListPeers are dropped and their nodes poll
- * again.
+ * SIGHUP: re-read the token file. Called between runs of the server loop, so
+ * the token can be swapped in place; waiting long polls stay. A file that
+ * cannot be read keeps the old token (an open API would be worse).
  */
-static int cm_reload_token(struct cm_api *api, const struct cm_opts *o, char **token)
+static void cm_reload_token(struct cm_api *api, const struct cm_opts *o, char **token)
 {
-	struct connect_server *srv;
 	char *fresh;
 	int ret;
 
 	if (!o->token_file) {
 		log_info("SIGHUP: no token file to reload", NULL);
-		return 0;
+		return;
 	}
 	ret = cm_read_token(o->token_file, &fresh);
 	if (ret) {
 		errno = -ret;
 		log_warn("SIGHUP: cannot read the token file; keeping the old token",
 			 "token_file=%s", o->token_file);
-		return 0;
+		return;
 	}
 	if (!strcmp(fresh, *token)) {
 		cm_free_token(fresh);
 		log_info("SIGHUP: token unchanged", "token_file=%s", o->token_file);
-		return 0;
+		return;
 	}
-	connect_server_free(api->srv);
-	api->srv = NULL;
-	srv = cm_server_new(api, fresh, o->listen);
-	if (!srv) {
-		ret = errno ? -errno : -EIO;
+	ret = connect_server_set_token(api->srv, fresh);
+	if (ret) {
+		errno = -ret;
+		log_warn("SIGHUP: cannot set the new token; keeping the old one",
+			 "token_file=%s", o->token_file);
 		cm_free_token(fresh);
-		return ret;
+		return;
 	}
-	api->srv = srv;
 	cm_free_token(*token);
 	*token = fresh;
 	log_info("SIGHUP: token reloaded", "token_file=%s", o->token_file);
-	return 0;
 }
 
 int main(int argc, char **argv)
@@ -496,9 +492,7 @@ int main(int argc, char **argv)
 		cm_loop_stop = cm_terminate;
 		if (cm_reload) {
 			cm_reload = 0;
-			ret = cm_reload_token(&api, &o, &token);
-			if (ret)
-				break;
+			cm_reload_token(&api, &o, &token);
 		}
 	}
 	if (!ret)

@@ -33,11 +33,20 @@ t_ok "metrics: wgcni_api_requests_total has AllocateSubnet" \
 	grep -q '^wgcni_api_requests_total{.*AllocateSubnet' <<<"$m"
 t_ok "metrics: the 401s are counted" grep -q '^wgcni_api_requests_total{.*unauthenticated' <<<"$m"
 
-# SIGHUP: the new token replaces the old one.
+# SIGHUP: the new token replaces the old one; a waiting long poll stays.
+rev=$(cm_call ListPeers '{"nodeName":"n1"}' -H 'Authorization: Bearer s3cret-token-one' | jq -r .revision)
+CM_OUT=poll cm_call ListPeers "{\"nodeName\":\"n1\",\"sinceRevision\":\"$rev\",\"waitSeconds\":20}" \
+	-H 'Authorization: Bearer s3cret-token-one' >"$T_TMP/poll.json" &
+poll=$!
+t_ok "a long poll is waiting" t_wait "deferred poll" 5 cm_polls 1
 echo "s3cret-token-two" >"$T_TMP/token"
 kill -HUP "$CM_PID"
 t_ok "SIGHUP: token reload logged" t_wait "reload log" 5 grep -q 'token reloaded' "$CM_LOG"
-t_ok "SIGHUP: daemon healthy again" t_wait "healthz" 5 cm_healthy
+t_ok "SIGHUP: daemon healthy" cm_healthy
+t_ok "SIGHUP: the long poll is still waiting" cm_polls 1
+cm_call AllocateSubnet '{"nodeName":"n2"}' -H 'Authorization: Bearer s3cret-token-two' >/dev/null
+wait "$poll"
+t_eq "SIGHUP: the long poll is answered after the change" 200 "$(cat "$T_TMP/poll_status")"
 cm_call ListNodes '{}' -H 'Authorization: Bearer s3cret-token-one' >/dev/null
 t_eq "SIGHUP: old token refused" 401 "$(t_http)"
 cm_call ListNodes '{}' -H 'Authorization: Bearer s3cret-token-two' >/dev/null
