@@ -132,7 +132,13 @@ t_eq "allocations on node2: header only" 1 "$(grep -c . "$T_TMP/allocs2.out")"
 
 # --- peers ------------------------------------------------------------------
 t_wait "node1 exchanged traffic with node2" 20 cli_handshaken
+# Some kilobytes each way, for the human units.
+a2=$(cli_nm_rpc 2 GetNode '{}' | jq -r '.node.address' | cut -d, -f1 | cut -d/ -f1)
+nq h1 ping -q -c 4 -i 0.2 -s 1200 -W 2 "$a2" >/dev/null
+rx2() { cli_nm_metrics 1 | awk -v k="$key2" 'index($0, "wgcni_peer_rx_bytes{") == 1 && index($0, k) { print $2 }'; }
+rx_before=$(rx2)
 run_ctl peers ctl_nm 1 peers
+rx_after=$(rx2)
 t_eq "peers: exit 0" 0 "$(rc peers)"
 t_ok "peers: header" grep -Eq '^NAME +KIND +ALLOWED IPS +ENDPOINT +RX +TX +HANDSHAKE +PUBLIC KEY$' "$T_TMP/peers.out"
 t_eq "peers: node2 and two containers" 4 "$(grep -c . "$T_TMP/peers.out")"
@@ -150,6 +156,13 @@ peer_row() {
 }
 t_ok "peers: node2 is a node peer, handshake seconds ago" \
 	peer_row "$T_TMP/peers.out" node2 node - '^[0-9]+s ago$' "$key2"
+t_ok "peers: node2 RX and TX in KiB" \
+	awk -v key="$key2" '$1 == "node2" && $NF == key && $(NF - 3) == "KiB" && $(NF - 5) == "KiB" { f = 1 } END { exit !f }' "$T_TMP/peers.out"
+# (a keepalive may land between the scrapes: either value will do)
+t_ok "peers: node2 RX matches its counter" \
+	awk -v key="$key2" -v m1="$rx_before" -v m2="$rx_after" '$1 == "node2" && $NF == key &&
+		($(NF - 6) == sprintf("%.1f", m1 / 1024) || $(NF - 6) == sprintf("%.1f", m2 / 1024)) { f = 1 }
+		END { exit !f }' "$T_TMP/peers.out"
 t_ok "peers: container a with its address, no handshake" \
 	peer_row "$T_TMP/peers.out" "${id_a:0:12}/eth0" container "$addr_a" '^never$' "$pub_a"
 t_ok "peers: container b with its address, no handshake" \
