@@ -76,6 +76,20 @@ n c ip link del eth0
 CL_CONF_IMPL=/nonexistent/wireguard-go add_fails "implementation missing" 7 n1 d eth0 1.0.0 '"backend":"userspace"'
 t_ok "implementation missing: details quote the path" grep -q /nonexistent/wireguard-go "$T_TMP/out"
 
+# --- a device left on the host by an ADD that died midway: ADD refuses to
+# touch it (100), DEL removes it with its process and socket.
+t_netns_add g
+tmp=$(cl_tmpname g)
+n n1 "$CL_IMPL" "$tmp" >/dev/null 2>&1 </dev/null
+t_wait "leftover $tmp serves its socket" 5 test -S "/var/run/wireguard/$tmp.sock"
+rc=0; cl_cni ADD n1 g >"$T_TMP/out" || rc=$?
+t_eq "leftover device: ADD code 100" 100 "$(jq -r .code "$T_TMP/out")"
+t_ok "leftover device: details name it" grep -q "$tmp" "$T_TMP/out"
+t_fail "leftover device: no allocation kept" cl_has_alloc n1 g
+t_ok "leftover device: still there for DEL" nq n1 ip link show "$tmp"
+t_ok "DEL g" cl_cni DEL n1 g
+cl_no_leftovers n1 g
+
 # --- node manager refuses: exhaust n2's pool
 filled=()
 rc=0
