@@ -192,9 +192,17 @@ static int cm_apply(int val, const char *arg, void *ctx, char *err, size_t errle
 	struct cm_opts *o = ctx;
 
 	switch (val) {
-	case OPT_LISTEN:
+	case OPT_LISTEN: {
+		struct endpoint ep;
+		char why[128];
+
+		if (endpoint_parse(arg, &ep, why, sizeof(why))) {
+			snprintf(err, errlen, "--listen: invalid address `%s': %s", arg, why);
+			return -EINVAL;
+		}
 		o->listen = arg;
 		return 0;
+	}
 	case OPT_STATE_DIR:
 		o->state_dir = arg;
 		return 0;

@@ -35,6 +35,7 @@ bad "bad log level" "log-level.*loud" --log-level loud
 bad "bad external CIDR" "external-cidr" --external-cidr nowhere
 bad "TLS" "TLS not supported" --tls-cert "$T_TMP/c.pem" --tls-key "$T_TMP/k.pem"
 bad "TLS cert without key" "tls" --tls-cert "$T_TMP/c.pem"
+bad "bad listen address" "listen.*8080x" --listen 127.0.0.1:8080x
 bad "stray argument" "unexpected argument" extra
 set +e
 WGCNI_NODE_PREFIX_LENGTH=abc timeout 10 "$CM_BIN" --state-dir "$T_TMP/bad" >/dev/null 2>"$T_TMP/err"
