@@ -96,10 +96,14 @@ unsigned int ipaddr_bits(const struct ipaddr *a)
 	return a->family == AF_INET ? 32 : 128;
 }
 
-/* Prefix length counted over the 16-byte form (IPv4 sits behind 96 bits). */
+/* Prefix length counted over the 16-byte form (IPv4 sits behind 96 bits);
+ * clamped, so a hand-built prefix longer than its family never reads past
+ * the 16 bytes. */
 static unsigned int abs_prefix(int family, unsigned int prefixlen)
 {
-	return (family == AF_INET ? 96 : 0) + prefixlen;
+	unsigned int p = (family == AF_INET ? 96 : 0) + prefixlen;
+
+	return p > 128 || p < prefixlen ? 128 : p;
 }
 
 static bool host_bits_zero(const struct ipaddr *a, unsigned int absprefix)
@@ -379,10 +383,27 @@ int ipnet_first_host(const struct ipnet *n, struct ipaddr *out)
 }
 
 /* RFC 1123 host name: dot-separated labels of letters, digits and '-', each
- * 1..63 long and not starting or ending with '-'; IPv4 literals pass too. */
+ * 1..63 long and not starting or ending with '-'. A name whose last label is
+ * all digits must be an IPv4 literal (no top-level domain is numeric), so a
+ * typo like 10.0.0.256 is refused here instead of going to DNS. */
 static bool hostname_ok(const char *h, size_t len)
 {
-	size_t label = 0;
+	char v4[INET_ADDRSTRLEN];
+	struct in_addr a4;
+	size_t label = 0, last = 0;
+	bool numeric = true;
+
+	for (size_t i = len; i > 0 && h[i - 1] != '.'; i--)
+		last++;
+	for (size_t i = len - last; i < len; i++)
+		numeric &= isdigit((unsigned char)h[i]) != 0;
+	if (last > 0 && numeric) {
+		if (len >= sizeof(v4))
+			return false;
+		memcpy(v4, h, len);
+		v4[len] = '\0';
+		return inet_pton(AF_INET, v4, &a4) == 1;
+	}
 
 	if (len == 0 || len > 253)
 		return false;

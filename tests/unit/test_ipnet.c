@@ -230,6 +230,18 @@ static void test_contains_overlaps(void **state)
 	assert_false(ipnet_overlaps(&n6, &n16));
 	struct ipnet a15 = net("10.100.0.0/15");
 	assert_true(ipnet_overlaps(&a15, &other));
+
+	/* a hand-built prefix longer than its family reads no further than
+	 * the 16 bytes (ASan would say) and acts as a full-length prefix */
+	struct ipnet bogus = n24;
+	bogus.prefixlen = 200;
+	a = addr("10.100.3.0");
+	assert_true(ipnet_contains(&bogus, &a));
+	ipnet_mask(&bogus);
+	assert_addr(&bogus.addr, "10.100.3.0");
+	bogus.prefixlen = UINT32_MAX;
+	assert_true(ipnet_contains(&bogus, &a));
+	ipnet_mask(&bogus);
 }
 
 static void test_mask(void **state)
@@ -365,6 +377,9 @@ static void test_endpoint_good(void **state)
 		{ "node-1.example.org:65535", "node-1.example.org", 65535 },
 		{ "localhost:8080", "localhost", 8080 },
 		{ "a:00080", "a", 80 },
+		{ "node1.k8s:51820", "node1.k8s", 51820 },
+		{ "10.0.0.1a:1", "10.0.0.1a", 1 },
+		{ "0.0.0.0:1", "0.0.0.0", 1 },
 	};
 	struct endpoint ep;
 	char err[128];
@@ -403,6 +418,9 @@ static void test_endpoint_bad(void **state)
 		{ "a..b:5", "endpoint \"a..b:5\": host \"a..b\" is not an IPv4 address or host name" },
 		{ "-a:5", "endpoint \"-a:5\": host \"-a\" is not an IPv4 address or host name" },
 		{ "a b:5", "endpoint \"a b:5\": host \"a b\" is not an IPv4 address or host name" },
+		{ "10.0.0.256:5", "endpoint \"10.0.0.256:5\": host \"10.0.0.256\" is not an IPv4 address or host name" },
+		{ "10.0.0:5", "endpoint \"10.0.0:5\": host \"10.0.0\" is not an IPv4 address or host name" },
+		{ "12345:5", "endpoint \"12345:5\": host \"12345\" is not an IPv4 address or host name" },
 		{ "", "endpoint is empty" },
 	};
 	struct endpoint ep = { .host = "untouched", .port = 7 };
