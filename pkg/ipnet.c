@@ -426,21 +426,24 @@ static bool hostname_ok(const char *h, size_t len)
 	return label > 0 && h[len - 1] != '-';
 }
 
-static int parse_port(const char *p, uint16_t *port, char *err, size_t errlen)
+static int parse_port(const char *ep, const char *p, uint16_t *port, char *err,
+		      size_t errlen)
 {
 	unsigned long v = 0;
 	size_t n;
 
 	for (n = 0; p[n]; n++) {
 		if (!isdigit((unsigned char)p[n])) {
-			snprintf(err, errlen, "port \"%s\" is not a number", p);
+			snprintf(err, errlen, "endpoint \"%s\": port \"%s\" is not a number",
+				 ep, p);
 			return -EINVAL;
 		}
 		if (n < 6)
 			v = v * 10 + (unsigned long)(p[n] - '0');
 	}
 	if (v < 1 || v > 65535 || n > 5) {
-		snprintf(err, errlen, "port %s out of range 1-65535", p);
+		snprintf(err, errlen, "endpoint \"%s\": port %s out of range 1-65535",
+			 ep, p);
 		return -EINVAL;
 	}
 	*port = (uint16_t)v;
@@ -517,7 +520,7 @@ int endpoint_parse(const char *s, struct endpoint *out, char *err, size_t errlen
 		}
 		memcpy(ep.host, s, hostlen);
 	}
-	ret = parse_port(colon + 1, &ep.port, err, errlen);
+	ret = parse_port(s, colon + 1, &ep.port, err, errlen);
 	if (ret < 0)
 		return ret;
 	*out = ep;
