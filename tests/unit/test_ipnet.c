@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -496,6 +497,75 @@ static void test_sockaddr(void **state)
 	assert_string_equal(sockaddr_format(NULL, buf), "unknown");
 }
 
+/*
+ * Parser properties over random strings from the characters that matter
+ * (the libFuzzer harness's checks, run deterministically): whatever parses
+ * formats back to something that parses to the same value, and every
+ * refusal says why.
+ */
+static uint64_t prng = 0x2545f4914f6cdd1dULL;
+
+static unsigned int next_rand(void)
+{
+	prng ^= prng << 13;
+	prng ^= prng >> 7;
+	prng ^= prng << 17;
+	return (unsigned int)(prng >> 11);
+}
+
+static void test_parse_properties(void **state)
+{
+	static const char *const tokens[] = {
+		"0", "1", "10", "255", "256", "07", "fd00", "FFFF", "a", "b-c", "::", ":",
+		".", ".", ":", "/", "24", "64", "128", "33", "[", "]", "51820", "65536",
+		"-", " ", "x",
+	};
+	char s[80], buf[IPNET_STRLEN], again[300], err[256];
+	unsigned int accepted = 0;
+
+	for (int iter = 0; iter < 100000; iter++) {
+		size_t n_tok = next_rand() % 12, len = 0;
+		struct ipnet n, n2;
+		struct ipaddr a, a2;
+		struct endpoint ep, ep2;
+
+		s[0] = '\0';
+		for (size_t i = 0; i < n_tok; i++) {
+			const char *t = tokens[next_rand() % (sizeof(tokens) / sizeof(tokens[0]))];
+
+			if (len + strlen(t) >= sizeof(s))
+				break;
+			strcpy(s + len, t);
+			len += strlen(t);
+		}
+		if (ipaddr_parse(s, &a) == 0) {
+			assert_int_equal(ipaddr_parse(ipaddr_format(&a, buf), &a2), 0);
+			assert_true(ipaddr_equal(&a, &a2));
+			accepted++;
+		}
+		if (ipnet_parse(s, &n, false) == 0) {
+			assert_int_equal(ipnet_parse(ipnet_format(&n, buf), &n2, true), 0);
+			assert_true(ipaddr_equal(&n.addr, &n2.addr));
+			assert_int_equal(n.prefixlen, n2.prefixlen);
+			accepted++;
+		}
+		err[0] = '\0';
+		if (endpoint_parse(s, &ep, err, sizeof(err)) == 0) {
+			snprintf(again, sizeof(again), strchr(ep.host, ':') ? "[%s]:%u" : "%s:%u",
+				 ep.host, ep.port);
+			assert_int_equal(endpoint_parse(again, &ep2, err, sizeof(err)), 0);
+			assert_string_equal(ep.host, ep2.host);
+			assert_int_equal(ep.port, ep2.port);
+			assert_true(ep.port >= 1);
+			accepted++;
+		} else
+			assert_true(strncmp(err, "endpoint ", 9) == 0);
+	}
+	/* the alphabet does reach the accepting paths */
+	printf("parse properties: %u accepted\n", accepted);
+	assert_true(accepted > 1000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -509,6 +579,7 @@ int main(void)
 		cmocka_unit_test(test_endpoint_good),
 		cmocka_unit_test(test_endpoint_bad),
 		cmocka_unit_test(test_sockaddr),
+		cmocka_unit_test(test_parse_properties),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
