@@ -470,6 +470,8 @@ static int genl_open(struct nl_sock **out, int *family)
 	ret = netdev_errno(genl_connect(sk));
 	if (ret < 0)
 		goto err_sock;
+	/* Dump messages can exceed a page: size each read by peeking. */
+	nl_socket_enable_msg_peek(sk);
 	ret = genl_ctrl_resolve(sk, WG_GENL_NAME);
 	if (ret < 0) {
 		ret = netdev_errno(ret);
