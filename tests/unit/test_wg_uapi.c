@@ -30,6 +30,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -537,6 +538,217 @@ static void test_backend_names(void **state)
 		assert_int_equal(wg_create(name3, WG_BACKEND_KERNEL, NULL), -EOPNOTSUPP);
 }
 
+/* --- the wire format, against a scripted peer --------------------------------
+ * Malformed answers cannot be had from wireguard-go; a child process plays
+ * the daemon on a socket in a private directory (wg_uapi_set_dir) and
+ * reports the request it received. */
+
+struct fake {
+	char dir[64];
+	pid_t pid;
+	int req; /* read end: the request the fake received */
+};
+
+static void fake_start(struct fake *f, const char *answer)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int ls, p[2];
+
+	snprintf(f->dir, sizeof(f->dir), "/tmp/wgu-fake-%d", getpid());
+	mkdir(f->dir, 0700);
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/fake0.sock", f->dir);
+	unlink(sun.sun_path);
+	ls = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(ls >= 0);
+	assert_int_equal(bind(ls, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	assert_int_equal(listen(ls, 4), 0);
+	assert_int_equal(pipe(p), 0);
+	f->pid = fork();
+	assert_true(f->pid >= 0);
+	if (f->pid == 0) {
+		char buf[8192];
+		size_t n = 0;
+		ssize_t r;
+		int c;
+
+		close(p[0]);
+		/* wg_uapi_exists probes connect and close first: serve the
+		 * connection that sends a request. */
+		for (;;) {
+			c = accept(ls, NULL, NULL);
+			if (c < 0)
+				_exit(1);
+			n = 0;
+			while (n < sizeof(buf) && (r = read(c, buf + n, sizeof(buf) - n)) > 0) {
+				n += (size_t)r;
+				if (n >= 2 && !memcmp(buf + n - 2, "\n\n", 2))
+					break;
+			}
+			if (n)
+				break;
+			close(c);
+		}
+		if (write(p[1], buf, n) != (ssize_t)n || write(c, answer, strlen(answer)) < 0)
+			_exit(1);
+		close(c);
+		_exit(0);
+	}
+	close(p[1]);
+	close(ls);
+	f->req = p[0];
+	wg_uapi_set_dir(f->dir);
+}
+
+/* The request the fake saw; waits for it to finish. */
+static char *fake_finish(struct fake *f)
+{
+	static char req[8192];
+	ssize_t n, total = 0;
+	char path[128];
+	int status;
+
+	while ((n = read(f->req, req + total, sizeof(req) - 1 - (size_t)total)) > 0)
+		total += n;
+	req[total] = '\0';
+	close(f->req);
+	assert_int_equal(waitpid(f->pid, &status, 0), f->pid);
+	wg_uapi_set_dir(NULL);
+	snprintf(path, sizeof(path), "%s/fake0.sock", f->dir);
+	unlink(path);
+	rmdir(f->dir);
+	return req;
+}
+
+static int fake_get(const char *answer, struct wg_device **dev)
+{
+	struct fake f;
+	int ret;
+
+	fake_start(&f, answer);
+	ret = wg_uapi_get("fake0", dev);
+	assert_string_equal(fake_finish(&f), "get=1\n\n");
+	return ret;
+}
+
+static void test_wire_set_request(void **state)
+{
+	struct wg_device d = { .name = "fake0" };
+	struct wg_peer p[2] = { 0 };
+	struct ipnet ip;
+	struct fake f;
+	char *req;
+
+	memset(d.private_key, 0xab, WG_KEY_LEN);
+	d.listen_port = 51820;
+	d.fwmark = 7;
+	d.flags = WGDEVICE_HAS_PRIVATE_KEY | WGDEVICE_HAS_LISTEN_PORT | WGDEVICE_HAS_FWMARK |
+		  WGDEVICE_REPLACE_PEERS;
+	memset(p[0].public_key, 0x01, WG_KEY_LEN);
+	memset(p[0].preshared_key, 0x02, WG_KEY_LEN);
+	p[0].flags = WGPEER_HAS_PRESHARED_KEY | WGPEER_HAS_KEEPALIVE | WGPEER_HAS_ENDPOINT |
+		     WGPEER_REPLACE_ALLOWEDIPS | WGPEER_UPDATE_ONLY;
+	p[0].keepalive = 25;
+	p[0].endpoint.addr6.sin6_family = AF_INET6;
+	p[0].endpoint.addr6.sin6_port = htons(51821);
+	inet_pton(AF_INET6, "fd00::1", &p[0].endpoint.addr6.sin6_addr);
+	ip = net("10.1.0.0/16");
+	assert_int_equal(wg_peer_add_allowedip(&p[0], &ip), 0);
+	ip = net("fd01::/64");
+	assert_int_equal(wg_peer_add_allowedip(&p[0], &ip), 0);
+	memset(p[1].public_key, 0xff, WG_KEY_LEN);
+	p[1].flags = WGPEER_REMOVE_ME;
+	d.peers = p;
+	d.n_peers = 2;
+
+	fake_start(&f, "errno=0\n\n");
+	assert_int_equal(wg_uapi_set(&d), 0);
+	req = fake_finish(&f);
+	assert_string_equal(req,
+		"set=1\n"
+		"private_key=abababababababababababababababababababababababababababababababab\n"
+		"listen_port=51820\n"
+		"fwmark=7\n"
+		"replace_peers=true\n"
+		"public_key=0101010101010101010101010101010101010101010101010101010101010101\n"
+		"update_only=true\n"
+		"preshared_key=0202020202020202020202020202020202020202020202020202020202020202\n"
+		"endpoint=[fd00::1]:51821\n"
+		"persistent_keepalive_interval=25\n"
+		"replace_allowed_ips=true\n"
+		"allowed_ip=10.1.0.0/16\n"
+		"allowed_ip=fd01::/64\n"
+		"public_key=ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff\n"
+		"remove=true\n"
+		"\n");
+
+	/* errno answers, both signs (older wireguard-go wrote negatives). */
+	fake_start(&f, "errno=22\n\n");
+	assert_int_equal(wg_uapi_set(&d), -EINVAL);
+	fake_finish(&f);
+	fake_start(&f, "errno=-98\n\n");
+	assert_int_equal(wg_uapi_set(&d), -EADDRINUSE);
+	fake_finish(&f);
+	fake_start(&f, "\n");
+	assert_int_equal(wg_uapi_set(&d), -EPROTO);
+	fake_finish(&f);
+	wg_peer_clear(&p[0]);
+}
+
+static void test_wire_get_parse(void **state)
+{
+	struct wg_device *d = NULL;
+	char longline[1200];
+
+	assert_int_equal(fake_get(
+		"private_key=0000000000000000000000000000000000000000000000000000000000000000\n"
+		"listen_port=4242\n"
+		"something_new=1\n"
+		"public_key=0101010101010101010101010101010101010101010101010101010101010101\n"
+		"endpoint=192.0.2.1:51820\n"
+		"last_handshake_time_sec=1763850000\n"
+		"last_handshake_time_nsec=5\n"
+		"rx_bytes=18446744073709551615\n"
+		"tx_bytes=7\n"
+		"persistent_keepalive_interval=0\n"
+		"allowed_ip=10.0.0.0/8\n"
+		"protocol_version=1\n"
+		"public_key=0202020202020202020202020202020202020202020202020202020202020202\n"
+		"endpoint=[fd00::2]:1\n"
+		"errno=0\n\n", &d), 0);
+	assert_non_null(d);
+	assert_false(d->flags & WGDEVICE_HAS_PRIVATE_KEY); /* all zero: none */
+	assert_int_equal(d->listen_port, 4242);
+	assert_int_equal(d->n_peers, 2);
+	assert_int_equal(d->peers[0].rx_bytes, UINT64_MAX);
+	assert_int_equal(d->peers[0].tx_bytes, 7);
+	assert_int_equal(d->peers[0].last_handshake.tv_sec, 1763850000);
+	assert_int_equal(d->peers[0].last_handshake.tv_nsec, 5);
+	assert_int_equal(d->peers[0].n_allowedips, 1);
+	assert_int_equal(d->peers[0].endpoint.addr.sa_family, AF_INET);
+	assert_int_equal(d->peers[1].endpoint.addr.sa_family, AF_INET6);
+	assert_int_equal(ntohs(d->peers[1].endpoint.addr6.sin6_port), 1);
+	wg_device_free(d);
+
+	d = NULL;
+	assert_int_equal(fake_get("listen_port=1\nerrno=19\n\n", &d), -ENODEV);
+	assert_null(d);
+	assert_int_equal(fake_get("listen_port=1\n\n", &d), -EPROTO); /* no errno */
+	assert_int_equal(fake_get("listen_port=1\n", &d), -EPROTO);     /* EOF */
+	assert_int_equal(fake_get("listen_port=65536\nerrno=0\n\n", &d), -EPROTO);
+	assert_int_equal(fake_get("public_key=0101\nerrno=0\n\n", &d), -EPROTO);
+	assert_int_equal(fake_get("public_key=zz01010101010101010101010101010101010101010101010101010101010101\n"
+				  "errno=0\n\n", &d), -EPROTO);
+	assert_int_equal(fake_get("public_key=0101010101010101010101010101010101010101010101010101010101010101\n"
+				  "allowed_ip=10.0.0.0/33\nerrno=0\n\n", &d), -EPROTO);
+	assert_int_equal(fake_get("public_key=0101010101010101010101010101010101010101010101010101010101010101\n"
+				  "last_handshake_time_nsec=1000000000\nerrno=0\n\n", &d), -EPROTO);
+	assert_int_equal(fake_get("no equals sign\nerrno=0\n\n", &d), -EPROTO);
+	memset(longline, 'a', sizeof(longline) - 3);
+	memcpy(longline + sizeof(longline) - 3, "\n\n", 3);
+	assert_int_equal(fake_get(longline, &d), -EPROTO);
+	assert_null(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -548,6 +760,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_delete_moved, teardown_each),
 		cmocka_unit_test_teardown(test_stale_socket, teardown_each),
 		cmocka_unit_test_teardown(test_backend_names, teardown_each),
+		cmocka_unit_test(test_wire_set_request),
+		cmocka_unit_test(test_wire_get_parse),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
