@@ -668,6 +668,7 @@ static long now_ms(void)
  * must not hold a CNI runtime's pipe open (the runtime waits for our stdout
  * to close). It runs in the calling thread's namespace, which is where its
  * UDP socket will stay. setsid() so it is not killed with our process group.
+ * Only async-signal-safe calls after fork(): the caller may have threads.
  */
 static pid_t spawn(const char *path, const char *impl, const char *name)
 {
@@ -687,6 +688,9 @@ static pid_t spawn(const char *path, const char *impl, const char *name)
 		close(fd);
 	close_range(3, ~0U, 0);
 	setsid();
+	/* Pin no directory of the caller's (a runtime's bundle may go away). */
+	if (chdir("/") < 0)
+		_exit(127);
 	execv(path, argv);
 	_exit(127);
 }
