@@ -22,6 +22,7 @@ int netdev_create(const char *name, const char *kind);
 int netdev_delete(const char *name);
 int netdev_set_up(const char *name, bool up);
 int netdev_set_mtu(const char *name, unsigned int mtu);
+/* The kernel refuses to rename a link that is up (-EBUSY). */
 int netdev_rename(const char *name, const char *newname);
 /* Move into the namespace netns_fd refers to. */
 int netdev_move_to_netns(const char *name, int netns_fd);
