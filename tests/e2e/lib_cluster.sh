@@ -242,15 +242,17 @@ c_ctr_del() {
 	C_CTRS=("${out[@]}")
 }
 
-# c_ping SRC_CONTAINER ADDR: two echo replies within 5 s (the first may wait
-# for a handshake; wireguard queues it).
-c_ping() { nq "$1" ping -n -q -c 2 -i 0.2 -w 5 "$2" >/dev/null 2>&1; }
+# c_ping SRC_CONTAINER ADDR: two echo replies within 12 s. Normally that
+# takes 0.2 s; the bound leaves room for one WireGuard handshake retry
+# (REKEY_TIMEOUT is 5 s), seen on first contact when both ends of a fresh
+# node pair initiate at once. c_ping_all reports pairs slower than 3 s.
+c_ping() { nq "$1" ping -n -q -c 2 -i 0.2 -w 12 "$2" >/dev/null 2>&1; }
 
 # c_ping_all SRCS... -- DSTADDRS...: every source to every address but its
 # own, each source's pings in parallel with the others. Prints one line per
 # failed pair, "ok N" at the end when none failed.
 c_ping_all() {
-	local srcs=() dsts=() s d total=0
+	local srcs=() dsts=() s d total=0 pids=() t0 ms
 	while [ "$1" != -- ]; do srcs+=("$1"); shift; done
 	shift
 	dsts=("$@")
@@ -259,20 +261,25 @@ c_ping_all() {
 		(
 			for d in "${dsts[@]}"; do
 				[ "$d" = "${C_ADDR[$s]}" ] && continue
+				t0=$(date +%s%N)
 				if c_ping "$s" "$d"; then echo ok; else echo "FAIL $s -> $d"; fi
+				ms=$(c_ms_since "$t0")
+				[ "$ms" -le 3000 ] || t_log "slow: $s -> $d took $ms ms"
 			done >"$T_TMP/pingall.$s"
 		) &
+		pids+=($!)
 	done
-	wait
+	wait "${pids[@]}"
 	total=$(cat "$T_TMP"/pingall.* | grep -c '^ok' || true)
 	cat "$T_TMP"/pingall.* | grep '^FAIL' || echo "ok $total"
 }
 
-# c_ping_bg TAG SRC ADDR: a continuous ping (5/s) in the background;
+# c_ping_bg TAG SRC ADDR: a continuous ping (10/s) in the background;
 # c_ping_bg_stop TAG stops it (SIGINT: ping prints its summary) and prints
 # "TRANSMITTED RECEIVED".
 c_ping_bg() {
-	nq "$2" ping -n -i 0.2 "$3" >"$T_TMP/bgping.$1" 2>&1 &
+	# ip netns exec execs ping: $! is ping itself, so SIGINT reaches it
+	ip netns exec "$(t_ns "$2")" ping -n -i 0.1 "$3" >"$T_TMP/bgping.$1" 2>&1 &
 	local pid=$!
 	T_PIDS+=("$pid")
 	printf -v "C_BGPING_$1" '%s' "$pid"
@@ -284,12 +291,13 @@ c_ping_bg_stop() {
 	wait "${!v}" 2>/dev/null || true
 	sed -n 's/^\([0-9]*\) packets transmitted, \([0-9]*\) received.*/\1 \2/p' "$T_TMP/bgping.$1"
 }
-# c_ping_bg_ok TAG MAXLOST: stop it; at least 10 sent, at most MAXLOST lost.
+# c_ping_bg_ok TAG MAXLOST: stop it; at least 5 sent (it ran), at most
+# MAXLOST lost.
 c_ping_bg_ok() {
 	local tx rx
 	read -r tx rx <<<"$(c_ping_bg_stop "$1")"
 	t_log "background ping $1: $tx sent, $rx received"
-	[ -n "$tx" ] && [ "$tx" -ge 10 ] && [ $((tx - rx)) -le "$2" ]
+	[ -n "$tx" ] && [ "$tx" -ge 5 ] && [ $((tx - rx)) -le "$2" ]
 }
 
 # c_peer_stats I: "KEY RX TX HANDSHAKE" for every peer of node I's interface.
@@ -391,6 +399,7 @@ c_leak_check() {
 			"$(nq "$h" ip -4 route show | awk '{print $1}' | xargs)"
 	done
 	t_eq "no process left in this run's namespaces" "" "$(c_leak_procs)"
+	t_log "tracked $(grep -c . "$C_WGNAMES" || true) wireguard-go interface names of this run"
 	t_eq "no UAPI socket of this run left in /var/run/wireguard" "" "$(c_leak_socks)"
 	C_NODES=()
 }

@@ -57,10 +57,9 @@ tcp_pair c3c c2a "across nodes, other direction"
 # --- MTU: full size crosses with DF, one byte more is refused, not dropped
 mtu=$(nq c1a cat /sys/class/net/eth0/mtu)
 t_eq "container MTU is the node manager's" "$(c_nm_rpc 1 GetNode '{}' | jq -r .node.mtu)" "$mtu"
-t_ok "a ${mtu}-byte packet with DF crosses nodes (c1a -> c2a)" \
-	nq c1a ping -n -c 2 -i 0.2 -w 5 -M do -s $((mtu - 28)) "${C_ADDR[c2a]}"
-t_ok "a ${mtu}-byte packet with DF reaches a node address (c3b -> node 1)" \
-	nq c3b ping -n -c 2 -i 0.2 -w 5 -M do -s $((mtu - 28)) "${naddrs[0]}"
+df_ping() { nq "$1" ping -n -q -c 2 -i 0.2 -w 5 -M do -s "$2" "$3" >/dev/null; }
+t_ok "a ${mtu}-byte packet with DF crosses nodes (c1a -> c2a)" df_ping c1a $((mtu - 28)) "${C_ADDR[c2a]}"
+t_ok "a ${mtu}-byte packet with DF reaches a node address (c3b -> node 1)" df_ping c3b $((mtu - 28)) "${naddrs[0]}"
 nq c1a ping -n -c 1 -W 2 -M do -s $((mtu - 27)) "${C_ADDR[c2a]}" >"$T_TMP/big.out" 2>&1 || true
 t_ok "$((mtu + 1)) bytes with DF: refused with 'message too long'" \
 	grep -qi 'message too long' "$T_TMP/big.out"

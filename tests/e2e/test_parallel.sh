@@ -12,11 +12,13 @@ for k in $(seq -w 1 $N); do
 	c_ctr_new 1 "p$k"
 	P+=("p$k")
 done
+pids=()
 t0=$(date +%s%N)
 for c in "${P[@]}"; do
 	( c_cni add 1 "$c" >"$T_TMP/result-$c.json" 2>"$T_TMP/add-$c.err"; echo $? >"$T_TMP/add-$c.rc" ) &
+	pids+=($!)
 done
-wait
+wait "${pids[@]}"
 t_log "$N parallel ADDs took $(c_ms_since "$t0") ms"
 ok=0
 for c in "${P[@]}"; do
@@ -39,11 +41,13 @@ t_eq "all $N reachable from c2a on node 2" "ok $N" "$(c_ping_all c2a -- "${addrs
 t_eq "same node: p01 reaches p$N" "ok 1" \
 	"$(c_ping_all p01 -- "${C_ADDR[p$N]}")"
 
+pids=()
 t0=$(date +%s%N)
 for c in "${P[@]}"; do
 	( c_cni del 1 "$c" >/dev/null 2>"$T_TMP/del-$c.err"; echo $? >"$T_TMP/del-$c.rc" ) &
+	pids+=($!)
 done
-wait
+wait "${pids[@]}"
 t_log "$N parallel DELs took $(c_ms_since "$t0") ms"
 ok=0
 for c in "${P[@]}"; do
