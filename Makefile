@@ -111,6 +111,33 @@ check-proto: ## Fail if proto/gen differs from a fresh protoc-c run
 	if diff -ru "$$tmp" proto/gen; then echo "proto: generated code is up to date"; \
 	else echo "proto: proto/gen is stale, run 'make proto'" >&2; exit 1; fi
 
+# libFuzzer harnesses (tests/fuzz/fuzz_*.c), built with clang apart from the
+# library so each links only what it fuzzes. FUZZ_SECONDS per harness.
+FUZZ_SECONDS ?= 15
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+	-Ipkg -Iproto/gen $(shell $(PKG_CONFIG) --cflags jansson libprotobuf-c libsodium 2>/dev/null)
+FUZZ_LIBS := $(shell $(PKG_CONFIG) --libs jansson libprotobuf-c libsodium 2>/dev/null)
+
+$(BUILDDIR)/fuzz/fuzz_parsers: tests/fuzz/fuzz_parsers.c pkg/ipnet.c pkg/key.c pkg/opts.c
+	$(call msg,FUZZ,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)clang $(FUZZ_CFLAGS) -o $@ $^ $(FUZZ_LIBS)
+
+$(BUILDDIR)/fuzz/fuzz_pjson: tests/fuzz/fuzz_pjson.c pkg/pjson.c $(PROTO_C)
+	$(call msg,FUZZ,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)clang $(FUZZ_CFLAGS) -o $@ $^ $(FUZZ_LIBS)
+
+FUZZERS := $(BUILDDIR)/fuzz/fuzz_parsers $(BUILDDIR)/fuzz/fuzz_pjson
+
+fuzz: $(FUZZERS) ## Run each libFuzzer harness for FUZZ_SECONDS (default 15)
+	$(Q)for f in $(FUZZERS); do \
+		mkdir -p $$f.corpus && \
+		$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 $$f.corpus 2>$$f.log || \
+		{ tail -40 $$f.log; echo "fuzz: $$f found a crash"; exit 1; }; \
+		echo "fuzz: $$(basename $$f): $$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' $$f.log) runs, no crash"; \
+	done
+
 check-unit: $(UNIT_BINS) ## Run the cmocka unit tests under ASan/UBSan
 	$(Q)tests/run-unit.sh $(UNIT_BINS)
 
@@ -121,6 +148,7 @@ check: deps ## Install deps, then run every test
 	$(Q)$(MAKE) --no-print-directory check-proto
 	$(Q)$(MAKE) --no-print-directory all sanitized
 	$(Q)$(MAKE) --no-print-directory check-unit
+	$(Q)$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
 	$(Q)$(MAKE) --no-print-directory check-integration
 
 deps: ## Install the Debian packages listed in .ci/apt-packages
@@ -154,6 +182,8 @@ help: ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | \
 		awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
+
+.PHONY: fuzz
 .PHONY: all sanitized proto check check-proto check-unit check-integration check-e2e check-kernel \
 	demo demo-down deps install clean help
 .SECONDARY:
