@@ -145,7 +145,7 @@ static int add_release(struct add *a)
 }
 
 /* Config wins; else what the node runs; else auto. */
-static int add_backend(struct add *a)
+static void add_backend(struct add *a)
 {
 	const char *nb = a->node->node->backend;
 	enum wg_backend b = WG_BACKEND_AUTO;
@@ -155,7 +155,6 @@ static int add_backend(struct add *a)
 	else if (nb && *nb && wg_backend_parse(nb, &b))
 		b = WG_BACKEND_AUTO;
 	a->link.backend = wg_backend_resolve(b);
-	return 0;
 }
 
 static int add_create(struct add *a)
@@ -460,9 +459,7 @@ int cni_cmd_add(struct cni_ctx *ctx)
 	ret = add_allocate(&a);
 	if (ret)
 		goto err_release;
-	ret = add_backend(&a);
-	if (ret)
-		goto err_release;
+	add_backend(&a);
 	ret = add_create(&a);
 	/* -EEXIST: the device is not ours to delete (DEL of the attachment
 	 * that made it removes it); any other failure may have left a half
