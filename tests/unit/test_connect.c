@@ -389,6 +389,36 @@ static void test_bad_requests(void **state)
 	r = http("POST", false, P_ALLOC, "application/json", BEARER, big,
 		 CONNECT_MAX_BODY + 1, true);
 	expect_error_body(&r, 400, "invalid_argument", "request body exceeds 1 MiB");
+	/* far beyond the limit without a length: the server stops reading and
+	 * closes instead of swallowing an endless upload */
+	{
+		size_t huge = 8 * CONNECT_MAX_BODY;
+		char *h = calloc(1, huge);
+		struct upload u = { h, huge, 0 };
+		struct curl_slist *hd = curl_slist_append(NULL, "Transfer-Encoding: chunked");
+		CURL *c = curl_easy_init();
+		char url[256];
+
+		hd = curl_slist_append(hd, "Content-Type: application/json");
+		hd = curl_slist_append(hd, "Authorization: " BEARER);
+		snprintf(url, sizeof(url), "%s%s", base_url, P_ALLOC);
+		curl_easy_setopt(c, CURLOPT_URL, url);
+		curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+		curl_easy_setopt(c, CURLOPT_POST, 1L);
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hd);
+		curl_easy_setopt(c, CURLOPT_READFUNCTION, feed);
+		curl_easy_setopt(c, CURLOPT_READDATA, &u);
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+		curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+		memset(&r, 0, sizeof(r));
+		assert_int_not_equal(curl_easy_perform(c), CURLE_OK);
+		assert_true(u.off < huge);
+		free(r.body);
+		curl_slist_free_all(hd);
+		curl_easy_cleanup(c);
+		free(h);
+	}
 	/* exactly 1 MiB is accepted: valid JSON padded with spaces */
 	memcpy(big, "{\"nodeName\":\"big\"}", 18);
 	r = http("POST", false, P_ALLOC, "application/json", BEARER, big,
