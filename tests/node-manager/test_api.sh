@@ -10,7 +10,7 @@ nm_need "$NM_BIN" "$CM_BIN"
 nm_underlay
 nm_node_ns n1 1
 nm_cm_start
-nm_start n1 1
+nm_start n1 1 --listen 127.0.0.1:5242
 nm_wait_ready n1
 IF1=$(nm_if 1)
 SOCK=$(nm_sock n1)
@@ -26,6 +26,9 @@ t_eq "GetNode: name, interface, mtu, backend, listenPort, endpoint" \
 	"n1 $IF1 1420 userspace 51820 192.168.77.11:51820 10.100.0.0/16" \
 	"$(jq -r '.node | "\(.name) \(.interface) \(.mtu) \(.backend) \(.listenPort) \(.endpoint) \(.clusterCidrs[0])"' <<<"$NODE")"
 t_eq "GetNode: address is the first host" "$GW/24" "$(jq -r .node.address <<<"$NODE")"
+TCP=$(nq n1 curl -sS -m 5 -H 'Content-Type: application/json' -d '{}' \
+	http://127.0.0.1:5242/wgcni.node.v1.NodeService/GetNode)
+t_eq "--listen: the same API on TCP" "$(jq -c .node <<<"$NODE")" "$(jq -c .node <<<"$TCP")"
 t_ok "private key never in GetNode" bash -c "! grep -qF \"\$(cat $T_TMP/state-n1/private.key)\" <<<'$NODE'"
 
 list() { nm_call n1 ListAllocations '{}' | jq -cS '.allocations // [] | sort_by(.containerId, .ifname)'; }
