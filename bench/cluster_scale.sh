@@ -61,9 +61,11 @@ ip netns exec "$NS" python3 "$ROOT/bench/cluster_scale.py" --nodes "$NODES" \
 rc=$?
 set -e
 rss=$(awk '/^VmHWM/ { print $2 }' "/proc/$PID/status")
+# utime + stime (fields 14, 15 of /proc/PID/stat; the name in field 2 has no spaces here).
+cpu=$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$PID/stat")
 nodes=$(ip netns exec "$NS" curl -sf -m 5 http://127.0.0.1:8080/metrics |
 	awk '$1 == "wgcni_nodes" { print $2 }')
-echo "daemon: nodes=$nodes peak_rss_kib=$rss (at start $rss0) db_kib=$(du -k "$TMP/state/cluster.db" | cut -f1)"
+echo "daemon: nodes=$nodes peak_rss_kib=$rss (at start $rss0) cpu_s=$cpu db_kib=$(du -k "$TMP/state/cluster.db" | cut -f1)"
 if grep -q . "$TMP/cm.log"; then
 	echo "daemon log (warnings):"; head -5 "$TMP/cm.log"
 fi
