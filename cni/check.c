@@ -1,9 +1,10 @@
 /*
  * CHECK: the attachment is still what ADD made. In order: the node
- * manager's record (ListAllocations), the interface in the container (kind,
- * up, MTU, addresses), the default routes, the WireGuard peer (the node
- * interface's key and port), and the node interface's peer for us. The
- * first difference is the error (code 102), named in msg and details.
+ * manager's record (ListAllocations), the prevResult the runtime kept (when
+ * given), the interface in the container (kind, up, MTU, addresses), the
+ * default routes, the WireGuard peer (the node interface's key and port),
+ * and the node interface's peer for us. The first difference is the error
+ * (code 102), named in msg and details.
  */
 #include "cni.h"
 
@@ -296,6 +297,56 @@ static int check_node_peer(struct check *c)
 	return 0;
 }
 
+/*
+ * The runtime passes the result of our ADD as prevResult: it must still
+ * describe this attachment (our interface in this sandbox, our addresses on
+ * it), or the runtime's view and the container differ.
+ */
+static int check_prev_result(struct check *c)
+{
+	const struct cni_env *env = &c->ctx->env;
+	json_t *prev = c->ctx->conf.prev_result, *ifaces, *ips, *v;
+	char buf[IPNET_STRLEN];
+	long idx = -1;
+	size_t i;
+
+	if (!prev)
+		return 0;
+	ifaces = json_object_get(prev, "interfaces");
+	json_array_foreach(ifaces, i, v) {
+		const char *name = json_string_value(json_object_get(v, "name"));
+		const char *sandbox = json_string_value(json_object_get(v, "sandbox"));
+
+		if (name && !strcmp(name, env->ifname) &&
+		    (!sandbox || !strcmp(sandbox, env->netns)))
+			idx = (long)i;
+	}
+	if (idx < 0)
+		return check_mismatch(c, "prevResult lacks the interface",
+				      "no interface %s with sandbox %s", env->ifname, env->netns);
+	ips = json_object_get(prev, "ips");
+	for (size_t j = 0; j < c->n_addrs; j++) {
+		bool found = false;
+
+		json_array_foreach(ips, i, v) {
+			const char *addr = json_string_value(json_object_get(v, "address"));
+			json_t *ifi = json_object_get(v, "interface");
+			struct ipnet n;
+
+			if (addr && !ipnet_parse_host(addr, &n) &&
+			    n.prefixlen == c->addrs[j].prefixlen &&
+			    ipaddr_equal(&n.addr, &c->addrs[j].addr) &&
+			    (!ifi || json_integer_value(ifi) == idx))
+				found = true;
+		}
+		if (!found)
+			return check_mismatch(c, "prevResult lacks the address",
+					      "%s on %s", ipnet_format(&c->addrs[j], buf),
+					      env->ifname);
+	}
+	return 0;
+}
+
 int cni_cmd_check(struct cni_ctx *ctx)
 {
 	struct check c = { .ctx = ctx };
@@ -325,6 +376,9 @@ int cni_cmd_check(struct cni_ctx *ctx)
 	if (ret)
 		goto out;
 	ret = check_allocation(&c);
+	if (ret)
+		goto out;
+	ret = check_prev_result(&c);
 	if (ret)
 		goto out;
 	mtu = ctx->conf.mtu ? ctx->conf.mtu : c.node->node->mtu;

@@ -8,11 +8,11 @@
 cni_need_plugin
 cl_start
 
-# check_fails WHAT CTR PATTERN: CHECK exits non-zero, code 102, and msg +
-# details match PATTERN (extended regex).
+# check_fails WHAT CTR PATTERN [EXTRA]: CHECK exits non-zero, code 102, and
+# msg + details match PATTERN (extended regex). EXTRA: more config members.
 check_fails() {
-	local what=$1 c=$2 pat=$3 rc=0
-	cl_cni CHECK n1 "$c" >"$T_TMP/out" || rc=$?
+	local what=$1 c=$2 pat=$3 extra=${4:-} rc=0
+	cl_cni CHECK n1 "$c" eth0 1.0.0 "$extra" >"$T_TMP/out" || rc=$?
 	t_ok "$what: CHECK fails" test "$rc" -ne 0
 	t_eq "$what: code" 102 "$(jq -r .code "$T_TMP/out" 2>/dev/null)"
 	t_ok "$what: message names it ($(jq -r '.msg + ": " + .details' "$T_TMP/out" 2>/dev/null))" \
@@ -29,6 +29,12 @@ add() {
 }
 
 add a
+prev=$(jq -c . "$T_TMP/add-a.json")
+t_ok "CHECK a with ADD's result as prevResult" cl_cni CHECK n1 a eth0 1.0.0 "\"prevResult\":$prev"
+check_fails "prevResult with another address" a "prevResult lacks the address.*${IP%/*}" \
+	"\"prevResult\":$(jq -c '.ips[0].address = "192.0.2.1/32"' <<<"$prev")"
+check_fails "prevResult with another interface" a "prevResult lacks the interface.*eth0" \
+	"\"prevResult\":$(jq -c '.interfaces[0].name = "net1"' <<<"$prev")"
 n a ip link del eth0
 check_fails "interface deleted" a "interface missing.*eth0"
 
