@@ -5,17 +5,21 @@
 #include "prefixalloc.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 /* Children a stored subnet of an unusual size may reserve before start-up
  * refuses (a /16 stored where /24s are handed out reserves 256). */
 #define CM_MAX_COVERED_CHILDREN (1u << 20)
 
 struct cm_state {
+	int lock_fd; /* flock'ed: one cluster manager per state directory */
 	sqlite3 *db;
 	struct cm_config cfg;
 	struct prefixalloc *pa[CM_NFAM];
@@ -430,16 +434,31 @@ struct cm_state *cm_state_open(const char *dir, const struct cm_config *cfg,
 		st->cidrs[st->n_cidrs++] = st->cidr_str[f];
 	}
 
+	/* Two managers on one database would each trust their own mirror; the
+	 * subnets' primary key would stop a duplicate, but as an error. */
 	ret = -ENAMETOOLONG;
-	if (snprintf(path, sizeof(path), "%s/cluster.db", dir) >= (int)sizeof(path)) {
+	if (snprintf(path, sizeof(path), "%s/cluster.lock", dir) >= (int)sizeof(path)) {
 		snprintf(err, errlen, "state directory path too long: `%s'", dir);
 		goto err_free_pa;
 	}
+	st->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (st->lock_fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot open `%s': %s", path, strerror(errno));
+		goto err_free_pa;
+	}
+	if (flock(st->lock_fd, LOCK_EX | LOCK_NB)) {
+		ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		snprintf(err, errlen, "state directory `%s' is in use by another cluster manager "
+			 "(%s on `%s')", dir, strerror(errno), path);
+		goto err_close_lock;
+	}
+	snprintf(path, sizeof(path), "%s/cluster.db", dir);
 	st->db = db_open(path, cm_migrations,
 			 sizeof(cm_migrations) / sizeof(cm_migrations[0]), err, errlen);
 	if (!st->db) {
 		ret = -errno;
-		goto err_free_pa;
+		goto err_close_lock;
 	}
 	ret = cm_load(st, err, errlen);
 	if (ret)
@@ -450,6 +469,8 @@ struct cm_state *cm_state_open(const char *dir, const struct cm_config *cfg,
 err_close_db:
 	cm_free_nodes(st);
 	db_close(st->db);
+err_close_lock:
+	close(st->lock_fd);
 err_free_pa:
 	for (int f = CM_NFAM - 1; f >= 0; f--)
 		prefixalloc_free(st->pa[f]);
@@ -467,6 +488,7 @@ void cm_state_close(struct cm_state *st)
 		log_warnx("could not save lastSeen times", NULL);
 	cm_free_nodes(st);
 	db_close(st->db);
+	close(st->lock_fd);
 	for (int f = CM_NFAM - 1; f >= 0; f--)
 		prefixalloc_free(st->pa[f]);
 	free(st);

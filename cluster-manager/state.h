@@ -54,8 +54,9 @@ struct cm_node {
 
 struct cm_state;
 
-/* Opens (creating) <dir>/cluster.db, migrates it and loads the mirror.
- * NULL with errno set and a message in err. */
+/* Locks <dir>/cluster.lock (EBUSY when another manager holds it), opens
+ * (creating) <dir>/cluster.db, migrates it and loads the mirror. NULL with
+ * errno set and a message in err. */
 struct cm_state *cm_state_open(const char *dir, const struct cm_config *cfg,
 			       char *err, size_t errlen);
 /* Writes pending lastSeen values, closes the database. Accepts NULL. */

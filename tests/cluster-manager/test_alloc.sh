@@ -31,6 +31,16 @@ t_eq "ListNodes lists both, sorted" "n1 n2" "$(jq -r '[.nodes[].name] | join(" "
 t_eq "n1 address" "10.100.0.1/24" "$(jq -r '.nodes[0].address' <<<"$nodes")"
 t_ok "n1 lastSeen is RFC 3339" cm_match "$(jq -r '.nodes[0].lastSeen' <<<"$nodes")" '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$'
 
+# A second manager on the same state directory refuses to start.
+set +e
+timeout 10 ip netns exec "$(t_ns cm)" "$CM_BIN" --listen 127.0.0.1:8081 --state-dir "$CM_STATE" \
+	--cluster-cidr 10.100.0.0/16 2>"$T_TMP/second.err"
+rc=$?
+set -e
+t_eq "second manager on the same state: exit 1" 1 "$rc"
+t_ok "second manager says the state is in use" grep -q 'in use by another cluster manager' "$T_TMP/second.err"
+t_eq "first manager unaffected" "$a1" "$(cm_json AllocateSubnet '{"nodeName":"n1"}')"
+
 # Clean restart.
 cm_stop TERM
 t_eq "SIGTERM: exit 0 (ASan: no leaks)" 0 "$CM_RC"
