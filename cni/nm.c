@@ -58,7 +58,7 @@ const char *nm_url(const struct nm *nm)
 	return nm->url;
 }
 
-static bool nm_unreachable(int ret, const struct rpc_error *rerr)
+static bool nm_unreachable(int ret)
 {
 	switch (ret) {
 	case -ECONNREFUSED:
@@ -68,8 +68,6 @@ static bool nm_unreachable(int ret, const struct rpc_error *rerr)
 	case -ECONNRESET:
 	case -ENETUNREACH:
 		return true;
-	case -EREMOTEIO:
-		return rerr->code == CONNECT_UNAVAILABLE;
 	default:
 		return false;
 	}
@@ -89,12 +87,16 @@ int nm_call(struct nm *nm, const char *method, const ProtobufCMessage *req,
 	if (!ret)
 		return 0;
 	*resp = NULL;
-	if (nm_unreachable(ret, &rerr)) {
+	if (nm_unreachable(ret)) {
 		log_warnx("node manager unreachable", "method=%s url=\"%s\" err=\"%s\" detail=\"%s\"",
 			  method, nm->url, strerror(-ret), rerr.message);
 		return cni_fail(e, CNI_ERR_TRY_AGAIN, ret, "node manager unreachable",
 				"%s", nm->url);
 	}
+	/* It answered, but cannot serve now (e.g. still starting). */
+	if (ret == -EREMOTEIO && rerr.code == CONNECT_UNAVAILABLE)
+		return cni_fail(e, CNI_ERR_TRY_AGAIN, ret, "node manager unavailable",
+				"%s: %s: %s", nm->url, method, rerr.message);
 	if (ret == -EREMOTEIO) {
 		if (tolerate != CONNECT_OK && rerr.code == tolerate)
 			return 1;

@@ -1,9 +1,10 @@
 /*
  * The plugin's side of the node manager API (wgcni.node.v1.NodeService),
  * with every failure mapped to a CNI error in one place:
- *   unreachable (no socket, refused, timeout) or `unavailable`
+ *   unreachable (no socket, refused, timeout)
  *        -> 11 "node manager unreachable", details = the URL, so the runtime
  *           retries later;
+ *   the Connect error `unavailable` -> 11 "node manager unavailable";
  *   any other Connect error -> 101, details = Connect code and message;
  *   an undecodable answer -> 101.
  */
