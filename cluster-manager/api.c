@@ -213,9 +213,9 @@ static int cm_list_peers(struct connect_call *call, void *ctx)
 	}
 
 	nodes = cm_state_nodes(api->st, &n);
-	if (n > 1) {
-		peers = connect_call_alloc(call, (n - 1) * sizeof(*peers));
-		ptrs = connect_call_alloc(call, (n - 1) * sizeof(*ptrs));
+	if (n) {
+		peers = connect_call_alloc(call, n * sizeof(*peers));
+		ptrs = connect_call_alloc(call, n * sizeof(*ptrs));
 		if (!peers || !ptrs)
 			return connect_fail(call, CONNECT_INTERNAL, "out of memory");
 	}
