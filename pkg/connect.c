@@ -51,6 +51,7 @@ struct connect_listener {
 	bool tcp;
 	uint16_t port;
 	char *path; /* unix socket path, unlinked at free */
+	char *cert, *key; /* PEM, for HTTPS; the key is wiped at free */
 };
 
 struct connect_server {
@@ -894,10 +895,24 @@ int connect_server_set_token(struct connect_server *srv, const char *token)
 	return 0;
 }
 
-/* Hands a bound, listening socket to a new MHD daemon (takes fd). */
-static int connect_add_listener(struct connect_server *srv, int fd, bool tcp,
-				uint16_t port, const char *path)
+static void connect_free_pem(char *cert, char *key)
 {
+	if (key)
+		sodium_memzero(key, strlen(key));
+	free(key);
+	free(cert);
+}
+
+/* Hands a bound, listening socket to a new MHD daemon (takes fd, and cert
+ * and key when not NULL: then it serves HTTPS). */
+static int connect_add_listener(struct connect_server *srv, int fd, bool tcp,
+				uint16_t port, const char *path, char *cert, char *key)
+{
+	struct MHD_OptionItem tls[] = {
+		{ MHD_OPTION_HTTPS_MEM_CERT, 0, cert },
+		{ MHD_OPTION_HTTPS_MEM_KEY, 0, key },
+		{ MHD_OPTION_END, 0, NULL },
+	};
 	struct connect_listener *ls, *l;
 	const union MHD_DaemonInfo *info;
 	int ret;
@@ -908,7 +923,8 @@ static int connect_add_listener(struct connect_server *srv, int fd, bool tcp,
 		goto err_close;
 	srv->listeners = ls;
 	l = &srv->listeners[srv->n_listeners];
-	*l = (struct connect_listener){ .srv = srv, .fd = fd, .tcp = tcp, .port = port };
+	*l = (struct connect_listener){ .srv = srv, .fd = fd, .tcp = tcp, .port = port,
+					.cert = cert, .key = key };
 	if (path) {
 		l->path = strdup(path);
 		if (!l->path)
@@ -917,9 +933,11 @@ static int connect_add_listener(struct connect_server *srv, int fd, bool tcp,
 
 	ret = -EIO;
 	l->daemon = MHD_start_daemon(
-		MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
+		MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
+			(cert ? MHD_USE_TLS : 0),
 		0, NULL, NULL, connect_access, srv,
 		MHD_OPTION_LISTEN_SOCKET, fd,
+		MHD_OPTION_ARRAY, cert ? tls : &tls[2],
 		MHD_OPTION_NOTIFY_COMPLETED, connect_completed, srv,
 		MHD_OPTION_CONNECTION_LIMIT, srv->conn_limit,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)CONNECT_IDLE_TIMEOUT_S,
@@ -928,7 +946,9 @@ static int connect_add_listener(struct connect_server *srv, int fd, bool tcp,
 	if (!l->daemon) {
 		/* Whether a failed start closed the passed socket is not
 		 * documented: leak it rather than risk closing a reused fd. */
+		log_warnx("cannot start the HTTP server", "tls=%s", cert ? "yes" : "no");
 		free(l->path);
+		connect_free_pem(cert, key);
 		return ret;
 	}
 	info = MHD_get_daemon_info(l->daemon, MHD_DAEMON_INFO_EPOLL_FD);
@@ -947,9 +967,11 @@ static int connect_add_listener(struct connect_server *srv, int fd, bool tcp,
 err_stop:
 	MHD_stop_daemon(l->daemon); /* closes fd */
 	free(l->path);
+	connect_free_pem(cert, key);
 	return ret;
 err_close:
 	close(fd);
+	connect_free_pem(cert, key);
 	return ret;
 }
 
@@ -985,7 +1007,9 @@ static int connect_parse_hostport(const char *addr, char *host, size_t hostlen,
 	return 0;
 }
 
-int connect_server_listen_tcp(struct connect_server *srv, const char *addr)
+/* Takes cert and key (may be NULL). */
+static int connect_listen_tcp(struct connect_server *srv, const char *addr,
+			      char *cert, char *key)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
 				  .ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV };
@@ -1000,13 +1024,15 @@ int connect_server_listen_tcp(struct connect_server *srv, const char *addr)
 	ret = connect_parse_hostport(addr, host, sizeof(host), &port);
 	if (ret < 0 || !*port) {
 		log_warnx("cannot parse listen address", "addr=\"%s\"", addr);
-		return -EINVAL;
+		ret = -EINVAL;
+		goto err_free_pem;
 	}
 	ret = getaddrinfo(*host ? host : NULL, port, &hints, &ai);
 	if (ret) {
 		log_warnx("cannot parse listen address", "addr=\"%s\" err=\"%s\"", addr,
 			  gai_strerror(ret));
-		return -EINVAL;
+		ret = -EINVAL;
+		goto err_free_pem;
 	}
 	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
@@ -1023,13 +1049,80 @@ int connect_server_listen_tcp(struct connect_server *srv, const char *addr)
 	bound = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
 					       : ((struct sockaddr_in *)&ss)->sin_port);
 	freeaddrinfo(ai);
-	return connect_add_listener(srv, fd, true, bound, NULL);
+	return connect_add_listener(srv, fd, true, bound, NULL, cert, key);
 
 err_close:
 	close(fd);
 err_free_ai:
 	freeaddrinfo(ai);
+err_free_pem:
+	connect_free_pem(cert, key);
 	return ret;
+}
+
+int connect_server_listen_tcp(struct connect_server *srv, const char *addr)
+{
+	return connect_listen_tcp(srv, addr, NULL, NULL);
+}
+
+/* A whole PEM file as a string (malloc'd), bounded. */
+static int connect_read_pem(const char *path, char **out)
+{
+	enum { PEM_MAX = 256 * 1024 };
+	char *buf;
+	size_t len;
+	FILE *f;
+	int ret;
+
+	f = fopen(path, "re");
+	if (!f) {
+		ret = -errno;
+		log_warn("cannot open PEM file", "path=\"%s\"", path);
+		return ret;
+	}
+	ret = -ENOMEM;
+	buf = malloc(PEM_MAX + 1);
+	if (!buf)
+		goto err_close;
+	len = fread(buf, 1, PEM_MAX + 1, f);
+	ret = -EINVAL;
+	if (ferror(f) || len == 0 || len > PEM_MAX || memchr(buf, '\0', len)) {
+		log_warnx("cannot read PEM file", "path=\"%s\"", path);
+		goto err_free;
+	}
+	buf[len] = '\0';
+	fclose(f);
+	*out = buf;
+	return 0;
+
+err_free:
+	sodium_memzero(buf, PEM_MAX + 1);
+	free(buf);
+err_close:
+	fclose(f);
+	return ret;
+}
+
+int connect_server_listen_tls(struct connect_server *srv, const char *addr,
+			      const char *cert_file, const char *key_file)
+{
+	char *cert = NULL, *key = NULL;
+	int ret;
+
+	ret = -ENOTSUP;
+	if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+		log_warnx("libmicrohttpd has no TLS support", NULL);
+		return ret;
+	}
+	ret = connect_read_pem(cert_file, &cert);
+	if (ret)
+		return ret;
+	ret = connect_read_pem(key_file, &key);
+	if (ret) {
+		free(cert);
+		return ret;
+	}
+	return connect_listen_tcp(srv, addr, cert, key);
 }
 
 int connect_server_listen_unix(struct connect_server *srv, const char *path, mode_t mode)
@@ -1073,7 +1166,7 @@ int connect_server_listen_unix(struct connect_server *srv, const char *path, mod
 		log_warn("cannot set up unix socket", "path=\"%s\"", path);
 		goto err_unlink;
 	}
-	return connect_add_listener(srv, fd, false, 0, path);
+	return connect_add_listener(srv, fd, false, 0, path, NULL, NULL);
 
 err_unlink:
 	unlink(tmp.sun_path);
@@ -1174,6 +1267,7 @@ void connect_server_free(struct connect_server *srv)
 		if (l->path)
 			unlink(l->path);
 		free(l->path);
+		connect_free_pem(l->cert, l->key);
 	}
 	free(srv->listeners);
 	free(srv->heap);

@@ -86,9 +86,14 @@ struct connect_server;
 struct connect_server *connect_server_new(const struct connect_server_config *cfg);
 /* "0.0.0.0:8080", "127.0.0.1:0", "[::1]:8080". 0 or negative errno. */
 int connect_server_listen_tcp(struct connect_server *srv, const char *addr);
+/* Like connect_server_listen_tcp, serving HTTPS with the PEM certificate
+ * (chain) and private key read from the files now. -ENOTSUP when
+ * libmicrohttpd was built without TLS. */
+int connect_server_listen_tls(struct connect_server *srv, const char *addr,
+			      const char *cert_file, const char *key_file);
 /* Unix socket at path (an existing socket file is replaced), chmod'ed to mode. */
 int connect_server_listen_unix(struct connect_server *srv, const char *path, mode_t mode);
-/* Port of the n-th TCP listener (for ":0"), 0 if none. */
+/* Port of the n-th TCP listener, HTTPS ones included (for ":0"), 0 if none. */
 uint16_t connect_server_port(const struct connect_server *srv, size_t n);
 /* Runs until *stop becomes non-zero (checked at least every 200 ms and on
  * every wake). 0 or negative errno. */

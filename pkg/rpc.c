@@ -25,6 +25,7 @@ struct rpc_client {
 	char *unix_path;
 	struct curl_slist *headers;
 	long timeout_ms;
+	char *ca_file; /* NULL: the system trust store */
 };
 
 struct rpc_buf {
@@ -168,8 +169,29 @@ void rpc_client_free(struct rpc_client *c)
 	rpc_free_headers(c->headers);
 	free(c->base);
 	free(c->unix_path);
+	free(c->ca_file);
 	free(c);
 	curl_global_cleanup();
+}
+
+int rpc_client_set_ca_file(struct rpc_client *c, const char *path)
+{
+	char *copy = NULL;
+
+	if (path) {
+		if (access(path, R_OK) < 0) {
+			int ret = -errno;
+
+			log_warn("cannot read CA file", "path=\"%s\"", path);
+			return ret;
+		}
+		copy = strdup(path);
+		if (!copy)
+			return -ENOMEM;
+	}
+	free(c->ca_file);
+	c->ca_file = copy;
+	return 0;
 }
 
 /* The one place CURLcode becomes an errno. */
@@ -200,6 +222,9 @@ static int rpc_curl_errno(const struct rpc_client *c, CURLcode cc)
 		return -EMSGSIZE;
 	case CURLE_URL_MALFORMAT:
 		return -EINVAL;
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CACERT_BADFILE:
+		return -EKEYREJECTED;
 	default:
 		return -EIO;
 	}
@@ -263,6 +288,8 @@ static int rpc_perform(struct rpc_client *c, const char *path, const void *body,
 	curl_easy_setopt(c->curl, CURLOPT_PROTOCOLS_STR, "http,https");
 	if (c->unix_path)
 		curl_easy_setopt(c->curl, CURLOPT_UNIX_SOCKET_PATH, c->unix_path);
+	if (c->ca_file)
+		curl_easy_setopt(c->curl, CURLOPT_CAINFO, c->ca_file);
 	curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, c->headers);
 	if (post) {
 		curl_easy_setopt(c->curl, CURLOPT_POST, 1L);

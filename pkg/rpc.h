@@ -23,6 +23,9 @@ struct rpc_client;
  * NULL with errno = EINVAL for a bad URL. */
 struct rpc_client *rpc_client_new(const char *url, const char *token, long timeout_ms);
 void rpc_client_free(struct rpc_client *c);
+/* For https://: trust the CA certificate(s) in this PEM file instead of the
+ * system store (NULL: back to the system store). 0 or negative errno. */
+int rpc_client_set_ca_file(struct rpc_client *c, const char *path);
 
 /*
  * POST path (e.g. "/wgcni.node.v1.NodeService/AllocateIP") with req and
@@ -30,7 +33,8 @@ void rpc_client_free(struct rpc_client *c);
  * protobuf_c_message_free_unpacked(*resp, NULL)).
  * 0; or -ECONNREFUSED/-ETIMEDOUT/-EHOSTUNREACH/-ENOENT (unreachable:
  * err->code = CONNECT_UNAVAILABLE; also -ECONNRESET when the connection
- * broke without an answer and -EIO for other transport failures, e.g. TLS);
+ * broke without an answer, -EKEYREJECTED when the server's certificate is
+ * not trusted and -EIO for other transport failures);
  * or -EREMOTEIO for a Connect error (err says which); or -EPROTO for an
  * undecodable answer; -EMSGSIZE for an answer over 32 MiB.
  * A client is one connection: use it from one thread at a time.

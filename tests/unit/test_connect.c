@@ -32,6 +32,27 @@
 #define P_PEERS "/wgcni.cluster.v1.ClusterService/ListPeers"
 #define P_TOKEN "/test.Admin/SetToken"
 
+/* A self-signed test certificate for IP 127.0.0.1 (P-256, valid until 2126);
+ * test material only, it protects nothing. */
+static const char test_cert[] =
+	"-----BEGIN CERTIFICATE-----\n"
+	"MIIBkjCCATigAwIBAgIUIU+VsD4NtmApd1FNKcX/9tJPH9IwCgYIKoZIzj0EAwIw\n"
+	"FTETMBEGA1UEAwwKd2djbmktdGVzdDAgFw0yNjExMjIyMjM0MTFaGA8yMTI2MTAy\n"
+	"OTIyMzQxMVowFTETMBEGA1UEAwwKd2djbmktdGVzdDBZMBMGByqGSM49AgEGCCqG\n"
+	"SM49AwEHA0IABC1oLauA13KaFIAlLfl5rb5JPjk5j0XvJiTMZz5FX2GsVggeuEV/\n"
+	"Lmmxq26IZOq8hq3r5batluSWLsELBPSXuZGjZDBiMB0GA1UdDgQWBBQ+oWPUmtMY\n"
+	"PaTk+5pWttb3fymqcDAfBgNVHSMEGDAWgBQ+oWPUmtMYPaTk+5pWttb3fymqcDAP\n"
+	"BgNVHRMBAf8EBTADAQH/MA8GA1UdEQQIMAaHBH8AAAEwCgYIKoZIzj0EAwIDSAAw\n"
+	"RQIgGj2oDf3ARlK+WyRZDOuLC6o4wLgM37qM79Emd27bxKECIQCndf7sIUW7hLnO\n"
+	"+Dir7vIJAYb/s08j74WYERS78adTnw==\n"
+	"-----END CERTIFICATE-----\n";
+static const char test_key[] =
+	"-----BEGIN PRIVATE KEY-----\n"
+	"MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg446rda6HmjOnBBVh\n"
+	"6D/6lAeU+IVXTeOogxCjwxS70kmhRANCAAQtaC2rgNdymhSAJS35ea2+ST45OY9F\n"
+	"7yYkzGc+RV9hrFYIHrhFfy5psatuiGTqvIat6+W2rZbkli7BCwT0l7mR\n"
+	"-----END PRIVATE KEY-----\n";
+
 /* ---- the server under test --------------------------------------------- */
 
 struct app {
@@ -44,7 +65,8 @@ static struct app app;
 static struct connect_server *srv;
 static pthread_t srv_thread;
 static volatile sig_atomic_t srv_stop;
-static char tmpdir[64], sock_path[128], base_url[64], unix_url[160];
+static char tmpdir[64], sock_path[128], base_url[64], unix_url[160], tls_url[64];
+static char cert_path[128], key_path[128];
 static int srv_ret;
 
 static uint64_t now_ms(void)
@@ -121,6 +143,16 @@ static int app_healthz(void *ctx)
 	return atomic_load(&((struct app *)ctx)->unhealthy) ? -EAGAIN : 0;
 }
 
+static int write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	if (!f)
+		return -1;
+	fputs(text, f);
+	return fclose(f) ? -1 : 0;
+}
+
 static void *srv_main(void *arg)
 {
 	srv_ret = connect_server_run(srv, &srv_stop);
@@ -144,12 +176,19 @@ static int setup(void **state)
 	srv = connect_server_new(&cfg);
 	if (!srv)
 		return -1;
-	if (connect_server_listen_tcp(srv, "127.0.0.1:0") < 0 ||
-	    connect_server_listen_unix(srv, sock_path, 0600) < 0)
+	snprintf(cert_path, sizeof(cert_path), "%s/cert.pem", tmpdir);
+	snprintf(key_path, sizeof(key_path), "%s/key.pem", tmpdir);
+	if (write_file(cert_path, test_cert) < 0 || write_file(key_path, test_key) < 0)
 		return -1;
-	if (connect_server_port(srv, 0) == 0 || connect_server_port(srv, 1) != 0)
+	if (connect_server_listen_tcp(srv, "127.0.0.1:0") < 0 ||
+	    connect_server_listen_unix(srv, sock_path, 0600) < 0 ||
+	    connect_server_listen_tls(srv, "127.0.0.1:0", cert_path, key_path) < 0)
+		return -1;
+	if (connect_server_port(srv, 0) == 0 || connect_server_port(srv, 1) == 0 ||
+	    connect_server_port(srv, 2) != 0)
 		return -1;
 	snprintf(base_url, sizeof(base_url), "http://127.0.0.1:%u", connect_server_port(srv, 0));
+	snprintf(tls_url, sizeof(tls_url), "https://127.0.0.1:%u", connect_server_port(srv, 1));
 	return pthread_create(&srv_thread, NULL, srv_main, NULL) ? -1 : 0;
 }
 
@@ -161,6 +200,8 @@ static int teardown(void **state)
 		pthread_join(srv_thread, NULL);
 		connect_server_free(srv);
 	}
+	unlink(cert_path);
+	unlink(key_path);
 	rmdir(tmpdir);
 	curl_global_cleanup();
 	return srv_ret;
@@ -839,6 +880,43 @@ static void test_10k_idle(void **state)
 	wait_deferred(0);
 }
 
+static void test_tls(void **state)
+{
+	Wgcni__Cluster__V1__AllocateSubnetRequest req =
+		WGCNI__CLUSTER__V1__ALLOCATE_SUBNET_REQUEST__INIT;
+	Wgcni__Cluster__V1__AllocateSubnetResponse *resp;
+	struct rpc_client *c = rpc_client_new(tls_url, TOKEN, 5000);
+	struct rpc_error err;
+	char bad[160];
+
+	req.node_name = "tls1";
+	/* not in the system trust store */
+	assert_int_equal(rpc_call(c, P_ALLOC, &req.base,
+				  &wgcni__cluster__v1__allocate_subnet_response__descriptor,
+				  (ProtobufCMessage **)&resp, 0, &err), -EKEYREJECTED);
+	assert_int_equal(err.code, CONNECT_UNAVAILABLE);
+	snprintf(bad, sizeof(bad), "%s/none.pem", tmpdir);
+	assert_int_equal(rpc_client_set_ca_file(c, bad), -ENOENT);
+	assert_int_equal(rpc_client_set_ca_file(c, cert_path), 0);
+	assert_int_equal(rpc_call(c, P_ALLOC, &req.base,
+				  &wgcni__cluster__v1__allocate_subnet_response__descriptor,
+				  (ProtobufCMessage **)&resp, 0, &err), 0);
+	assert_string_equal(resp->subnets[0], "subnet-of-tls1");
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+	rpc_client_free(c);
+
+	/* plain HTTP to the HTTPS port gets no answer */
+	snprintf(bad, sizeof(bad), "http://%s", tls_url + strlen("https://"));
+	c = rpc_client_new(bad, TOKEN, 2000);
+	assert_true(rpc_call(c, P_ALLOC, &req.base,
+			     &wgcni__cluster__v1__allocate_subnet_response__descriptor,
+			     (ProtobufCMessage **)&resp, 0, &err) < 0);
+	rpc_client_free(c);
+
+	/* fails reading the file, before touching the running server */
+	assert_int_equal(connect_server_listen_tls(srv, "127.0.0.1:0", bad, key_path), -ENOENT);
+}
+
 static void test_token_file(void **state)
 {
 	char path[128];
@@ -928,6 +1006,7 @@ int main(void)
 		cmocka_unit_test(test_bad_requests),
 		cmocka_unit_test(test_auth),
 		cmocka_unit_test(test_token_change),
+		cmocka_unit_test(test_tls),
 		cmocka_unit_test(test_healthz_metrics),
 		cmocka_unit_test(test_unix_mode),
 		cmocka_unit_test(test_defer_wake),
