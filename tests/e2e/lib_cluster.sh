@@ -288,6 +288,7 @@ c_ping_bg() {
 c_ping_bg_stop() {
 	local v=C_BGPING_$1
 	kill -INT "${!v}" 2>/dev/null || true
+	# call from the main shell: a $(subshell) cannot wait for our children
 	wait "${!v}" 2>/dev/null || true
 	sed -n 's/^\([0-9]*\) packets transmitted, \([0-9]*\) received.*/\1 \2/p' "$T_TMP/bgping.$1"
 }
@@ -295,8 +296,10 @@ c_ping_bg_stop() {
 # MAXLOST lost.
 c_ping_bg_ok() {
 	local tx rx
-	read -r tx rx <<<"$(c_ping_bg_stop "$1")"
+	c_ping_bg_stop "$1" >"$T_TMP/bgping.$1.sum"
+	read -r tx rx <"$T_TMP/bgping.$1.sum"
 	t_log "background ping $1: $tx sent, $rx received"
+	[ -n "$tx" ] || tail -n 5 "$T_TMP/bgping.$1" | sed 's/^/#   ping: /' >&2
 	[ -n "$tx" ] && [ "$tx" -ge 5 ] && [ $((tx - rx)) -le "$2" ]
 }
 
