@@ -143,6 +143,7 @@ bool cni_containerid_valid(const char *s);
 struct cni_ns {
 	int host;   /* -1 when closed */
 	int target; /* -1 when closed */
+	const char *path; /* borrowed: CNI_NETNS */
 };
 
 /*

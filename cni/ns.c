@@ -13,6 +13,7 @@ int cni_ns_open(struct cni_ns *ns, const char *path, struct cni_err *e)
 	int ret;
 
 	ns->host = ns->target = -1;
+	ns->path = path;
 	ret = netns_open(path);
 	if (ret == -ENOENT)
 		return cni_fail(e, CNI_ERR_UNKNOWN_CONTAINER, ret,
@@ -37,9 +38,12 @@ int cni_ns_enter(struct cni_ns *ns, struct cni_err *e)
 {
 	int ret = netns_enter(ns->target);
 
+	if (ret == -EINVAL)
+		return cni_fail(e, CNI_ERR_INVALID_ENV, ret,
+				"CNI_NETNS is not a network namespace", "%s", ns->path);
 	if (ret)
 		return cni_fail(e, CNI_ERR_IO, ret, "cannot enter container network namespace",
-				"%s", strerror(-ret));
+				"%s: %s", ns->path, strerror(-ret));
 	return 0;
 }
 

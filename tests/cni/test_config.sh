@@ -108,6 +108,10 @@ cni_expect_code "STATUS, node manager down" 50 \
 cni_expect_code "ADD, netns path missing" 3 "$GOOD" CNI_COMMAND=ADD CNI_CONTAINERID=c1 \
 	CNI_NETNS="/run/netns/$T_ID-nonexistent" CNI_IFNAME=eth0
 
+touch "$T_TMP/not-a-netns"
+cni_expect_code "ADD, CNI_NETNS not a namespace" 4 "$GOOD" CNI_COMMAND=ADD CNI_CONTAINERID=c1 \
+	CNI_NETNS="$T_TMP/not-a-netns" CNI_IFNAME=eth0
+
 # --- stdout is for JSON only, and closes when the plugin exits
 echo "$GOOD" | CNI_COMMAND=DEL CNI_CONTAINERID=c1 CNI_IFNAME=eth0 WGCNI_LOG_LEVEL=debug \
 	"$PLUGIN" >"$T_TMP/out" 2>/dev/null || true
