@@ -236,24 +236,32 @@ show_cluster() {
 
 # rtt SRC ADDR: average rtt in ms over 5 pings, empty when no reply.
 rtt() {
-	ip netns exec "$(ns "$1")" ping -n -q -c 5 -i 0.2 -w 5 "$2" 2>/dev/null |
+	ip netns exec "$(ns "$1")" ping -n -q -c 5 -i 0.05 -w 5 "$2" 2>/dev/null |
 		sed -n 's|^rtt [^=]*= [0-9.]*/\([0-9.]*\)/.*|\1|p'
 }
 
 matrix() {
-	local all=() s d n k row fail=0 total=0 same=() cross=()
+	local all=() s d n k row fail=0 total=0 same=() cross=() pids=()
 	for n in $NODES; do for k in $(seq 1 $CTRS_PER_NODE); do all+=("$(ctrname "$n" "$k")"); done; done
 	step "Connectivity matrix: average ping rtt in ms (5 pings per pair, measured now)"
+	# First contact, all pairs at once: completes the WireGuard handshakes
+	# (bounded by one handshake retry), so the timed pings below measure
+	# the data path only. Then one pair at a time, so they do not compete.
+	for s in "${all[@]}"; do
+		for d in "${all[@]}"; do
+			[ "$s" = "$d" ] && continue
+			ip netns exec "$(ns "$s")" ping -n -q -c 1 -w 12 "$(cat "$STATE/ctr/$d.addr")" >/dev/null 2>&1 &
+			pids+=($!)
+		done
+	done
+	wait "${pids[@]}"
 	rm -f "$STATE"/rtt.*
 	for s in "${all[@]}"; do
-		(
-			for d in "${all[@]}"; do
-				[ "$s" = "$d" ] && continue
-				echo "$d $(rtt "$s" "$(cat "$STATE/ctr/$d.addr")")"
-			done >"$STATE/rtt.$s"
-		) &
+		for d in "${all[@]}"; do
+			[ "$s" = "$d" ] && continue
+			echo "$d $(rtt "$s" "$(cat "$STATE/ctr/$d.addr")")"
+		done >"$STATE/rtt.$s"
 	done
-	wait
 	row=$(printf '%-9s' "from\\to")
 	for d in "${all[@]}"; do row+=$(printf '%9s' "$d"); done
 	say "    $B$row$N"
