@@ -138,6 +138,10 @@ class Stats:
         self.errors = []
         self.registered = []
         self.converged = []
+        self.change_at = None
+        self.change_key = None
+        self.polls_after_change = 0
+        self.saw_change = []
 
 
 def call(conn, method, body, timeout_s):
@@ -154,9 +158,13 @@ def call(conn, method, body, timeout_s):
 
 
 def node(idx, args, pub, start, stats, deadline):
+    """Phase 1: join and poll until every other node is listed. Phase 2: keep
+    long-polling until the one change main() makes (a new key for node 0)
+    arrives."""
     name = "node-%04d" % idx
     want = args.nodes - 1
     conn = http.client.HTTPConnection(args.host, args.port, timeout=30)
+    converged = False
     try:
         call(conn, "AllocateSubnet", f_str(1, name), 30)
         ep = "192.0.%d.%d:51820" % (2 + idx // 250, 1 + idx % 250)
@@ -171,24 +179,45 @@ def node(idx, args, pub, start, stats, deadline):
             wait = max(1, min(30, int(left)))
             data = call(conn, "ListPeers",
                         f_str(1, name) + f_int(2, rev) + f_int(3, wait), wait + 10)
+            now = time.monotonic()
             peers, rev = list_peers_summary_fast(data)
             with stats.lock:
                 stats.polls += 1
                 stats.bytes += len(data)
                 check = stats.polls % 97 == 0
+                change_at, change_key = stats.change_at, stats.change_key
+                if change_at and now >= change_at:
+                    stats.polls_after_change += 1
             if check and list_peers_summary(data) != (peers, rev):
                 raise RuntimeError("%s: fast and full decoding disagree" % name)
-            if peers == want:
-                with stats.lock:
-                    stats.converged.append(time.monotonic() - start)
-                return
             if peers > want:
                 raise RuntimeError("%s: %d peers, more than %d" % (name, peers, want))
+            if peers == want and not converged:
+                converged = True
+                with stats.lock:
+                    stats.converged.append(now - start)
+            if change_at and now >= change_at and peers == want and \
+               (idx == 0 or change_key in data):
+                with stats.lock:
+                    stats.saw_change.append(now - change_at)
+                return
     except Exception as e:  # noqa: BLE001 - reported, counted as a failure
         with stats.lock:
             stats.errors.append(str(e))
     finally:
         conn.close()
+
+
+def metric(args, name):
+    conn = http.client.HTTPConnection(args.host, args.port, timeout=5)
+    try:
+        conn.request("GET", "/metrics")
+        for line in conn.getresponse().read().decode().splitlines():
+            if line.split(" ")[0] == name:
+                return float(line.split(" ")[1])
+    finally:
+        conn.close()
+    return None
 
 
 def main():
@@ -220,20 +249,46 @@ def main():
                                 daemon=True) for i in range(args.nodes)]
     for th in threads:
         th.start()
+
+    # Phase 2: once every node is converged and waiting, one change.
+    waiting = None
+    while time.monotonic() < deadline and not stats.errors:
+        if len(stats.converged) == args.nodes:
+            waiting = metric(args, "wgcni_long_polls")
+            if waiting == args.nodes:
+                break
+        time.sleep(0.05)
+    ok = len(stats.converged)
+    if ok == args.nodes and waiting == args.nodes:
+        new_key = keypair()[1]
+        conn = http.client.HTTPConnection(args.host, args.port, timeout=30)
+        with stats.lock:
+            stats.change_key = new_key.encode()
+            stats.change_at = time.monotonic()
+        call(conn, "RegisterKey", f_str(1, "node-0000") + f_str(2, new_key) +
+             f_str(3, "192.0.2.1:51821"), 30)
+        answered = time.monotonic() - stats.change_at
+        conn.close()
     for th in threads:
         th.join(max(0.1, deadline + 15 - time.monotonic()))
     total = time.monotonic() - start
 
-    ok = len(stats.converged)
+    seen = len(stats.saw_change)
     print("nodes=%d keygen_s=%.2f registered=%d all_registered_s=%.2f converged=%d "
           "all_converged_s=%.2f wall_s=%.2f list_peers_calls=%d list_peers_mb=%.1f errors=%d"
           % (args.nodes, keygen, len(stats.registered),
              max(stats.registered) if stats.registered else -1, ok,
              max(stats.converged) if ok == args.nodes else -1, total, stats.polls,
              stats.bytes / 1e6, len(stats.errors)))
+    if seen:
+        print("one change with %d long polls waiting: RegisterKey answered in %.1f ms, "
+              "all %d nodes saw it within %.1f ms, ListPeers answers after the change=%d "
+              "(%.2f per node)"
+              % (args.nodes, answered * 1e3, seen, max(stats.saw_change) * 1e3,
+                 stats.polls_after_change, stats.polls_after_change / args.nodes))
     for e in stats.errors[:5]:
         print("error: " + e, file=sys.stderr)
-    sys.exit(0 if ok == args.nodes and not stats.errors else 1)
+    sys.exit(0 if ok == args.nodes and seen == args.nodes and not stats.errors else 1)
 
 
 if __name__ == "__main__":

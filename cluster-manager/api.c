@@ -7,11 +7,19 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 typedef Wgcni__Cluster__V1__Node cm_node_msg;
 typedef Wgcni__Cluster__V1__Peer cm_peer_msg;
+
+struct cm_peer_cache {
+	uint64_t revision;
+	size_t n, cap;
+	cm_peer_msg *msgs;        /* n entries */
+	const struct cm_node **node; /* whose entry msgs[i] is */
+};
 
 /* How much of a client-supplied string an error message quotes. */
 #define CM_QUOTE "%.64s"
@@ -178,6 +186,69 @@ static int cm_register_key(struct connect_call *call, void *ctx)
 	return connect_reply(call, &resp.base);
 }
 
+void cm_api_release(struct cm_api *api)
+{
+	if (!api || !api->peers)
+		return;
+	free(api->peers->msgs);
+	free(api->peers->node);
+	free(api->peers);
+	api->peers = NULL;
+}
+
+/*
+ * The shared peer list of the current revision. Its strings point into the
+ * nodes, which only change or go away together with a revision bump, and an
+ * answer is serialized inside connect_reply, before any other handler runs.
+ */
+static const struct cm_peer_cache *cm_peer_cache(struct cm_api *api)
+{
+	struct cm_peer_cache *c = api->peers;
+	struct cm_node *const *nodes;
+	size_t n;
+
+	if (!c) {
+		c = calloc(1, sizeof(*c));
+		if (!c)
+			return NULL;
+		c->revision = UINT64_MAX;
+		api->peers = c;
+	}
+	if (c->revision == cm_state_revision(api->st))
+		return c;
+	nodes = cm_state_nodes(api->st, &n);
+	if (n > c->cap) {
+		cm_peer_msg *msgs = realloc(c->msgs, n * sizeof(*msgs));
+		const struct cm_node **owner;
+
+		if (!msgs)
+			return NULL;
+		c->msgs = msgs;
+		owner = realloc(c->node, n * sizeof(*owner));
+		if (!owner)
+			return NULL;
+		c->node = owner;
+		c->cap = n;
+	}
+	c->n = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct cm_node *o = nodes[i];
+		cm_peer_msg *p = &c->msgs[c->n];
+
+		if (!o->public_key[0])
+			continue;
+		wgcni__cluster__v1__peer__init(p);
+		p->name = o->name;
+		p->public_key = o->public_key;
+		p->endpoint = o->endpoint;
+		p->n_allowed_ips = o->n_subnets;
+		p->allowed_ips = o->subnets;
+		c->node[c->n++] = o;
+	}
+	c->revision = cm_state_revision(api->st);
+	return c;
+}
+
 static int cm_list_peers(struct connect_call *call, void *ctx)
 {
 	const Wgcni__Cluster__V1__ListPeersRequest *req =
@@ -185,9 +256,10 @@ static int cm_list_peers(struct connect_call *call, void *ctx)
 	Wgcni__Cluster__V1__ListPeersResponse resp =
 		WGCNI__CLUSTER__V1__LIST_PEERS_RESPONSE__INIT;
 	struct cm_api *api = ctx;
-	struct cm_node *self, *const *nodes;
-	cm_peer_msg *peers = NULL, **ptrs = NULL;
-	size_t n, count = 0;
+	const struct cm_peer_cache *cache;
+	struct cm_node *self;
+	cm_peer_msg **ptrs = NULL;
+	size_t count = 0;
 	int ret;
 
 	if (!cm_name_ok(call, req->node_name, &ret))
@@ -212,28 +284,17 @@ static int cm_list_peers(struct connect_call *call, void *ctx)
 		return connect_call_defer(call, s * 1000u);
 	}
 
-	nodes = cm_state_nodes(api->st, &n);
-	if (n) {
-		peers = connect_call_alloc(call, n * sizeof(*peers));
-		ptrs = connect_call_alloc(call, n * sizeof(*ptrs));
-		if (!peers || !ptrs)
+	cache = cm_peer_cache(api);
+	if (!cache)
+		return connect_fail(call, CONNECT_INTERNAL, "out of memory");
+	if (cache->n) {
+		ptrs = connect_call_alloc(call, cache->n * sizeof(*ptrs));
+		if (!ptrs)
 			return connect_fail(call, CONNECT_INTERNAL, "out of memory");
 	}
-	for (size_t i = 0; i < n; i++) {
-		struct cm_node *o = nodes[i];
-		cm_peer_msg *p;
-
-		if (o == self || !o->public_key[0])
-			continue;
-		p = &peers[count];
-		wgcni__cluster__v1__peer__init(p);
-		p->name = o->name;
-		p->public_key = o->public_key;
-		p->endpoint = o->endpoint;
-		p->n_allowed_ips = o->n_subnets;
-		p->allowed_ips = o->subnets;
-		ptrs[count++] = p;
-	}
+	for (size_t i = 0; i < cache->n; i++)
+		if (cache->node[i] != self)
+			ptrs[count++] = &cache->msgs[i];
 	resp.n_peers = count;
 	resp.peers = ptrs;
 	resp.revision = cm_state_revision(api->st);

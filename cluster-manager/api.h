@@ -12,6 +12,7 @@
 #include "state.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* ListPeers waits at most this long, whatever waitSeconds asks. */
 #define CM_MAX_WAIT_SECONDS 300
@@ -21,7 +22,14 @@
 struct cm_api {
 	struct cm_state *st;
 	struct connect_server *srv; /* woken after every change; may be NULL */
+	/* Every node with a key as a Peer message, built once per revision and
+	 * shared by all ListPeers answers of that revision (a change wakes
+	 * every waiter: this keeps each answer to one pointer per peer). */
+	struct cm_peer_cache *peers;
 };
+
+/* Frees what the handlers cached (not st or srv). Accepts NULL. */
+void cm_api_release(struct cm_api *api);
 
 extern const struct connect_method cm_api_methods[];
 extern const size_t cm_api_n_methods;

@@ -397,7 +397,7 @@ int main(int argc, char **argv)
 		.cfg = { .childlen = { 24, 64 } },
 		.level = LOG_LEVEL_INFO,
 	};
-	struct cm_api api = { NULL, NULL };
+	struct cm_api api = { NULL, NULL, NULL };
 	struct sigaction sa;
 	char err[512], *token = NULL;
 	int ret, idx;
@@ -507,6 +507,7 @@ int main(int argc, char **argv)
 		log_info("shutting down", NULL);
 
 	connect_server_free(api.srv);
+	cm_api_release(&api);
 err_close_state:
 	cm_state_close(api.st);
 err_free_token:
