@@ -112,6 +112,26 @@ t_eq "n1 back to its one node peer" 1 "$(cl_peers n1)"
 t_eq "no allocations left on n1" 0 "$(cl_allocs n1)"
 t_eq "no allocations left on n2" 0 "$(cl_allocs n2)"
 
+# --- containerd's way: ADD with CNI_NETNS=/proc/<pid>/ns/net of a process
+# in its own namespace, DEL with an empty CNI_NETNS while it still runs.
+unshare -n sleep 600 &
+spid=$!
+T_PIDS+=("$spid")
+own_ns() { [ "$(readlink "/proc/$spid/ns/net")" != "$(readlink /proc/self/ns/net)" ]; }
+t_wait "sleeper in its own namespace" 5 own_ns
+rc=0; out=$(CL_NETNS_OVERRIDE=/proc/$spid/ns/net cl_cni ADD n1 f) || rc=$?
+t_eq "ADD f with a /proc/PID/ns/net path" 0 "$rc"
+t_eq "result sandbox is that path" "/proc/$spid/ns/net" "$(jq -r '.interfaces[0].sandbox' <<<"$out")"
+t_ok "f pings its node" nsenter -t "$spid" -n ping -c 1 -W 2 "$CL_GW_n1"
+CL_NETNS_OVERRIDE= t_ok "DEL f with an empty CNI_NETNS" cl_cni DEL n1 f
+t_wait "f's interface gone with its process" 5 sh -c "! nsenter -t $spid -n ip link show eth0"
+t_fail "no eth0 left in f's namespace" nsenter -t "$spid" -n ip link show eth0
+t_fail "no allocation left for f" cl_has_alloc n1 f
+tmp=$(cl_tmpname f)
+t_fail "no socket left for f" test -e "/var/run/wireguard/$tmp.sock"
+t_fail "no process left for f" pgrep -f -- "[w]${tmp#w}"
+t_stop_pid "$spid"
+
 # --- ADD after everything was released works again (state is clean)
 rc=0; cl_cni ADD n2 e >/dev/null || rc=$?
 t_eq "ADD e after everything was released" 0 "$rc"
