@@ -102,6 +102,7 @@ struct connect_call {
 	enum connect_encoding enc;
 	bool expired;
 	uint64_t start_ms, deadline_ms;
+	uint64_t client_deadline_ms; /* from Connect-Timeout-Ms, 0 if none */
 
 	uint8_t *body;
 	size_t body_len, body_cap;
@@ -413,6 +414,9 @@ int connect_call_defer(struct connect_call *call, unsigned int timeout_ms)
 	 * defers again with the same wait cannot stretch the long poll. */
 	if (!call->deadline_ms || call->expired || deadline < call->deadline_ms)
 		call->deadline_ms = deadline;
+	/* Answer before the client gives up rather than after. */
+	if (call->client_deadline_ms && call->deadline_ms > call->client_deadline_ms)
+		call->deadline_ms = call->client_deadline_ms;
 	call->state = CALL_DEFERRED;
 	return 0;
 }
@@ -589,6 +593,25 @@ static const struct {
 	{ "/metrics", connect_answer_metrics },
 };
 
+/* Connect-Timeout-Ms: at most 10 digits (Connect protocol). A deferred call
+ * is answered a little before that, so the answer still reaches the client. */
+static void connect_client_timeout(struct connect_call *call)
+{
+	const char *t = MHD_lookup_connection_value(call->conn, MHD_HEADER_KIND,
+						    "Connect-Timeout-Ms");
+	uint64_t ms, margin;
+	size_t len;
+
+	if (!t)
+		return;
+	len = strlen(t);
+	if (!len || len > 10 || strspn(t, "0123456789") != len)
+		return;
+	ms = strtoull(t, NULL, 10);
+	margin = ms / 5 < 1000 ? ms / 5 : 1000;
+	call->client_deadline_ms = call->start_ms + ms - margin;
+}
+
 /* First look at a request: headers only. May answer at once. */
 static void connect_begin(struct connect_call *call, const char *url,
 			  const char *method)
@@ -643,6 +666,7 @@ static void connect_begin(struct connect_call *call, const char *url,
 		return;
 	}
 	call->enc = (enum connect_encoding)enc;
+	connect_client_timeout(call);
 	len_hdr = MHD_lookup_connection_value(call->conn, MHD_HEADER_KIND,
 					      MHD_HTTP_HEADER_CONTENT_LENGTH);
 	if (len_hdr && strtoull(len_hdr, NULL, 10) > CONNECT_MAX_BODY) {

@@ -272,17 +272,24 @@ static int rpc_perform(struct rpc_client *c, const char *path, const void *body,
 		       long *status)
 {
 	size_t len = strlen(c->base) + strlen(path) + 1;
+	long timeout = timeout_ms > 0 ? timeout_ms : c->timeout_ms;
 	char *url = malloc(len);
+	struct curl_slist deadline;
+	char hdr[48];
 	CURLcode cc;
 	int ret;
 
 	if (!url)
 		return -ENOMEM;
+	/* Tells the server when we give up, so a long poll answers in time;
+	 * a node on the stack, linked in only for this call. */
+	snprintf(hdr, sizeof(hdr), "Connect-Timeout-Ms: %ld", timeout);
+	deadline = (struct curl_slist){ .data = hdr, .next = c->headers };
 	snprintf(url, len, "%s%s", c->base, path);
 	curl_easy_reset(c->curl);
 	curl_easy_setopt(c->curl, CURLOPT_URL, url);
 	curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, timeout_ms > 0 ? timeout_ms : c->timeout_ms);
+	curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, timeout);
 	curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, rpc_write);
 	curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, b);
 	curl_easy_setopt(c->curl, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -290,7 +297,7 @@ static int rpc_perform(struct rpc_client *c, const char *path, const void *body,
 		curl_easy_setopt(c->curl, CURLOPT_UNIX_SOCKET_PATH, c->unix_path);
 	if (c->ca_file)
 		curl_easy_setopt(c->curl, CURLOPT_CAINFO, c->ca_file);
-	curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, c->headers);
+	curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, post ? &deadline : c->headers);
 	if (post) {
 		curl_easy_setopt(c->curl, CURLOPT_POST, 1L);
 		curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body ? body : "");
@@ -299,6 +306,7 @@ static int rpc_perform(struct rpc_client *c, const char *path, const void *body,
 		curl_easy_setopt(c->curl, CURLOPT_HTTPGET, 1L);
 	}
 	cc = curl_easy_perform(c->curl);
+	curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, c->headers); /* drop &deadline */
 	ret = rpc_curl_errno(c, cc);
 	if (b->too_big)
 		ret = -EMSGSIZE;

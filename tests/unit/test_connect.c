@@ -675,11 +675,47 @@ static void test_defer_deadline(void **state)
 	if (a.done_ms - start < 1000 || a.done_ms - start > 1400)
 		fail_msg("deadline answer after %llu ms, wanted 1000..1400",
 			 (unsigned long long)(a.done_ms - start));
+
+	/* Connect-Timeout-Ms from a raw client caps the wait (less a margin) */
+	{
+		char body[96];
+		struct http_res r;
+		struct curl_slist *h = NULL;
+		CURL *c = curl_easy_init();
+		char url[160];
+
+		snprintf(body, sizeof(body), "{\"sinceRevision\":\"%lu\",\"waitSeconds\":10}",
+			 atomic_load(&app.revision));
+		snprintf(url, sizeof(url), "%s%s", base_url, P_PEERS);
+		h = curl_slist_append(h, "Content-Type: application/json");
+		h = curl_slist_append(h, "Authorization: " BEARER);
+		h = curl_slist_append(h, "Connect-Timeout-Ms: 1000");
+		memset(&r, 0, sizeof(r));
+		curl_easy_setopt(c, CURLOPT_URL, url);
+		curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+		curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+		start = now_ms();
+		assert_int_equal(curl_easy_perform(c), CURLE_OK);
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+		assert_int_equal(r.status, 200);
+		if (now_ms() - start < 700 || now_ms() - start >= 1000)
+			fail_msg("answered after %llu ms, wanted 700..999",
+				 (unsigned long long)(now_ms() - start));
+		free(r.body);
+		curl_slist_free_all(h);
+		curl_easy_cleanup(c);
+	}
 }
 
 static void test_rpc_timeout_unreachable(void **state)
 {
-	struct poll_arg a = { .url = base_url, .wait_s = 3, .timeout_ms = 300 };
+	struct poll_arg a = { .url = base_url, .wait_s = 3, .timeout_ms = 500 };
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t slen = sizeof(sin);
 	char path[256], url[300];
 	struct rpc_client *c;
 	struct rpc_error err;
@@ -687,11 +723,34 @@ static void test_rpc_timeout_unreachable(void **state)
 	Wgcni__Cluster__V1__AllocateSubnetRequest req =
 		WGCNI__CLUSTER__V1__ALLOCATE_SUBNET_REQUEST__INIT;
 	uint64_t start = now_ms();
+	int lfd;
 
+	/* The client's timeout (sent as Connect-Timeout-Ms) is shorter than
+	 * the wait: the long poll is answered, unchanged, before it. */
 	a.since = atomic_load(&app.revision);
 	poll_thread(&a);
-	assert_int_equal(a.ret, -ETIMEDOUT);
-	assert_true(a.done_ms - start < 1500);
+	assert_int_equal(a.ret, 0);
+	assert_int_equal(a.revision, a.since);
+	if (a.done_ms - start < 300 || a.done_ms - start >= 500)
+		fail_msg("answered after %llu ms, wanted 300..499",
+			 (unsigned long long)(a.done_ms - start));
+
+	/* A server that accepts nothing: the call times out. */
+	lfd = socket(AF_INET, SOCK_STREAM, 0);
+	inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(listen(lfd, 4), 0);
+	getsockname(lfd, (struct sockaddr *)&sin, &slen);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u", ntohs(sin.sin_port));
+	c = rpc_client_new(url, NULL, 300);
+	start = now_ms();
+	assert_int_equal(rpc_call(c, P_ALLOC, &req.base,
+				  &wgcni__cluster__v1__allocate_subnet_response__descriptor,
+				  &resp, 0, &err), -ETIMEDOUT);
+	assert_int_equal(err.code, CONNECT_UNAVAILABLE);
+	assert_true(now_ms() - start >= 300 && now_ms() - start < 1500);
+	rpc_client_free(c);
+	close(lfd);
 
 	snprintf(path, sizeof(path), "%s/nothing.sock", tmpdir);
 	snprintf(url, sizeof(url), "unix://%s", path);
