@@ -213,6 +213,23 @@ static int print_error(int fd, const char *version, const struct cni_err *e)
 	return ret;
 }
 
+/* The error object, in the configuration's version when we speak it. */
+static void report_error(int out, const char *version, struct cni_ctx *ctx, int ret)
+{
+	enum cni_version v = CNI_VERSION_LATEST;
+
+	if (!ctx->err.code)
+		cni_fail(&ctx->err, CNI_ERR_INTERNAL, ret, "internal error", "%s",
+			 strerror(ret < 0 ? -ret : EIO));
+	if (version)
+		cni_version_parse(version, &v);
+	log_warnx("failed", "cmd=%s code=%u error=\"%s\" details=\"%s\"",
+		  ctx->env.command ? ctx->env.command : "", ctx->err.code, ctx->err.msg,
+		  ctx->err.details);
+	if (print_error(out, cni_version_name(v), &ctx->err))
+		log_warnx("cannot write the error", NULL);
+}
+
 static void usage(void)
 {
 	fprintf(stderr,
@@ -271,7 +288,6 @@ int main(int argc, char **argv)
 		ret = -EIO;
 		goto fail;
 	}
-	/* The error answer speaks the configuration's version when it can. */
 	cni_conf_peek_version(in, inlen, &err_version, &peek);
 	ctx.requested_version = err_version;
 
@@ -305,18 +321,7 @@ int main(int argc, char **argv)
 	goto out_free;
 
 fail:
-	if (!ctx.err.code)
-		cni_fail(&ctx.err, CNI_ERR_INTERNAL, ret, "internal error", "%s",
-			 strerror(ret < 0 ? -ret : EIO));
-	{
-		enum cni_version v = CNI_VERSION_LATEST;
-		if (err_version)
-			cni_version_parse(err_version, &v);
-		log_warnx("failed", "cmd=%s code=%u error=\"%s\" details=\"%s\"",
-			  ctx.env.command ? ctx.env.command : "", ctx.err.code,
-			  ctx.err.msg, ctx.err.details);
-		print_error(out, cni_version_name(v), &ctx.err);
-	}
+	report_error(out, err_version, &ctx, ret);
 	ret = 1;
 out_free:
 	json_decref(ctx.output);
