@@ -69,6 +69,25 @@ if command -v sqlite3 >/dev/null; then
 		"$(sqlite3 "$CM_STATE/cluster.db" 'SELECT COUNT(DISTINCT cidr) FROM subnets')"
 fi
 
+# 40 concurrent new nodes plus 10 concurrent calls for one name.
+pids=()
+for i in $(seq 1 40); do
+	nq cm curl -sS -m 20 -H 'Content-Type: application/json' -d "{\"nodeName\":\"p$i\"}" \
+		"$CM_URL/$CM_SVC/AllocateSubnet" >"$T_TMP/par.$i" &
+	pids+=($!)
+done
+for i in $(seq 1 10); do
+	nq cm curl -sS -m 20 -H 'Content-Type: application/json' -d '{"nodeName":"same"}' \
+		"$CM_URL/$CM_SVC/AllocateSubnet" >"$T_TMP/same.$i" &
+	pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p"; done
+t_eq "concurrent: 40 new nodes, 40 distinct subnets" 40 \
+	"$(cat "$T_TMP"/par.* | jq -r '.subnets[0]' | grep '^10\.100\.' | sort -u | wc -l)"
+t_eq "concurrent: no subnet twice among all nodes" "$(cm_json ListNodes '{}' | jq '.nodes | length')" \
+	"$(cm_json ListNodes '{}' | jq -r '.nodes[].subnets[0]' | sort -u | wc -l)"
+t_eq "concurrent: one name, one answer" 1 "$(cat "$T_TMP"/same.* | sort -u | wc -l)"
+
 # Restart with a different CIDR: old subnets are kept (with a warning).
 cm_stop TERM
 cm_start --cluster-cidr 10.200.0.0/16
