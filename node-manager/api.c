@@ -146,12 +146,7 @@ static int nm_api_allocate_ip(struct connect_call *call, void *ctx)
 
 static bool nm_is_node_key(const struct nm *nm, const uint8_t *key)
 {
-	if (!memcmp(key, nm->public_key, WG_KEY_LEN))
-		return true;
-	for (size_t i = 0; i < nm->n_peers; i++)
-		if (!memcmp(key, nm->peers[i].public_key, WG_KEY_LEN))
-			return true;
-	return false;
+	return !memcmp(key, nm->public_key, WG_KEY_LEN) || nm_state_find_peer(nm, key);
 }
 
 static int nm_api_register_key(struct connect_call *call, void *ctx)
@@ -471,16 +466,15 @@ static const char *nm_peer_name(struct nm *nm, const uint8_t *key, char *buf, si
 				bool *container)
 {
 	const struct nm_alloc *a = nm_state_find_key(nm, key);
+	const struct nm_peer *p;
 
 	*container = a != NULL;
 	if (a) {
 		snprintf(buf, len, "%s/%s", a->container_id, a->ifname);
 		return buf;
 	}
-	for (size_t i = 0; i < nm->n_peers; i++)
-		if (!memcmp(nm->peers[i].public_key, key, WG_KEY_LEN))
-			return nm->peers[i].name;
-	return "";
+	p = nm_state_find_peer(nm, key);
+	return p ? p->name : "";
 }
 
 static int nm_metrics_peers(struct prom *p, struct nm *nm, const struct wg_device *dev)

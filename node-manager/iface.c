@@ -81,21 +81,38 @@ static bool nm_nets_equal(const struct ipnet *a, size_t na, const struct ipnet *
 	return true;
 }
 
-static const struct wg_peer *nm_dev_peer(const struct wg_device *dev, const uint8_t *key)
+static int nm_wg_peer_cmp(const void *a, const void *b)
 {
-	for (size_t i = 0; i < dev->n_peers; i++)
-		if (!memcmp(dev->peers[i].public_key, key, WG_KEY_LEN))
-			return &dev->peers[i];
-	return NULL;
+	return memcmp(((const struct wg_peer *)a)->public_key,
+		      ((const struct wg_peer *)b)->public_key, WG_KEY_LEN);
 }
 
+static int nm_want_cmp(const void *a, const void *b)
+{
+	return memcmp(((const struct nm_want *)a)->key, ((const struct nm_want *)b)->key,
+		      WG_KEY_LEN);
+}
+
+/* dev->peers sorted by nm_wg_peer_cmp. */
+static const struct wg_peer *nm_dev_peer(const struct wg_device *dev, const uint8_t *key)
+{
+	struct wg_peer probe;
+
+	if (!dev->n_peers)
+		return NULL;
+	memcpy(probe.public_key, key, WG_KEY_LEN);
+	return bsearch(&probe, dev->peers, dev->n_peers, sizeof(*dev->peers), nm_wg_peer_cmp);
+}
+
+/* w sorted by nm_want_cmp. */
 static const struct nm_want *nm_want_find(const struct nm_want *w, size_t n,
 					  const uint8_t *key)
 {
-	for (size_t i = 0; i < n; i++)
-		if (!memcmp(w[i].key, key, WG_KEY_LEN))
-			return &w[i];
-	return NULL;
+	struct nm_want probe = { .key = key };
+
+	if (!n)
+		return NULL;
+	return bsearch(&probe, w, n, sizeof(*w), nm_want_cmp);
 }
 
 static void nm_set_free(struct wg_device *d)
@@ -164,8 +181,9 @@ static bool nm_container_like(const struct nm *nm, const struct wg_peer *p)
 	return true;
 }
 
-/* Bring the interface to want, with one incremental wg_set. */
-static int nm_iface_apply(struct nm *nm, const struct nm_want *want, size_t n_want,
+/* Bring the interface to want (reordered), with one incremental wg_set.
+ * Both lists are sorted so that thousands of peers cost n log n. */
+static int nm_iface_apply(struct nm *nm, struct nm_want *want, size_t n_want,
 			  enum nm_unknown policy, size_t *changed)
 {
 	struct wg_device *dev = NULL;
@@ -178,6 +196,10 @@ static int nm_iface_apply(struct nm *nm, const struct nm_want *want, size_t n_wa
 			  nm->cfg.ifname, strerror(-ret));
 		return ret;
 	}
+	if (dev->n_peers > 1)
+		qsort(dev->peers, dev->n_peers, sizeof(*dev->peers), nm_wg_peer_cmp);
+	if (n_want > 1)
+		qsort(want, n_want, sizeof(*want), nm_want_cmp);
 	snprintf(d.name, sizeof(d.name), "%s", nm->cfg.ifname);
 	d.peers = calloc(dev->n_peers + n_want + 1, sizeof(*d.peers));
 	if (!d.peers) {

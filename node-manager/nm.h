@@ -115,9 +115,14 @@ void nm_state_close(struct nm *nm);
 int nm_state_set_subnets(struct nm *nm, const struct ipnet *subnets, size_t n,
 			 const struct ipnet *cidrs, size_t n_cidrs);
 int nm_state_set_cidrs(struct nm *nm, const struct ipnet *cidrs, size_t n);
-/* Replace the stored node peers with peers (ownership taken). */
+/* Replace the stored node peers with peers (ownership taken; sorted by key). */
 int nm_state_replace_peers(struct nm *nm, struct nm_peer *peers, size_t n);
+const struct nm_peer *nm_state_find_peer(const struct nm *nm,
+					 const uint8_t key[static WG_KEY_LEN]);
+/* peers (sorted by key) equal the stored ones. */
+bool nm_state_peers_same(const struct nm *nm, const struct nm_peer *peers, size_t n);
 void nm_peers_free(struct nm_peer *peers, size_t n);
+void nm_peers_sort(struct nm_peer *peers, size_t n);
 struct nm_alloc *nm_state_find(struct nm *nm, const char *container_id,
 			       const char *ifname);
 struct nm_alloc *nm_state_find_key(struct nm *nm, const uint8_t key[static WG_KEY_LEN]);

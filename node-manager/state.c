@@ -102,6 +102,49 @@ void nm_peers_free(struct nm_peer *peers, size_t n)
 	free(peers);
 }
 
+static int nm_peer_cmp(const void *a, const void *b)
+{
+	return memcmp(((const struct nm_peer *)a)->public_key,
+		      ((const struct nm_peer *)b)->public_key, WG_KEY_LEN);
+}
+
+/* Node peers are kept sorted by key: a sync round and a metrics scrape look
+ * every interface peer up, and a cluster may have thousands of nodes. */
+void nm_peers_sort(struct nm_peer *peers, size_t n)
+{
+	if (n > 1)
+		qsort(peers, n, sizeof(*peers), nm_peer_cmp);
+}
+
+const struct nm_peer *nm_state_find_peer(const struct nm *nm,
+					 const uint8_t key[static WG_KEY_LEN])
+{
+	struct nm_peer probe;
+
+	if (!nm->n_peers)
+		return NULL;
+	memcpy(probe.public_key, key, WG_KEY_LEN);
+	return bsearch(&probe, nm->peers, nm->n_peers, sizeof(*nm->peers), nm_peer_cmp);
+}
+
+bool nm_state_peers_same(const struct nm *nm, const struct nm_peer *peers, size_t n)
+{
+	if (n != nm->n_peers)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		const struct nm_peer *a = &peers[i], *b = &nm->peers[i];
+
+		if (memcmp(a->public_key, b->public_key, WG_KEY_LEN) || strcmp(a->name, b->name) ||
+		    strcmp(a->endpoint, b->endpoint) || a->n_allowed != b->n_allowed)
+			return false;
+		for (size_t j = 0; j < a->n_allowed; j++)
+			if (a->allowed[j].prefixlen != b->allowed[j].prefixlen ||
+			    !ipaddr_equal(&a->allowed[j].addr, &b->allowed[j].addr))
+				return false;
+	}
+	return true;
+}
+
 static void nm_pools_free(struct nm *nm)
 {
 	for (size_t i = 0; i < NM_MAX_FAMILIES; i++) {
@@ -259,6 +302,7 @@ static int nm_load_peers(struct nm *nm)
 		goto err_free_peers;
 	}
 	sqlite3_finalize(st);
+	nm_peers_sort(peers, n);
 	nm_peers_free(nm->peers, nm->n_peers);
 	nm->peers = peers;
 	nm->n_peers = n;
@@ -481,6 +525,7 @@ int nm_state_replace_peers(struct nm *nm, struct nm_peer *peers, size_t n)
 	char *list = NULL;
 	int ret;
 
+	nm_peers_sort(peers, n);
 	ret = db_begin(nm->db);
 	if (ret < 0)
 		goto err_free;

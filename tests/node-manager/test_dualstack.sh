@@ -20,7 +20,7 @@ t_eq "n1 has two subnets" 2 "$(jq '.node.subnets | length' <<<"$N1")"
 t_eq "n1 knows both cluster CIDRs" "10.100.0.0/16 fd10:100::/48" "$(jq -r '.node.clusterCidrs | join(" ")' <<<"$N1")"
 S1_4=$(jq -r '.node.subnets[0]' <<<"$N1") S1_6=$(jq -r '.node.subnets[1]' <<<"$N1")
 S2_4=$(jq -r '.node.subnets[0]' <<<"$N2") S2_6=$(jq -r '.node.subnets[1]' <<<"$N2")
-t_ok "n1 v6 subnet is a /64 of fd10:100::/48 ($S1_6)" bash -c "[[ '$S1_6' == fd10:100:*::/64 ]]"
+t_ok "n1 v6 subnet is a /64 of fd10:100::/48 ($S1_6)" bash -c "[[ '$S1_6' == fd10:100:* && '$S1_6' == */64 ]]"
 A2_6=$(jq -r '.node.address' <<<"$N2" | tr ',' '\n' | grep : )
 t_eq "n2 v6 address is the first host of its subnet" "${S2_6%::/64}::1/64" "$A2_6"
 t_ok "n1 interface carries its v6 address" bash -c "ip -n $(t_ns n1) -6 -o addr show dev $IF1 | grep -q '${S1_6%::/64}::1/64'"

@@ -67,21 +67,26 @@ masq_pkts() {
 m0=$(masq_pkts)
 
 # Same node and across nodes: the receiver sees the container's own address.
-recv_from() { # receiver-ns sender-ns dst port
+# recv_from RECEIVER SENDER DST PORT: what the receiver logged, in $RECV
+# (no subshell, so the listener's PID lands in T_PIDS).
+recv_from() {
 	local log="$T_TMP/nc-$1-$2.log"
-	nq "$1" nc -lvn -w 5 "$4" >"$log" 2>&1 &
+	ip netns exec "$(t_ns "$1")" nc -lvn "$4" >"$log" 2>&1 &
 	T_PIDS+=("$!")
 	t_wait "listener in $1" 5 bash -c "ip netns exec $(t_ns "$1") ss -ltn | grep -q ':$4 '"
-	nq "$2" sh -c "echo hello | nc -n -N -w 2 $3 $4"
-	t_wait "connection logged" 5 grep -q 'hello' "$log"
-	cat "$log"
+	nq "$2" sh -c "echo hello | nc -n -N -w 5 $3 $4" || true
+	if ! t_wait "connection logged" 10 grep -q 'hello' "$log"; then
+		t_log "no connection $2 -> $1 ($3:$4); interfaces:"
+		wg show all | sed 's/^/#   /' >&2
+	fi
+	RECV=$(cat "$log")
 }
-out=$(recv_from cb ca "$CB" 7001)
-t_ok "ca -> cb (same node): source is ca's address, not NATed" grep -q "$CA" <<<"$out"
-out=$(recv_from cc ca "$CC" 7002)
-t_ok "ca -> cc (across nodes): source is ca's address, not NATed" grep -q "$CA" <<<"$out"
-out=$(recv_from ca cc "$CA" 7003)
-t_ok "cc -> ca (across nodes): source is cc's address, not NATed" grep -q "$CC" <<<"$out"
+recv_from cb ca "$CB" 7001
+t_ok "ca -> cb (same node): source is ca's address, not NATed" grep -qw "$CA" <<<"$RECV"
+recv_from cc ca "$CC" 7002
+t_ok "ca -> cc (across nodes): source is ca's address, not NATed" grep -qw "$CA" <<<"$RECV"
+recv_from ca cc "$CA" 7003
+t_ok "cc -> ca (across nodes): source is cc's address, not NATed" grep -qw "$CC" <<<"$RECV"
 t_eq "container-to-container traffic hit no MASQUERADE rule" "$m0" "$(masq_pkts)"
 t_ok "ca pings cc" n ca ping -c 2 -W 2 -i 0.2 "$CC"
 t_eq "ping between containers hit no MASQUERADE rule" "$m0" "$(masq_pkts)"
