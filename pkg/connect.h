@@ -15,7 +15,9 @@
  * loop's thread. A handler can defer its answer (long poll):
  * connect_call_defer() suspends the connection, which then holds no thread;
  * connect_server_wake() (any thread) or the deadline re-runs the handler
- * with connect_call_expired() telling which.
+ * with connect_call_expired() telling which. A re-deferred call keeps its
+ * first deadline, and a client's Connect-Timeout-Ms header caps it (less a
+ * margin of a fifth, at most 1 s) so that the answer arrives in time.
  */
 #ifndef WGCNI_CONNECT_H
 #define WGCNI_CONNECT_H
