@@ -181,7 +181,7 @@ func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if err := cmd.run(ctx, cni, list, os.Args[3:]); err != nil {
-		fmt.Fprintf(os.Stderr, "cnidriver: %s %s: %v\n", cmd.name, strings.Join(os.Args[3:], " "), err)
+		fmt.Fprintf(os.Stderr, "cnidriver: %s: %v\n", strings.Join(append([]string{cmd.name}, os.Args[3:]...), " "), err)
 		os.Exit(1)
 	}
 }

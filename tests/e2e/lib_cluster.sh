@@ -198,6 +198,12 @@ c_cni() {
 		"$C_DRIVER" "$verb" "$(c_conflist "$i")" "${C_ID[$c]}" "/run/netns/$(t_ns "$c")" eth0
 }
 
+# c_cni_net VERB NODE [ARGS...]: network-wide verbs (gc, status, version).
+c_cni_net() {
+	local verb=$1 i=$2; shift 2
+	nq "h$i" env CNI_PATH="$T_BIN" "$C_DRIVER" "$verb" "$(c_conflist "$i")" "$@"
+}
+
 # Remember the names of the wireguard-go processes living in our namespaces,
 # so the leak check can prove their sockets went away.
 c_scan_wg() {

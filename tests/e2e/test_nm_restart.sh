@@ -20,6 +20,7 @@ idx=$(c_ifindex 1)
 pp kill -KILL "$(c_nm_pid 1)"
 wait "$(c_nm_pid 1)" 2>/dev/null || true
 t_fail "node manager 1 is gone" c_nm_ready 1
+t_fail "CNI STATUS reports node 1 unavailable" c_cni_net status 1
 t_ok "existing containers still talk while it is down (c1b -> c2a)" c_ping c1b "${C_ADDR[c2a]}"
 c_ctr_new 1 c1x
 t_fail "ADD during the outage fails" c_ctr_attach 1 c1x
@@ -27,6 +28,7 @@ t_eq "the failed ADD left only lo in c1x" lo "$(c_links c1x)"
 
 c_nm_start 1
 c_nm_wait 1
+t_ok "CNI STATUS is ready again" c_cni_net status 1
 t_eq "node interface adopted, not recreated (ifindex)" "$idx" "$(c_ifindex 1)"
 t_eq "allocations survived the kill -9" "$allocs_before" "$(allocs)"
 t_ok "peers kept their counters and handshakes" c_stats_kept "$stats" "$(c_peer_stats 1)"

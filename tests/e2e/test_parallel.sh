@@ -1,7 +1,8 @@
 #!/bin/bash
 # 30 ADDs at once on one node, as a runtime starting a deployment would:
 # 30 distinct addresses, 30 container peers, every container reachable from
-# another node; then 30 DELs at once leave nothing behind.
+# another node; then 30 DELs at once leave nothing behind. Then GC through
+# libcni's plugin protocol releases what is not listed as valid.
 . "$(dirname "$0")/lib_cluster.sh"
 
 N=30
@@ -61,6 +62,14 @@ t_eq "no container peer left on node 1" "" "$(c_container_peers 1 | xargs)"
 left=0
 for c in "${P[@]}"; do [ "$(c_links "$c")" = lo ] || left=$((left + 1)); done
 t_eq "no interface left in the $N container namespaces" 0 $left
+
+# GC as a 1.1.0 runtime sends it: only g1 is still valid; g2 and g3 lose
+# their allocations, and a later DEL still removes their interfaces.
+for c in g1 g2 g3; do t_ok "ADD $c" c_ctr_add 1 "$c"; done
+t_ok "CNI GC keeping only g1" c_cni_net gc 1 "${C_ID[g1]}/eth0"
+t_eq "after GC node 1 holds only g1's allocation" "${C_ID[g1]}" \
+	"$(c_nm_rpc 1 ListAllocations '{}' | jq -r '.allocations[]?.containerId' | xargs)"
+t_ok "g1 still reaches c2a after GC" c_ping g1 "${C_ADDR[c2a]}"
 
 c_leak_check
 t_done
