@@ -98,7 +98,8 @@ static void cm_usage(FILE *f)
 		"  --node-prefix-length-v6 N     prefix length of IPv6 node subnets (default 64)\n"
 		"  --token-file FILE             require \"Authorization: Bearer <token>\" (first line\n"
 		"                                of FILE; re-read on SIGHUP); /healthz and /metrics stay open\n"
-		"  --tls-cert FILE --tls-key FILE  serve HTTPS (not supported in this build)\n"
+		"  --tls-cert FILE --tls-key FILE  serve HTTPS with this PEM certificate (chain)\n"
+		"                                and private key (read at start)\n"
 		"  --external-cidr CIDR          CIDR reachable outside the cluster; accepted and\n"
 		"                                logged for operators (repeatable)\n"
 		"  --log-level LEVEL             error, warn, info (default) or debug\n"
@@ -271,11 +272,6 @@ static int cm_validate(struct cm_opts *o, char *err, size_t errlen)
 		snprintf(err, errlen, "--tls-cert and --tls-key go together");
 		return -EINVAL;
 	}
-	if (o->tls_cert) {
-		snprintf(err, errlen, "TLS not supported in this build (--tls-cert/--tls-key); "
-			 "terminate TLS in front of the cluster manager");
-		return -ENOTSUP;
-	}
 	return 0;
 }
 
@@ -321,7 +317,7 @@ static void cm_free_token(char *token)
 }
 
 static struct connect_server *cm_server_new(struct cm_api *api, const char *token,
-					    const char *listen)
+					    const struct cm_opts *o)
 {
 	const struct connect_server_config cfg = {
 		.methods = cm_api_methods,
@@ -339,10 +335,22 @@ static struct connect_server *cm_server_new(struct cm_api *api, const char *toke
 		log_warn("cannot create the API server", NULL);
 		return NULL;
 	}
-	ret = connect_server_listen_tcp(srv, listen);
-	if (ret) {
+	if (o->tls_cert)
+		ret = connect_server_listen_tls(srv, o->listen, o->tls_cert, o->tls_key);
+	else
+		ret = connect_server_listen_tcp(srv, o->listen);
+	if (ret == -ENOTSUP)
+		log_error("TLS not supported in this build (libmicrohttpd without TLS)",
+			  "tls_cert=%s", o->tls_cert);
+	else if (ret && o->tls_cert) {
 		errno = -ret;
-		log_warn("cannot listen", "listen=%s", listen);
+		log_warn("cannot listen with TLS", "listen=%s tls_cert=%s tls_key=%s",
+			 o->listen, o->tls_cert, o->tls_key);
+	} else if (ret) {
+		errno = -ret;
+		log_warn("cannot listen", "listen=%s", o->listen);
+	}
+	if (ret) {
 		connect_server_free(srv);
 		errno = -ret;
 		return NULL;
@@ -453,7 +461,7 @@ int main(int argc, char **argv)
 		log_error("cannot open the state", "state_dir=%s err=\"%s\"", o.state_dir, err);
 		goto err_free_token;
 	}
-	api.srv = cm_server_new(&api, token, o.listen);
+	api.srv = cm_server_new(&api, token, &o);
 	if (!api.srv) {
 		ret = errno ? -errno : -EIO;
 		goto err_close_state;
@@ -483,8 +491,8 @@ int main(int argc, char **argv)
 		size_t n;
 
 		cm_state_nodes(api.st, &n);
-		log_info("listening", "listen=%s state_dir=%s nodes=%zu revision=%llu",
-			 o.listen, o.state_dir, n,
+		log_info("listening", "listen=%s tls=%s state_dir=%s nodes=%zu revision=%llu",
+			 o.listen, o.tls_cert ? "yes" : "no", o.state_dir, n,
 			 (unsigned long long)cm_state_revision(api.st));
 	}
 

@@ -12,6 +12,8 @@
 
 CM_STATE=$T_TMP/state
 CM_URL=http://127.0.0.1:8080
+# Extra curl arguments for every call (e.g. --cacert for HTTPS).
+CM_CURL=()
 CM_BIN=${CM_BIN:-$T_SANBIN/wgcni-cluster-manager}
 CM_SVC=wgcni.cluster.v1.ClusterService
 CM_RUNS=0
@@ -25,7 +27,7 @@ cm_setup() {
 	t_netns_add cm
 }
 
-cm_healthy() { nq cm curl -sf -m 2 -o /dev/null "$CM_URL/healthz"; }
+cm_healthy() { nq cm curl -sf -m 2 "${CM_CURL[@]}" -o /dev/null "$CM_URL/healthz"; }
 
 cm_start() {
 	CM_RUNS=$((CM_RUNS + 1))
@@ -60,7 +62,7 @@ cm_stop() {
 
 cm_call() {
 	local method=$1 body=$2 f=$T_TMP/${CM_OUT:-rpc}; shift 2
-	nq cm curl -sS -m 40 -o "${f}_body" -w '%{http_code}' \
+	nq cm curl -sS -m 40 "${CM_CURL[@]}" -o "${f}_body" -w '%{http_code}' \
 		-H "Content-Type: ${CM_CT:-application/json}" -d "$body" "$@" \
 		"$CM_URL/$CM_SVC/$method" >"${f}_status" 2>"${f}_err" ||
 		echo 000 >"${f}_status"
@@ -77,7 +79,7 @@ cm_json() {
 	echo "$out"
 }
 
-cm_metrics() { nq cm curl -sS -m 5 "$CM_URL/metrics"; }
+cm_metrics() { nq cm curl -sS -m 5 "${CM_CURL[@]}" "$CM_URL/metrics"; }
 # Value of one sample line, e.g. cm_metric 'wgcni_nodes'
 cm_metric() { cm_metrics | awk -v s="$1" '$1 == s { print $2 }'; }
 

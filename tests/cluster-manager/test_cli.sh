@@ -1,6 +1,6 @@
 #!/bin/bash
-# Command line: --help, --version, bad flags (one error line, exit 2), TLS
-# refused clearly, options from WGCNI_* variables.
+# Command line: --help, --version, bad flags (one error line, exit 2),
+# options from WGCNI_* variables.
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/cm_lib.sh"
 
@@ -33,8 +33,8 @@ bad "prefix length not a number" "node-prefix-length.*x24" --node-prefix-length 
 bad "v6 prefix length too long" "node-prefix-length-v6" --cluster-cidr fd00::/48 --node-prefix-length-v6 128
 bad "bad log level" "log-level.*loud" --log-level loud
 bad "bad external CIDR" "external-cidr" --external-cidr nowhere
-bad "TLS" "TLS not supported" --tls-cert "$T_TMP/c.pem" --tls-key "$T_TMP/k.pem"
-bad "TLS cert without key" "tls" --tls-cert "$T_TMP/c.pem"
+bad "TLS cert without key" "tls-cert and --tls-key" --tls-cert "$T_TMP/c.pem"
+bad "TLS key without cert" "tls-cert and --tls-key" --tls-key "$T_TMP/k.pem"
 bad "bad listen address" "listen.*8080x" --listen 127.0.0.1:8080x
 bad "stray argument" "unexpected argument" extra
 set +e

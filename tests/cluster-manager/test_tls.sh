@@ -1,0 +1,52 @@
+#!/bin/bash
+# HTTPS: --tls-cert/--tls-key serve the API over TLS (checked against the
+# certificate), plain HTTP is not answered, token and long poll work over TLS,
+# and an unreadable certificate stops the start with a clear error.
+. "$(dirname "$0")/../lib.sh"
+. "$(dirname "$0")/cm_lib.sh"
+
+command -v openssl >/dev/null || { t_log "openssl not installed (needed to make a test certificate)"; exit 1; }
+cm_setup
+pp openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
+	-addext subjectAltName=IP:127.0.0.1 -keyout "$T_TMP/key.pem" -out "$T_TMP/cert.pem" 2>/dev/null
+chmod 600 "$T_TMP/key.pem"
+echo "tls-token" >"$T_TMP/token"
+
+CM_URL=https://127.0.0.1:8080
+CM_CURL=(--cacert "$T_TMP/cert.pem")
+cm_start --tls-cert "$T_TMP/cert.pem" --tls-key "$T_TMP/key.pem" --token-file "$T_TMP/token"
+t_ok "listening logged with tls=yes" grep -q 'msg="listening".*tls=yes' "$CM_LOG"
+out=$(cm_call AllocateSubnet '{"nodeName":"n1"}' -H 'Authorization: Bearer tls-token')
+t_eq "HTTPS AllocateSubnet: 200" 200 "$(t_http)"
+t_eq "HTTPS AllocateSubnet: subnet" 10.100.0.0/24 "$(jq -r '.subnets[0]' <<<"$out")"
+cm_call ListNodes '{}' >/dev/null
+t_eq "HTTPS without token: 401" 401 "$(t_http)"
+t_fail "certificate not trusted without --cacert" \
+	nq cm curl -sf -m 5 -o /dev/null "$CM_URL/healthz"
+t_fail "plain HTTP on the TLS port gets no answer" \
+	nq cm curl -sf -m 5 -o /dev/null "http://127.0.0.1:8080/healthz"
+
+# A long poll over TLS, woken by a change.
+cm_call AllocateSubnet '{"nodeName":"n2"}' -H 'Authorization: Bearer tls-token' >/dev/null
+rev=$(cm_call ListPeers '{"nodeName":"n2"}' -H 'Authorization: Bearer tls-token' | jq -r .revision)
+CM_OUT=poll cm_call ListPeers "{\"nodeName\":\"n2\",\"sinceRevision\":\"$rev\",\"waitSeconds\":20}" \
+	-H 'Authorization: Bearer tls-token' >"$T_TMP/poll.json" &
+poll=$!
+t_ok "TLS long poll waiting" t_wait "deferred poll" 5 cm_polls 1
+key=$(cm_pubkey)
+cm_call RegisterKey "{\"nodeName\":\"n1\",\"publicKey\":\"$key\",\"endpoint\":\"10.0.0.1:51820\"}" \
+	-H 'Authorization: Bearer tls-token' >/dev/null
+wait "$poll"
+t_eq "TLS long poll woken with n1's key" "$key" "$(jq -r '.peers[0].publicKey' "$T_TMP/poll.json")"
+cm_stop TERM
+t_eq "SIGTERM: exit 0" 0 "$CM_RC"
+
+# Unreadable certificate: exit 1 with a message naming it.
+set +e
+timeout 10 ip netns exec "$(t_ns cm)" "$CM_BIN" --listen 127.0.0.1:8080 --state-dir "$CM_STATE" \
+	--tls-cert "$T_TMP/missing.pem" --tls-key "$T_TMP/key.pem" 2>"$T_TMP/err"
+rc=$?
+set -e
+t_eq "missing certificate: exit 1" 1 "$rc"
+t_ok "missing certificate: named in the error" grep -q 'cannot listen with TLS.*missing.pem' "$T_TMP/err"
+t_done
