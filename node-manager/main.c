@@ -405,7 +405,7 @@ static int nm_cmd_run(struct nm_opts *o)
 
 	joined = nm_sync_stop(nm, 1500);
 	if (!joined)
-		log_warnx("sync thread still in a long poll; exiting without waiting", NULL);
+		log_info("exiting during a long poll to the cluster manager", NULL);
 err_free_server:
 	connect_server_free(nm->srv);
 	nm->srv = NULL;

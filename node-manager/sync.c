@@ -76,12 +76,21 @@ static int nm_parse_nets(char **strs, size_t n, struct ipnet *out, size_t max,
 	return 0;
 }
 
+static bool nm_net_listed(const struct ipnet *n, const struct ipnet *set, size_t count)
+{
+	for (size_t i = 0; i < count; i++)
+		if (n->prefixlen == set[i].prefixlen && ipaddr_equal(&n->addr, &set[i].addr))
+			return true;
+	return false;
+}
+
+/* Same prefixes, in any order. */
 static bool nm_nets_same(const struct ipnet *a, size_t na, const struct ipnet *b, size_t nb)
 {
 	if (na != nb)
 		return false;
 	for (size_t i = 0; i < na; i++)
-		if (a[i].prefixlen != b[i].prefixlen || !ipaddr_equal(&a[i].addr, &b[i].addr))
+		if (!nm_net_listed(&a[i], b, nb) || !nm_net_listed(&b[i], a, na))
 			return false;
 	return true;
 }
@@ -92,9 +101,11 @@ static void nm_log_rpc(const char *what, int ret, const struct rpc_error *err)
 		  connect_code_name(err->code), err->message);
 }
 
-/* Take the AllocateSubnet answer: the first one is stored; a later
- * different subnet is refused (containers hold addresses from the stored
- * one); changed cluster CIDRs are stored and routed. */
+/* Take the AllocateSubnet answer: the first one is stored. A later,
+ * different one (the node was deleted at the cluster manager and came back)
+ * is refused with -ESTALE, so the node never registers a key for a subnet
+ * it does not use: containers hold addresses of the stored one. Changed
+ * cluster CIDRs are stored and routed. */
 static int nm_take_subnets(struct nm *nm, const Wgcni__Cluster__V1__AllocateSubnetResponse *r)
 {
 	struct ipnet subnets[NM_MAX_FAMILIES], cidrs[NM_MAX_CIDRS];
@@ -125,9 +136,11 @@ static int nm_take_subnets(struct nm *nm, const Wgcni__Cluster__V1__AllocateSubn
 	} else if (!nm_nets_same(subnets, n_subnets, nm->subnets, nm->n_subnets)) {
 		char have[IPNET_STRLEN], got[IPNET_STRLEN];
 
-		log_error("cluster manager answers a different subnet; keeping the stored one",
+		log_error("cluster manager answers a different subnet; not registering (run"
+			  " `cleanup' and remove the state directory to take the new one)",
 			  "stored=%s answered=%s", ipnet_format(&nm->subnets[0], have),
 			  ipnet_format(&subnets[0], got));
+		ret = -ESTALE;
 	}
 	if (ret == 0 && !nm_nets_same(cidrs, n_cidrs, nm->cidrs, nm->n_cidrs)) {
 		ret = nm_state_set_cidrs(nm, cidrs, n_cidrs);
