@@ -116,6 +116,9 @@ static int nm_api_allocate_ip(struct connect_call *call, void *ctx)
 	wgcni__node__v1__allocate_ipresponse__init(resp);
 
 	pthread_mutex_lock(&nm->lock);
+	if (nm_iface_ensure(nm) < 0)
+		log_warnx("node interface not restored; allocating anyway", "interface=%s",
+			  nm->cfg.ifname);
 	a = nm_state_find(nm, req->container_id, req->ifname);
 	if (a) {
 		ret = nm_state_update_netns(nm, a, nm_str(req->netns));
@@ -203,6 +206,9 @@ static int nm_api_register_key(struct connect_call *call, void *ctx)
 	}
 	had_key = a->has_key;
 	memcpy(old, a->public_key, WG_KEY_LEN);
+	ret = nm_iface_ensure(nm);
+	if (ret < 0)
+		goto err_unlock;
 	ret = db_begin(nm->db);
 	if (ret < 0)
 		goto err_unlock;

@@ -502,6 +502,22 @@ err:
 	return ret;
 }
 
+int nm_iface_ensure(struct nm *nm)
+{
+	int ret;
+
+	if (!nm->iface_ready || wg_backend_of(nm->cfg.ifname) >= 0)
+		return 0;
+	/* Deleted by someone, or its userspace process died: nothing flows
+	 * until it is back, so recreate it with everything it carried. */
+	log_warnx("node interface vanished; recreating it", "interface=%s", nm->cfg.ifname);
+	nm->iface_ready = false;
+	ret = nm_iface_setup(nm);
+	if (ret == 0)
+		ret = nm_iface_reconcile(nm);
+	return ret;
+}
+
 int nm_iface_cleanup(const struct nm_config *cfg, const struct ipnet *cidrs, size_t n_cidrs)
 {
 	int ret, first = 0;

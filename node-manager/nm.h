@@ -140,6 +140,8 @@ uint64_t nm_state_pool_free(const struct nm *nm);
 
 /* iface.c: the node interface. Callers hold nm->lock (setup excepted). */
 int nm_iface_setup(struct nm *nm);
+/* Recreate the interface (and its peers) when it vanished while running. */
+int nm_iface_ensure(struct nm *nm);
 /* Startup: container peers and stored node peers onto the interface. */
 int nm_iface_reconcile(struct nm *nm);
 /* Bring the node peers to peers, touching only what differs. */

@@ -284,7 +284,9 @@ static int nm_sync_round(struct nm *nm, struct rpc_client *rpc, uint64_t *revisi
 		goto out;
 
 	pthread_mutex_lock(&nm->lock);
-	ret = nm_iface_apply_node_peers(nm, peers, n, &changed);
+	ret = nm_iface_ensure(nm);
+	if (ret == 0)
+		ret = nm_iface_apply_node_peers(nm, peers, n, &changed);
 	nm_peers_sort(peers, n);
 	if (ret == 0 && !nm_state_peers_same(nm, peers, n))
 		ret = nm_state_replace_peers(nm, peers, n); /* takes peers */

@@ -110,6 +110,19 @@ recv=$(sed -n 's/.* \([0-9]*\) received.*/\1/p' "$T_TMP/ping.out")
 t_ok "ping across both restarts: at most 1 of $sent lost (received $recv)" \
 	test "$(( ${sent:-0} - ${recv:-0} ))" -le 1 -a "${sent:-0}" -ge 70
 
+# --- the interface vanishes under a running node manager (its userspace
+# process died or someone deleted it): the next call recreates it whole.
+n n1 ip link del "$IF1"
+t_wait "wireguard-go of $IF1 gone" 10 bash -c "! test -e /var/run/wireguard/$IF1.sock"
+nm_call n1 AllocateIP '{"containerId":"heal","ifname":"eth0"}' >/dev/null
+t_eq "AllocateIP after the interface vanished answers 200" 200 "$(t_http)"
+t_ok "interface recreated with its address" bash -c "ip -n $(t_ns n1) -o addr show dev $IF1 | grep -qw 'inet $ADDR1'"
+t_ok "cluster route back" bash -c "ip -n $(t_ns n1) route show 10.100.0.0/16 | grep -q 'dev $IF1'"
+t_eq "node peers back" "$(printf '%s\n' "$KEY2" "$KEY3" | sort)" "$(wg show "$IF1" peers | sort)"
+t_eq "same key on the new interface" "$KEY1" "$(wg show "$IF1" public-key)"
+t_ok "n1 pings n2 again" n n1 ping -c 3 -W 2 -i 0.2 "$A2"
+t_ok "log says it recreated the interface" grep -q 'node interface vanished' "$T_TMP/nm-n1.log"
+
 t_ok "n1 metrics list n2 as node peer by name" bash -c \
 	"curl -sf --unix-socket $(nm_sock n1) http://nm/metrics | grep -q 'wgcni_peer_rx_bytes{peer=\"$KEY2\",name=\"n2\"}'"
 t_ok "n1 metrics: two node peers" bash -c \
