@@ -4,7 +4,8 @@
 # node address; CHECK passes; TCP carries a megabyte intact on one node and
 # across nodes; the receiver sees the sender's own address (no NAT); a packet
 # of the full interface MTU crosses nodes with DF set and one byte more is
-# refused locally with "message too long" (no blackhole); nothing leaks.
+# refused locally with "message too long" (no blackhole); traffic leaving the
+# cluster is masqueraded; nothing leaks.
 . "$(dirname "$0")/lib_cluster.sh"
 
 c_cluster 3
@@ -50,6 +51,17 @@ tcp_pair() { # src dst label
 	peer=$(sed -n 's/^Connection received on \([^ ]*\) .*/\1/p' "$T_TMP/tcp.err")
 	t_eq "$what: $dst sees $src's own address (no NAT)" "${C_ADDR[$src]}" "$peer"
 }
+# Leaving the cluster (to the cluster manager's host on the underlay) is
+# masqueraded to the node's underlay address: the counterpart of no NAT.
+nq cm timeout 20 nc -v -n -l 5002 >/dev/null 2>"$T_TMP/egress.err" &
+egress_pid=$!
+T_PIDS+=("$egress_pid")
+t_wait "listener in cm" 10 sh -c "ip netns exec $(t_ns cm) ss -Hltn 'sport = :5002' | grep -q ."
+t_ok "c2b connects out of the cluster to $C_UL.1" sh -c "echo hi | ip netns exec $(t_ns c2b) nc -N -n -w 5 $C_UL.1 5002"
+wait "$egress_pid" || true
+t_eq "egress is masqueraded to node 2's underlay address" "$C_UL.12" \
+	"$(sed -n 's/^Connection received on \([^ ]*\) .*/\1/p' "$T_TMP/egress.err")"
+
 tcp_pair c1a c1b "same node"
 tcp_pair c1a c2b "across nodes"
 tcp_pair c3c c2a "across nodes, other direction"
