@@ -944,7 +944,7 @@ static void test_tls(void **state)
 	Wgcni__Cluster__V1__AllocateSubnetRequest req =
 		WGCNI__CLUSTER__V1__ALLOCATE_SUBNET_REQUEST__INIT;
 	Wgcni__Cluster__V1__AllocateSubnetResponse *resp;
-	struct rpc_client *c = rpc_client_new(tls_url, TOKEN, 5000);
+	struct rpc_client *c = rpc_client_new(tls_url, TOKEN, 30000) /* valgrind: slow TLS */;
 	struct rpc_error err;
 	char bad[160];
 
