@@ -256,16 +256,20 @@ static int read_errno_answer(struct rbuf *r)
 	for (;;) {
 		ret = rbuf_line(r, line);
 		if (ret < 0)
-			return ret;
+			goto out;
 		if (!*line)
 			break;
 		if (!strncmp(line, "errno=", 6)) {
 			ret = parse_errno(line + 6, &err);
 			if (ret < 0)
-				return ret;
+				goto out;
 		}
 	}
-	return err == 1 ? -EPROTO : err;
+	ret = err == 1 ? -EPROTO : err;
+out:
+	/* A get answer passes through here too: it holds the private key. */
+	sodium_memzero(line, sizeof(line));
+	return ret;
 }
 
 /* --- set --------------------------------------------------------------- */
@@ -625,6 +629,46 @@ out_fd:
 
 /* --- create ------------------------------------------------------------ */
 
+/* 0 when name's daemon answers get=1 with errno=0 within ms. */
+static int uapi_ready(const char *name, long ms)
+{
+	struct timeval tv;
+	struct rbuf *r;
+	int ret, fd;
+
+	if (ms <= 0)
+		return -ETIMEDOUT;
+	if (ms > WG_UAPI_IO_TIMEOUT_MS)
+		ms = WG_UAPI_IO_TIMEOUT_MS;
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	ret = uapi_connect(name);
+	if (ret < 0)
+		return ret;
+	fd = ret;
+	ret = -ENOMEM;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		goto out_fd;
+	r->fd = fd;
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0) {
+		ret = -errno;
+		goto out_r;
+	}
+	if (send(fd, "get=1\n\n", 7, MSG_NOSIGNAL) != 7) {
+		ret = -EIO;
+		goto out_r;
+	}
+	ret = read_errno_answer(r);
+out_r:
+	/* The answer held the private key. */
+	sodium_memzero(r, sizeof(*r));
+	free(r);
+out_fd:
+	close(fd);
+	return ret;
+}
+
 /* impl itself when it has a '/', else the first executable in PATH. */
 static int find_impl(const char *impl, char path[static PATH_MAX])
 {
@@ -734,9 +778,12 @@ int wg_uapi_create(const char *name, const char *impl)
 						-ENOEXEC : -EIO;
 			}
 		}
-		/* Ready once the socket answers and the intermediate process is
-		 * gone (reaped, so a long-running caller keeps no zombie). */
-		if (wg_uapi_exists(name) && (reaped || foreground))
+		/* Ready once the daemon answers a request (the socket alone
+		 * accepts as soon as the parent bound it, before the daemon has
+		 * taken over the TUN: a link moved away in that window kills
+		 * it) and the intermediate process is reaped, so a long-running
+		 * caller keeps no zombie. */
+		if ((reaped || foreground) && uapi_ready(name, deadline - now_ms()) == 0)
 			break;
 		if (now_ms() > deadline) {
 			if (!reaped) {

@@ -167,9 +167,10 @@ static int teardown_each(void **state)
 static int teardown(void **state)
 {
 	cleanup_all();
-	/* Nothing may be left: no socket, no link, no process. */
+	/* Nothing may be left: no socket, no link, no process holding our TUN. */
 	if (sock_file_exists(name1) || sock_file_exists(name2) || sock_file_exists(name3) ||
-	    netdev_exists(name1) || netdev_exists(name2) || netdev_exists(name3))
+	    netdev_exists(name1) || netdev_exists(name2) || netdev_exists(name3) ||
+	    server_pid(name1) || server_pid(name2) || server_pid(name3))
 		return -1;
 	return 0;
 }
