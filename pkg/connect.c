@@ -712,6 +712,14 @@ static void connect_decode(struct connect_call *call)
 				     "cannot decode %s from application/proto", desc->name);
 			return;
 		}
+	} else if (call->body_len == 0) {
+		/* An empty body is the empty message, as it is for
+		 * application/proto: `curl -X POST .../ListNodes` just works. */
+		call->request = pjson_decode_buf(desc, "{}", 2, err, sizeof(err));
+		if (!call->request) {
+			connect_fail(call, CONNECT_INTERNAL, "%s", err);
+			return;
+		}
 	} else {
 		call->request = pjson_decode_buf(desc, (const char *)call->body,
 						 call->body_len, err, sizeof(err));

@@ -393,6 +393,11 @@ static void test_json_calls(void **state)
 	body = "{\"nodeName\":\"missing\"}";
 	r = http("POST", false, P_ALLOC, "application/json", BEARER, body, strlen(body), false);
 	expect_error_body(&r, 404, "not_found", "node \\\"missing\\\" not found");
+	/* an empty JSON body is the empty message, as an empty proto body is */
+	r = http("POST", false, P_ALLOC, "application/json", BEARER, "", 0, false);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "subnet-of-"));
+	free(r.body);
 }
 
 static void test_bad_requests(void **state)
