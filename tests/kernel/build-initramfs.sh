@@ -53,9 +53,15 @@ for app in $("$IR/bin/busybox" --list); do
 done
 for tool in bash ip wg xtables-legacy-multi curl jq date seq timeout mktemp sort \
 	grep sed awk cut tr wc cat head tail xargs ping nc sleep kill ps setsid env \
-	stat basename dirname readlink tee flock nsenter pgrep; do
+	stat basename dirname readlink tee flock nsenter pgrep sha256sum join base64 ss \
+	uniq comm od find unshare; do
 	copy_bin "$tool"
 done
+# The scripts' `sh -c` must be a real shell: busybox sh runs its own applets
+# (its `ip`, `nc`) before anything on PATH.
+# Scripts say #!/bin/bash; bash may live in /usr/bin on the host.
+ln -sf "$(type -P bash)" "$IR/bin/sh"
+[ -e "$IR/bin/bash" ] || ln -s "$(type -P bash)" "$IR/bin/bash"
 # ip/wg/etc. under /usr/bin or /sbin: make them reachable on PATH
 for t in iptables-legacy iptables-legacy-save ip6tables-legacy ip6tables-legacy-save; do
 	ln -sf "$(command -v xtables-legacy-multi)" "$IR/usr/sbin/$t"
@@ -65,14 +71,26 @@ for lib in /usr/lib/x86_64-linux-gnu/xtables/*.so; do
 	for dep in $(ldd "$lib" 2>/dev/null | grep -o '/[^ ]*' | sort -u); do copy_file "$dep"; done
 done
 
-# our binaries (release build) and the test scripts
-mkdir -p "$IR/wgcni/build/bin"
+# our binaries (release build), the test scripts with their own timestamps,
+# then the libcni driver (newer than its sources, so tests/cnidriver/build.sh
+# in the VM, which has no Go, finds it current) and the unit tests that need
+# the kernel (sanitized builds, as `make sanitized` makes them)
+mkdir -p "$IR/wgcni/build/bin" "$IR/wgcni/build/asan/tests"
 for b in wgcni wgcni-cluster-manager wgcni-node-manager wgcnictl; do
 	[ -x "$BUILDDIR/bin/$b" ] || continue
 	cp "$BUILDDIR/bin/$b" "$IR/wgcni/build/bin/"
 	for lib in $(ldd "$BUILDDIR/bin/$b" | grep -o '/[^ ]*' | sort -u); do copy_file "$lib"; done
 done
-cp -r "$ROOT/tests" "$IR/wgcni/tests"
+cp -r --preserve=timestamps "$ROOT/tests" "$IR/wgcni/tests"
+if [ -x "$BUILDDIR/cnidriver" ]; then
+	cp "$BUILDDIR/cnidriver" "$IR/wgcni/build/cnidriver"
+	touch "$IR/wgcni/build/cnidriver"
+fi
+for t in ${WGCNI_VM_UNITS:-test_wg_kernel_live test_wg_genl}; do
+	[ -x "$BUILDDIR/asan/tests/$t" ] || continue
+	cp "$BUILDDIR/asan/tests/$t" "$IR/wgcni/build/asan/tests/"
+	for lib in $(ldd "$BUILDDIR/asan/tests/$t" | grep -o '/[^ ]*' | sort -u); do copy_file "$lib"; done
+done
 
 # kernel modules in dependency order (modules.dep lists deps, deepest last)
 MODS="wireguard veth bridge ip_tables iptable_filter iptable_nat ip6_tables ip6table_filter ip6table_nat xt_MASQUERADE xt_conntrack"
