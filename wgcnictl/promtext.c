@@ -112,7 +112,11 @@ static int parse_value(const char *p, const char *end, double *value)
 	}
 	errno = 0;
 	*value = strtod(buf, &e);
-	if (e == buf || *e || errno == ERANGE)
+	if (e == buf || *e)
+		return -EINVAL;
+	/* Overflow is an error; underflow (1e-400) is a number close to 0, as
+	 * Prometheus' own parser reads it. */
+	if (errno == ERANGE && fabs(*value) > 1.0)
 		return -EINVAL;
 	return 0;
 }
