@@ -790,6 +790,9 @@ int wg_uapi_create(const char *name, const char *impl)
 				kill(pid, SIGKILL);
 				waitpid(pid, NULL, 0);
 			}
+			/* A daemon that never answered: the link is ours (none
+			 * existed before), and deleting it ends the daemon. */
+			netdev_delete(name);
 			return -ETIMEDOUT;
 		}
 		poll(NULL, 0, 20);

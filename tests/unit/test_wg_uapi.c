@@ -186,6 +186,34 @@ static void test_missing_impl(void **state)
 	assert_int_equal(wg_uapi_create("much-too-long-name", "wireguard-go"), -EINVAL);
 }
 
+/* An implementation that fails, or never opens its socket. */
+static void test_create_bad_impl(void **state)
+{
+	char path[64];
+	long t0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/tmp/wgu-impl-%d", getpid());
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("#!/bin/sh\nexit 1\n", f);
+	fclose(f);
+	assert_int_equal(chmod(path, 0700), 0);
+	assert_int_equal(wg_uapi_create(name1, path), -EIO);
+
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("#!/bin/sh\nexec sleep 30\n", f);
+	fclose(f);
+	t0 = time(NULL);
+	assert_int_equal(wg_uapi_create(name1, path), -ETIMEDOUT);
+	assert_true(time(NULL) - t0 >= 4);
+	/* The stuck child was killed and reaped: no child is left. */
+	assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+	assert_int_equal(errno, ECHILD);
+	unlink(path);
+}
+
 static void test_create_duplicate_delete(void **state)
 {
 	struct netdev_info info;
@@ -754,6 +782,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_missing_impl, teardown_each),
+		cmocka_unit_test_teardown(test_create_bad_impl, teardown_each),
 		cmocka_unit_test_teardown(test_create_duplicate_delete, teardown_each),
 		cmocka_unit_test_teardown(test_create_over_link, teardown_each),
 		cmocka_unit_test_teardown(test_stdio_detached, teardown_each),
