@@ -124,9 +124,15 @@ c_nm_ready() {
 	[ -n "$(jq -r '.node.publicKey // empty' <<<"$out")" ] || return 1
 	nq "h$1" ip link show "$(c_ifname "$1")" >/dev/null 2>&1
 }
-c_nm_wait() { t_wait "node manager $1 ready" 20 c_nm_ready "$1"; }
+c_nm_wait() { t_wait "node manager $1 ready" 20 c_nm_ready "$1" && c_node_key "$1" >/dev/null; }
 
-c_node_key() { c_nm_rpc "$1" GetNode '{}' | jq -r '.node.publicKey'; }
+# A node's public key; cached once read (it lives in the node's state dir
+# and survives restarts), so convergence polls cost one `wg show` per node.
+declare -A C_KEY
+c_node_key() {
+	[ -n "${C_KEY[$1]:-}" ] || C_KEY[$1]=$(c_nm_rpc "$1" GetNode '{}' | jq -r '.node.publicKey')
+	echo "${C_KEY[$1]}"
+}
 c_node_addr() { c_nm_rpc "$1" GetNode '{}' | jq -r '.node.address' | cut -d, -f1 | cut -d/ -f1; }
 
 # Public keys of the node peers on node I's interface: peers whose AllowedIPs
@@ -298,15 +304,21 @@ c_ping_bg_stop() {
 	wait "${!v}" 2>/dev/null || true
 	sed -n 's/^\([0-9]*\) packets transmitted, \([0-9]*\) received.*/\1 \2/p' "$T_TMP/bgping.$1"
 }
-# c_ping_bg_ok TAG MAXLOST: stop it; at least 5 sent (it ran), at most
-# MAXLOST lost.
+# c_ping_bg_ok TAG MAXLOST: stop it and judge it. Requests still in flight
+# when it is stopped are not losses: count the sequence numbers missing
+# below the last one answered, and require that answers kept coming until
+# the end (the last answered is among the last 5 sent).
 c_ping_bg_ok() {
-	local tx rx
+	local tx rx last lost
 	c_ping_bg_stop "$1" >"$T_TMP/bgping.$1.sum"
 	read -r tx rx <"$T_TMP/bgping.$1.sum"
-	t_log "background ping $1: $tx sent, $rx received"
+	rx=$(grep -o 'icmp_seq=[0-9]*' "$T_TMP/bgping.$1" | cut -d= -f2 | sort -un | grep -c . || true)
+	last=$(grep -o 'icmp_seq=[0-9]*' "$T_TMP/bgping.$1" | cut -d= -f2 | sort -n | tail -n 1)
+	lost=$(( ${last:-0} - rx ))
+	t_log "background ping $1: ${tx:-?} sent, $rx answered, last answered #${last:-none}, $lost lost before it"
 	[ -n "$tx" ] || tail -n 5 "$T_TMP/bgping.$1" | sed 's/^/#   ping: /' >&2
-	[ -n "$tx" ] && [ "$tx" -ge 5 ] && [ $((tx - rx)) -le "$2" ]
+	[ -n "$tx" ] && [ "$tx" -ge 5 ] && [ -n "$last" ] && [ "$last" -ge $((tx - 5)) ] &&
+		[ "$lost" -le "$2" ]
 }
 
 # c_peer_stats I: "KEY RX TX HANDSHAKE" for every peer of node I's interface.
