@@ -404,8 +404,13 @@ static int nm_cmd_run(struct nm_opts *o)
 	log_info("stopping; the interface keeps running", "interface=%s", nm->cfg.ifname);
 
 	joined = nm_sync_stop(nm, 1500);
-	if (!joined)
+	if (!joined) {
+		/* rpc.h cannot abort a call in flight. Hold the lock for good, so
+		 * the sync thread, should its answer arrive now, cannot touch the
+		 * interface or the state while the process ends. */
+		pthread_mutex_lock(&nm->lock);
 		log_info("exiting during a long poll to the cluster manager", NULL);
+	}
 err_free_server:
 	connect_server_free(nm->srv);
 	nm->srv = NULL;

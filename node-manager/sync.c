@@ -278,6 +278,8 @@ static int nm_sync_round(struct nm *nm, struct rpc_client *rpc, uint64_t *revisi
 			nm->registered = false; /* deleted or forgotten: register again */
 		return ret;
 	}
+	if (*nm->stop)
+		goto out; /* shutting down: leave the interface as it is */
 	r = (Wgcni__Cluster__V1__ListPeersResponse *)resp;
 	ret = nm_peers_from(r, &peers, &n);
 	if (ret < 0)
