@@ -17,15 +17,19 @@
 #         (wireguard-go) interface named w<PID>n<I>, socket and state under $T_TMP
 #   <c>   a container namespace; its wgcni interface is eth0
 #
-# The daemons are the release builds in $T_BIN. E2E_BACKEND selects the
-# backend (default userspace: this host has no WireGuard module).
+# The daemons are the release builds in $T_BIN (E2E_BIN=$T_SANBIN runs the
+# ASan/UBSan builds instead; every scenario checks the logs for sanitizer
+# reports either way). E2E_BACKEND selects the backend (default userspace:
+# this host has no WireGuard module). Plugin diagnostics (stderr) go to
+# $T_TMP/cni.log, shown with the daemon logs when a scenario fails.
 
 . "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 C_BACKEND=${E2E_BACKEND:-userspace}
-C_CM_BIN=$T_BIN/wgcni-cluster-manager
-C_NM_BIN=$T_BIN/wgcni-node-manager
-C_PLUGIN=$T_BIN/wgcni
+C_BINDIR=${E2E_BIN:-$T_BIN}
+C_CM_BIN=$C_BINDIR/wgcni-cluster-manager
+C_NM_BIN=$C_BINDIR/wgcni-node-manager
+C_PLUGIN=$C_BINDIR/wgcni
 C_DRIVER=$BUILDDIR/cnidriver
 C_UL=192.168.77
 C_CM_URL=http://$C_UL.1:8080
@@ -199,15 +203,16 @@ EOF
 # c_cni VERB NODE NAME: libcni on node NODE, as a runtime on that host would.
 c_cni() {
 	local verb=$1 i=$2 c=$3
-	nq "h$i" env CNI_PATH="$T_BIN" CNI_CACHE_DIR="$T_TMP/cnicache" \
+	nq "h$i" env CNI_PATH="$C_BINDIR" CNI_CACHE_DIR="$T_TMP/cnicache" \
 		CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAME=$c" \
-		"$C_DRIVER" "$verb" "$(c_conflist "$i")" "${C_ID[$c]}" "/run/netns/$(t_ns "$c")" eth0
+		"$C_DRIVER" "$verb" "$(c_conflist "$i")" "${C_ID[$c]}" "/run/netns/$(t_ns "$c")" eth0 \
+		2>>"$T_TMP/cni.log"
 }
 
 # c_cni_net VERB NODE [ARGS...]: network-wide verbs (gc, status, version).
 c_cni_net() {
 	local verb=$1 i=$2; shift 2
-	nq "h$i" env CNI_PATH="$T_BIN" "$C_DRIVER" "$verb" "$(c_conflist "$i")" "$@"
+	nq "h$i" env CNI_PATH="$C_BINDIR" "$C_DRIVER" "$verb" "$(c_conflist "$i")" "$@" 2>>"$T_TMP/cni.log"
 }
 
 # Remember the names of the wireguard-go processes living in our namespaces,
@@ -242,7 +247,7 @@ c_ctr_attach() {
 c_ctr_add() {
 	c_ctr_new "$1" "$2"
 	pretty "h$1" "cnidriver add $2"
-	c_ctr_attach "$1" "$2" || { t_log "ADD of $2 on node $1 failed"; return 1; }
+	c_ctr_attach "$1" "$2" || { t_log "ADD of $2 on node $1 failed: $(tail -n 1 "$T_TMP/cni.log")"; return 1; }
 	c_scan_wg
 }
 
@@ -420,6 +425,8 @@ c_leak_check() {
 			"$(nq "$h" ip -4 route show | awk '{print $1}' | xargs)"
 	done
 	t_eq "no process left in this run's namespaces" "" "$(c_leak_procs)"
+	t_eq "no sanitizer report from the daemons or the plugin" "" \
+		"$(grep -l -E 'AddressSanitizer|LeakSanitizer|runtime error:' "$T_TMP"/*.log 2>/dev/null | xargs -r -n1 basename | xargs)"
 	t_log "tracked $(grep -c . "$C_WGNAMES" || true) wireguard-go interface names of this run"
 	t_eq "no UAPI socket of this run left in /var/run/wireguard" "" "$(c_leak_socks)"
 	C_NODES=()
@@ -434,7 +441,7 @@ c_exit() {
 	local rc=$? leftover socks f
 	set +e
 	if [ "$rc" != 0 ] || [ "$T_FAIL" != 0 ]; then
-		for f in "$T_TMP"/cm.log "$T_TMP"/nm*.log; do
+		for f in "$T_TMP"/cm.log "$T_TMP"/nm*.log "$T_TMP"/cni.log; do
 			[ -e "$f" ] || continue
 			echo "# ---- last lines of $(basename "$f")"
 			tail -n 15 "$f" | sed 's/^/#   /'
