@@ -148,9 +148,10 @@ static int read_key_file(const char *path, uint8_t priv[static WG_KEY_LEN])
 	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	ret = -errno;
-	if (fstat(fd, &st) < 0)
+	if (fstat(fd, &st) < 0) {
+		ret = -errno;
 		goto out_close;
+	}
 	ret = -EINVAL;
 	if (!S_ISREG(st.st_mode))
 		goto out_close;
@@ -163,9 +164,10 @@ static int read_key_file(const char *path, uint8_t priv[static WG_KEY_LEN])
 		n = read(fd, buf + len, sizeof(buf) - len);
 		if (n < 0 && errno == EINTR)
 			continue;
-		ret = -errno;
-		if (n < 0)
+		if (n < 0) {
+			ret = -errno;
 			goto out_wipe;
+		}
 		if (n == 0)
 			break;
 		len += (size_t)n;
@@ -241,9 +243,10 @@ static int create_key_file(const char *path, uint8_t priv[static WG_KEY_LEN])
 		if (ret != -EEXIST || tries == 8)
 			return ret;
 	}
-	ret = -errno;
-	if (fchmod(fd, 0600) < 0)
+	if (fchmod(fd, 0600) < 0) {
+		ret = -errno;
 		goto err_unlink;
+	}
 	ret = key_generate_private(priv);
 	if (ret < 0)
 		goto err_unlink;
@@ -254,11 +257,12 @@ static int create_key_file(const char *path, uint8_t priv[static WG_KEY_LEN])
 	sodium_memzero(b64, sizeof(b64));
 	if (ret < 0)
 		goto err_wipe;
-	ret = -errno;
-	if (fsync(fd) < 0)
+	if (fsync(fd) < 0) {
+		ret = -errno;
 		goto err_wipe;
-	ret = -errno;
+	}
 	if (close(fd) < 0) {
+		ret = -errno;
 		fd = -1;
 		goto err_wipe;
 	}
