@@ -105,9 +105,16 @@ static int cm_sql(struct cm_state *st, const char *sql, const char *types, ...)
 	return ret;
 }
 
-static int cm_bump_revision(struct cm_state *st)
+/* Ends a change's transaction: the stored revision moves with it, so a
+ * restarted manager never answers an old revision for a new peer set. */
+static int cm_commit_change(struct cm_state *st)
 {
-	return cm_sql(st, "UPDATE meta SET value = value + 1 WHERE key = 'revision'", "");
+	int ret;
+
+	ret = cm_sql(st, "UPDATE meta SET value = value + 1 WHERE key = 'revision'", "");
+	if (ret)
+		return ret;
+	return db_commit(st->db);
 }
 
 /* Index of name in the sorted array, or where it would go. */
@@ -547,10 +554,7 @@ int cm_state_allocate(struct cm_state *st, const char *name, struct cm_node **ou
 		if (ret)
 			goto err_rollback;
 	}
-	ret = cm_bump_revision(st);
-	if (ret)
-		goto err_rollback;
-	ret = db_commit(st->db);
+	ret = cm_commit_change(st);
 	if (ret)
 		goto err_rollback;
 
@@ -607,10 +611,7 @@ int cm_state_register(struct cm_state *st, struct cm_node *node,
 		     node->name);
 	if (ret)
 		goto err_rollback;
-	ret = cm_bump_revision(st);
-	if (ret)
-		goto err_rollback;
-	ret = db_commit(st->db);
+	ret = cm_commit_change(st);
 	if (ret)
 		goto err_rollback;
 
@@ -651,10 +652,7 @@ int cm_state_delete(struct cm_state *st, const char *name)
 	ret = cm_sql(st, "DELETE FROM nodes WHERE name = ?", "t", name);
 	if (ret)
 		goto err_rollback;
-	ret = cm_bump_revision(st);
-	if (ret)
-		goto err_rollback;
-	ret = db_commit(st->db);
+	ret = cm_commit_change(st);
 	if (ret)
 		goto err_rollback;
 
