@@ -397,6 +397,42 @@ static void cm_reload_token(struct cm_api *api, const struct cm_opts *o, char **
 	log_info("SIGHUP: token reloaded", "token_file=%s", o->token_file);
 }
 
+/* Appends ",item" (no comma first) to out[*n..outlen), cut quietly. */
+static void cm_list_add(char *out, size_t outlen, size_t *n, const char *item)
+{
+	int w;
+
+	if (*n >= outlen)
+		return;
+	w = snprintf(out + *n, outlen - *n, "%s%s", *n ? "," : "", item);
+	*n = w < 0 ? outlen : *n + (size_t)w;
+}
+
+/* The one start-up line: version and everything that shapes the answers. */
+static void cm_log_started(const struct cm_opts *o, const struct cm_api *api, bool token)
+{
+	char cidrs[2 * IPNET_STRLEN + 2] = "", lens[16] = "";
+	char external[CM_MAX_EXTERNAL * (IPNET_STRLEN + 1)] = "-";
+	char buf[IPNET_STRLEN];
+	size_t nc = 0, nl = 0, ne = 0, nodes;
+
+	for (int f = 0; f < CM_NFAM; f++) {
+		if (!o->cfg.has_cidr[f])
+			continue;
+		cm_list_add(cidrs, sizeof(cidrs), &nc, ipnet_format(&o->cfg.cidr[f], buf));
+		snprintf(buf, sizeof(buf), "%u", o->cfg.childlen[f]);
+		cm_list_add(lens, sizeof(lens), &nl, buf);
+	}
+	for (size_t i = 0; i < o->n_external; i++)
+		cm_list_add(external, sizeof(external), &ne, ipnet_format(&o->external[i], buf));
+	cm_state_nodes(api->st, &nodes);
+	log_info("started", "version=%s listen=%s tls=%s token=%s state_dir=%s "
+		 "cluster_cidrs=%s node_prefix_lengths=%s external_cidrs=%s nodes=%zu "
+		 "revision=%llu", WGCNI_VERSION, o->listen, o->tls_cert ? "yes" : "no",
+		 token ? "yes" : "no", o->state_dir, cidrs, lens, external, nodes,
+		 (unsigned long long)cm_state_revision(api->st));
+}
+
 int main(int argc, char **argv)
 {
 	struct cm_opts o = {
@@ -475,26 +511,7 @@ int main(int argc, char **argv)
 	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	for (int f = 0; f < CM_NFAM; f++) {
-		char buf[IPNET_STRLEN];
-
-		if (o.cfg.has_cidr[f])
-			log_info("cluster CIDR", "cidr=%s node_prefix_length=%u",
-				 ipnet_format(&o.cfg.cidr[f], buf), o.cfg.childlen[f]);
-	}
-	for (size_t i = 0; i < o.n_external; i++) {
-		char buf[IPNET_STRLEN];
-
-		log_info("external CIDR", "cidr=%s", ipnet_format(&o.external[i], buf));
-	}
-	{
-		size_t n;
-
-		cm_state_nodes(api.st, &n);
-		log_info("listening", "listen=%s tls=%s state_dir=%s nodes=%zu revision=%llu",
-			 o.listen, o.tls_cert ? "yes" : "no", o.state_dir, n,
-			 (unsigned long long)cm_state_revision(api.st));
-	}
+	cm_log_started(&o, &api, token != NULL);
 
 	for (;;) {
 		ret = connect_server_run(api.srv, &cm_loop_stop);

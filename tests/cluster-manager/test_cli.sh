@@ -52,9 +52,12 @@ WGCNI_LISTEN=127.0.0.1:9999 WGCNI_CLUSTER_CIDR=10.50.0.0/16 WGCNI_NODE_PREFIX_LE
 t_eq "env: cluster CIDR and prefix length" 10.50.0.0/20 \
 	"$(cm_json AllocateSubnet '{"nodeName":"e1"}' | jq -r '.subnets[0]')"
 t_ok "env: command-line --listen beat WGCNI_LISTEN" cm_healthy
-t_ok "env: external CIDR logged" grep -q 'external CIDR.*192.0.2.0/24' "$CM_LOG"
+t_ok "env: external CIDR in the start-up line" \
+	grep -q 'msg="started".* external_cidrs=192.0.2.0/24 ' "$CM_LOG"
 t_ok "state in --state-dir/cluster.db" test -s "$CM_STATE/cluster.db"
-t_ok "log lines are logfmt with level=" grep -q '^ts=.* level=info msg="listening"' "$CM_LOG"
+t_eq "one start-up line" 1 "$(grep -c 'msg="started"' "$CM_LOG")"
+t_ok "start-up line: logfmt, version, CIDR and prefix length, no token" \
+	grep -Eq "^ts=.* level=info msg=\"started\" version=$("$CM_BIN" --version | cut -d' ' -f2) .*tls=no token=no .*cluster_cidrs=10.50.0.0/16 node_prefix_lengths=20 " "$CM_LOG"
 cm_stop TERM
 t_eq "SIGTERM: exit 0" 0 "$CM_RC"
 

@@ -15,7 +15,7 @@ echo "tls-token" >"$T_TMP/token"
 CM_URL=https://127.0.0.1:8080
 CM_CURL=(--cacert "$T_TMP/cert.pem")
 cm_start --tls-cert "$T_TMP/cert.pem" --tls-key "$T_TMP/key.pem" --token-file "$T_TMP/token"
-t_ok "listening logged with tls=yes" grep -q 'msg="listening".*tls=yes' "$CM_LOG"
+t_ok "start-up line says tls=yes token=yes" grep -q 'msg="started".* tls=yes token=yes ' "$CM_LOG"
 out=$(cm_call AllocateSubnet '{"nodeName":"n1"}' -H 'Authorization: Bearer tls-token')
 t_eq "HTTPS AllocateSubnet: 200" 200 "$(t_http)"
 t_eq "HTTPS AllocateSubnet: subnet" 10.100.0.0/24 "$(jq -r '.subnets[0]' <<<"$out")"
