@@ -1,6 +1,5 @@
 /* Commands against the cluster manager: nodes, node NAME, delete-node NAME. */
 #include "ctl.h"
-#include "wgcni/cluster/v1/cluster.pb-c.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -9,13 +8,24 @@
 
 #define CM_SERVICE "wgcni.cluster.v1.ClusterService"
 
-static int list_nodes(struct ctl *ctl, Wgcni__Cluster__V1__ListNodesResponse **resp)
+int ctl_list_nodes(struct ctl *ctl, Wgcni__Cluster__V1__ListNodesResponse **resp,
+		   char *why, size_t whylen)
 {
 	Wgcni__Cluster__V1__ListNodesRequest req = WGCNI__CLUSTER__V1__LIST_NODES_REQUEST__INIT;
 
+	*resp = NULL;
 	return ctl_call(ctl, CTL_CLUSTER_MANAGER, CM_SERVICE, "ListNodes", &req.base,
 			&wgcni__cluster__v1__list_nodes_response__descriptor,
-			(ProtobufCMessage **)resp, NULL, NULL, 0);
+			(ProtobufCMessage **)resp, NULL, why, whylen);
+}
+
+const Wgcni__Cluster__V1__Node *
+ctl_find_node(const Wgcni__Cluster__V1__ListNodesResponse *nodes, const char *name)
+{
+	for (size_t i = 0; nodes && i < nodes->n_nodes; i++)
+		if (!strcmp(nodes->nodes[i]->name, name))
+			return nodes->nodes[i];
+	return NULL;
 }
 
 static void last_seen(const struct ctl *ctl, const char *s, char *out, size_t outlen)
@@ -24,7 +34,7 @@ static void last_seen(const struct ctl *ctl, const char *s, char *out, size_t ou
 
 	if (!s || !*s)
 		snprintf(out, outlen, "never");
-	else if (parse_rfc3339(s, &t))
+	else if (fmt_parse_rfc3339(s, &t))
 		snprintf(out, outlen, "%s", s); /* show what we cannot read */
 	else
 		fmt_ago(ctl->now, t, out, outlen);
@@ -33,37 +43,28 @@ static void last_seen(const struct ctl *ctl, const char *s, char *out, size_t ou
 int cmd_nodes(struct ctl *ctl, int argc, char **argv)
 {
 	Wgcni__Cluster__V1__ListNodesResponse *resp = NULL;
-	struct table *t = NULL;
+	struct fmt_table *t;
 	int ret;
 
 	ret = CTL_ERR;
-	if (list_nodes(ctl, &resp))
+	if (ctl_list_nodes(ctl, &resp, NULL, 0))
 		goto out;
 	if (ctl->output == CTL_OUTPUT_JSON) {
 		ret = ctl_print_message(&resp->base);
 		goto out_free_resp;
 	}
-	t = table_new("NAME", "SUBNETS", "ENDPOINT", "ADDRESS", "LAST SEEN", "PUBLIC KEY", NULL);
-	if (!t)
-		goto err_nomem;
-	for (size_t i = 0; i < resp->n_nodes; i++) {
+	t = fmt_table_new("NAME", "SUBNETS", "ENDPOINT", "ADDRESS", "LAST SEEN", "PUBLIC KEY", NULL);
+	ret = t ? 0 : -ENOMEM;
+	for (size_t i = 0; i < resp->n_nodes && !ret; i++) {
 		const Wgcni__Cluster__V1__Node *n = resp->nodes[i];
 		char subnets[512], seen[64];
 
 		fmt_join(n->subnets, n->n_subnets, ",", subnets, sizeof(subnets));
 		last_seen(ctl, n->last_seen, seen, sizeof(seen));
-		if (table_add(t, n->name, subnets, n->endpoint, n->address, seen,
-			      n->public_key))
-			goto err_nomem;
+		ret = fmt_table_add(t, n->name, subnets, n->endpoint, n->address, seen,
+				    n->public_key);
 	}
-	ret = table_print(t, stdout) ? CTL_ERR : CTL_OK;
-	goto out_free_table;
-
-err_nomem:
-	ctl_errorx("listing nodes: out of memory");
-	ret = CTL_ERR;
-out_free_table:
-	table_free(t);
+	ret = ctl_print_table(t, ret, "nodes");
 out_free_resp:
 	protobuf_c_message_free_unpacked(&resp->base, NULL);
 out:
@@ -73,16 +74,14 @@ out:
 int cmd_node(struct ctl *ctl, int argc, char **argv)
 {
 	Wgcni__Cluster__V1__ListNodesResponse *resp = NULL;
-	const Wgcni__Cluster__V1__Node *n = NULL;
+	const Wgcni__Cluster__V1__Node *n;
 	char subnets[512], seen[64];
 	int ret;
 
 	ret = CTL_ERR;
-	if (list_nodes(ctl, &resp))
+	if (ctl_list_nodes(ctl, &resp, NULL, 0))
 		goto out;
-	for (size_t i = 0; i < resp->n_nodes && !n; i++)
-		if (!strcmp(resp->nodes[i]->name, argv[0]))
-			n = resp->nodes[i];
+	n = ctl_find_node(resp, argv[0]);
 	if (!n) {
 		ctl_errorx("node `%s' not found on the cluster manager at `%s'", argv[0],
 			   ctl->cm_url);

@@ -8,7 +8,10 @@
 #ifndef WGCNICTL_CTL_H
 #define WGCNICTL_CTL_H
 
+#include "fmt.h"
+#include "promtext.h"
 #include "rpc.h"
+#include "wgcni/cluster/v1/cluster.pb-c.h"
 
 #include <jansson.h>
 #include <protobuf-c/protobuf-c.h>
@@ -70,54 +73,10 @@ void ctl_errorx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int ctl_print_json(json_t *j);
 /* pjson_encode(msg) printed as above. */
 int ctl_print_message(const ProtobufCMessage *msg);
-
-/* --- fmt.c: tables and human units --- */
-
-struct table;
-/* Column headers; a header starting with '>' is right-aligned (the '>' is
- * not printed). NULL-terminated. */
-struct table *table_new(const char *header, ...) __attribute__((sentinel));
-void table_free(struct table *t);
-/* One row, one string per column (copied; NULL prints as "-"). */
-int table_add(struct table *t, ...);
-int table_print(const struct table *t, FILE *f);
-size_t table_rows(const struct table *t);
-
-/* "512 B", "1.5 KiB", "12.0 MiB" ... */
-char *fmt_bytes(double bytes, char *out, size_t outlen);
-/* "12s ago", "3m ago", "5h ago", "2d ago", "never" (t == 0). */
-char *fmt_ago(time_t now, time_t t, char *out, size_t outlen);
-/* RFC 3339 ("2026-11-22T22:05:25Z", fractions, offsets) -> *t. 0 or -EINVAL. */
-int parse_rfc3339(const char *s, time_t *t);
-/* Join v[0..n) with sep into out; "-" when n == 0. */
-char *fmt_join(char *const *v, size_t n, const char *sep, char *out, size_t outlen);
-
-/* --- promtext.c: Prometheus text exposition, the samples only --- */
-
-struct prom_label {
-	char *name;
-	char *value;
-};
-
-struct prom_series {
-	char *name;
-	struct prom_label *labels;
-	size_t n_labels;
-	double value;
-};
-
-struct prom_samples {
-	struct prom_series *series;
-	size_t n;
-};
-
-/* Parse text (len bytes). 0, or -EINVAL with the line number in *line.
- * Free with prom_samples_free. */
-int prom_samples_parse(const char *text, size_t len, struct prom_samples *out,
-		       size_t *line);
-void prom_samples_free(struct prom_samples *s);
-/* The value of label name in s, or NULL. */
-const char *prom_series_label(const struct prom_series *s, const char *name);
+/* Prints t on stdout and frees it. t NULL or err non-zero (building the
+ * table failed, -ENOMEM) prints "listing <what>: out of memory" instead.
+ * CTL_OK or CTL_ERR. */
+int ctl_print_table(struct fmt_table *t, int err, const char *what);
 
 /* --- node.c: what a node manager shows of its node --- */
 
@@ -134,7 +93,7 @@ struct ctl_peer {
 struct ctl_node_view {
 	void *node;        /* Wgcni__Node__V1__GetNodeResponse * */
 	void *allocations; /* Wgcni__Node__V1__ListAllocationsResponse * */
-	struct prom_samples metrics;
+	struct promtext metrics;
 	struct ctl_peer *peers;
 	size_t n_peers;
 	double pool_used, pool_free;
@@ -145,6 +104,15 @@ struct ctl_node_view {
  * negative errno with the reason printed (or in why when ctl->quiet). */
 int ctl_node_view_load(struct ctl *ctl, struct ctl_node_view *v, char *why, size_t whylen);
 void ctl_node_view_free(struct ctl_node_view *v);
+
+/* --- cluster.c: the cluster manager's node list --- */
+
+/* ListNodes; *resp is NULL on failure. Errors as ctl_call. */
+int ctl_list_nodes(struct ctl *ctl, Wgcni__Cluster__V1__ListNodesResponse **resp,
+		   char *why, size_t whylen);
+/* The node called name in nodes (may be NULL), or NULL. */
+const Wgcni__Cluster__V1__Node *
+ctl_find_node(const Wgcni__Cluster__V1__ListNodesResponse *nodes, const char *name);
 
 /* --- the commands --- */
 

@@ -320,6 +320,21 @@ int ctl_print_message(const ProtobufCMessage *msg)
 	return ctl_print_json(pjson_encode(msg));
 }
 
+int ctl_print_table(struct fmt_table *t, int err, const char *what)
+{
+	int ret = CTL_OK;
+
+	if (!t || err) {
+		ctl_errorx("listing %s: %s", what, strerror(err ? -err : ENOMEM));
+		ret = CTL_ERR;
+	} else if (fmt_table_print(t, stdout)) {
+		ctl_errorx("listing %s: writing to stdout failed", what);
+		ret = CTL_ERR;
+	}
+	fmt_table_free(t);
+	return ret;
+}
+
 static const struct ctl_cmd *find_cmd(const char *name)
 {
 	for (size_t i = 0; i < sizeof(ctl_cmds) / sizeof(ctl_cmds[0]); i++)

@@ -7,7 +7,6 @@
  */
 #include "ctl.h"
 #include "pjson.h"
-#include "wgcni/cluster/v1/cluster.pb-c.h"
 #include "wgcni/node/v1/node.pb-c.h"
 
 #include <errno.h>
@@ -17,7 +16,6 @@
 #include <string.h>
 
 #define NM_SERVICE "wgcni.node.v1.NodeService"
-#define CM_SERVICE "wgcni.cluster.v1.ClusterService"
 
 typedef Wgcni__Node__V1__GetNodeResponse GetNodeResp;
 typedef Wgcni__Node__V1__ListAllocationsResponse ListAllocResp;
@@ -49,12 +47,12 @@ static bool is_peer_series(const char *name)
 static int view_add_metrics(struct ctl_node_view *v)
 {
 	for (size_t i = 0; i < v->metrics.n; i++) {
-		const struct prom_series *s = &v->metrics.series[i];
-		const char *key = prom_series_label(s, "peer");
+		const struct promtext_series *s = &v->metrics.series[i];
+		const char *key = promtext_label(s, "peer");
 		struct ctl_peer *p;
 
 		if (!strcmp(s->name, "wgcni_pool_addresses")) {
-			const char *state = prom_series_label(s, "state");
+			const char *state = promtext_label(s, "state");
 
 			if (state && !strcmp(state, "used"))
 				v->pool_used += s->value;
@@ -69,7 +67,7 @@ static int view_add_metrics(struct ctl_node_view *v)
 		if (!p)
 			return -ENOMEM;
 		if (!p->name)
-			p->name = prom_series_label(s, "name");
+			p->name = promtext_label(s, "name");
 		p->has_stats = true;
 		if (!strcmp(s->name, "wgcni_peer_rx_bytes"))
 			p->rx_bytes = s->value;
@@ -107,7 +105,7 @@ void ctl_node_view_free(struct ctl_node_view *v)
 	if (!v)
 		return;
 	free(v->peers);
-	prom_samples_free(&v->metrics);
+	promtext_free(&v->metrics);
 	if (v->allocations)
 		protobuf_c_message_free_unpacked(v->allocations, NULL);
 	if (v->node)
@@ -138,7 +136,7 @@ int ctl_node_view_load(struct ctl *ctl, struct ctl_node_view *v, char *why, size
 	ret = ctl_get(ctl, CTL_NODE_MANAGER, "/metrics", &text, &status, why, whylen);
 	if (ret)
 		goto err;
-	ret = prom_samples_parse(text, strlen(text), &v->metrics, &line);
+	ret = promtext_parse(text, strlen(text), &v->metrics, &line);
 	free(text);
 	if (ret) {
 		snprintf(why, whylen, "the node manager's /metrics does not parse (line %zu)",
@@ -177,20 +175,15 @@ static int peer_cmp(const void *a, const void *b)
  * --cluster-manager: their subnets and endpoints. Optional, so quiet. */
 static Wgcni__Cluster__V1__ListNodesResponse *cluster_nodes(struct ctl *ctl)
 {
-	Wgcni__Cluster__V1__ListNodesRequest req = WGCNI__CLUSTER__V1__LIST_NODES_REQUEST__INIT;
-	Wgcni__Cluster__V1__ListNodesResponse *resp = NULL;
+	Wgcni__Cluster__V1__ListNodesResponse *resp;
 	char why[512];
 	bool quiet = ctl->quiet;
 
 	if (!ctl->cm_explicit)
 		return NULL;
 	ctl->quiet = true;
-	if (ctl_call(ctl, CTL_CLUSTER_MANAGER, CM_SERVICE, "ListNodes", &req.base,
-		     &wgcni__cluster__v1__list_nodes_response__descriptor,
-		     (ProtobufCMessage **)&resp, NULL, why, sizeof(why))) {
+	if (ctl_list_nodes(ctl, &resp, why, sizeof(why)))
 		fprintf(stderr, CTL_PROG ": warning: node details unavailable: %s\n", why);
-		resp = NULL;
-	}
 	ctl->quiet = quiet;
 	return resp;
 }
@@ -266,7 +259,7 @@ int cmd_peers(struct ctl *ctl, int argc, char **argv)
 {
 	Wgcni__Cluster__V1__ListNodesResponse *nodes = NULL;
 	struct ctl_node_view v;
-	struct table *t = NULL;
+	struct fmt_table *t;
 	char why[1024];
 	int ret;
 
@@ -279,11 +272,10 @@ int cmd_peers(struct ctl *ctl, int argc, char **argv)
 		ret = peers_json(&v, nodes);
 		goto out_free;
 	}
-	t = table_new("NAME", "KIND", "ALLOWED IPS", "ENDPOINT", ">RX", ">TX", "HANDSHAKE",
-		      "PUBLIC KEY", NULL);
-	if (!t)
-		goto err_nomem;
-	for (size_t i = 0; i < v.n_peers; i++) {
+	t = fmt_table_new("NAME", "KIND", "ALLOWED IPS", "ENDPOINT", ">RX", ">TX", "HANDSHAKE",
+			  "PUBLIC KEY", NULL);
+	ret = t ? 0 : -ENOMEM;
+	for (size_t i = 0; i < v.n_peers && !ret; i++) {
 		const struct ctl_peer *p = &v.peers[i];
 		const Wgcni__Cluster__V1__Node *cn = cluster_node(nodes, p->public_key);
 		const Alloc *a = p->alloc;
@@ -307,18 +299,11 @@ int cmd_peers(struct ctl *ctl, int argc, char **argv)
 			fmt_bytes(p->tx_bytes, tx, sizeof(tx));
 			fmt_ago(ctl->now, (time_t)p->last_handshake, hs, sizeof(hs));
 		}
-		if (table_add(t, name, p->container ? "container" : "node", allowed, endpoint,
-			      rx, tx, hs, p->public_key))
-			goto err_nomem;
+		ret = fmt_table_add(t, name, p->container ? "container" : "node", allowed,
+				    endpoint, rx, tx, hs, p->public_key);
 	}
-	ret = table_print(t, stdout) ? CTL_ERR : CTL_OK;
-	goto out_free;
-
-err_nomem:
-	ctl_errorx("listing peers: out of memory");
-	ret = CTL_ERR;
+	ret = ctl_print_table(t, ret, "peers");
 out_free:
-	table_free(t);
 	if (nodes)
 		protobuf_c_message_free_unpacked(&nodes->base, NULL);
 	ctl_node_view_free(&v);
@@ -331,7 +316,7 @@ int cmd_allocations(struct ctl *ctl, int argc, char **argv)
 	Wgcni__Node__V1__ListAllocationsRequest req =
 		WGCNI__NODE__V1__LIST_ALLOCATIONS_REQUEST__INIT;
 	ListAllocResp *resp = NULL;
-	struct table *t = NULL;
+	struct fmt_table *t;
 	int ret;
 
 	ret = CTL_ERR;
@@ -343,27 +328,18 @@ int cmd_allocations(struct ctl *ctl, int argc, char **argv)
 		ret = ctl_print_message(&resp->base);
 		goto out_free_resp;
 	}
-	t = table_new("CONTAINER", "IFNAME", "ADDRESSES", "NETNS", "PUBLIC KEY", NULL);
-	if (!t)
-		goto err_nomem;
-	for (size_t i = 0; i < resp->n_allocations; i++) {
+	t = fmt_table_new("CONTAINER", "IFNAME", "ADDRESSES", "NETNS", "PUBLIC KEY", NULL);
+	ret = t ? 0 : -ENOMEM;
+	for (size_t i = 0; i < resp->n_allocations && !ret; i++) {
 		const Alloc *a = resp->allocations[i];
 		char id[13], addrs[512];
 
 		/* 12 characters identify a container, as docker and podman show them. */
 		snprintf(id, sizeof(id), "%s", a->container_id);
 		fmt_join(a->addresses, a->n_addresses, ",", addrs, sizeof(addrs));
-		if (table_add(t, id, a->ifname, addrs, a->netns, a->public_key))
-			goto err_nomem;
+		ret = fmt_table_add(t, id, a->ifname, addrs, a->netns, a->public_key);
 	}
-	ret = table_print(t, stdout) ? CTL_ERR : CTL_OK;
-	goto out_free_table;
-
-err_nomem:
-	ctl_errorx("listing allocations: out of memory");
-	ret = CTL_ERR;
-out_free_table:
-	table_free(t);
+	ret = ctl_print_table(t, ret, "allocations");
 out_free_resp:
 	protobuf_c_message_free_unpacked(&resp->base, NULL);
 out:

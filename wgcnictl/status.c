@@ -7,7 +7,6 @@
  *   pool             container addresses used/free
  */
 #include "ctl.h"
-#include "wgcni/cluster/v1/cluster.pb-c.h"
 #include "wgcni/node/v1/node.pb-c.h"
 
 #include <errno.h>
@@ -15,8 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define CM_SERVICE "wgcni.cluster.v1.ClusterService"
 
 enum check_state { CHECK_OK, CHECK_WARN, CHECK_FAIL, CHECK_SKIP };
 
@@ -67,10 +64,9 @@ static void check_cluster_manager(struct ctl *ctl, struct status *st)
 static void check_registered(struct ctl *ctl, struct status *st,
 			     const Wgcni__Node__V1__Node *self)
 {
-	Wgcni__Cluster__V1__ListNodesRequest req = WGCNI__CLUSTER__V1__LIST_NODES_REQUEST__INIT;
-	Wgcni__Cluster__V1__ListNodesResponse *resp = NULL;
+	Wgcni__Cluster__V1__ListNodesResponse *resp;
 	struct check *c = &st->c[C_REGISTERED];
-	const Wgcni__Cluster__V1__Node *n = NULL;
+	const Wgcni__Cluster__V1__Node *n;
 	char why[512];
 
 	if (!self) {
@@ -81,15 +77,11 @@ static void check_registered(struct ctl *ctl, struct status *st,
 		set(c, CHECK_SKIP, "cluster manager unreachable");
 		return;
 	}
-	if (ctl_call(ctl, CTL_CLUSTER_MANAGER, CM_SERVICE, "ListNodes", &req.base,
-		     &wgcni__cluster__v1__list_nodes_response__descriptor,
-		     (ProtobufCMessage **)&resp, NULL, why, sizeof(why))) {
+	if (ctl_list_nodes(ctl, &resp, why, sizeof(why))) {
 		set(c, CHECK_FAIL, "ListNodes: %s", why);
 		return;
 	}
-	for (size_t i = 0; i < resp->n_nodes && !n; i++)
-		if (!strcmp(resp->nodes[i]->name, self->name))
-			n = resp->nodes[i];
+	n = ctl_find_node(resp, self->name);
 	if (!n)
 		set(c, CHECK_FAIL, "node `%s' is unknown to the cluster manager", self->name);
 	else if (strcmp(n->public_key, self->public_key))
@@ -152,7 +144,7 @@ static void check_pool(struct status *st, const struct ctl_node_view *v)
 
 static int print_status(const struct ctl *ctl, struct status *st, bool ok)
 {
-	struct table *t;
+	struct fmt_table *t;
 	json_t *root, *checks;
 	int ret;
 
@@ -176,16 +168,11 @@ static int print_status(const struct ctl *ctl, struct status *st, bool ok)
 		json_object_update(root, st->extra);
 		return ctl_print_json(root);
 	}
-	t = table_new("CHECK", "STATE", "DETAIL", NULL);
-	if (!t)
-		return ctl_print_json(NULL);
-	ret = 0;
+	t = fmt_table_new("CHECK", "STATE", "DETAIL", NULL);
+	ret = t ? 0 : -ENOMEM;
 	for (int i = 0; i < C_COUNT && !ret; i++)
-		ret = table_add(t, st->c[i].name, check_names[st->c[i].state], st->c[i].detail);
-	if (!ret)
-		ret = table_print(t, stdout);
-	table_free(t);
-	return ret ? CTL_ERR : CTL_OK;
+		ret = fmt_table_add(t, st->c[i].name, check_names[st->c[i].state], st->c[i].detail);
+	return ctl_print_table(t, ret, "status");
 }
 
 int cmd_status(struct ctl *ctl, int argc, char **argv)

@@ -1,7 +1,7 @@
 /*
- * wgcnictl's pure formatting and parsing code: human units, relative times,
- * RFC 3339 timestamps, aligned tables and the Prometheus text reader. The
- * unit tests link only libwgcni.a, so the two files are compiled in here.
+ * wgcnictl's pure formatting and parsing code, in pkg/fmt.c and
+ * pkg/promtext.c: human units, relative times, RFC 3339 timestamps, aligned
+ * tables and the Prometheus text reader.
  */
 #include <errno.h>
 #include <math.h>
@@ -15,8 +15,8 @@
 
 #include <cmocka.h>
 
-#include "../../wgcnictl/fmt.c"
-#include "../../wgcnictl/promtext.c"
+#include "fmt.h"
+#include "promtext.h"
 
 /* --- fmt_bytes --- */
 
@@ -85,7 +85,7 @@ static void test_ago(void **state)
 	assert_string_equal(ago(now, now + 30), "0s ago");
 }
 
-/* --- parse_rfc3339 --- */
+/* --- fmt_parse_rfc3339 --- */
 
 static void test_rfc3339(void **state)
 {
@@ -93,19 +93,19 @@ static void test_rfc3339(void **state)
 	const time_t base = 1795385125;
 	time_t t = 0;
 
-	assert_int_equal(parse_rfc3339("2026-11-22T22:05:25Z", &t), 0);
+	assert_int_equal(fmt_parse_rfc3339("2026-11-22T22:05:25Z", &t), 0);
 	assert_int_equal(t, base);
-	assert_int_equal(parse_rfc3339("2026-11-22T22:05:25z", &t), 0);
+	assert_int_equal(fmt_parse_rfc3339("2026-11-22T22:05:25z", &t), 0);
 	assert_int_equal(t, base);
-	assert_int_equal(parse_rfc3339("2026-11-22T22:05:25.123456789Z", &t), 0);
+	assert_int_equal(fmt_parse_rfc3339("2026-11-22T22:05:25.123456789Z", &t), 0);
 	assert_int_equal(t, base);
-	assert_int_equal(parse_rfc3339("2026-11-22 22:05:25Z", &t), 0);
+	assert_int_equal(fmt_parse_rfc3339("2026-11-22 22:05:25Z", &t), 0);
 	assert_int_equal(t, base);
-	assert_int_equal(parse_rfc3339("2026-11-23T00:05:25+02:00", &t), 0);
+	assert_int_equal(fmt_parse_rfc3339("2026-11-23T00:05:25+02:00", &t), 0);
 	assert_int_equal(t, base);
-	assert_int_equal(parse_rfc3339("2026-11-22T16:35:25-05:30", &t), 0);
+	assert_int_equal(fmt_parse_rfc3339("2026-11-22T16:35:25-05:30", &t), 0);
 	assert_int_equal(t, base);
-	assert_int_equal(parse_rfc3339("1970-01-01T00:00:00Z", &t), 0);
+	assert_int_equal(fmt_parse_rfc3339("1970-01-01T00:00:00Z", &t), 0);
 	assert_int_equal(t, 0);
 }
 
@@ -125,11 +125,11 @@ static void test_rfc3339_rejects(void **state)
 	time_t t = 42;
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		if (parse_rfc3339(bad[i], &t) != -EINVAL)
-			fail_msg("parse_rfc3339 accepted `%s'", bad[i]);
+		if (fmt_parse_rfc3339(bad[i], &t) != -EINVAL)
+			fail_msg("fmt_parse_rfc3339 accepted `%s'", bad[i]);
 		assert_int_equal(t, 42);
 	}
-	assert_int_equal(parse_rfc3339(NULL, &t), -EINVAL);
+	assert_int_equal(fmt_parse_rfc3339(NULL, &t), -EINVAL);
 }
 
 /* --- fmt_join --- */
@@ -154,29 +154,29 @@ static void test_join(void **state)
 
 /* --- tables --- */
 
-/* table_print into a string (malloc'd). */
-static char *render(const struct table *t)
+/* fmt_table_print into a string (malloc'd). */
+static char *render(const struct fmt_table *t)
 {
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&buf, &len);
 
 	assert_non_null(f);
-	assert_int_equal(table_print(t, f), 0);
+	assert_int_equal(fmt_table_print(t, f), 0);
 	assert_int_equal(fclose(f), 0);
 	return buf;
 }
 
 static void test_table_alignment(void **state)
 {
-	struct table *t = table_new("NAME", ">RX", "KIND", NULL);
+	struct fmt_table *t = fmt_table_new("NAME", ">RX", "KIND", NULL);
 	char *s;
 
 	assert_non_null(t);
-	assert_int_equal(table_rows(t), 0);
-	assert_int_equal(table_add(t, "node-a", "1.5 KiB", "node"), 0);
-	assert_int_equal(table_add(t, "c", "0 B", "container"), 0);
-	assert_int_equal(table_rows(t), 2);
+	assert_int_equal(fmt_table_rows(t), 0);
+	assert_int_equal(fmt_table_add(t, "node-a", "1.5 KiB", "node"), 0);
+	assert_int_equal(fmt_table_add(t, "c", "0 B", "container"), 0);
+	assert_int_equal(fmt_table_rows(t), 2);
 	s = render(t);
 	/* Two spaces between columns, '>' right-aligns, the last column is
 	 * not padded (no trailing blanks). */
@@ -185,42 +185,42 @@ static void test_table_alignment(void **state)
 			    "node-a  1.5 KiB  node\n"
 			    "c           0 B  container\n");
 	free(s);
-	table_free(t);
+	fmt_table_free(t);
 }
 
 static void test_table_empty_cells(void **state)
 {
-	struct table *t = table_new("A", "B", NULL);
+	struct fmt_table *t = fmt_table_new("A", "B", NULL);
 	char *s;
 
 	assert_non_null(t);
-	assert_int_equal(table_add(t, NULL, ""), 0);
-	assert_int_equal(table_add(t, "wide cell", "x"), 0);
+	assert_int_equal(fmt_table_add(t, NULL, ""), 0);
+	assert_int_equal(fmt_table_add(t, "wide cell", "x"), 0);
 	s = render(t);
 	assert_string_equal(s,
 			    "A          B\n"
 			    "-          -\n"
 			    "wide cell  x\n");
 	free(s);
-	table_free(t);
+	fmt_table_free(t);
 }
 
 static void test_table_header_only(void **state)
 {
-	struct table *t = table_new("CONTAINER", ">N", NULL);
+	struct fmt_table *t = fmt_table_new("CONTAINER", ">N", NULL);
 	char *s;
 
 	assert_non_null(t);
 	s = render(t);
 	assert_string_equal(s, "CONTAINER  N\n");
 	free(s);
-	table_free(t);
-	table_free(NULL);
+	fmt_table_free(t);
+	fmt_table_free(NULL);
 }
 
 static void test_table_many_rows(void **state)
 {
-	struct table *t = table_new(">I", "V", NULL);
+	struct fmt_table *t = fmt_table_new(">I", "V", NULL);
 	char num[16], *s, *line;
 	size_t lines = 0;
 
@@ -228,9 +228,9 @@ static void test_table_many_rows(void **state)
 	/* Past the first growth of the row array. */
 	for (int i = 0; i < 100; i++) {
 		snprintf(num, sizeof(num), "%d", i);
-		assert_int_equal(table_add(t, num, i % 2 ? "odd" : "even"), 0);
+		assert_int_equal(fmt_table_add(t, num, i % 2 ? "odd" : "even"), 0);
 	}
-	assert_int_equal(table_rows(t), 100);
+	assert_int_equal(fmt_table_rows(t), 100);
 	s = render(t);
 	for (line = s; (line = strchr(line, '\n')); line++)
 		lines++;
@@ -238,14 +238,14 @@ static void test_table_many_rows(void **state)
 	assert_non_null(strstr(s, "\n 0  even\n"));
 	assert_non_null(strstr(s, "\n99  odd\n"));
 	free(s);
-	table_free(t);
+	fmt_table_free(t);
 }
 
 /* --- Prometheus text --- */
 
-static int parse(const char *text, struct prom_samples *s, size_t *line)
+static int parse(const char *text, struct promtext *s, size_t *line)
 {
-	return prom_samples_parse(text, strlen(text), s, line);
+	return promtext_parse(text, strlen(text), s, line);
 }
 
 static void test_prom_basic(void **state)
@@ -259,42 +259,42 @@ static void test_prom_basic(void **state)
 		"   # an indented comment\n"
 		"wgcni_sync_errors_total 0\n"
 		"wgcni_peer_rx_bytes{peer=\"abc=\",name=\"n2\"} 1.5e3 1700000000000\n";
-	struct prom_samples s;
+	struct promtext s;
 	size_t line;
 
 	assert_int_equal(parse(text, &s, &line), 0);
 	assert_int_equal(s.n, 4);
 	assert_string_equal(s.series[0].name, "wgcni_peers");
 	assert_int_equal(s.series[0].n_labels, 1);
-	assert_string_equal(prom_series_label(&s.series[0], "kind"), "node");
+	assert_string_equal(promtext_label(&s.series[0], "kind"), "node");
 	assert_true(s.series[0].value == 2);
-	assert_string_equal(prom_series_label(&s.series[1], "kind"), "container");
+	assert_string_equal(promtext_label(&s.series[1], "kind"), "container");
 	assert_string_equal(s.series[2].name, "wgcni_sync_errors_total");
 	assert_int_equal(s.series[2].n_labels, 0);
-	assert_null(prom_series_label(&s.series[2], "kind"));
-	assert_string_equal(prom_series_label(&s.series[3], "peer"), "abc=");
-	assert_string_equal(prom_series_label(&s.series[3], "name"), "n2");
-	assert_null(prom_series_label(&s.series[3], "nam"));
+	assert_null(promtext_label(&s.series[2], "kind"));
+	assert_string_equal(promtext_label(&s.series[3], "peer"), "abc=");
+	assert_string_equal(promtext_label(&s.series[3], "name"), "n2");
+	assert_null(promtext_label(&s.series[3], "nam"));
 	assert_true(s.series[3].value == 1500);
-	prom_samples_free(&s);
+	promtext_free(&s);
 	assert_null(s.series);
 	assert_int_equal(s.n, 0);
-	prom_samples_free(NULL);
+	promtext_free(NULL);
 }
 
 static void test_prom_escapes(void **state)
 {
 	const char *text = "m{a=\"back\\\\slash\",b=\"say \\\"hi\\\"\",c=\"two\\nlines\",d=\"\"} 1\n";
-	struct prom_samples s;
+	struct promtext s;
 	size_t line;
 
 	assert_int_equal(parse(text, &s, &line), 0);
 	assert_int_equal(s.n, 1);
-	assert_string_equal(prom_series_label(&s.series[0], "a"), "back\\slash");
-	assert_string_equal(prom_series_label(&s.series[0], "b"), "say \"hi\"");
-	assert_string_equal(prom_series_label(&s.series[0], "c"), "two\nlines");
-	assert_string_equal(prom_series_label(&s.series[0], "d"), "");
-	prom_samples_free(&s);
+	assert_string_equal(promtext_label(&s.series[0], "a"), "back\\slash");
+	assert_string_equal(promtext_label(&s.series[0], "b"), "say \"hi\"");
+	assert_string_equal(promtext_label(&s.series[0], "c"), "two\nlines");
+	assert_string_equal(promtext_label(&s.series[0], "d"), "");
+	promtext_free(&s);
 }
 
 static void test_prom_values(void **state)
@@ -310,7 +310,7 @@ static void test_prom_values(void **state)
 		"ns:rule_name 9\n"    /* recording-rule names carry colons */
 		"h\t10\t-3\r\n"       /* tabs, negative timestamp, CRLF */
 		"i 11";               /* no final newline */
-	struct prom_samples s;
+	struct promtext s;
 	size_t line;
 
 	assert_int_equal(parse(text, &s, &line), 0);
@@ -322,27 +322,27 @@ static void test_prom_values(void **state)
 	assert_true(s.series[4].value >= 0 && s.series[4].value < 1e-300);
 	assert_int_equal(s.series[5].n_labels, 0);
 	assert_true(s.series[5].value == 7);
-	assert_string_equal(prom_series_label(&s.series[6], "x"), "1");
+	assert_string_equal(promtext_label(&s.series[6], "x"), "1");
 	assert_string_equal(s.series[7].name, "ns:rule_name");
 	assert_string_equal(s.series[8].name, "h");
 	assert_true(s.series[8].value == 10);
 	assert_string_equal(s.series[9].name, "i");
 	assert_true(s.series[9].value == 11);
-	prom_samples_free(&s);
+	promtext_free(&s);
 }
 
 static void test_prom_empty(void **state)
 {
-	struct prom_samples s;
+	struct promtext s;
 	size_t line = 99;
 
-	assert_int_equal(prom_samples_parse("", 0, &s, &line), 0);
+	assert_int_equal(promtext_parse("", 0, &s, &line), 0);
 	assert_int_equal(s.n, 0);
 	assert_int_equal(line, 0);
 	assert_int_equal(parse("# only comments\n\n# TYPE x gauge\n", &s, &line), 0);
 	assert_int_equal(s.n, 0);
 	assert_int_equal(line, 3);
-	prom_samples_free(&s);
+	promtext_free(&s);
 }
 
 /* Each malformed sample is an error naming its line; nothing leaks. */
@@ -369,7 +369,7 @@ static void test_prom_rejects(void **state)
 		"metric 1 -",                  /* bare minus as timestamp */
 		"metric 1 2 3",                /* too many fields */
 	};
-	struct prom_samples s;
+	struct promtext s;
 	char text[256];
 	size_t line;
 
@@ -387,7 +387,7 @@ static void test_prom_rejects(void **state)
 static void test_prom_label_limit(void **state)
 {
 	char text[2048];
-	struct prom_samples s;
+	struct promtext s;
 	size_t off, line;
 
 	/* 32 labels are fine, 33 are not. */
@@ -400,8 +400,8 @@ static void test_prom_label_limit(void **state)
 		if (labels == 32) {
 			assert_int_equal(parse(text, &s, &line), 0);
 			assert_int_equal(s.series[0].n_labels, 32);
-			assert_string_equal(prom_series_label(&s.series[0], "l31"), "31");
-			prom_samples_free(&s);
+			assert_string_equal(promtext_label(&s.series[0], "l31"), "31");
+			promtext_free(&s);
 		} else {
 			assert_int_equal(parse(text, &s, &line), -EINVAL);
 			assert_int_equal(line, 1);
@@ -411,9 +411,9 @@ static void test_prom_label_limit(void **state)
 
 static void test_prom_long_line(void **state)
 {
-	size_t len = PROM_MAX_LINE + 16;
+	size_t len = PROMTEXT_MAX_LINE + 16;
 	char *text = malloc(len + 1);
-	struct prom_samples s;
+	struct promtext s;
 	size_t line;
 
 	assert_non_null(text);
@@ -422,7 +422,7 @@ static void test_prom_long_line(void **state)
 	memset(text + 5, 'x', len - 5);
 	memcpy(text + len - 5, "\"} 1\n", 5);
 	text[len] = '\0';
-	assert_int_equal(prom_samples_parse(text, len, &s, &line), -EINVAL);
+	assert_int_equal(promtext_parse(text, len, &s, &line), -EINVAL);
 	assert_int_equal(line, 1);
 	free(text);
 }
@@ -431,16 +431,16 @@ static void test_prom_long_line(void **state)
 static void test_prom_length_bound(void **state)
 {
 	const char text[] = { 'a', ' ', '1', '\n', 'b', ' ', '2' };
-	struct prom_samples s;
+	struct promtext s;
 	size_t line;
 
-	assert_int_equal(prom_samples_parse(text, 4, &s, &line), 0);
+	assert_int_equal(promtext_parse(text, 4, &s, &line), 0);
 	assert_int_equal(s.n, 1);
-	prom_samples_free(&s);
-	assert_int_equal(prom_samples_parse(text, sizeof(text), &s, &line), 0);
+	promtext_free(&s);
+	assert_int_equal(promtext_parse(text, sizeof(text), &s, &line), 0);
 	assert_int_equal(s.n, 2);
 	assert_true(s.series[1].value == 2);
-	prom_samples_free(&s);
+	promtext_free(&s);
 }
 
 static void test_prom_many(void **state)
@@ -448,16 +448,16 @@ static void test_prom_many(void **state)
 	/* Past the first growth of the series array. */
 	size_t cap = 100 * 32, off = 0, line;
 	char *text = malloc(cap);
-	struct prom_samples s;
+	struct promtext s;
 
 	assert_non_null(text);
 	for (int i = 0; i < 100; i++)
 		off += (size_t)snprintf(text + off, cap - off, "m{i=\"%d\"} %d\n", i, i);
-	assert_int_equal(prom_samples_parse(text, off, &s, &line), 0);
+	assert_int_equal(promtext_parse(text, off, &s, &line), 0);
 	assert_int_equal(s.n, 100);
-	assert_string_equal(prom_series_label(&s.series[99], "i"), "99");
+	assert_string_equal(promtext_label(&s.series[99], "i"), "99");
 	assert_true(s.series[99].value == 99);
-	prom_samples_free(&s);
+	promtext_free(&s);
 	free(text);
 }
 

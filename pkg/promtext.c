@@ -1,20 +1,11 @@
-/*
- * A reader for the Prometheus text exposition format 0.0.4, enough for
- * wgcnictl to read a node manager's per-peer series: comments and HELP/TYPE
- * lines are skipped, every sample line is checked (metric name syntax,
- * quoted and escaped label values, a number, an optional timestamp) and a
- * malformed one is an error, not silently dropped.
- */
-#include "ctl.h"
+#include "promtext.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define PROM_MAX_LINE (64 * 1024)
-#define PROM_MAX_LABELS 32
 
 static bool name_start(char c, bool colon)
 {
@@ -26,7 +17,7 @@ static bool name_char(char c, bool colon)
 	return name_start(c, colon) || isdigit((unsigned char)c);
 }
 
-static void series_clear(struct prom_series *s)
+static void series_clear(struct promtext_series *s)
 {
 	free(s->name);
 	for (size_t i = 0; i < s->n_labels; i++) {
@@ -37,7 +28,7 @@ static void series_clear(struct prom_series *s)
 	memset(s, 0, sizeof(*s));
 }
 
-void prom_samples_free(struct prom_samples *s)
+void promtext_free(struct promtext *s)
 {
 	if (!s)
 		return;
@@ -48,7 +39,7 @@ void prom_samples_free(struct prom_samples *s)
 	s->n = 0;
 }
 
-const char *prom_series_label(const struct prom_series *s, const char *name)
+const char *promtext_label(const struct promtext_series *s, const char *name)
 {
 	for (size_t i = 0; i < s->n_labels; i++)
 		if (!strcmp(s->labels[i].name, name))
@@ -121,7 +112,7 @@ static int parse_value(const char *p, const char *end, double *value)
 	return 0;
 }
 
-static int parse_line(const char *p, const char *end, struct prom_series *s)
+static int parse_line(const char *p, const char *end, struct promtext_series *s)
 {
 	const char *q;
 	int ret;
@@ -138,9 +129,9 @@ static int parse_line(const char *p, const char *end, struct prom_series *s)
 	if (p < end && *p == '{') {
 		p++;
 		while (p < end && *p != '}') {
-			struct prom_label *l;
+			struct promtext_label *l;
 
-			if (s->n_labels == PROM_MAX_LABELS)
+			if (s->n_labels == PROMTEXT_MAX_LABELS)
 				return -EINVAL;
 			l = realloc(s->labels, (s->n_labels + 1) * sizeof(*l));
 			if (!l)
@@ -196,7 +187,7 @@ static int parse_line(const char *p, const char *end, struct prom_series *s)
 	return 0;
 }
 
-int prom_samples_parse(const char *text, size_t len, struct prom_samples *out,
+int promtext_parse(const char *text, size_t len, struct promtext *out,
 		       size_t *line)
 {
 	const char *p = text, *end = text + len;
@@ -209,11 +200,11 @@ int prom_samples_parse(const char *text, size_t len, struct prom_samples *out,
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		const char *eol = nl ? nl : end;
 		const char *s = p;
-		struct prom_series series = { 0 };
+		struct promtext_series series = { 0 };
 
 		++*line;
 		p = nl ? nl + 1 : end;
-		if ((size_t)(eol - s) > PROM_MAX_LINE) {
+		if ((size_t)(eol - s) > PROMTEXT_MAX_LINE) {
 			ret = -EINVAL;
 			goto err_free_samples;
 		}
@@ -230,7 +221,7 @@ int prom_samples_parse(const char *text, size_t len, struct prom_samples *out,
 		}
 		if (out->n == cap) {
 			size_t ncap = cap ? cap * 2 : 32;
-			struct prom_series *ns = reallocarray(out->series, ncap, sizeof(*ns));
+			struct promtext_series *ns = reallocarray(out->series, ncap, sizeof(*ns));
 
 			if (!ns) {
 				series_clear(&series);
@@ -245,6 +236,6 @@ int prom_samples_parse(const char *text, size_t len, struct prom_samples *out,
 	return 0;
 
 err_free_samples:
-	prom_samples_free(out);
+	promtext_free(out);
 	return ret;
 }

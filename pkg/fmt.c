@@ -1,9 +1,9 @@
-/* Tables with aligned columns and human-readable units for wgcnictl. */
-#include "ctl.h"
+#include "fmt.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +12,7 @@
 
 #define TABLE_MAX_COLS 16
 
-struct table {
+struct fmt_table {
 	size_t n_cols;
 	char *header[TABLE_MAX_COLS];
 	bool right[TABLE_MAX_COLS];
@@ -20,9 +20,9 @@ struct table {
 	size_t n_rows, cap_rows;
 };
 
-struct table *table_new(const char *header, ...)
+struct fmt_table *fmt_table_new(const char *header, ...)
 {
-	struct table *t;
+	struct fmt_table *t;
 	const char *h;
 	va_list ap;
 
@@ -37,7 +37,7 @@ struct table *table_new(const char *header, ...)
 		t->header[t->n_cols] = strdup(h + t->right[t->n_cols]);
 		if (!t->header[t->n_cols]) {
 			va_end(ap);
-			table_free(t);
+			fmt_table_free(t);
 			errno = ENOMEM;
 			return NULL;
 		}
@@ -47,7 +47,7 @@ struct table *table_new(const char *header, ...)
 	return t;
 }
 
-void table_free(struct table *t)
+void fmt_table_free(struct fmt_table *t)
 {
 	if (!t)
 		return;
@@ -59,12 +59,12 @@ void table_free(struct table *t)
 	free(t);
 }
 
-size_t table_rows(const struct table *t)
+size_t fmt_table_rows(const struct fmt_table *t)
 {
 	return t->n_rows;
 }
 
-int table_add(struct table *t, ...)
+int fmt_table_add(struct fmt_table *t, ...)
 {
 	char **row;
 	va_list ap;
@@ -99,7 +99,7 @@ int table_add(struct table *t, ...)
 }
 
 /* Two spaces between columns; the last column is not padded. */
-static void table_print_row(const struct table *t, const size_t *width,
+static void fmt_table_print_row(const struct fmt_table *t, const size_t *width,
 			    char *const *cells, FILE *f)
 {
 	for (size_t i = 0; i < t->n_cols; i++) {
@@ -116,7 +116,7 @@ static void table_print_row(const struct table *t, const size_t *width,
 	}
 }
 
-int table_print(const struct table *t, FILE *f)
+int fmt_table_print(const struct fmt_table *t, FILE *f)
 {
 	size_t width[TABLE_MAX_COLS];
 
@@ -129,9 +129,9 @@ int table_print(const struct table *t, FILE *f)
 				width[i] = l;
 		}
 	}
-	table_print_row(t, width, t->header, f);
+	fmt_table_print_row(t, width, t->header, f);
 	for (size_t r = 0; r < t->n_rows; r++)
-		table_print_row(t, width, t->cells + r * t->n_cols, f);
+		fmt_table_print_row(t, width, t->cells + r * t->n_cols, f);
 	return ferror(f) ? -EIO : 0;
 }
 
@@ -175,7 +175,7 @@ char *fmt_ago(time_t now, time_t t, char *out, size_t outlen)
 	return out;
 }
 
-int parse_rfc3339(const char *s, time_t *t)
+int fmt_parse_rfc3339(const char *s, time_t *t)
 {
 	struct tm tm = { 0 };
 	const char *p;
