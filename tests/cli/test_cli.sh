@@ -48,7 +48,7 @@ for c in nodes node delete-node peers allocations status; do
 done
 t_ok "--help names the environment" grep -q WGCNI_CLUSTER_MANAGER "$T_TMP/help.out"
 run_ctl version "$CLI_CTL" --version
-t_eq "--version" "wgcnictl 0.1.0" "$(out version)"
+t_eq "--version" "wgcnictl $(sed -n 's/^VERSION := *//p' "$T_ROOT/Makefile")" "$(out version)"
 run_ctl noargs "$CLI_CTL"
 t_eq "no command: exit 2" 2 "$(rc noargs)"
 run_ctl unknown "$CLI_CTL" frobnicate
