@@ -26,6 +26,12 @@ for i in 1 2; do
 	t_ok "node $i: its interface is a kernel wireguard link" \
 		sh -c "ip -n $(t_ns "h$i") -d link show $(c_ifname "$i") | grep -qw wireguard"
 done
+for i in 1 2; do
+	t_ok "node $i: WGCNI-FORWARD chain and its jump are in the kernel's (legacy) filter table" \
+		sh -c "ip netns exec $(t_ns "h$i") iptables-legacy-save -t filter | grep -q -- '-A FORWARD -j WGCNI-FORWARD'"
+	t_ok "node $i: WGCNI-POSTROUTING chain and its jump are in the nat table" \
+		sh -c "ip netns exec $(t_ns "h$i") iptables-legacy-save -t nat | grep -q -- '-A POSTROUTING -j WGCNI-POSTROUTING'"
+done
 for c in c1a c1b c2a; do t_ok "ADD $c" c_ctr_add "${c:1:1}" "$c"; done
 t_ok "c1a's eth0 is a kernel wireguard link" \
 	sh -c "ip -n $(t_ns c1a) -d link show eth0 | grep -qw wireguard"
