@@ -165,12 +165,15 @@ int ipaddr_parse(const char *s, struct ipaddr *out)
 	return 0;
 }
 
-/* Decimal prefix length: 1 to 3 digits, nothing else. */
+/* Decimal prefix length: 1 to 3 digits, no leading zero (as inet_pton
+ * refuses "010.0.0.1"), nothing else. */
 static int parse_prefixlen(const char *s, unsigned int max, unsigned int *out)
 {
 	unsigned int v = 0;
 	size_t n = 0;
 
+	if (s[0] == '0' && s[1])
+		return -EINVAL;
 	for (; s[n]; n++) {
 		if (n == 3 || !isdigit((unsigned char)s[n]))
 			return -EINVAL;
