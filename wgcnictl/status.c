@@ -35,7 +35,14 @@ enum { C_NODE_MANAGER, C_CLUSTER_MANAGER, C_REGISTERED, C_PEERS, C_POOL, C_COUNT
 struct status {
 	struct check c[C_COUNT];
 	json_t *extra; /* numbers for -o json */
+	bool nomem;    /* building extra failed */
 };
+
+static void set_number(struct status *st, const char *key, double v)
+{
+	if (json_object_set_new(st->extra, key, json_integer((json_int_t)v)))
+		st->nomem = true;
+}
 
 static void set(struct check *c, enum check_state s, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -114,9 +121,9 @@ static void check_peers(struct ctl *ctl, struct status *st, const struct ctl_nod
 		else if (!stale)
 			stale = p->name ? p->name : p->public_key;
 	}
-	json_object_set_new(st->extra, "nodePeers", json_integer((json_int_t)nodes));
-	json_object_set_new(st->extra, "nodePeersHandshaking", json_integer((json_int_t)fresh));
-	json_object_set_new(st->extra, "containerPeers", json_integer((json_int_t)containers));
+	set_number(st, "nodePeers", (double)nodes);
+	set_number(st, "nodePeersHandshaking", (double)fresh);
+	set_number(st, "containerPeers", (double)containers);
 	if (!nodes)
 		set(&st->c[C_PEERS], CHECK_OK, "no other nodes, %zu container%s", containers,
 		    containers == 1 ? "" : "s");
@@ -135,8 +142,8 @@ static void check_pool(struct status *st, const struct ctl_node_view *v)
 		set(&st->c[C_POOL], CHECK_WARN, "no wgcni_pool_addresses in the node's metrics");
 		return;
 	}
-	json_object_set_new(st->extra, "poolUsed", json_integer((json_int_t)v->pool_used));
-	json_object_set_new(st->extra, "poolFree", json_integer((json_int_t)v->pool_free));
+	set_number(st, "poolUsed", v->pool_used);
+	set_number(st, "poolFree", v->pool_free);
 	set(&st->c[C_POOL], v->pool_free > 0 ? CHECK_OK : CHECK_FAIL,
 	    "%.0f used, %.0f free (%.0f%% used)", v->pool_used, v->pool_free,
 	    total > 0 ? 100.0 * v->pool_used / total : 0.0);
@@ -151,21 +158,21 @@ static int print_status(const struct ctl *ctl, struct status *st, bool ok)
 	if (ctl->output == CTL_OUTPUT_JSON) {
 		root = json_object();
 		checks = json_object();
-		if (!root || !checks) {
+		ret = !root || !checks || st->nomem ||
+		      json_object_set_new(root, "ok", json_boolean(ok));
+		for (int i = 0; i < C_COUNT && !ret; i++)
+			ret = json_object_set_new(checks, st->c[i].name,
+						  json_pack("{s:s, s:s}", "state",
+							    check_json[st->c[i].state],
+							    "detail", st->c[i].detail));
+		if (!ret)
+			ret = json_object_set(root, "checks", checks) ||
+			      json_object_update(root, st->extra);
+		json_decref(checks);
+		if (ret) {
 			json_decref(root);
-			json_decref(checks);
-			return ctl_print_json(NULL);
+			root = NULL; /* ctl_print_json(NULL) reports out of memory */
 		}
-		json_object_set_new(root, "ok", json_boolean(ok));
-		for (int i = 0; i < C_COUNT; i++) {
-			json_t *c = json_pack("{s:s, s:s}", "state",
-					      check_json[st->c[i].state], "detail",
-					      st->c[i].detail);
-
-			json_object_set_new(checks, st->c[i].name, c);
-		}
-		json_object_set_new(root, "checks", checks);
-		json_object_update(root, st->extra);
 		return ctl_print_json(root);
 	}
 	t = fmt_table_new("CHECK", "STATE", "DETAIL", NULL);
