@@ -47,8 +47,6 @@ struct ctl {
 	bool quiet;
 };
 
-/* The client for d, created on first use; NULL after printing why. */
-struct rpc_client *ctl_client(struct ctl *ctl, enum ctl_daemon d);
 const char *ctl_url(const struct ctl *ctl, enum ctl_daemon d);
 const char *ctl_daemon_name(enum ctl_daemon d);
 

@@ -182,7 +182,7 @@ static int ctl_load_token(struct ctl *ctl, char *why, size_t whylen)
 	return 0;
 }
 
-static struct rpc_client *ctl_client_why(struct ctl *ctl, enum ctl_daemon d,
+static struct rpc_client *ctl_client(struct ctl *ctl, enum ctl_daemon d,
 					 char *why, size_t whylen)
 {
 	struct rpc_client **c = d == CTL_CLUSTER_MANAGER ? &ctl->cm : &ctl->nm;
@@ -200,16 +200,6 @@ static struct rpc_client *ctl_client_why(struct ctl *ctl, enum ctl_daemon d,
 	return *c;
 }
 
-struct rpc_client *ctl_client(struct ctl *ctl, enum ctl_daemon d)
-{
-	char why[1024];
-	struct rpc_client *c = ctl_client_why(ctl, d, why, sizeof(why));
-
-	if (!c && !ctl->quiet)
-		ctl_errorx("%s", why);
-	return c;
-}
-
 int ctl_call(struct ctl *ctl, enum ctl_daemon d, const char *service,
 	     const char *method, const ProtobufCMessage *req,
 	     const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
@@ -220,7 +210,7 @@ int ctl_call(struct ctl *ctl, enum ctl_daemon d, const char *service,
 	struct rpc_client *c;
 	int ret;
 
-	c = ctl_client_why(ctl, d, reason, sizeof(reason));
+	c = ctl_client(ctl, d, reason, sizeof(reason));
 	if (!c) {
 		ret = -EINVAL;
 		goto out;
@@ -260,7 +250,7 @@ int ctl_get(struct ctl *ctl, enum ctl_daemon d, const char *path, char **body,
 
 	*body = NULL;
 	*status = 0;
-	c = ctl_client_why(ctl, d, reason, sizeof(reason));
+	c = ctl_client(ctl, d, reason, sizeof(reason));
 	if (!c) {
 		ret = -EINVAL;
 		goto err;
