@@ -182,8 +182,8 @@ static int ctl_load_token(struct ctl *ctl, char *why, size_t whylen)
 	return 0;
 }
 
-static struct rpc_client *ctl_client(struct ctl *ctl, enum ctl_daemon d,
-					 char *why, size_t whylen)
+static struct rpc_client *ctl_client(struct ctl *ctl, enum ctl_daemon d, char *why,
+				     size_t whylen)
 {
 	struct rpc_client **c = d == CTL_CLUSTER_MANAGER ? &ctl->cm : &ctl->nm;
 
