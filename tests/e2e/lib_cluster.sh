@@ -34,9 +34,11 @@ C_DRIVER=$BUILDDIR/cnidriver
 C_UL=192.168.77
 C_CM_URL=http://$C_UL.1:8080
 C_CIDR=10.100.0.0/16
+C_CIDR6=${C_CIDR6:-}       # set (e.g. fd10:100::/48) for a dual-stack cluster
 C_TOKEN=$T_TMP/token
 C_NODES=()             # node indexes whose node manager should be running
-declare -A C_ADDR      # container -> address (no prefix)
+declare -A C_ADDR      # container -> IPv4 address (no prefix)
+declare -A C_ADDR6     # container -> IPv6 address, dual-stack clusters only
 declare -A C_NODE      # container -> node index
 declare -A C_ID        # container -> container ID
 C_CTRS=()              # attached containers, in order
@@ -87,6 +89,7 @@ c_cm_start() {
 	mkdir -p "$T_TMP/cm"
 	t_spawn cm "$T_TMP/cm.log" ip netns exec "$(t_ns cm)" "$C_CM_BIN" \
 		--listen "$C_UL.1:8080" --state-dir "$T_TMP/cm" --cluster-cidr "$C_CIDR" \
+		${C_CIDR6:+--cluster-cidr "$C_CIDR6" --node-prefix-length-v6 64} \
 		--node-prefix-length 24 --token-file "$C_TOKEN"
 	t_wait "cluster manager healthy" 15 c_cm_healthy
 }
@@ -111,6 +114,12 @@ c_nm_start() {
 		--socket "$(c_sock "$i")" --state-dir "$T_TMP/h$i/state" \
 		--token-file "$C_TOKEN" --backend "$C_BACKEND"
 	echo "$(c_ifname "$i")" >>"$C_WGNAMES"
+}
+
+# c_nm_cleanup I: `wgcni-node-manager cleanup` on node I (its manager stopped).
+c_nm_cleanup() {
+	nq "h$1" "$C_NM_BIN" cleanup --interface "$(c_ifname "$1")" --socket "$(c_sock "$1")" \
+		--state-dir "$T_TMP/h$1/state" --backend "$C_BACKEND" >>"$T_TMP/cleanup.log" 2>&1
 }
 
 c_nm_pid() { local v=T_PID_nm$1; echo "${!v}"; }
@@ -240,7 +249,8 @@ c_ctr_attach() {
 	local i=$1 c=$2 out
 	out=$(c_cni add "$i" "$c") || return 1
 	echo "$out" >"$T_TMP/result-$c.json"
-	C_ADDR[$c]=$(jq -r '.ips[0].address' <<<"$out" | cut -d/ -f1)
+	C_ADDR[$c]=$(jq -r '[.ips[].address | select(contains("."))][0]' <<<"$out" | cut -d/ -f1)
+	C_ADDR6[$c]=$(jq -r '[.ips[].address | select(contains(":"))][0] // empty' <<<"$out" | cut -d/ -f1)
 	[ -n "${C_ADDR[$c]}" ] && [ "${C_ADDR[$c]}" != null ] || return 1
 	C_CTRS+=("$c")
 }
@@ -413,9 +423,7 @@ c_leak_check() {
 	done
 	for i in "${C_NODES[@]}"; do
 		c_nm_stop "$i"
-		t_ok "node $i: wgcni-node-manager cleanup" nq "h$i" "$C_NM_BIN" cleanup \
-			--interface "$(c_ifname "$i")" --socket "$(c_sock "$i")" \
-			--state-dir "$T_TMP/h$i/state" --backend "$C_BACKEND"
+		t_ok "node $i: wgcni-node-manager cleanup" c_nm_cleanup "$i"
 	done
 	for h in "${C_HOSTS[@]}"; do
 		[ "$h" = cm ] && continue
@@ -423,6 +431,8 @@ c_leak_check() {
 		t_eq "$h: no wgcni firewall chains or rules left" "" "$(c_fw_rules "$h" | xargs)"
 		t_eq "$h: no routes beyond the underlay" "$C_UL.0/24" \
 			"$(nq "$h" ip -4 route show | awk '{print $1}' | xargs)"
+		t_eq "$h: no IPv6 routes beyond link-local" "" \
+			"$(nq "$h" ip -6 route show | awk '$1 != "fe80::/64" {print $1}' | xargs)"
 	done
 	t_eq "no process left in this run's namespaces" "" "$(c_leak_procs)"
 	t_eq "no sanitizer report from the daemons or the plugin" "" \
@@ -441,7 +451,7 @@ c_exit() {
 	local rc=$? leftover socks f
 	set +e
 	if [ "$rc" != 0 ] || [ "$T_FAIL" != 0 ]; then
-		for f in "$T_TMP"/cm.log "$T_TMP"/nm*.log "$T_TMP"/cni.log; do
+		for f in "$T_TMP"/cm.log "$T_TMP"/nm*.log "$T_TMP"/cni.log "$T_TMP"/cleanup.log; do
 			[ -e "$f" ] || continue
 			echo "# ---- last lines of $(basename "$f")"
 			tail -n 15 "$f" | sed 's/^/#   /'

@@ -39,8 +39,7 @@ key4=$(c_node_key 4)
 t_ok "DEL c4a" c_ctr_del c4a
 unset 'C_NODE[c4a]'
 c_nm_stop 4
-t_ok "node 4: wgcni-node-manager cleanup" nq h4 "$C_NM_BIN" cleanup --interface "$(c_ifname 4)" \
-	--socket "$(c_sock 4)" --state-dir "$T_TMP/h4/state" --backend "$C_BACKEND"
+t_ok "node 4: wgcni-node-manager cleanup" c_nm_cleanup 4
 c_node_forget 4
 has_key4() { local i; for i in 1 2 3; do c_node_peers "$i" | grep -qx "$key4" && return 0; done; return 1; }
 t_ok "node 4 is still a peer before DeleteNode (the check below can fail)" has_key4

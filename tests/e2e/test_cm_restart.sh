@@ -42,8 +42,7 @@ c_cm_start
 t_ok "DEL c3a" c_ctr_del c3a
 unset 'C_NODE[c3a]'
 c_nm_stop 3
-t_ok "node 3: wgcni-node-manager cleanup" nq h3 "$C_NM_BIN" cleanup --interface "$(c_ifname 3)" \
-	--socket "$(c_sock 3)" --state-dir "$T_TMP/h3/state" --backend "$C_BACKEND"
+t_ok "node 3: wgcni-node-manager cleanup" c_nm_cleanup 3
 c_node_forget 3
 t_ok "DeleteNode node3 after a clean restart" c_cm_rpc DeleteNode '{"nodeName":"node3"}'
 t_ok "nodes 1 and 2 drop node 3" t_wait "node 3 gone" 10 c_converged
