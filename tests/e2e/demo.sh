@@ -309,6 +309,8 @@ explore() {
 
 up() {
 	local rc=0
+	# Interrupted (Ctrl-C, a closed pipe) before the end: leave nothing.
+	trap 'trap - INT TERM HUP PIPE; down >/dev/null 2>&1; exit 130' INT TERM HUP PIPE
 	say "${B}wgcni demo$N — 1 cluster manager, 3 nodes, $((3 * CTRS_PER_NODE)) containers, all in network namespaces"
 	if ! (setup); then
 		say "${R}setup failed; logs:$N"
@@ -318,6 +320,7 @@ up() {
 	fi
 	show_cluster
 	matrix || rc=1
+	trap - INT TERM HUP PIPE
 	if [ "${KEEP:-}" = 1 ]; then
 		explore
 	else
