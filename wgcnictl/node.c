@@ -21,34 +21,71 @@ typedef Wgcni__Node__V1__GetNodeResponse GetNodeResp;
 typedef Wgcni__Node__V1__ListAllocationsResponse ListAllocResp;
 typedef Wgcni__Node__V1__Allocation Alloc;
 
-static struct ctl_peer *view_peer(struct ctl_node_view *v, const char *key)
-{
-	struct ctl_peer *p;
-
-	for (size_t i = 0; i < v->n_peers; i++)
-		if (!strcmp(v->peers[i].public_key, key))
-			return &v->peers[i];
-	p = reallocarray(v->peers, v->n_peers + 1, sizeof(*p));
-	if (!p)
-		return NULL;
-	v->peers = p;
-	p = &v->peers[v->n_peers++];
-	memset(p, 0, sizeof(*p));
-	p->public_key = key;
-	return p;
-}
-
 static bool is_peer_series(const char *name)
 {
 	return !strcmp(name, "wgcni_peer_rx_bytes") || !strcmp(name, "wgcni_peer_tx_bytes") ||
 	       !strcmp(name, "wgcni_peer_last_handshake_seconds");
 }
 
+/* The public key of a peer series, or NULL for another series. */
+static const char *series_peer(const struct promtext_series *s)
+{
+	return is_peer_series(s->name) ? promtext_label(s, "peer") : NULL;
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int peer_key_cmp(const void *key, const void *peer)
+{
+	return strcmp(key, ((const struct ctl_peer *)peer)->public_key);
+}
+
+/*
+ * One peer per distinct public key among the allocations and the peer
+ * series, sorted by key, so that view_peer finds each in O(log n): a node
+ * of a large cluster has a peer per other node and three series for each.
+ */
+static int view_make_peers(struct ctl_node_view *v)
+{
+	const ListAllocResp *la = v->allocations;
+	const char **keys;
+	size_t n = 0;
+
+	keys = calloc(la->n_allocations + v->metrics.n + 1, sizeof(*keys));
+	if (!keys)
+		return -ENOMEM;
+	for (size_t i = 0; i < la->n_allocations; i++)
+		if (la->allocations[i]->public_key && *la->allocations[i]->public_key)
+			keys[n++] = la->allocations[i]->public_key;
+	for (size_t i = 0; i < v->metrics.n; i++)
+		if ((keys[n] = series_peer(&v->metrics.series[i])))
+			n++;
+	qsort(keys, n, sizeof(*keys), key_cmp);
+	v->peers = calloc(n + 1, sizeof(*v->peers));
+	if (!v->peers) {
+		free(keys);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!v->n_peers || strcmp(v->peers[v->n_peers - 1].public_key, keys[i]))
+			v->peers[v->n_peers++].public_key = keys[i];
+	free(keys);
+	return 0;
+}
+
+static struct ctl_peer *view_peer(struct ctl_node_view *v, const char *key)
+{
+	return bsearch(key, v->peers, v->n_peers, sizeof(*v->peers), peer_key_cmp);
+}
+
 static int view_add_metrics(struct ctl_node_view *v)
 {
 	for (size_t i = 0; i < v->metrics.n; i++) {
 		const struct promtext_series *s = &v->metrics.series[i];
-		const char *key = promtext_label(s, "peer");
+		const char *key = series_peer(s);
 		struct ctl_peer *p;
 
 		if (!strcmp(s->name, "wgcni_pool_addresses")) {
@@ -61,11 +98,11 @@ static int view_add_metrics(struct ctl_node_view *v)
 			v->has_pool = true;
 			continue;
 		}
-		if (!key || !is_peer_series(s->name))
+		if (!key)
 			continue;
 		p = view_peer(v, key);
 		if (!p)
-			return -ENOMEM;
+			return -ENOENT; /* not from view_make_peers: cannot be */
 		if (!p->name)
 			p->name = promtext_label(s, "name");
 		p->has_stats = true;
@@ -93,7 +130,7 @@ static int view_add_allocations(struct ctl_node_view *v)
 			continue;
 		p = view_peer(v, a->public_key);
 		if (!p)
-			return -ENOMEM;
+			return -ENOENT;
 		p->container = true;
 		p->alloc = a;
 	}
@@ -145,11 +182,13 @@ int ctl_node_view_load(struct ctl *ctl, struct ctl_node_view *v, char *why, size
 			ctl_errorx("%s", why);
 		goto err;
 	}
-	ret = view_add_allocations(v);
+	ret = view_make_peers(v);
+	if (!ret)
+		ret = view_add_allocations(v);
 	if (!ret)
 		ret = view_add_metrics(v);
 	if (ret) {
-		snprintf(why, whylen, "out of memory");
+		snprintf(why, whylen, "building the peer list: %s", strerror(-ret));
 		if (!ctl->quiet)
 			ctl_errorx("%s", why);
 		goto err;
@@ -171,8 +210,21 @@ static int peer_cmp(const void *a, const void *b)
 	return strcmp(x->name ? x->name : "", y->name ? y->name : "");
 }
 
+static int node_key_cmp(const void *a, const void *b)
+{
+	const Wgcni__Cluster__V1__Node *const *x = a, *const *y = b;
+
+	return strcmp((*x)->public_key, (*y)->public_key);
+}
+
+static int key_node_cmp(const void *key, const void *node)
+{
+	return strcmp(key, (*(const Wgcni__Cluster__V1__Node *const *)node)->public_key);
+}
+
 /* The other nodes as the cluster manager lists them, when asked for with
- * --cluster-manager: their subnets and endpoints. Optional, so quiet. */
+ * --cluster-manager: their subnets and endpoints, sorted by public key.
+ * Optional, so quiet. */
 static Wgcni__Cluster__V1__ListNodesResponse *cluster_nodes(struct ctl *ctl)
 {
 	Wgcni__Cluster__V1__ListNodesResponse *resp;
@@ -184,17 +236,22 @@ static Wgcni__Cluster__V1__ListNodesResponse *cluster_nodes(struct ctl *ctl)
 	ctl->quiet = true;
 	if (ctl_list_nodes(ctl, &resp, why, sizeof(why)))
 		fprintf(stderr, CTL_PROG ": warning: node details unavailable: %s\n", why);
+	else
+		qsort(resp->nodes, resp->n_nodes, sizeof(*resp->nodes), node_key_cmp);
 	ctl->quiet = quiet;
 	return resp;
 }
 
+/* nodes->nodes must be sorted by public key (node_key_cmp). */
 static const Wgcni__Cluster__V1__Node *
 cluster_node(const Wgcni__Cluster__V1__ListNodesResponse *nodes, const char *key)
 {
-	for (size_t i = 0; nodes && i < nodes->n_nodes; i++)
-		if (!strcmp(nodes->nodes[i]->public_key, key))
-			return nodes->nodes[i];
-	return NULL;
+	Wgcni__Cluster__V1__Node **n;
+
+	if (!nodes)
+		return NULL;
+	n = bsearch(key, nodes->nodes, nodes->n_nodes, sizeof(*nodes->nodes), key_node_cmp);
+	return n ? *n : NULL;
 }
 
 static json_t *peer_json(const struct ctl_peer *p, const Wgcni__Cluster__V1__Node *cn)
