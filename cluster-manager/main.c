@@ -90,7 +90,7 @@ static void cm_usage(FILE *f)
 		"WireGuard public keys (Connect API wgcni.cluster.v1.ClusterService).\n"
 		"\n"
 		"Options (each also from the environment, e.g. WGCNI_STATE_DIR):\n"
-		"  --listen ADDR:PORT            API address (default 0.0.0.0:8080)\n"
+		"  --listen IP:PORT              API address, [v6]:PORT for IPv6 (default 0.0.0.0:8080)\n"
 		"  --state-dir DIR               state, SQLite cluster.db (default /var/lib/wgcni/cluster)\n"
 		"  --cluster-cidr CIDR           cluster CIDR, at most one IPv4 and one IPv6;\n"
 		"                                repeat or separate by commas (default 10.100.0.0/16)\n"
@@ -195,10 +195,17 @@ static int cm_apply(int val, const char *arg, void *ctx, char *err, size_t errle
 	switch (val) {
 	case OPT_LISTEN: {
 		struct endpoint ep;
+		struct ipaddr a;
 		char why[128];
 
 		if (endpoint_parse(arg, &ep, why, sizeof(why))) {
 			snprintf(err, errlen, "--listen: invalid address `%s': %s", arg, why);
+			return -EINVAL;
+		}
+		/* The server binds what it is given, it resolves no names. */
+		if (ipaddr_parse(ep.host, &a)) {
+			snprintf(err, errlen, "--listen: invalid address `%s': the host must be "
+				 "an IP address, as in 0.0.0.0:8080 or [::]:8080", arg);
 			return -EINVAL;
 		}
 		o->listen = arg;

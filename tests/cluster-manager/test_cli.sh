@@ -36,6 +36,7 @@ bad "bad external CIDR" "external-cidr" --external-cidr nowhere
 bad "TLS cert without key" "tls-cert and --tls-key" --tls-cert "$T_TMP/c.pem"
 bad "TLS key without cert" "tls-cert and --tls-key" --tls-key "$T_TMP/k.pem"
 bad "bad listen address" "listen.*8080x" --listen 127.0.0.1:8080x
+bad "listen on a host name" "listen.*localhost:8090.*IP address" --listen localhost:8090
 bad "stray argument" "unexpected argument" extra
 set +e
 WGCNI_NODE_PREFIX_LENGTH=abc timeout 10 "$CM_BIN" --state-dir "$T_TMP/bad" >/dev/null 2>"$T_TMP/err"
