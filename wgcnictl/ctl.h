@@ -38,6 +38,7 @@ struct ctl {
 	const char *nm_url;
 	bool cm_explicit; /* given on the command line or in the environment */
 	const char *token_file;
+	const char *ca_file; /* PEM CA(s) trusted for https:// instead of the system's */
 	enum ctl_output output;
 	long timeout_ms;
 	time_t now;

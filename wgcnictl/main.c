@@ -43,6 +43,7 @@ enum {
 	OPT_CLUSTER_MANAGER = 256,
 	OPT_NODE_MANAGER,
 	OPT_TOKEN_FILE,
+	OPT_CA_FILE,
 	OPT_TIMEOUT,
 	OPT_OUTPUT = 'o',
 	OPT_HELP = 'h',
@@ -53,6 +54,7 @@ static const struct option ctl_options[] = {
 	{ "cluster-manager", required_argument, NULL, OPT_CLUSTER_MANAGER },
 	{ "node-manager", required_argument, NULL, OPT_NODE_MANAGER },
 	{ "token-file", required_argument, NULL, OPT_TOKEN_FILE },
+	{ "ca-file", required_argument, NULL, OPT_CA_FILE },
 	{ "output", required_argument, NULL, OPT_OUTPUT },
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "help", no_argument, NULL, OPT_HELP },
@@ -98,6 +100,8 @@ static void usage(FILE *f)
 		"  --node-manager URL      node manager API, unix:///path or http://host:port\n"
 		"                          (default " CTL_DEFAULT_NODE_MANAGER ")\n"
 		"  --token-file FILE       bearer token for the API calls\n"
+		"  --ca-file FILE          trust the CA certificate(s) in this PEM file for\n"
+		"                          https:// URLs instead of the system's\n"
 		"  -o, --output FORMAT     table (default) or json (the API's JSON, for scripts)\n"
 		"  --timeout SECONDS       per call (default 10)\n"
 		"  -h, --help              this text\n"
@@ -124,6 +128,9 @@ static int apply_option(int val, const char *arg, void *vctx, char *err, size_t 
 		return 0;
 	case OPT_TOKEN_FILE:
 		ctl->token_file = arg;
+		return 0;
+	case OPT_CA_FILE:
+		ctl->ca_file = arg;
 		return 0;
 	case OPT_OUTPUT:
 		if (!strcmp(arg, "table")) {
@@ -186,18 +193,40 @@ static struct rpc_client *ctl_client(struct ctl *ctl, enum ctl_daemon d, char *w
 				     size_t whylen)
 {
 	struct rpc_client **c = d == CTL_CLUSTER_MANAGER ? &ctl->cm : &ctl->nm;
+	int ret;
 
 	if (*c)
 		return *c;
 	if (ctl_load_token(ctl, why, whylen))
 		return NULL;
 	*c = rpc_client_new(ctl_url(ctl, d), ctl->token, ctl->timeout_ms);
-	if (!*c)
+	if (!*c) {
 		snprintf(why, whylen, "invalid %s URL `%s': %s", ctl_daemon_name(d),
 			 ctl_url(ctl, d),
 			 errno == EINVAL ? "expected http://, https:// or unix:///path"
 					 : strerror(errno));
+		return NULL;
+	}
+	ret = ctl->ca_file ? rpc_client_set_ca_file(*c, ctl->ca_file) : 0;
+	if (ret) {
+		snprintf(why, whylen, "cannot use CA file `%s': %s", ctl->ca_file,
+			 strerror(-ret));
+		rpc_client_free(*c);
+		*c = NULL;
+	}
 	return *c;
+}
+
+/* Why a call got no answer from d (ret from rpc_call or rpc_get). */
+static void transport_reason(const struct ctl *ctl, enum ctl_daemon d, int ret, char *out,
+			     size_t outlen)
+{
+	if (ret == -EKEYREJECTED)
+		snprintf(out, outlen, "the %s at `%s' has a certificate no trusted CA signed "
+			 "(see --ca-file)", ctl_daemon_name(d), ctl_url(ctl, d));
+	else
+		snprintf(out, outlen, "cannot reach the %s at `%s': %s", ctl_daemon_name(d),
+			 ctl_url(ctl, d), strerror(-ret));
 }
 
 int ctl_call(struct ctl *ctl, enum ctl_daemon d, const char *service,
@@ -227,8 +256,7 @@ int ctl_call(struct ctl *ctl, enum ctl_daemon d, const char *service,
 		snprintf(reason, sizeof(reason), "%s at `%s' sent an answer that does not decode",
 			 ctl_daemon_name(d), ctl_url(ctl, d));
 	else
-		snprintf(reason, sizeof(reason), "cannot reach the %s at `%s': %s",
-			 ctl_daemon_name(d), ctl_url(ctl, d), strerror(-ret));
+		transport_reason(ctl, d, ret, reason, sizeof(reason));
 out:
 	if (err)
 		*err = e;
@@ -257,8 +285,7 @@ int ctl_get(struct ctl *ctl, enum ctl_daemon d, const char *path, char **body,
 	}
 	ret = rpc_get(c, path, &buf, &len, status);
 	if (ret) {
-		snprintf(reason, sizeof(reason), "cannot reach the %s at `%s': %s",
-			 ctl_daemon_name(d), ctl_url(ctl, d), strerror(-ret));
+		transport_reason(ctl, d, ret, reason, sizeof(reason));
 		goto err;
 	}
 	if (*status != 200) {

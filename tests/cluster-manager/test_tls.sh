@@ -38,6 +38,31 @@ cm_call RegisterKey "{\"nodeName\":\"n1\",\"publicKey\":\"$key\",\"endpoint\":\"
 	-H 'Authorization: Bearer tls-token' >/dev/null
 wait "$poll"
 t_eq "TLS long poll woken with n1's key" "$key" "$(jq -r '.peers[0].publicKey' "$T_TMP/poll.json")"
+
+# wgcnictl over HTTPS: trusts the certificate with --ca-file, says why without.
+CTL=$T_BIN/wgcnictl
+[ -x "$CTL" ] || { t_log "missing $CTL (build it first)"; exit 1; }
+ctl() { nq cm "$CTL" --cluster-manager "$CM_URL" --token-file "$T_TMP/token" "$@"; }
+set +e
+ctl --ca-file "$T_TMP/cert.pem" nodes >"$T_TMP/ctl_ca.out"
+ca_rc=$?
+ctl nodes >"$T_TMP/ctl.out" 2>"$T_TMP/ctl.err"
+rc=$?
+WGCNI_CA_FILE=$T_TMP/cert.pem ctl -o json nodes >"$T_TMP/ctl.json" 2>/dev/null
+env_rc=$?
+ctl --ca-file "$T_TMP/missing.pem" nodes >/dev/null 2>"$T_TMP/ctl_missing.err"
+missing_rc=$?
+set -e
+t_eq "wgcnictl --ca-file: nodes over HTTPS" 0 "$ca_rc"
+t_ok "wgcnictl --ca-file: n1 listed" grep -q '^n1 ' "$T_TMP/ctl_ca.out"
+t_eq "wgcnictl without --ca-file: exit 1" 1 "$rc"
+t_ok "wgcnictl without --ca-file: says the certificate is not trusted" \
+	grep -q "^wgcnictl: ListNodes: .*certificate no trusted CA signed (see --ca-file)" "$T_TMP/ctl.err"
+t_eq "wgcnictl WGCNI_CA_FILE: exit 0" 0 "$env_rc"
+t_eq "wgcnictl WGCNI_CA_FILE: two nodes" 2 "$(jq '.nodes | length' "$T_TMP/ctl.json")"
+t_eq "wgcnictl unreadable --ca-file: exit 1" 1 "$missing_rc"
+t_ok "wgcnictl unreadable --ca-file: named" grep -q "CA file \`$T_TMP/missing.pem'" "$T_TMP/ctl_missing.err"
+
 cm_stop TERM
 t_eq "SIGTERM: exit 0" 0 "$CM_RC"
 
