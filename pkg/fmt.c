@@ -10,12 +10,10 @@
 #include <string.h>
 #include <time.h>
 
-#define TABLE_MAX_COLS 16
-
 struct fmt_table {
 	size_t n_cols;
-	char *header[TABLE_MAX_COLS];
-	bool right[TABLE_MAX_COLS];
+	char *header[FMT_TABLE_MAX_COLS];
+	bool right[FMT_TABLE_MAX_COLS];
 	char **cells; /* n_rows * n_cols */
 	size_t n_rows, cap_rows;
 };
@@ -31,20 +29,25 @@ struct fmt_table *fmt_table_new(const char *header, ...)
 		return NULL;
 	va_start(ap, header);
 	for (h = header; h; h = va_arg(ap, const char *)) {
-		if (t->n_cols == TABLE_MAX_COLS)
-			break;
+		if (t->n_cols == FMT_TABLE_MAX_COLS) {
+			errno = E2BIG;
+			goto err_free_table;
+		}
 		t->right[t->n_cols] = h[0] == '>';
 		t->header[t->n_cols] = strdup(h + t->right[t->n_cols]);
 		if (!t->header[t->n_cols]) {
-			va_end(ap);
-			fmt_table_free(t);
 			errno = ENOMEM;
-			return NULL;
+			goto err_free_table;
 		}
 		t->n_cols++;
 	}
 	va_end(ap);
 	return t;
+
+err_free_table:
+	va_end(ap);
+	fmt_table_free(t);
+	return NULL;
 }
 
 void fmt_table_free(struct fmt_table *t)
@@ -118,7 +121,7 @@ static void fmt_table_print_row(const struct fmt_table *t, const size_t *width,
 
 int fmt_table_print(const struct fmt_table *t, FILE *f)
 {
-	size_t width[TABLE_MAX_COLS];
+	size_t width[FMT_TABLE_MAX_COLS];
 
 	for (size_t i = 0; i < t->n_cols; i++) {
 		width[i] = strlen(t->header[i]);

@@ -10,10 +10,12 @@
 #include <stdio.h>
 #include <time.h>
 
+#define FMT_TABLE_MAX_COLS 16
+
 struct fmt_table;
 /* Column headers; a header starting with '>' is right-aligned (the '>' is
- * not printed). NULL-terminated; at most 16 columns (more are ignored).
- * NULL with errno = ENOMEM. */
+ * not printed). NULL-terminated. NULL with errno = E2BIG (more than
+ * FMT_TABLE_MAX_COLS columns) or ENOMEM. */
 struct fmt_table *fmt_table_new(const char *header, ...) __attribute__((sentinel));
 void fmt_table_free(struct fmt_table *t);
 /* One row, one const char * per column (copied; NULL or "" prints as "-").

@@ -218,6 +218,22 @@ static void test_table_header_only(void **state)
 	fmt_table_free(NULL);
 }
 
+static void test_table_too_wide(void **state)
+{
+	struct fmt_table *t;
+
+	t = fmt_table_new("1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13",
+			  "14", "15", "16", NULL);
+	assert_non_null(t);
+	fmt_table_free(t);
+	/* A seventeenth column is refused, not silently dropped. */
+	errno = 0;
+	t = fmt_table_new("1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13",
+			  "14", "15", "16", "17", NULL);
+	assert_null(t);
+	assert_int_equal(errno, E2BIG);
+}
+
 static void test_table_many_rows(void **state)
 {
 	struct fmt_table *t = fmt_table_new(">I", "V", NULL);
@@ -473,6 +489,7 @@ int main(void)
 		cmocka_unit_test(test_table_alignment),
 		cmocka_unit_test(test_table_empty_cells),
 		cmocka_unit_test(test_table_header_only),
+		cmocka_unit_test(test_table_too_wide),
 		cmocka_unit_test(test_table_many_rows),
 		cmocka_unit_test(test_prom_basic),
 		cmocka_unit_test(test_prom_escapes),
