@@ -128,7 +128,13 @@ $(BUILDDIR)/fuzz/fuzz_pjson: tests/fuzz/fuzz_pjson.c pkg/pjson.c $(PROTO_C)
 	$(Q)mkdir -p $(@D)
 	$(Q)clang $(FUZZ_CFLAGS) -o $@ $^ $(FUZZ_LIBS)
 
-FUZZERS := $(BUILDDIR)/fuzz/fuzz_parsers $(BUILDDIR)/fuzz/fuzz_pjson
+# The netlink parser needs most of the library: build all of pkg/ with clang.
+$(BUILDDIR)/fuzz/fuzz_wg_genl: tests/fuzz/fuzz_wg_genl.c $(PKG_SRC)
+	$(call msg,FUZZ,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)clang $(FUZZ_CFLAGS) $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null) -o $@ $^ $(LDLIBS)
+
+FUZZERS := $(BUILDDIR)/fuzz/fuzz_parsers $(BUILDDIR)/fuzz/fuzz_pjson $(BUILDDIR)/fuzz/fuzz_wg_genl
 
 fuzz: $(FUZZERS) ## Run each libFuzzer harness for FUZZ_SECONDS (default 15)
 	$(Q)for f in $(FUZZERS); do \
