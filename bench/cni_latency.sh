@@ -107,6 +107,17 @@ BRCONF=$(jq -nc --arg d "$T_TMP/host-local" '{cniVersion: "1.0.0", name: "brnet"
 echo "# bridge + host-local: $N ADDs, then $N DELs" >&2
 run_bench b "$CNIREF/bridge" "$(t_ns br)" "$BRCONF" || { echo "bridge bench failed" >&2; exit 1; }
 
+# What every sample above includes besides the plugin: entering the node
+# namespace (ip netns exec) and starting a process.
+: >"$T_TMP/base"
+for k in $(seq 1 "$N"); do
+	t0=$EPOCHREALTIME
+	ip netns exec "$(t_ns br)" env -i /bin/true
+	t1=$EPOCHREALTIME
+	echo $(( ${t1/./} - ${t0/./} )) >>"$T_TMP/base"
+done
+read -r basem basep <<<"$(stats "$T_TMP/base")"
+
 read -r wam wap <<<"$(stats "$T_TMP/w.add")"
 read -r wdm wdp <<<"$(stats "$T_TMP/w.del")"
 read -r bam bap <<<"$(stats "$T_TMP/b.add")"
@@ -117,4 +128,5 @@ printf 'CNI latency, %d containers each, ms (one container at a time)\n' "$N"
 printf '%-5s %-8s %10s %10s   %-8s %10s %10s   %9s %9s\n' op plugin median p99 plugin median p99 "ratio-med" "ratio-p99"
 printf '%-5s %-8s %10s %10s   %-8s %10s %10s   %9s %9s\n' ADD wgcni "$wam" "$wap" bridge "$bam" "$bap" "$(ratio "$wam" "$bam")" "$(ratio "$wap" "$bap")"
 printf '%-5s %-8s %10s %10s   %-8s %10s %10s   %9s %9s\n' DEL wgcni "$wdm" "$wdp" bridge "$bdm" "$bdp" "$(ratio "$wdm" "$bdm")" "$(ratio "$wdp" "$bdp")"
+echo "(each sample includes ip netns exec + process start: median $basem ms, p99 $basep ms)"
 echo "(wgcni backend: $backend; bridge = containernetworking-plugins $(dpkg-query -W -f='${Version}' containernetworking-plugins 2>/dev/null) with host-local)"
