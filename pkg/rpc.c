@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,7 @@ struct rpc_client {
 	struct curl_slist *headers;
 	long timeout_ms;
 	char *ca_file; /* NULL: the system trust store */
+	atomic_bool cancelled; /* rpc_client_cancel: sticky */
 };
 
 struct rpc_buf {
@@ -194,6 +196,22 @@ int rpc_client_set_ca_file(struct rpc_client *c, const char *path)
 	return 0;
 }
 
+/* libcurl calls this at least once a second during a transfer, also while
+ * a long poll waits for its answer: the cancellation point. */
+static int rpc_progress(void *userdata, curl_off_t dltotal, curl_off_t dlnow,
+			curl_off_t ultotal, curl_off_t ulnow)
+{
+	const struct rpc_client *c = userdata;
+
+	return atomic_load(&c->cancelled) ? 1 : 0;
+}
+
+void rpc_client_cancel(struct rpc_client *c)
+{
+	if (c)
+		atomic_store(&c->cancelled, true);
+}
+
 /* The one place CURLcode becomes an errno. */
 static int rpc_curl_errno(const struct rpc_client *c, CURLcode cc)
 {
@@ -222,6 +240,8 @@ static int rpc_curl_errno(const struct rpc_client *c, CURLcode cc)
 		return -EMSGSIZE;
 	case CURLE_URL_MALFORMAT:
 		return -EINVAL;
+	case CURLE_ABORTED_BY_CALLBACK:
+		return -ECANCELED;
 	case CURLE_PEER_FAILED_VERIFICATION:
 	case CURLE_SSL_CACERT_BADFILE:
 		return -EKEYREJECTED;
@@ -281,6 +301,10 @@ static int rpc_perform(struct rpc_client *c, const char *path, const void *body,
 
 	if (!url)
 		return -ENOMEM;
+	if (atomic_load(&c->cancelled)) {
+		free(url);
+		return -ECANCELED;
+	}
 	/* Tells the server when we give up, so a long poll answers in time;
 	 * a node on the stack, linked in only for this call. */
 	snprintf(hdr, sizeof(hdr), "Connect-Timeout-Ms: %ld", timeout);
@@ -293,6 +317,9 @@ static int rpc_perform(struct rpc_client *c, const char *path, const void *body,
 	curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, rpc_write);
 	curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, b);
 	curl_easy_setopt(c->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(c->curl, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(c->curl, CURLOPT_XFERINFOFUNCTION, rpc_progress);
+	curl_easy_setopt(c->curl, CURLOPT_XFERINFODATA, c);
 	if (c->unix_path)
 		curl_easy_setopt(c->curl, CURLOPT_UNIX_SOCKET_PATH, c->unix_path);
 	if (c->ca_file)

@@ -23,6 +23,10 @@ struct rpc_client;
  * NULL with errno = EINVAL for a bad URL. */
 struct rpc_client *rpc_client_new(const char *url, const char *token, long timeout_ms);
 void rpc_client_free(struct rpc_client *c);
+/* From any thread: abort the call in flight (within about a second, also a
+ * waiting long poll) and fail every later call, with -ECANCELED. For a
+ * clean shutdown of a thread blocked in rpc_call. */
+void rpc_client_cancel(struct rpc_client *c);
 /* For https://: trust the CA certificate(s) in this PEM file instead of the
  * system store (NULL: back to the system store). 0 or negative errno. */
 int rpc_client_set_ca_file(struct rpc_client *c, const char *path);

@@ -666,6 +666,66 @@ static void test_defer_wake(void **state)
 	assert_int_equal(a.revision, a.since + 1);
 }
 
+struct cancel_arg {
+	struct rpc_client *c;
+	uint64_t since;
+	int ret;
+	uint64_t done_ms;
+};
+
+static void *cancel_poll_thread(void *p)
+{
+	struct cancel_arg *a = p;
+	Wgcni__Cluster__V1__ListPeersRequest req = WGCNI__CLUSTER__V1__LIST_PEERS_REQUEST__INIT;
+	ProtobufCMessage *resp = NULL;
+	struct rpc_error err;
+
+	req.node_name = "poller";
+	req.since_revision = a->since;
+	req.wait_seconds = 20;
+	a->ret = rpc_call(a->c, P_PEERS, &req.base,
+			  &wgcni__cluster__v1__list_peers_response__descriptor, &resp, 0, &err);
+	a->done_ms = now_ms();
+	if (resp)
+		protobuf_c_message_free_unpacked(resp, NULL);
+	return NULL;
+}
+
+/* A thread blocked in a long poll is released by rpc_client_cancel from
+ * another thread well before the poll's 20 s, and the client stays
+ * cancelled. */
+static void test_rpc_cancel(void **state)
+{
+	struct cancel_arg a = { .c = rpc_client_new(base_url, TOKEN, 30000) };
+	Wgcni__Cluster__V1__AllocateSubnetRequest req =
+		WGCNI__CLUSTER__V1__ALLOCATE_SUBNET_REQUEST__INIT;
+	ProtobufCMessage *resp;
+	struct rpc_error err;
+	uint64_t start;
+	pthread_t t;
+
+	assert_non_null(a.c);
+	a.since = atomic_load(&app.revision);
+	assert_int_equal(pthread_create(&t, NULL, cancel_poll_thread, &a), 0);
+	wait_deferred(1);
+	start = now_ms();
+	rpc_client_cancel(a.c);
+	pthread_join(t, NULL);
+	assert_int_equal(a.ret, -ECANCELED);
+	if (a.done_ms - start > 2500)
+		fail_msg("cancel took %llu ms", (unsigned long long)(a.done_ms - start));
+	req.node_name = "after-cancel";
+	assert_int_equal(rpc_call(a.c, P_ALLOC, &req.base,
+				  &wgcni__cluster__v1__allocate_subnet_response__descriptor,
+				  &resp, 0, &err), -ECANCELED);
+	rpc_client_free(a.c);
+	rpc_client_cancel(NULL);
+	/* The server learns the poller left only when it answers: make it. */
+	atomic_fetch_add(&app.revision, 1);
+	connect_server_wake(srv);
+	wait_deferred(0);
+}
+
 static void test_defer_deadline(void **state)
 {
 	struct poll_arg a = { .url = base_url, .wait_s = 1 };
@@ -1074,6 +1134,7 @@ int main(void)
 		cmocka_unit_test(test_healthz_metrics),
 		cmocka_unit_test(test_unix_mode),
 		cmocka_unit_test(test_defer_wake),
+		cmocka_unit_test(test_rpc_cancel),
 		cmocka_unit_test(test_defer_deadline),
 		cmocka_unit_test(test_rpc_timeout_unreachable),
 		cmocka_unit_test(test_many_deferred),
