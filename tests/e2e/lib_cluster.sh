@@ -305,6 +305,8 @@ c_ping_all() {
 # c_ping_bg_stop TAG stops it (SIGINT: ping prints its summary) and prints
 # "TRANSMITTED RECEIVED".
 c_ping_bg() {
+	# first contact (handshakes) before the clock starts
+	c_ping "$2" "$3" || t_log "warm-up ping $2 -> $3 failed"
 	# ip netns exec execs ping: $! is ping itself, so SIGINT reaches it
 	ip netns exec "$(t_ns "$2")" ping -n -i 0.1 "$3" >"$T_TMP/bgping.$1" 2>&1 &
 	local pid=$!
