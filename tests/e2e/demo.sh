@@ -212,7 +212,7 @@ show_cluster() {
 	local n
 	step "The cluster as an operator sees it"
 	if [ -x "$BIN/wgcnictl" ]; then
-		say "    ${D}\$ wgcnictl --cluster-manager $CM_URL nodes$N"
+		say "    ${D}\$ ip netns exec $(ns cm) wgcnictl --cluster-manager $CM_URL --token-file $STATE/token nodes$N"
 		ip netns exec "$(ns cm)" "$BIN/wgcnictl" --cluster-manager "$CM_URL" \
 			--token-file "$STATE/token" nodes 2>&1 | sed 's/^/    /'
 		for n in $NODES; do
