@@ -403,11 +403,12 @@ static int nm_cmd_run(struct nm_opts *o)
 	nm_stop_flag = 1;
 	log_info("stopping; the interface keeps running", "interface=%s", nm->cfg.ifname);
 
-	joined = nm_sync_stop(nm, 1500);
+	/* The sync thread's call in flight is cancelled; libcurl notices
+	 * within about a second. */
+	joined = nm_sync_stop(nm, 5000);
 	if (!joined) {
-		/* rpc.h cannot abort a call in flight. Hold the lock for good, so
-		 * the sync thread, should its answer arrive now, cannot touch the
-		 * interface or the state while the process ends. */
+		/* Should it still not have ended, hold the lock for good so it
+		 * cannot touch the interface or the state while we exit. */
 		pthread_mutex_lock(&nm->lock);
 		log_info("exiting during a long poll to the cluster manager", NULL);
 	}

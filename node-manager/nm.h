@@ -106,6 +106,10 @@ struct nm {
 	pthread_t sync_thread;
 	bool sync_started;
 	volatile int sync_done;
+	/* The sync thread's current cluster manager client, published so
+	 * nm_sync_stop can cancel a long poll in flight. */
+	pthread_mutex_t sync_rpc_lock;
+	struct rpc_client *sync_rpc;
 };
 
 /* state.c: the state database and the in-memory copy of it. */

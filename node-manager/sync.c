@@ -306,6 +306,17 @@ out:
 	return ret;
 }
 
+/* Replace the published client (freeing the old one) and return the new. */
+static struct rpc_client *nm_sync_publish(struct nm *nm, struct rpc_client *old,
+					  struct rpc_client *new)
+{
+	pthread_mutex_lock(&nm->sync_rpc_lock);
+	nm->sync_rpc = new;
+	rpc_client_free(old);
+	pthread_mutex_unlock(&nm->sync_rpc_lock);
+	return new;
+}
+
 static void *nm_sync_main(void *arg)
 {
 	struct nm *nm = arg;
@@ -314,12 +325,11 @@ static void *nm_sync_main(void *arg)
 	uint64_t revision = 0;
 	int ret;
 
-	rpc = nm_sync_client(nm, NM_POLL_TIMEOUT_MS);
+	rpc = nm_sync_publish(nm, NULL, nm_sync_client(nm, NM_POLL_TIMEOUT_MS));
 	while (!*nm->stop) {
 		if (*nm->reload || !rpc) {
 			*nm->reload = 0;
-			rpc_client_free(rpc);
-			rpc = nm_sync_client(nm, NM_POLL_TIMEOUT_MS);
+			rpc = nm_sync_publish(nm, rpc, nm_sync_client(nm, NM_POLL_TIMEOUT_MS));
 			if (rpc)
 				log_info("cluster manager client reloaded", "url=\"%s\"",
 					 nm->cfg.cluster_manager);
@@ -338,7 +348,7 @@ static void *nm_sync_main(void *arg)
 		}
 		backoff = NM_BACKOFF_MIN_MS;
 	}
-	rpc_client_free(rpc);
+	nm_sync_publish(nm, rpc, NULL);
 	__atomic_store_n(&nm->sync_done, 1, __ATOMIC_RELEASE);
 	return NULL;
 }
@@ -348,10 +358,17 @@ int nm_sync_start(struct nm *nm)
 	int ret;
 
 	nm->sync_done = 0;
+	nm->sync_rpc = NULL;
+	ret = -pthread_mutex_init(&nm->sync_rpc_lock, NULL);
+	if (ret < 0)
+		return ret;
 	ret = -pthread_create(&nm->sync_thread, NULL, nm_sync_main, nm);
-	if (ret == 0)
-		nm->sync_started = true;
-	return ret;
+	if (ret < 0) {
+		pthread_mutex_destroy(&nm->sync_rpc_lock);
+		return ret;
+	}
+	nm->sync_started = true;
+	return 0;
 }
 
 bool nm_sync_stop(struct nm *nm, unsigned int timeout_ms)
@@ -360,9 +377,14 @@ bool nm_sync_stop(struct nm *nm, unsigned int timeout_ms)
 
 	if (!nm->sync_started)
 		return true;
+	/* A long poll may be waiting up to NM_POLL_TIMEOUT_MS: cut it short. */
+	pthread_mutex_lock(&nm->sync_rpc_lock);
+	rpc_client_cancel(nm->sync_rpc);
+	pthread_mutex_unlock(&nm->sync_rpc_lock);
 	for (unsigned int t = 0; t < timeout_ms; t += 20) {
 		if (__atomic_load_n(&nm->sync_done, __ATOMIC_ACQUIRE)) {
 			pthread_join(nm->sync_thread, NULL);
+			pthread_mutex_destroy(&nm->sync_rpc_lock);
 			nm->sync_started = false;
 			return true;
 		}
