@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -739,6 +740,20 @@ static pid_t spawn(const char *path, const char *impl, const char *name)
 	_exit(127);
 }
 
+/* Block until process pid exits (an event through its pidfd, not a poll
+ * loop) or ms pass; the caller reaps it. Falls back to returning at once
+ * where pidfds are missing (the caller's loop then polls). */
+static void wait_exit(pid_t pid, long ms)
+{
+	struct pollfd pfd = { .events = POLLIN };
+
+	pfd.fd = pidfd_open(pid, 0);
+	if (pfd.fd < 0)
+		return;
+	poll(&pfd, 1, (int)ms);
+	close(pfd.fd);
+}
+
 int wg_uapi_create(const char *name, const char *impl)
 {
 	char path[PATH_MAX];
@@ -766,6 +781,8 @@ int wg_uapi_create(const char *name, const char *impl)
 	/* wireguard-go creates the TUN and the socket, hands both to a
 	 * re-executed daemon and exits: reap it, and wait for the socket. */
 	deadline = now_ms() + WG_UAPI_CREATE_TIMEOUT_MS;
+	if (!foreground)
+		wait_exit(pid, WG_UAPI_CREATE_TIMEOUT_MS);
 	for (;;) {
 		if (!reaped) {
 			ret = waitpid(pid, &status, WNOHANG);
@@ -795,7 +812,7 @@ int wg_uapi_create(const char *name, const char *impl)
 			netdev_delete(name);
 			return -ETIMEDOUT;
 		}
-		poll(NULL, 0, 20);
+		poll(NULL, 0, 5);
 	}
 	return 0;
 }
