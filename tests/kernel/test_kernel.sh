@@ -38,7 +38,7 @@ fi
 log="$OUT/console-$SUITE.log"
 start=$(date +%s)
 rc=0
-timeout "$VM_TIMEOUT" qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 1536 -nographic \
+timeout "$VM_TIMEOUT" qemu-system-x86_64 -accel tcg -cpu "${WGCNI_VM_CPU:-max}" -smp 2 -m 1536 -nographic \
 	-no-reboot -nic none -kernel "$OUT/vmlinuz" -initrd "$OUT/initrd.gz" \
 	-append "console=ttyS0 panic=-1 quiet wgcni.suite=$SUITE${TESTS:+ wgcni.tests=$TESTS}" \
 	</dev/null >"$log" 2>&1 || rc=$?
