@@ -332,7 +332,7 @@ static size_t set_messages(const struct wg_device *dev)
 static int setup(void **state)
 {
 	struct live *l;
-	int avail = wg_kernel_family_available();
+	int ret, avail = wg_kernel_family_available();
 
 	if (avail != 1) {
 		if (getenv("WGCNI_REQUIRE_KERNEL") && *getenv("WGCNI_REQUIRE_KERNEL") == '1') {
@@ -351,8 +351,10 @@ static int setup(void **state)
 		return -1;
 	}
 	/* A fresh namespace per test: its devices go with it. */
-	if (unshare(CLONE_NEWNET) < 0 || wg_create(IFNAME, WG_BACKEND_KERNEL, NULL) < 0) {
-		print_error("unshare/create " IFNAME ": %s\n", strerror(errno));
+	ret = unshare(CLONE_NEWNET) < 0 ? -errno : wg_create(IFNAME, WG_BACKEND_KERNEL, NULL);
+	if (ret < 0) {
+		print_error("Unable to create kernel device `" IFNAME "' in a new namespace: %s\n",
+			    strerror(-ret));
 		free(l->want);
 		free(l);
 		return -1;
