@@ -36,10 +36,15 @@ trap cleanup EXIT
 
 ip netns add "$NS"
 ip -n "$NS" link set lo up
-# Room for a /24 per node and one file descriptor per simulated node.
-ulimit -n 65536 2>/dev/null || ulimit -n 8192
+# 10.0.0.0/8 holds 65536 /24s, one per node. One file descriptor per
+# simulated node in the daemon and in the client: as many as allowed.
+ulimit -n "$(ulimit -Hn)"
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((NODES + 256)) ]; then
+	echo "NODES=$NODES needs $((NODES + 256)) file descriptors, the hard limit is $(ulimit -Hn)" >&2
+	exit 1
+fi
 ip netns exec "$NS" "$BIN" --listen 127.0.0.1:8080 --state-dir "$TMP/state" \
-	--cluster-cidr 10.96.0.0/12 --node-prefix-length 24 --log-level warn \
+	--cluster-cidr 10.0.0.0/8 --node-prefix-length 24 --log-level warn \
 	>"$TMP/cm.log" 2>&1 &
 PID=$!
 for i in $(seq 1 100); do
