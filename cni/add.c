@@ -8,7 +8,7 @@
  *   move into CNI_NETNS, rename to CNI_IFNAME, MTU, addresses, up
  *   read the port the device bound (known only once up)
  *   RegisterKey(public key, 127.0.0.1:port) -> node peer   (undone by Release)
- *   peer = node interface, AllowedIPs 0.0.0.0/0 and ::/0
+ *   peer = node interface, AllowedIPs 0.0.0.0/0 and ::/0, keepalive 25 s
  *   default route(s) through CNI_IFNAME
  *
  * Any failure unwinds in reverse: the link is deleted wherever it is (which
@@ -32,6 +32,7 @@
 /* wireguard-go binds its port when it sees the TUN go up: poll for it. */
 #define ADD_PORT_POLL_MS 20
 #define ADD_PORT_POLLS 250
+#define ADD_KEEPALIVE_S 25
 
 struct add {
 	struct cni_ctx *ctx;
@@ -347,7 +348,14 @@ static int add_set_peer(struct add *a)
 		goto out;
 	}
 	memcpy(&peer.endpoint, &ss, len);
-	peer.flags = WGPEER_HAS_ENDPOINT | WGPEER_REPLACE_ALLOWEDIPS;
+	/* A keepalive goes out as soon as it is set, so the container's
+	 * session with the node is handshaken during ADD, before the first
+	 * packet of the container: without it, two fresh containers talking
+	 * at once could make the node and a container initiate at the same
+	 * moment, lose one initiation to WireGuard's flood protection and
+	 * stall for the 5 s retry. */
+	peer.keepalive = ADD_KEEPALIVE_S;
+	peer.flags = WGPEER_HAS_ENDPOINT | WGPEER_REPLACE_ALLOWEDIPS | WGPEER_HAS_KEEPALIVE;
 	ret = ipnet_parse("0.0.0.0/0", &any, true);
 	if (!ret)
 		ret = wg_peer_add_allowedip(&peer, &any);
