@@ -95,7 +95,7 @@ $(eval $(call build_tree,$(SAN),$(SANFLAGS)))
 $(SAN)/tests/%: tests/unit/%.c $(SAN)/libwgcni.a
 	$(call msg,LD,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(CFLAGS) $(SANFLAGS) -Itests/unit $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+	$(Q)$(CC) $(CFLAGS) $(SANFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(SAN)/libwgcni.a $(LDLIBS) -lcmocka
 
 UNIT_BINS := $(patsubst tests/unit/%.c,$(SAN)/tests/%,$(UNIT_SRC))
 
@@ -134,7 +134,13 @@ $(BUILDDIR)/fuzz/fuzz_wg_genl: tests/fuzz/fuzz_wg_genl.c $(PKG_SRC)
 	$(Q)mkdir -p $(@D)
 	$(Q)clang $(FUZZ_CFLAGS) $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null) -o $@ $^ $(LDLIBS)
 
-FUZZERS := $(BUILDDIR)/fuzz/fuzz_parsers $(BUILDDIR)/fuzz/fuzz_pjson $(BUILDDIR)/fuzz/fuzz_wg_genl
+$(BUILDDIR)/fuzz/fuzz_promtext: tests/fuzz/fuzz_promtext.c pkg/promtext.c pkg/fmt.c
+	$(call msg,FUZZ,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)clang $(FUZZ_CFLAGS) -o $@ $^ $(FUZZ_LIBS)
+
+FUZZERS := $(BUILDDIR)/fuzz/fuzz_parsers $(BUILDDIR)/fuzz/fuzz_pjson \
+	$(BUILDDIR)/fuzz/fuzz_wg_genl $(BUILDDIR)/fuzz/fuzz_promtext
 
 fuzz: $(FUZZERS) ## Run each libFuzzer harness for FUZZ_SECONDS (default 15)
 	$(Q)for f in $(FUZZERS); do \

@@ -230,9 +230,9 @@ static void report_error(int out, const char *version, struct cni_ctx *ctx, int 
 		log_warnx("cannot write the error", NULL);
 }
 
-static void usage(void)
+static void usage(FILE *f)
 {
-	fprintf(stderr,
+	fprintf(f,
 		"wgcni %s: WireGuard CNI plugin (CNI spec 0.3.0-1.1.0)\n"
 		"Run by a container runtime: CNI_COMMAND=ADD|DEL|CHECK|STATUS|GC|VERSION,\n"
 		"CNI_CONTAINERID, CNI_NETNS, CNI_IFNAME in the environment, the network\n"
@@ -252,13 +252,18 @@ int main(int argc, char **argv)
 	size_t inlen = 0;
 	int out, ret;
 
-	if (argc > 1 && !strcmp(argv[1], "--version")) {
+	/* A runtime passes no arguments; these are for people. */
+	if (argc > 1 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V"))) {
 		printf("wgcni %s\n", WGCNI_VERSION);
 		return 0;
 	}
+	if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		usage(stdout);
+		return 0;
+	}
 	if (argc > 1) {
-		usage();
-		return strcmp(argv[1], "--help") ? 2 : 0;
+		usage(stderr);
+		return 2;
 	}
 	if (lvl)
 		log_level_parse(lvl, &level);

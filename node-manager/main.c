@@ -321,6 +321,12 @@ static struct connect_server *nm_serve(struct nm *nm)
 				  nm->cfg.listen, strerror(-ret));
 			goto err_free;
 		}
+		/* The local API has no authentication of its own (the unix
+		 * socket is 0600): anyone reaching this address can Release or
+		 * GC every container. */
+		if (strncmp(nm->cfg.listen, "127.", 4) && strncmp(nm->cfg.listen, "[::1]:", 6))
+			log_warnx("--listen is not a loopback address: the node API is unauthenticated",
+				  "listen=\"%s\"", nm->cfg.listen);
 	}
 	return srv;
 

@@ -432,6 +432,8 @@ err_close:
 
 void nm_state_close(struct nm *nm)
 {
+	if (!nm)
+		return;
 	for (size_t i = 0; i < nm->n_allocs; i++)
 		free(nm->allocs[i].netns);
 	free(nm->allocs);

@@ -870,10 +870,11 @@ struct connect_server *connect_server_new(const struct connect_server_config *cf
 	if (!srv->requests)
 		goto err_free_srv;
 
-	ret = -errno;
 	srv->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (srv->epfd < 0)
+	if (srv->epfd < 0) {
+		ret = -errno;
 		goto err_free_requests;
+	}
 	srv->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (srv->wakefd < 0) {
 		ret = -errno;
@@ -1182,10 +1183,12 @@ int connect_server_listen_unix(struct connect_server *srv, const char *path, mod
 	/* Bind under a temporary name, chmod, then rename into place, so the
 	 * socket is never reachable with looser permissions. */
 	if ((size_t)snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%s.%d", path,
-			     (int)getpid()) >= sizeof(tmp.sun_path))
-		tmp = sun;
+			     (int)getpid()) >= sizeof(tmp.sun_path)) {
+		ret = -ENAMETOOLONG;
+		log_warnx("unix socket path too long for a temporary name", "path=\"%s\"", path);
+		goto err_close;
+	}
 	unlink(tmp.sun_path);
-	ret = -errno;
 	if (bind(fd, (struct sockaddr *)&tmp, sizeof(tmp)) < 0) {
 		ret = -errno;
 		log_warn("cannot bind unix socket", "path=\"%s\"", tmp.sun_path);

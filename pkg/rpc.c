@@ -4,6 +4,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -428,34 +429,44 @@ int rpc_get(struct rpc_client *c, const char *path, char **body, size_t *len,
 
 char *rpc_read_token_file(const char *path)
 {
-	char buf[RPC_TOKEN_MAX + 1];
+	/* One byte more than a token may have, to tell "too long" apart. */
+	char buf[RPC_TOKEN_MAX + 2];
 	char *token = NULL;
-	size_t len;
-	FILE *f;
-	int ret;
+	size_t len = 0;
+	ssize_t n;
+	int fd, ret = 0;
 
-	f = fopen(path, "re");
-	if (!f)
+	/* read(2), not stdio: no buffer of ours keeps an unwiped copy. */
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
 		return NULL;
-	len = fread(buf, 1, sizeof(buf) - 1, f);
-	ret = ferror(f) ? -EIO : 0;
-	fclose(f);
+	while (len < sizeof(buf) - 1) {
+		n = read(fd, buf + len, sizeof(buf) - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			ret = -errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
 	buf[len] = '\0';
 	buf[strcspn(buf, "\n")] = '\0';
 	len = strlen(buf);
 	while (len && (buf[len - 1] == ' ' || buf[len - 1] == '\t' || buf[len - 1] == '\r'))
 		buf[--len] = '\0';
-	if (!ret && !len)
+	/* Empty, or a first line longer than RPC_TOKEN_MAX: never cut silently. */
+	if (!ret && (!len || len > RPC_TOKEN_MAX))
 		ret = -EINVAL;
 	if (!ret) {
 		token = strdup(buf);
 		ret = token ? 0 : -ENOMEM;
 	}
 	sodium_memzero(buf, sizeof(buf));
-	if (ret) {
-		log_warnx("cannot read token file", "path=\"%s\" err=\"%s\"", path,
-			  strerror(-ret));
+	if (ret)
 		errno = -ret;
-	}
 	return token;
 }

@@ -1060,6 +1060,23 @@ static void test_token_file(void **state)
 	errno = 0;
 	assert_null(rpc_read_token_file(path));
 	assert_int_equal(errno, EINVAL);
+	/* the longest token allowed, then one byte more: refused, not cut */
+	f = fopen(path, "w");
+	for (int i = 0; i < 4096; i++)
+		fputc('a', f);
+	fputc('\n', f);
+	fclose(f);
+	t = rpc_read_token_file(path);
+	assert_non_null(t);
+	assert_int_equal(strlen(t), 4096);
+	free(t);
+	f = fopen(path, "w");
+	for (int i = 0; i < 4097; i++)
+		fputc('a', f);
+	fclose(f);
+	errno = 0;
+	assert_null(rpc_read_token_file(path));
+	assert_int_equal(errno, EINVAL);
 	unlink(path);
 	errno = 0;
 	assert_null(rpc_read_token_file(path));
