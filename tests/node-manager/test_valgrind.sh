@@ -51,6 +51,9 @@ for _ in $(seq 1 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
 wait "$pid" || rc=$?
 t_eq "valgrind run exits 0 after SIGTERM" 0 "$rc"
 t_fail "sync thread was joined (long poll cancelled)" grep -q 'exiting during a long poll' "$T_TMP/nm-n1.log"
-t_eq "valgrind reports nothing" "" "$(grep -v '^==[0-9]*== *$' "$T_TMP/valgrind.log" | head -n 40)"
+# Errors and leaks are "==PID==" lines. "--PID--" lines are valgrind's own
+# notes, e.g. that valgrind 3.19 does not know pidfd_open (434): wg_uapi.c
+# then falls back to polling, which is what runs under valgrind.
+t_eq "valgrind reports nothing" "" "$(grep -v -e '^==[0-9]*== *$' -e '^--[0-9]*-- ' "$T_TMP/valgrind.log" | head -n 40)"
 [ -s "$T_TMP/valgrind.log" ] && cat "$T_TMP/valgrind.log" >&2
 t_done
