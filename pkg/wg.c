@@ -276,11 +276,36 @@ int wg_peer_add_allowedip(struct wg_peer *peer, const struct ipnet *net)
 	if (!peer || !net || (net->addr.family != AF_INET && net->addr.family != AF_INET6) ||
 	    net->prefixlen > ipaddr_bits(&net->addr))
 		return -EINVAL;
-	/* One at a time: callers may hand in arrays they sized themselves. */
-	v = reallocarray(peer->allowedips, peer->n_allowedips + 1, sizeof(*v));
-	if (!v)
-		return -ENOMEM;
-	peer->allowedips = v;
+	/* Grow geometrically; an array the caller sized (cap 0) is full. */
+	if (peer->n_allowedips >= peer->cap_allowedips) {
+		size_t cap = peer->n_allowedips < 4 ? 8 : peer->n_allowedips * 2;
+
+		v = reallocarray(peer->allowedips, cap, sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		peer->allowedips = v;
+		peer->cap_allowedips = cap;
+	}
 	peer->allowedips[peer->n_allowedips++] = *net;
 	return 0;
+}
+
+struct wg_peer *wg_device_add_peer(struct wg_device *dev)
+{
+	struct wg_peer *peers, *p;
+
+	if (dev->n_peers >= dev->cap_peers) {
+		size_t cap = dev->n_peers < 4 ? 8 : dev->n_peers * 2;
+
+		peers = reallocarray(dev->peers, cap, sizeof(*peers));
+		if (!peers) {
+			errno = ENOMEM;
+			return NULL;
+		}
+		dev->peers = peers;
+		dev->cap_peers = cap;
+	}
+	p = &dev->peers[dev->n_peers++];
+	memset(p, 0, sizeof(*p));
+	return p;
 }

@@ -57,6 +57,9 @@ struct wg_peer {
 	uint16_t keepalive; /* seconds, 0 = off */
 	struct ipnet *allowedips;
 	size_t n_allowedips;
+	/* Room in allowedips when it grew by wg_peer_add_allowedip; 0 means
+	 * exactly n_allowedips (an array the caller sized). */
+	size_t cap_allowedips;
 	/* get only */
 	struct timespec last_handshake;
 	uint64_t rx_bytes, tx_bytes;
@@ -72,6 +75,7 @@ struct wg_device {
 	uint32_t fwmark;
 	struct wg_peer *peers;
 	size_t n_peers;
+	size_t cap_peers; /* as cap_allowedips, for wg_device_add_peer */
 };
 
 int wg_backend_parse(const char *s, enum wg_backend *out); /* auto|kernel|userspace */
@@ -100,6 +104,9 @@ void wg_device_free(struct wg_device *dev);
 
 /* Peer helpers for building devices. */
 int wg_peer_add_allowedip(struct wg_peer *peer, const struct ipnet *net);
+/* Append a zeroed peer to a heap-allocated device (arrays grow
+ * geometrically, so n appends cost O(n)); NULL with errno = ENOMEM. */
+struct wg_peer *wg_device_add_peer(struct wg_device *dev);
 void wg_peer_clear(struct wg_peer *peer); /* frees allowedips */
 
 /* Backends, for wg.c and the unit tests. */

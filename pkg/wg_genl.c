@@ -340,8 +340,6 @@ static int parse_endpoint(struct nlattr *attr, struct wg_peer *p)
  * (continued from the previous message), else a new one. */
 static int peer_for_key(struct wg_device *dev, const uint8_t *key, struct wg_peer **out)
 {
-	struct wg_peer *peers;
-
 	if (dev->n_peers &&
 	    !memcmp(dev->peers[dev->n_peers - 1].public_key, key, WG_KEY_LEN)) {
 		*out = &dev->peers[dev->n_peers - 1];
@@ -349,12 +347,9 @@ static int peer_for_key(struct wg_device *dev, const uint8_t *key, struct wg_pee
 	}
 	if (dev->n_peers >= WG_GENL_MAX_PEERS)
 		return -EPROTO;
-	peers = reallocarray(dev->peers, dev->n_peers + 1, sizeof(*peers));
-	if (!peers)
+	*out = wg_device_add_peer(dev);
+	if (!*out)
 		return -ENOMEM;
-	dev->peers = peers;
-	*out = &peers[dev->n_peers++];
-	memset(*out, 0, sizeof(**out));
 	memcpy((*out)->public_key, key, WG_KEY_LEN);
 	return 0;
 }

@@ -522,21 +522,18 @@ static const struct {
 
 static int add_peer(struct wg_device *dev, const char *hex)
 {
-	struct wg_peer *peers;
+	struct wg_peer *peer;
 	int ret;
 
 	if (dev->n_peers >= WG_UAPI_MAX_PEERS)
 		return -EPROTO;
-	peers = reallocarray(dev->peers, dev->n_peers + 1, sizeof(*peers));
-	if (!peers)
+	peer = wg_device_add_peer(dev);
+	if (!peer)
 		return -ENOMEM;
-	dev->peers = peers;
-	memset(&peers[dev->n_peers], 0, sizeof(*peers));
-	ret = parse_key(hex, peers[dev->n_peers].public_key);
+	ret = parse_key(hex, peer->public_key);
 	if (ret < 0)
-		return ret;
-	dev->n_peers++;
-	return 0;
+		dev->n_peers--; /* not a peer: take it back */
+	return ret;
 }
 
 /* One "key=value" line of a get answer. Unknown keys are skipped, as new
