@@ -78,6 +78,20 @@ t_wait() {
 	done
 }
 
+# t_wait_eq "what" TIMEOUT_S EXPECTED cmd... : poll until cmd prints EXPECTED.
+# (t_wait "x" 5 test "$(f)" = 1 would evaluate f once, before polling.)
+t_wait_eq() {
+	local what=$1 timeout=$2 want=$3; shift 3
+	local deadline=$(( $(date +%s%N) + timeout * 1000000000 )) got
+	while got=$("$@" 2>/dev/null); [ "$got" != "$want" ]; do
+		if [ "$(date +%s%N)" -gt "$deadline" ]; then
+			t_log "timed out after ${timeout}s waiting for: $what (want '$want', have '$got')"
+			return 1
+		fi
+		sleep 0.05
+	done
+}
+
 t_ok() {
 	local what=$1; shift
 	if "$@"; then

@@ -65,8 +65,8 @@ cl_start() {
 	t_wait "cluster manager healthy" 10 nq cm curl -sf "http://$CL_UL.1:8080/healthz"
 	cl_start_nm n1
 	cl_start_nm n2
-	t_wait "n1 has n2 as a peer" 15 test "$(cl_peers n1)" = 1
-	t_wait "n2 has n1 as a peer" 15 test "$(cl_peers n2)" = 1
+	t_wait_eq "n1 has n2 as a peer" 15 1 cl_peers n1
+	t_wait_eq "n2 has n1 as a peer" 15 1 cl_peers n2
 	CL_GW_n1=$(cl_rpc n1 GetNode | jq -r '.node.address' | cut -d/ -f1)
 	CL_GW_n2=$(cl_rpc n2 GetNode | jq -r '.node.address' | cut -d/ -f1)
 	# Leftover check at exit: every wireguard-go we caused is gone.
