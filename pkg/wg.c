@@ -276,7 +276,10 @@ int wg_peer_add_allowedip(struct wg_peer *peer, const struct ipnet *net)
 	if (!peer || !net || (net->addr.family != AF_INET && net->addr.family != AF_INET6) ||
 	    net->prefixlen > ipaddr_bits(&net->addr))
 		return -EINVAL;
-	/* Grow geometrically; an array the caller sized (cap 0) is full. */
+	/* Grow geometrically; an array the caller sized (cap 0) is full, and
+	 * no array has no room (a struct copied and emptied keeps a stale cap). */
+	if (!peer->allowedips)
+		peer->cap_allowedips = 0;
 	if (peer->n_allowedips >= peer->cap_allowedips) {
 		size_t cap = peer->n_allowedips < 4 ? 8 : peer->n_allowedips * 2;
 
@@ -294,6 +297,8 @@ struct wg_peer *wg_device_add_peer(struct wg_device *dev)
 {
 	struct wg_peer *peers, *p;
 
+	if (!dev->peers)
+		dev->cap_peers = 0;
 	if (dev->n_peers >= dev->cap_peers) {
 		size_t cap = dev->n_peers < 4 ? 8 : dev->n_peers * 2;
 

@@ -670,10 +670,65 @@ static void test_kernel_roundtrip(void **state)
 	clear_peers(p);
 }
 
+/* wg_peer_add_allowedip and wg_device_add_peer grow geometrically and cope
+ * with arrays the caller sized and with structs copied and emptied. */
+static void test_peer_growth(void **state)
+{
+	struct wg_device dev = { 0 };
+	struct wg_peer p = { 0 }, copy;
+	struct ipnet ip, *own;
+
+	(void)state;
+	for (unsigned int i = 0; i < 1000; i++) {
+		char s[32];
+
+		snprintf(s, sizeof(s), "10.%u.%u.0/24", i / 256, i % 256);
+		assert_int_equal(ipnet_parse(s, &ip, true), 0);
+		assert_int_equal(wg_peer_add_allowedip(&p, &ip), 0);
+	}
+	assert_int_equal(p.n_allowedips, 1000);
+	assert_true(p.cap_allowedips >= 1000);
+	assert_int_equal(p.allowedips[999].addr.bytes[13], 3);
+	assert_int_equal(p.allowedips[999].addr.bytes[14], 231);
+
+	/* a copy emptied by hand keeps a stale cap: no write through NULL */
+	copy = p;
+	copy.allowedips = NULL;
+	copy.n_allowedips = 0;
+	assert_int_equal(wg_peer_add_allowedip(&copy, &ip), 0);
+	assert_int_equal(copy.n_allowedips, 1);
+	wg_peer_clear(&copy);
+	wg_peer_clear(&p);
+
+	/* an array the caller sized exactly (cap 0) is full: appending grows it */
+	own = calloc(2, sizeof(*own));
+	assert_non_null(own);
+	assert_int_equal(ipnet_parse("192.0.2.0/24", &own[0], true), 0);
+	assert_int_equal(ipnet_parse("198.51.100.0/24", &own[1], true), 0);
+	p = (struct wg_peer){ .allowedips = own, .n_allowedips = 2 };
+	assert_int_equal(wg_peer_add_allowedip(&p, &ip), 0);
+	assert_int_equal(p.n_allowedips, 3);
+	assert_int_equal(p.allowedips[1].addr.bytes[13], 51);
+	wg_peer_clear(&p);
+
+	for (unsigned int i = 0; i < 1000; i++) {
+		struct wg_peer *q = wg_device_add_peer(&dev);
+
+		assert_non_null(q);
+		q->public_key[0] = (uint8_t)i;
+		q->public_key[1] = (uint8_t)(i >> 8);
+	}
+	assert_int_equal(dev.n_peers, 1000);
+	assert_int_equal(dev.peers[999].public_key[0], 999 & 0xff);
+	assert_int_equal(dev.peers[999].public_key[1], 999 >> 8);
+	free(dev.peers);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_single_message),
+		cmocka_unit_test(test_peer_growth),
 		cmocka_unit_test(test_split),
 		cmocka_unit_test(test_split_between_peers),
 		cmocka_unit_test(test_too_small),

@@ -153,7 +153,7 @@ static void peer_copy(struct wg_peer *dst, const struct wg_peer *src)
 {
 	*dst = *src;
 	dst->allowedips = NULL;
-	dst->n_allowedips = 0;
+	dst->n_allowedips = dst->cap_allowedips = 0;
 	for (size_t k = 0; k < src->n_allowedips; k++)
 		assert_int_equal(wg_peer_add_allowedip(dst, &src->allowedips[k]), 0);
 	/* Request-only flags are not state. */
