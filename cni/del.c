@@ -7,33 +7,58 @@
  */
 #include "cni.h"
 
+#include "key.h"
 #include "log.h"
 #include "netdev.h"
 #include "nm.h"
+#include "wg.h"
 
 #include <errno.h>
+#include <sodium.h>
+#include <stdbool.h>
 #include <string.h>
 
-/* Our interface in the container, if the namespace and the link exist. */
-static void del_container_link(struct cni_ctx *ctx)
+/* A kernel WireGuard link whose public key is pub: the one ADD made. */
+static bool del_link_has_key(const char *ifname, const uint8_t pub[static WG_KEY_LEN])
+{
+	struct wg_device *dev = NULL;
+	bool same;
+
+	if (wg_kernel_get(ifname, &dev) < 0)
+		return false;
+	same = !sodium_memcmp(dev->public_key, pub, WG_KEY_LEN);
+	wg_device_free(dev);
+	return same;
+}
+
+/*
+ * Our interface in the container at netns, if the namespace and the link
+ * exist. With pub, only a kernel WireGuard link with that public key: the
+ * path then comes from the node manager's record, and a /proc/PID path may
+ * meanwhile name another process's namespace.
+ */
+static void del_container_link(struct cni_ctx *ctx, const char *netns, const uint8_t *pub)
 {
 	struct cni_err ignore = { 0 };
 	struct netdev_info info;
 	struct cni_ns ns;
 	int ret;
 
-	if (!ctx->env.netns[0])
+	if (!netns || !netns[0])
 		return;
-	ret = cni_ns_open(&ns, ctx->env.netns, &ignore);
+	ret = cni_ns_open(&ns, netns, &ignore);
 	if (ret) {
 		if (ret != -ENOENT)
 			log_warnx("cannot open the container namespace", "netns=%s err=\"%s\"",
-				  ctx->env.netns, strerror(-ret));
+				  netns, strerror(-ret));
 		return;
 	}
 	if (cni_ns_enter(&ns, &ignore))
 		goto out_close;
 	ret = netdev_get(ctx->env.ifname, &info);
+	if (!ret && pub && (strcmp(info.kind, "wireguard") ||
+			    !del_link_has_key(ctx->env.ifname, pub)))
+		ret = -ENODEV;
 	if (!ret) {
 		/* Only what ADD makes: a WireGuard link or wireguard-go's TUN. */
 		if (!strcmp(info.kind, "wireguard") || !strcmp(info.kind, "tun")) {
@@ -51,6 +76,38 @@ out_close:
 	cni_ns_close(&ns);
 }
 
+/*
+ * An empty CNI_NETNS (containerd 1.6 on DEL): a wireguard-go TUN goes with
+ * its process (wg_delete of the temporary name below), but a kernel link
+ * stays in a namespace that outlived the container. Use the namespace the
+ * node manager recorded at ADD, if it still exists. Best effort.
+ */
+static void del_recorded_link(struct cni_ctx *ctx, struct nm *nm)
+{
+	Wgcni__Node__V1__ListAllocationsRequest req = WGCNI__NODE__V1__LIST_ALLOCATIONS_REQUEST__INIT;
+	Wgcni__Node__V1__ListAllocationsResponse *resp;
+	struct cni_err ignore = { 0 };
+	uint8_t pub[WG_KEY_LEN];
+	ProtobufCMessage *out;
+
+	if (nm_call(nm, "ListAllocations", &req.base,
+		    &wgcni__node__v1__list_allocations_response__descriptor, &out,
+		    CONNECT_OK, &ignore))
+		return;
+	resp = (Wgcni__Node__V1__ListAllocationsResponse *)out;
+	for (size_t i = 0; i < resp->n_allocations; i++) {
+		const Wgcni__Node__V1__Allocation *a = resp->allocations[i];
+
+		if (strcmp(a->container_id, ctx->env.containerid) ||
+		    strcmp(a->ifname, ctx->env.ifname))
+			continue;
+		if (a->netns[0] && !key_from_base64(pub, a->public_key, NULL, 0))
+			del_container_link(ctx, a->netns, pub);
+		break;
+	}
+	protobuf_c_message_free_unpacked(out, NULL);
+}
+
 int cni_cmd_del(struct cni_ctx *ctx)
 {
 	Wgcni__Node__V1__ReleaseRequest req = WGCNI__NODE__V1__RELEASE_REQUEST__INIT;
@@ -64,7 +121,10 @@ int cni_cmd_del(struct cni_ctx *ctx)
 	if (!nm)
 		return -EINVAL;
 
-	del_container_link(ctx);
+	if (ctx->env.netns[0])
+		del_container_link(ctx, ctx->env.netns, NULL);
+	else
+		del_recorded_link(ctx, nm);
 	/* A link that never left the host (ADD died midway), or the stale
 	 * UAPI socket of a userspace process that is gone. */
 	ret = cni_tmp_ifname(ctx->env.containerid, ctx->env.ifname, tmp);
