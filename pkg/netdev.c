@@ -395,7 +395,8 @@ out_local:
 	return ret;
 }
 
-int netdev_addr_add(const char *name, const struct ipnet *addr)
+/* Add (NLM_F_EXCL) or delete one address of a link. */
+static int addr_change(const char *name, const struct ipnet *addr, bool add)
 {
 	struct rtnl_addr *a = NULL;
 	struct nl_sock *sk = NULL;
@@ -409,32 +410,23 @@ int netdev_addr_add(const char *name, const struct ipnet *addr)
 		goto out_sock;
 	/* WireGuard links have no link layer to probe: skip IPv6 DAD so the
 	 * address is usable at once. */
-	if (addr->addr.family == AF_INET6)
+	if (add && addr->addr.family == AF_INET6)
 		rtnl_addr_set_flags(a, IFA_F_NODAD);
-	ret = netdev_errno(rtnl_addr_add(sk, a, NLM_F_EXCL));
+	ret = netdev_errno(add ? rtnl_addr_add(sk, a, NLM_F_EXCL) : rtnl_addr_delete(sk, a, 0));
 	rtnl_addr_put(a);
 out_sock:
 	nl_socket_free(sk);
 	return ret;
 }
 
+int netdev_addr_add(const char *name, const struct ipnet *addr)
+{
+	return addr_change(name, addr, true);
+}
+
 int netdev_addr_del(const char *name, const struct ipnet *addr)
 {
-	struct rtnl_addr *a = NULL;
-	struct nl_sock *sk = NULL;
-	int ret;
-
-	ret = rtnl_open(&sk);
-	if (ret < 0)
-		return ret;
-	ret = addr_build(name, addr, &a);
-	if (ret < 0)
-		goto out_sock;
-	ret = netdev_errno(rtnl_addr_delete(sk, a, 0));
-	rtnl_addr_put(a);
-out_sock:
-	nl_socket_free(sk);
-	return ret;
+	return addr_change(name, addr, false);
 }
 
 struct addr_collect {
