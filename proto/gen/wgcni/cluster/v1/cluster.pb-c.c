@@ -547,6 +547,96 @@ void   wgcni__cluster__v1__delete_node_response__free_unpacked
   assert(message->base.descriptor == &wgcni__cluster__v1__delete_node_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   wgcni__cluster__v1__watch_peers_request__init
+                     (Wgcni__Cluster__V1__WatchPeersRequest         *message)
+{
+  static const Wgcni__Cluster__V1__WatchPeersRequest init_value = WGCNI__CLUSTER__V1__WATCH_PEERS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t wgcni__cluster__v1__watch_peers_request__get_packed_size
+                     (const Wgcni__Cluster__V1__WatchPeersRequest *message)
+{
+  assert(message->base.descriptor == &wgcni__cluster__v1__watch_peers_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t wgcni__cluster__v1__watch_peers_request__pack
+                     (const Wgcni__Cluster__V1__WatchPeersRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &wgcni__cluster__v1__watch_peers_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t wgcni__cluster__v1__watch_peers_request__pack_to_buffer
+                     (const Wgcni__Cluster__V1__WatchPeersRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &wgcni__cluster__v1__watch_peers_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Wgcni__Cluster__V1__WatchPeersRequest *
+       wgcni__cluster__v1__watch_peers_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Wgcni__Cluster__V1__WatchPeersRequest *)
+     protobuf_c_message_unpack (&wgcni__cluster__v1__watch_peers_request__descriptor,
+                                allocator, len, data);
+}
+void   wgcni__cluster__v1__watch_peers_request__free_unpacked
+                     (Wgcni__Cluster__V1__WatchPeersRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &wgcni__cluster__v1__watch_peers_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   wgcni__cluster__v1__watch_peers_response__init
+                     (Wgcni__Cluster__V1__WatchPeersResponse         *message)
+{
+  static const Wgcni__Cluster__V1__WatchPeersResponse init_value = WGCNI__CLUSTER__V1__WATCH_PEERS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t wgcni__cluster__v1__watch_peers_response__get_packed_size
+                     (const Wgcni__Cluster__V1__WatchPeersResponse *message)
+{
+  assert(message->base.descriptor == &wgcni__cluster__v1__watch_peers_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t wgcni__cluster__v1__watch_peers_response__pack
+                     (const Wgcni__Cluster__V1__WatchPeersResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &wgcni__cluster__v1__watch_peers_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t wgcni__cluster__v1__watch_peers_response__pack_to_buffer
+                     (const Wgcni__Cluster__V1__WatchPeersResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &wgcni__cluster__v1__watch_peers_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Wgcni__Cluster__V1__WatchPeersResponse *
+       wgcni__cluster__v1__watch_peers_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Wgcni__Cluster__V1__WatchPeersResponse *)
+     protobuf_c_message_unpack (&wgcni__cluster__v1__watch_peers_response__descriptor,
+                                allocator, len, data);
+}
+void   wgcni__cluster__v1__watch_peers_response__free_unpacked
+                     (Wgcni__Cluster__V1__WatchPeersResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &wgcni__cluster__v1__watch_peers_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor wgcni__cluster__v1__node__field_descriptors[6] =
 {
   {
@@ -1145,20 +1235,163 @@ const ProtobufCMessageDescriptor wgcni__cluster__v1__delete_node_response__descr
   (ProtobufCMessageInit) wgcni__cluster__v1__delete_node_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCMethodDescriptor wgcni__cluster__v1__cluster_service__method_descriptors[5] =
+static const ProtobufCFieldDescriptor wgcni__cluster__v1__watch_peers_request__field_descriptors[3] =
+{
+  {
+    "node_name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Wgcni__Cluster__V1__WatchPeersRequest, node_name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "since_revision",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Wgcni__Cluster__V1__WatchPeersRequest, since_revision),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "wait_seconds",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Wgcni__Cluster__V1__WatchPeersRequest, wait_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned wgcni__cluster__v1__watch_peers_request__field_indices_by_name[] = {
+  0,   /* field[0] = node_name */
+  1,   /* field[1] = since_revision */
+  2,   /* field[2] = wait_seconds */
+};
+static const ProtobufCIntRange wgcni__cluster__v1__watch_peers_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor wgcni__cluster__v1__watch_peers_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "wgcni.cluster.v1.WatchPeersRequest",
+  "WatchPeersRequest",
+  "Wgcni__Cluster__V1__WatchPeersRequest",
+  "wgcni.cluster.v1",
+  sizeof(Wgcni__Cluster__V1__WatchPeersRequest),
+  3,
+  wgcni__cluster__v1__watch_peers_request__field_descriptors,
+  wgcni__cluster__v1__watch_peers_request__field_indices_by_name,
+  1,  wgcni__cluster__v1__watch_peers_request__number_ranges,
+  (ProtobufCMessageInit) wgcni__cluster__v1__watch_peers_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor wgcni__cluster__v1__watch_peers_response__field_descriptors[4] =
+{
+  {
+    "revision",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Wgcni__Cluster__V1__WatchPeersResponse, revision),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "full",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Wgcni__Cluster__V1__WatchPeersResponse, full),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "peers",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Wgcni__Cluster__V1__WatchPeersResponse, n_peers),
+    offsetof(Wgcni__Cluster__V1__WatchPeersResponse, peers),
+    &wgcni__cluster__v1__peer__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "removed",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Wgcni__Cluster__V1__WatchPeersResponse, n_removed),
+    offsetof(Wgcni__Cluster__V1__WatchPeersResponse, removed),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned wgcni__cluster__v1__watch_peers_response__field_indices_by_name[] = {
+  1,   /* field[1] = full */
+  2,   /* field[2] = peers */
+  3,   /* field[3] = removed */
+  0,   /* field[0] = revision */
+};
+static const ProtobufCIntRange wgcni__cluster__v1__watch_peers_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor wgcni__cluster__v1__watch_peers_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "wgcni.cluster.v1.WatchPeersResponse",
+  "WatchPeersResponse",
+  "Wgcni__Cluster__V1__WatchPeersResponse",
+  "wgcni.cluster.v1",
+  sizeof(Wgcni__Cluster__V1__WatchPeersResponse),
+  4,
+  wgcni__cluster__v1__watch_peers_response__field_descriptors,
+  wgcni__cluster__v1__watch_peers_response__field_indices_by_name,
+  1,  wgcni__cluster__v1__watch_peers_response__number_ranges,
+  (ProtobufCMessageInit) wgcni__cluster__v1__watch_peers_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCMethodDescriptor wgcni__cluster__v1__cluster_service__method_descriptors[6] =
 {
   { "AllocateSubnet", &wgcni__cluster__v1__allocate_subnet_request__descriptor, &wgcni__cluster__v1__allocate_subnet_response__descriptor },
   { "RegisterKey", &wgcni__cluster__v1__register_key_request__descriptor, &wgcni__cluster__v1__register_key_response__descriptor },
   { "ListPeers", &wgcni__cluster__v1__list_peers_request__descriptor, &wgcni__cluster__v1__list_peers_response__descriptor },
   { "ListNodes", &wgcni__cluster__v1__list_nodes_request__descriptor, &wgcni__cluster__v1__list_nodes_response__descriptor },
   { "DeleteNode", &wgcni__cluster__v1__delete_node_request__descriptor, &wgcni__cluster__v1__delete_node_response__descriptor },
+  { "WatchPeers", &wgcni__cluster__v1__watch_peers_request__descriptor, &wgcni__cluster__v1__watch_peers_response__descriptor },
 };
 const unsigned wgcni__cluster__v1__cluster_service__method_indices_by_name[] = {
   0,        /* AllocateSubnet */
   4,        /* DeleteNode */
   3,        /* ListNodes */
   2,        /* ListPeers */
-  1         /* RegisterKey */
+  1,        /* RegisterKey */
+  5         /* WatchPeers */
 };
 const ProtobufCServiceDescriptor wgcni__cluster__v1__cluster_service__descriptor =
 {
@@ -1167,7 +1400,7 @@ const ProtobufCServiceDescriptor wgcni__cluster__v1__cluster_service__descriptor
   "ClusterService",
   "Wgcni__Cluster__V1__ClusterService",
   "wgcni.cluster.v1",
-  5,
+  6,
   wgcni__cluster__v1__cluster_service__method_descriptors,
   wgcni__cluster__v1__cluster_service__method_indices_by_name
 };
@@ -1210,6 +1443,14 @@ void wgcni__cluster__v1__cluster_service__delete_node(ProtobufCService *service,
 {
   assert(service->descriptor == &wgcni__cluster__v1__cluster_service__descriptor);
   service->invoke(service, 4, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void wgcni__cluster__v1__cluster_service__watch_peers(ProtobufCService *service,
+                                                      const Wgcni__Cluster__V1__WatchPeersRequest *input,
+                                                      Wgcni__Cluster__V1__WatchPeersResponse_Closure closure,
+                                                      void *closure_data)
+{
+  assert(service->descriptor == &wgcni__cluster__v1__cluster_service__descriptor);
+  service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void wgcni__cluster__v1__cluster_service__init (Wgcni__Cluster__V1__ClusterService_Service *service,
                                                 Wgcni__Cluster__V1__ClusterService_ServiceDestroy destroy)

@@ -27,6 +27,8 @@ typedef struct Wgcni__Cluster__V1__ListNodesRequest Wgcni__Cluster__V1__ListNode
 typedef struct Wgcni__Cluster__V1__ListNodesResponse Wgcni__Cluster__V1__ListNodesResponse;
 typedef struct Wgcni__Cluster__V1__DeleteNodeRequest Wgcni__Cluster__V1__DeleteNodeRequest;
 typedef struct Wgcni__Cluster__V1__DeleteNodeResponse Wgcni__Cluster__V1__DeleteNodeResponse;
+typedef struct Wgcni__Cluster__V1__WatchPeersRequest Wgcni__Cluster__V1__WatchPeersRequest;
+typedef struct Wgcni__Cluster__V1__WatchPeersResponse Wgcni__Cluster__V1__WatchPeersResponse;
 
 
 /* --- enums --- */
@@ -197,6 +199,59 @@ struct  Wgcni__Cluster__V1__DeleteNodeResponse
 #define WGCNI__CLUSTER__V1__DELETE_NODE_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&wgcni__cluster__v1__delete_node_response__descriptor) \
      }
+
+
+/*
+ * How nodes follow the peer set: deltas from a revision. The answer for a
+ * revision is the same for every caller (it may hold the caller itself,
+ * which the caller ignores), so the server encodes it once.
+ */
+struct  Wgcni__Cluster__V1__WatchPeersRequest
+{
+  ProtobufCMessage base;
+  /*
+   * the caller (must exist; counts as seen)
+   */
+  char *node_name;
+  /*
+   * 0: send the full set
+   */
+  uint64_t since_revision;
+  /*
+   * nothing changed after since_revision: wait up to this long
+   */
+  uint32_t wait_seconds;
+};
+#define WGCNI__CLUSTER__V1__WATCH_PEERS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&wgcni__cluster__v1__watch_peers_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, 0 }
+
+
+struct  Wgcni__Cluster__V1__WatchPeersResponse
+{
+  ProtobufCMessage base;
+  /*
+   * pass back as since_revision
+   */
+  uint64_t revision;
+  /*
+   * true: peers is the whole set; drop what you held
+   */
+  protobuf_c_boolean full;
+  /*
+   * full: every peer; else: added or changed after since_revision
+   */
+  size_t n_peers;
+  Wgcni__Cluster__V1__Peer **peers;
+  /*
+   * names gone after since_revision (never when full)
+   */
+  size_t n_removed;
+  char **removed;
+};
+#define WGCNI__CLUSTER__V1__WATCH_PEERS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&wgcni__cluster__v1__watch_peers_response__descriptor) \
+    , 0, 0, 0,NULL, 0,NULL }
 
 
 /* Wgcni__Cluster__V1__Node methods */
@@ -427,6 +482,44 @@ Wgcni__Cluster__V1__DeleteNodeResponse *
 void   wgcni__cluster__v1__delete_node_response__free_unpacked
                      (Wgcni__Cluster__V1__DeleteNodeResponse *message,
                       ProtobufCAllocator *allocator);
+/* Wgcni__Cluster__V1__WatchPeersRequest methods */
+void   wgcni__cluster__v1__watch_peers_request__init
+                     (Wgcni__Cluster__V1__WatchPeersRequest         *message);
+size_t wgcni__cluster__v1__watch_peers_request__get_packed_size
+                     (const Wgcni__Cluster__V1__WatchPeersRequest   *message);
+size_t wgcni__cluster__v1__watch_peers_request__pack
+                     (const Wgcni__Cluster__V1__WatchPeersRequest   *message,
+                      uint8_t             *out);
+size_t wgcni__cluster__v1__watch_peers_request__pack_to_buffer
+                     (const Wgcni__Cluster__V1__WatchPeersRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Wgcni__Cluster__V1__WatchPeersRequest *
+       wgcni__cluster__v1__watch_peers_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   wgcni__cluster__v1__watch_peers_request__free_unpacked
+                     (Wgcni__Cluster__V1__WatchPeersRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Wgcni__Cluster__V1__WatchPeersResponse methods */
+void   wgcni__cluster__v1__watch_peers_response__init
+                     (Wgcni__Cluster__V1__WatchPeersResponse         *message);
+size_t wgcni__cluster__v1__watch_peers_response__get_packed_size
+                     (const Wgcni__Cluster__V1__WatchPeersResponse   *message);
+size_t wgcni__cluster__v1__watch_peers_response__pack
+                     (const Wgcni__Cluster__V1__WatchPeersResponse   *message,
+                      uint8_t             *out);
+size_t wgcni__cluster__v1__watch_peers_response__pack_to_buffer
+                     (const Wgcni__Cluster__V1__WatchPeersResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Wgcni__Cluster__V1__WatchPeersResponse *
+       wgcni__cluster__v1__watch_peers_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   wgcni__cluster__v1__watch_peers_response__free_unpacked
+                     (Wgcni__Cluster__V1__WatchPeersResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Wgcni__Cluster__V1__Node_Closure)
@@ -465,6 +558,12 @@ typedef void (*Wgcni__Cluster__V1__DeleteNodeRequest_Closure)
 typedef void (*Wgcni__Cluster__V1__DeleteNodeResponse_Closure)
                  (const Wgcni__Cluster__V1__DeleteNodeResponse *message,
                   void *closure_data);
+typedef void (*Wgcni__Cluster__V1__WatchPeersRequest_Closure)
+                 (const Wgcni__Cluster__V1__WatchPeersRequest *message,
+                  void *closure_data);
+typedef void (*Wgcni__Cluster__V1__WatchPeersResponse_Closure)
+                 (const Wgcni__Cluster__V1__WatchPeersResponse *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -492,6 +591,10 @@ struct Wgcni__Cluster__V1__ClusterService_Service
                       const Wgcni__Cluster__V1__DeleteNodeRequest *input,
                       Wgcni__Cluster__V1__DeleteNodeResponse_Closure closure,
                       void *closure_data);
+  void (*watch_peers)(Wgcni__Cluster__V1__ClusterService_Service *service,
+                      const Wgcni__Cluster__V1__WatchPeersRequest *input,
+                      Wgcni__Cluster__V1__WatchPeersResponse_Closure closure,
+                      void *closure_data);
 };
 typedef void (*Wgcni__Cluster__V1__ClusterService_ServiceDestroy)(Wgcni__Cluster__V1__ClusterService_Service *);
 void wgcni__cluster__v1__cluster_service__init (Wgcni__Cluster__V1__ClusterService_Service *service,
@@ -504,7 +607,8 @@ void wgcni__cluster__v1__cluster_service__init (Wgcni__Cluster__V1__ClusterServi
       function_prefix__ ## register_key,\
       function_prefix__ ## list_peers,\
       function_prefix__ ## list_nodes,\
-      function_prefix__ ## delete_node  }
+      function_prefix__ ## delete_node,\
+      function_prefix__ ## watch_peers  }
 void wgcni__cluster__v1__cluster_service__allocate_subnet(ProtobufCService *service,
                                                           const Wgcni__Cluster__V1__AllocateSubnetRequest *input,
                                                           Wgcni__Cluster__V1__AllocateSubnetResponse_Closure closure,
@@ -525,6 +629,10 @@ void wgcni__cluster__v1__cluster_service__delete_node(ProtobufCService *service,
                                                       const Wgcni__Cluster__V1__DeleteNodeRequest *input,
                                                       Wgcni__Cluster__V1__DeleteNodeResponse_Closure closure,
                                                       void *closure_data);
+void wgcni__cluster__v1__cluster_service__watch_peers(ProtobufCService *service,
+                                                      const Wgcni__Cluster__V1__WatchPeersRequest *input,
+                                                      Wgcni__Cluster__V1__WatchPeersResponse_Closure closure,
+                                                      void *closure_data);
 
 /* --- descriptors --- */
 
@@ -540,6 +648,8 @@ extern const ProtobufCMessageDescriptor wgcni__cluster__v1__list_nodes_request__
 extern const ProtobufCMessageDescriptor wgcni__cluster__v1__list_nodes_response__descriptor;
 extern const ProtobufCMessageDescriptor wgcni__cluster__v1__delete_node_request__descriptor;
 extern const ProtobufCMessageDescriptor wgcni__cluster__v1__delete_node_response__descriptor;
+extern const ProtobufCMessageDescriptor wgcni__cluster__v1__watch_peers_request__descriptor;
+extern const ProtobufCMessageDescriptor wgcni__cluster__v1__watch_peers_response__descriptor;
 extern const ProtobufCServiceDescriptor wgcni__cluster__v1__cluster_service__descriptor;
 
 PROTOBUF_C__END_DECLS
