@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include "connect.h"
+#include "ipnet.h"
 #include "log.h"
 #include "rpc.h"
 #include "wgcni/cluster/v1/cluster.pb-c.h"
@@ -1083,18 +1084,37 @@ static void test_token_file(void **state)
 	assert_int_equal(errno, ENOENT);
 }
 
-static void test_codes(void **state)
+/* Listen addresses are IP literals with a port, 0 for any free one. */
+static void test_listen_addresses(void **state)
 {
-	assert_string_equal(connect_code_name(CONNECT_FAILED_PRECONDITION), "failed_precondition");
-	assert_int_equal(connect_code_http_status(CONNECT_FAILED_PRECONDITION), 412);
-	assert_int_equal(connect_code_http_status(CONNECT_RESOURCE_EXHAUSTED), 429);
-	assert_int_equal(connect_code_http_status(CONNECT_ALREADY_EXISTS), 409);
-	assert_int_equal(connect_code_http_status(CONNECT_UNAVAILABLE), 503);
-	assert_int_equal(connect_code_from_name("already_exists"), CONNECT_ALREADY_EXISTS);
-	assert_int_equal(connect_code_from_name("bogus"), CONNECT_INTERNAL);
-	assert_int_equal(connect_code_from_name(NULL), CONNECT_INTERNAL);
-	for (int i = 0; i < CONNECT_CODE_COUNT; i++)
-		assert_int_equal(connect_code_from_name(connect_code_name((enum connect_code)i)), i);
+	static const char *const bad[] = { ":8080", "127.0.0.1", "127.0.0.1:", "localhost:0",
+					   "127.0.0.1:65536", "127.0.0.1:x", "::1:0", "[::1]",
+					   "[::1:0", "300.1.1.1:0", "" };
+	const struct connect_server_config cfg = { 0 };
+	struct connect_server *s = connect_server_new(&cfg);
+	struct endpoint ep;
+	char err[128];
+
+	assert_non_null(s);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		print_message("%s\n", bad[i]);
+		assert_int_equal(connect_server_listen_tcp(s, bad[i]), -EINVAL);
+	}
+	assert_int_equal(connect_server_port(s, 0), 0);
+	assert_int_equal(connect_server_listen_tcp(s, "127.0.0.1:0"), 0);
+	assert_int_not_equal(connect_server_port(s, 0), 0);
+	connect_server_free(s);
+
+	/* endpoint_parse_bind is endpoint_parse with port 0 allowed */
+	assert_int_equal(endpoint_parse_bind("127.0.0.1:0", &ep, err, sizeof(err)), 0);
+	assert_string_equal(ep.host, "127.0.0.1");
+	assert_int_equal(ep.port, 0);
+	assert_int_equal(endpoint_parse_bind("[::1]:8080", &ep, err, sizeof(err)), 0);
+	assert_string_equal(ep.host, "::1");
+	assert_int_equal(ep.port, 8080);
+	assert_int_equal(endpoint_parse_bind("127.0.0.1:65536", &ep, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "endpoint \"127.0.0.1:65536\": port 65536 out of range 0-65535");
+	assert_int_equal(endpoint_parse("127.0.0.1:0", &ep, err, sizeof(err)), -EINVAL);
 }
 
 /* Last: stopping the server answers a waiting long poll with 503. */
@@ -1140,7 +1160,7 @@ static void test_shutdown_answers_deferred(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_codes),
+		cmocka_unit_test(test_listen_addresses),
 		cmocka_unit_test(test_proto_calls),
 		cmocka_unit_test(test_handler_error),
 		cmocka_unit_test(test_json_calls),
