@@ -23,6 +23,8 @@ CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wstrict-prototypes \
 	-MMD -MP -Ipkg -Iproto/gen -DWGCNI_VERSION='"$(VERSION)"'
 CFLAGS += $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 LDLIBS += $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) -lpthread
+# A library is NEEDED only if used: wgcni and wgcnictl never load libmicrohttpd.
+LDFLAGS += -Wl,--as-needed
 
 # Tests are built a second time with the sanitizers, apart from the release
 # build, so `make check` never ships sanitized binaries.

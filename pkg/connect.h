@@ -1,10 +1,6 @@
 /*
- * Server side of the Connect protocol, unary calls only, on libmicrohttpd.
- *
- *   POST /<package>.<Service>/<Method>
- *   Content-Type: application/proto | application/json   (else 415)
- *   -> 200 and the response message in the request's encoding, or
- *   -> HTTP status + {"code":"invalid_argument","message":"..."}
+ * Server side of the Connect protocol (connect_proto.h), unary calls only,
+ * on libmicrohttpd.
  *
  * Also GET /healthz and GET /metrics (text/plain; version=0.0.4). Bodies
  * over 1 MiB are refused (400 invalid_argument, "request body exceeds 1 MiB"). With a token, every call
@@ -18,10 +14,15 @@
  * with connect_call_expired() telling which. A re-deferred call keeps its
  * first deadline, and a client's Connect-Timeout-Ms header caps it (less a
  * margin of a fifth, at most 1 s) so that the answer arrives in time.
+ *
+ * Files: connect.c the call and answer API below, connect_route.c a
+ * request from its headers to its answer, connect_server.c the server's
+ * life, deferred calls and event loop, connect_listen.c the listeners.
  */
 #ifndef WGCNI_CONNECT_H
 #define WGCNI_CONNECT_H
 
+#include "connect_proto.h"
 #include "prom.h"
 
 #include <protobuf-c/protobuf-c.h>
@@ -30,28 +31,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
-
-#define CONNECT_MAX_BODY (1024 * 1024)
-
-enum connect_code {
-	CONNECT_OK = 0,
-	CONNECT_INVALID_ARGUMENT,  /* 400 */
-	CONNECT_UNAUTHENTICATED,   /* 401 */
-	CONNECT_PERMISSION_DENIED, /* 403 */
-	CONNECT_NOT_FOUND,         /* 404 */
-	CONNECT_ALREADY_EXISTS,    /* 409 */
-	CONNECT_FAILED_PRECONDITION, /* 412 */
-	CONNECT_RESOURCE_EXHAUSTED, /* 429 */
-	CONNECT_INTERNAL,          /* 500 */
-	CONNECT_UNAVAILABLE,       /* 503 */
-	CONNECT_UNIMPLEMENTED,     /* 404 (unknown method: path not routed) */
-	CONNECT_CODE_COUNT,
-};
-
-const char *connect_code_name(enum connect_code code); /* "invalid_argument" */
-int connect_code_http_status(enum connect_code code);
-/* Name -> code, CONNECT_INTERNAL when unknown. */
-enum connect_code connect_code_from_name(const char *name);
 
 struct connect_call;
 
@@ -86,7 +65,8 @@ struct connect_server_config {
 struct connect_server;
 
 struct connect_server *connect_server_new(const struct connect_server_config *cfg);
-/* "0.0.0.0:8080", "127.0.0.1:0", "[::1]:8080". 0 or negative errno. */
+/* "0.0.0.0:8080", "127.0.0.1:0" (any free port), "[::1]:8080": an IP
+ * address, not a name. 0 or negative errno (-EINVAL for a bad address). */
 int connect_server_listen_tcp(struct connect_server *srv, const char *addr);
 /* Like connect_server_listen_tcp, serving HTTPS with the PEM certificate
  * (chain) and private key read from the files now. -ENOTSUP when

@@ -429,8 +429,8 @@ static bool hostname_ok(const char *h, size_t len)
 	return label > 0 && h[len - 1] != '-';
 }
 
-static int parse_port(const char *ep, const char *p, uint16_t *port, char *err,
-		      size_t errlen)
+static int parse_port(const char *ep, const char *p, unsigned long min, uint16_t *port,
+		      char *err, size_t errlen)
 {
 	unsigned long v = 0;
 	size_t n;
@@ -444,16 +444,17 @@ static int parse_port(const char *ep, const char *p, uint16_t *port, char *err,
 		if (n < 6)
 			v = v * 10 + (unsigned long)(p[n] - '0');
 	}
-	if (v < 1 || v > 65535 || n > 5) {
-		snprintf(err, errlen, "endpoint \"%s\": port %s out of range 1-65535",
-			 ep, p);
+	if (v < min || v > 65535 || n > 5) {
+		snprintf(err, errlen, "endpoint \"%s\": port %s out of range %lu-65535",
+			 ep, p, min);
 		return -EINVAL;
 	}
 	*port = (uint16_t)v;
 	return 0;
 }
 
-int endpoint_parse(const char *s, struct endpoint *out, char *err, size_t errlen)
+static int endpoint_parse_port(const char *s, struct endpoint *out, unsigned long min_port,
+			       char *err, size_t errlen)
 {
 	struct endpoint ep = { 0 };
 	char scratch[1];
@@ -523,11 +524,21 @@ int endpoint_parse(const char *s, struct endpoint *out, char *err, size_t errlen
 		}
 		memcpy(ep.host, s, hostlen);
 	}
-	ret = parse_port(s, colon + 1, &ep.port, err, errlen);
+	ret = parse_port(s, colon + 1, min_port, &ep.port, err, errlen);
 	if (ret < 0)
 		return ret;
 	*out = ep;
 	return 0;
+}
+
+int endpoint_parse(const char *s, struct endpoint *out, char *err, size_t errlen)
+{
+	return endpoint_parse_port(s, out, 1, err, errlen);
+}
+
+int endpoint_parse_bind(const char *s, struct endpoint *out, char *err, size_t errlen)
+{
+	return endpoint_parse_port(s, out, 0, err, errlen);
 }
 
 static int gai_errno(int rc)

@@ -71,6 +71,8 @@ struct endpoint {
 	uint16_t port;
 };
 int endpoint_parse(const char *s, struct endpoint *out, char *err, size_t errlen);
+/* The same for an address to bind, where port 0 (any free port) is allowed. */
+int endpoint_parse_bind(const char *s, struct endpoint *out, char *err, size_t errlen);
 /* Resolve to a socket address: numeric hosts without any lookup, else
  * getaddrinfo (first answer). 0, -ENOENT (no such host), -EAGAIN (lookup
  * failed for now), -ENOMEM or -EINVAL. */

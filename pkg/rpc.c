@@ -5,7 +5,6 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -122,7 +121,7 @@ struct rpc_client *rpc_client_new(const char *url, const char *token, long timeo
 	while (len && c->base[len - 1] == '/')
 		c->base[--len] = '\0';
 
-	h = curl_slist_append(NULL, "Content-Type: application/proto");
+	h = curl_slist_append(NULL, "Content-Type: " CONNECT_CTYPE_PROTO);
 	if (h)
 		h = curl_slist_append(h, "Connect-Protocol-Version: 1");
 	if (h)
@@ -271,21 +270,11 @@ static void rpc_error_set(struct rpc_error *err, enum connect_code code, int sta
 /* {"code":"not_found","message":"..."}; falls back on the HTTP status. */
 static void rpc_decode_error(const struct rpc_buf *b, int status, struct rpc_error *err)
 {
-	enum connect_code code = CONNECT_INTERNAL;
-	const char *name = NULL, *msg = NULL;
-	json_t *j = NULL;
+	char msg[sizeof(err->message)];
+	enum connect_code code;
 
-	for (int i = 0; i < CONNECT_CODE_COUNT; i++)
-		if (i != CONNECT_OK && connect_code_http_status((enum connect_code)i) == status) {
-			code = (enum connect_code)i;
-			break;
-		}
-	if (b->len)
-		j = json_loadb(b->data, b->len, 0, NULL);
-	if (j && json_unpack(j, "{s?s, s?s}", "code", &name, "message", &msg) == 0 && name)
-		code = connect_code_from_name(name);
-	rpc_error_set(err, code, status, "%s", msg ? msg : "no error message");
-	json_decref(j);
+	code = connect_error_decode(b->data, b->len, status, msg, sizeof(msg));
+	rpc_error_set(err, code, status, "%s", msg);
 }
 
 static int rpc_perform(struct rpc_client *c, const char *path, const void *body,
@@ -308,7 +297,7 @@ static int rpc_perform(struct rpc_client *c, const char *path, const void *body,
 	}
 	/* Tells the server when we give up, so a long poll answers in time;
 	 * a node on the stack, linked in only for this call. */
-	snprintf(hdr, sizeof(hdr), "Connect-Timeout-Ms: %ld", timeout);
+	snprintf(hdr, sizeof(hdr), CONNECT_TIMEOUT_HEADER ": %ld", timeout);
 	deadline = (struct curl_slist){ .data = hdr, .next = c->headers };
 	snprintf(url, len, "%s%s", c->base, path);
 	curl_easy_reset(c->curl);

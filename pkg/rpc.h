@@ -7,7 +7,7 @@
 #ifndef WGCNI_RPC_H
 #define WGCNI_RPC_H
 
-#include "connect.h"
+#include "connect_proto.h"
 
 #include <protobuf-c/protobuf-c.h>
 
