@@ -1,6 +1,9 @@
 #include "log.h"
 
 #include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -72,13 +75,165 @@ static void log_append(char *dst, size_t cap, size_t *n, const char *src, int qu
 	dst[*n] = '\0';
 }
 
+/*
+ * A %s value is quoted when logfmt needs it: empty, or holding a space, '=',
+ * '"', '\\' or a control character. Call sites write key=%s and never quote
+ * themselves, so every value is quoted and escaped the same way.
+ */
+static bool log_needs_quotes(const char *v)
+{
+	if (!*v)
+		return true;
+	for (; *v; v++) {
+		unsigned char c = (unsigned char)*v;
+
+		if (c <= ' ' || c == '=' || c == '"' || c == '\\' || c == 0x7f)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Expand kvfmt into dst, one conversion at a time, so that a string
+ * argument can be quoted and escaped on its own. Each conversion is handed
+ * to snprintf with exactly its argument; the format attribute on the
+ * public functions has already checked the types.
+ */
+static void log_format_kv(char *dst, size_t cap, size_t *n, const char *kvfmt, va_list ap)
+	LOG_PRINTF(4, 0);
+
+/* spec is one conversion cut from kvfmt, which the compiler checked. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+
+static void log_format_kv(char *dst, size_t cap, size_t *n, const char *kvfmt, va_list ap)
+{
+	char spec[32], val[512];
+	const char *p = kvfmt;
+
+	while (*p) {
+		const char *q = strchr(p, '%');
+		size_t lit = q ? (size_t)(q - p) : strlen(p);
+		int width = 0, prec = 0, nstar = 0, longs = 0;
+		char len = 0, conv;
+		size_t k = 0;
+
+		if (lit) {
+			char chunk[256];
+
+			while (lit) {
+				size_t m = lit < sizeof(chunk) - 1 ? lit : sizeof(chunk) - 1;
+
+				memcpy(chunk, p, m);
+				chunk[m] = '\0';
+				log_append(dst, cap, n, chunk, 0);
+				p += m;
+				lit -= m;
+			}
+		}
+		if (!q)
+			break;
+		/* %[flags][width][.precision][length]conversion */
+		spec[k++] = *p++;
+		while (*p && strchr("-+ #0", *p) && k < sizeof(spec) - 4)
+			spec[k++] = *p++;
+		for (int part = 0; part < 2; part++) {
+			if (part && *p == '.')
+				spec[k++] = *p++;
+			else if (part)
+				break;
+			if (*p == '*') {
+				int v = va_arg(ap, int);
+
+				if (part)
+					prec = v;
+				else
+					width = v;
+				nstar |= 1 << part;
+				spec[k++] = *p++;
+			}
+			while (*p >= '0' && *p <= '9' && k < sizeof(spec) - 4)
+				spec[k++] = *p++;
+		}
+		while (*p && strchr("hlLqjzt", *p) && k < sizeof(spec) - 2) {
+			len = *p;
+			longs += *p == 'l';
+			spec[k++] = *p++;
+		}
+		conv = *p;
+		if (!conv)
+			break;
+		spec[k++] = *p++;
+		spec[k] = '\0';
+
+#define LOG_CONV(type)                                                          \
+	do {                                                                    \
+		type v_ = va_arg(ap, type);                                     \
+		if (nstar == 3)                                                 \
+			snprintf(val, sizeof(val), spec, width, prec, v_);      \
+		else if (nstar)                                                 \
+			snprintf(val, sizeof(val), spec, nstar == 1 ? width : prec, v_); \
+		else                                                            \
+			snprintf(val, sizeof(val), spec, v_);                   \
+	} while (0)
+
+		switch (conv) {
+		case 's': {
+			LOG_CONV(const char *);
+			if (log_needs_quotes(val)) {
+				log_append(dst, cap, n, "\"", 0);
+				log_append(dst, cap, n, val, 1);
+				log_append(dst, cap, n, "\"", 0);
+			} else
+				log_append(dst, cap, n, val, 0);
+			continue;
+		}
+		case 'd': case 'i': case 'u': case 'x': case 'X': case 'o': case 'c':
+			if (len == 'z')
+				LOG_CONV(size_t);
+			else if (len == 'j')
+				LOG_CONV(intmax_t);
+			else if (len == 't')
+				LOG_CONV(ptrdiff_t);
+			else if (longs >= 2 || len == 'q')
+				LOG_CONV(long long);
+			else if (longs == 1)
+				LOG_CONV(long);
+			else
+				LOG_CONV(int);
+			break;
+		case 'e': case 'E': case 'f': case 'F': case 'g': case 'G': case 'a': case 'A':
+			if (len == 'L')
+				LOG_CONV(long double);
+			else
+				LOG_CONV(double);
+			break;
+		case 'p':
+			LOG_CONV(void *);
+			break;
+		case '%':
+			strcpy(val, "%");
+			break;
+		default: /* not a conversion printf knows: stop, as printf would */
+			return;
+		}
+#undef LOG_CONV
+		log_append(dst, cap, n, val, 0);
+	}
+}
+
+#pragma GCC diagnostic pop
+
 /* One fputs per line so concurrent threads never interleave within a line. */
+static void log_emit(enum log_level level, const char *err, const char *msg,
+		     const char *kvfmt, va_list ap) LOG_PRINTF(4, 0);
+
 static void log_emit(enum log_level level, const char *err, const char *msg,
 		     const char *kvfmt, va_list ap)
 {
 	/* Content stops at body, leaving room for the closing quotes, prog=
 	 * (program names are short) and the newline. */
-	char ts[32], kv[1024], line[2048];
+	char ts[32], line[2048];
 	const size_t body = sizeof(line) - 80;
 	struct tm tm;
 	time_t now;
@@ -95,9 +250,8 @@ static void log_emit(enum log_level level, const char *err, const char *msg,
 	log_append(line, body, &n, msg ? msg : "", 1);
 	log_append(line, sizeof(line), &n, "\"", 0);
 	if (kvfmt) {
-		vsnprintf(kv, sizeof(kv), kvfmt, ap);
 		log_append(line, sizeof(line), &n, " ", 0);
-		log_append(line, body, &n, kv, 0);
+		log_format_kv(line, body, &n, kvfmt, ap);
 	}
 	if (err) {
 		log_append(line, sizeof(line), &n, " err=\"", 0);

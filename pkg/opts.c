@@ -215,3 +215,19 @@ void opts_strv_free(char **v)
 		free(*p);
 	free(v);
 }
+
+int opts_parse_ulong(const char *arg, unsigned long min, unsigned long max,
+		     unsigned long *out)
+{
+	unsigned long v;
+	char *end;
+
+	if (!arg || *arg < '0' || *arg > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoul(arg, &end, 10);
+	if (errno || *end || v < min || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}

@@ -32,6 +32,11 @@ int opts_parse(int argc, char **argv, const char *shortopts,
 	       const struct option *longopts, opts_apply_fn apply, void *ctx,
 	       char *err, size_t errlen);
 
+/* A decimal integer option value in [min, max]: no sign, no spaces, no
+ * trailing text. 0 and *out set, else -EINVAL (*out untouched). */
+int opts_parse_ulong(const char *arg, unsigned long min, unsigned long max,
+		     unsigned long *out);
+
 /* "WGCNI_" + upper(name) with '-' -> '_' into out. */
 void opts_env_name(const char *longname, char *out, size_t outlen);
 

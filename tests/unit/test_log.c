@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <inttypes.h>
 #include <regex.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -162,6 +163,23 @@ static void test_escaping(void **state)
 	assert_matches(out, "\" prog=test\n$");
 }
 
+/* The logger quotes a %s value itself, exactly when logfmt needs it. */
+static void test_value_quoting(void **state)
+{
+	log_info("q", "plain=%s space=%s empty=%s eq=%s quote=%s", "n1", "a b", "",
+		 "k=v", "say \"hi\"");
+	assert_matches(take(), "^" TS " level=info msg=\"q\" plain=n1 space=\"a b\""
+			       " empty=\"\" eq=\"k=v\" quote=\"say \\\\\"hi\\\\\"\" prog=test\n$");
+	log_info("ctl", "v=%s back=%s", "a\nb", "c:\\d");
+	assert_matches(take(), "v=\"a\\\\nb\" back=\"c:\\\\\\\\d\" prog=test\n$");
+	/* numbers, widths, precisions and %% go through as printf makes them */
+	log_info("n", "a=%d b=%u c=%zu d=%lld e=%x f=%5.2f g=%.*s h=%*d pct=100%%", -3, 4u,
+		 (size_t)5, (long long)-6, 255, 1.5, 3, "abcdef", 3, 7);
+	assert_matches(take(), " a=-3 b=4 c=5 d=-6 e=ff f= 1.50 g=abc h=  7 pct=100% prog=test\n$");
+	log_info("z", "i64=%" PRIu64 " p=%s", (uint64_t)18446744073709551615u, "x y");
+	assert_matches(take(), " i64=18446744073709551615 p=\"x y\" prog=test\n$");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -169,6 +187,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_warn_errno, start_capture, stop_capture),
 		cmocka_unit_test_setup_teardown(test_levels, start_capture, stop_capture),
 		cmocka_unit_test_setup_teardown(test_escaping, start_capture, stop_capture),
+		cmocka_unit_test_setup_teardown(test_value_quoting, start_capture, stop_capture),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

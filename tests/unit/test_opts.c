@@ -420,6 +420,28 @@ static void test_split(void **state)
 	opts_strv_free(NULL);
 }
 
+static void test_parse_ulong(void **state)
+{
+	unsigned long v = 42;
+
+	assert_int_equal(opts_parse_ulong("0", 0, 10, &v), 0);
+	assert_int_equal(v, 0);
+	assert_int_equal(opts_parse_ulong("10", 0, 10, &v), 0);
+	assert_int_equal(v, 10);
+	v = 42;
+	assert_int_equal(opts_parse_ulong("11", 0, 10, &v), -EINVAL);
+	assert_int_equal(opts_parse_ulong("0", 1, 10, &v), -EINVAL);
+	assert_int_equal(opts_parse_ulong("-1", 0, 10, &v), -EINVAL);
+	assert_int_equal(opts_parse_ulong("+1", 0, 10, &v), -EINVAL);
+	assert_int_equal(opts_parse_ulong(" 1", 0, 10, &v), -EINVAL);
+	assert_int_equal(opts_parse_ulong("1 ", 0, 10, &v), -EINVAL);
+	assert_int_equal(opts_parse_ulong("1x", 0, 10, &v), -EINVAL);
+	assert_int_equal(opts_parse_ulong("", 0, 10, &v), -EINVAL);
+	assert_int_equal(opts_parse_ulong(NULL, 0, 10, &v), -EINVAL);
+	assert_int_equal(opts_parse_ulong("99999999999999999999999", 0, ~0UL, &v), -EINVAL);
+	assert_int_equal(v, 42); /* untouched on every failure */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -431,6 +453,7 @@ int main(void)
 		cmocka_unit_test_setup(test_twice, clear_env),
 		cmocka_unit_test(test_env_name),
 		cmocka_unit_test(test_split),
+		cmocka_unit_test(test_parse_ulong),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

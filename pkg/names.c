@@ -1,0 +1,58 @@
+#include "names.h"
+
+#include <net/if.h>
+#include <string.h>
+
+static bool name_alnum(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+const char *name_container_id_check(const char *s)
+{
+	size_t len = s ? strlen(s) : 0;
+
+	if (!len)
+		return "must not be empty";
+	if (len > NAME_CONTAINER_ID_MAX)
+		return "longer than 256 characters";
+	if (!name_alnum(s[0]))
+		return "must start with a letter or a digit";
+	for (size_t i = 1; i < len; i++)
+		if (!name_alnum(s[i]) && s[i] != '_' && s[i] != '.' && s[i] != '-')
+			return "only letters, digits, '_', '.' and '-' are allowed";
+	return NULL;
+}
+
+const char *name_ifname_check(const char *s)
+{
+	size_t len = s ? strlen(s) : 0;
+
+	if (!len)
+		return "must not be empty";
+	if (len >= IFNAMSIZ)
+		return "longer than 15 characters";
+	if (!strcmp(s, ".") || !strcmp(s, ".."))
+		return "must not be \".\" or \"..\"";
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '/' || c == ':' || c <= ' ' || c >= 0x7f)
+			return "no '/', ':', white space or control characters";
+	}
+	return NULL;
+}
+
+const char *name_node_check(const char *s)
+{
+	size_t len = s ? strlen(s) : 0;
+
+	if (!len)
+		return "must not be empty";
+	if (len > NAME_NODE_MAX)
+		return "longer than 253 characters";
+	for (size_t i = 0; i < len; i++)
+		if (!name_alnum(s[i]) && s[i] != '.' && s[i] != '_' && s[i] != '-')
+			return "only letters, digits, '.', '_' and '-' are allowed";
+	return NULL;
+}
