@@ -223,7 +223,7 @@ static void report_error(int out, const char *version, struct cni_ctx *ctx, int 
 			 strerror(ret < 0 ? -ret : EIO));
 	if (version)
 		cni_version_parse(version, &v);
-	log_warnx("failed", "cmd=%s code=%u error=\"%s\" details=\"%s\"",
+	log_warnx("failed", "cmd=%s code=%u error=%s details=%s",
 		  ctx->env.command ? ctx->env.command : "", ctx->err.code, ctx->err.msg,
 		  ctx->err.details);
 	if (print_error(out, cni_version_name(v), &ctx->err))
@@ -270,7 +270,7 @@ int main(int argc, char **argv)
 	log_init("wgcni", level);
 	out = stdout_take();
 	if (out < 0) {
-		log_warnx("cannot set up stdout", "err=\"%s\"", strerror(-out));
+		log_warnx("cannot set up stdout", "err=%s", strerror(-out));
 		return 1;
 	}
 

@@ -88,7 +88,7 @@ int nm_call(struct nm *nm, const char *method, const ProtobufCMessage *req,
 		return 0;
 	*resp = NULL;
 	if (nm_unreachable(ret)) {
-		log_warnx("node manager unreachable", "method=%s url=\"%s\" err=\"%s\" detail=\"%s\"",
+		log_warnx("node manager unreachable", "method=%s url=%s err=%s detail=%s",
 			  method, nm->url, strerror(-ret), rerr.message);
 		return cni_fail(e, CNI_ERR_TRY_AGAIN, ret, "node manager unreachable",
 				"%s", nm->url);

@@ -95,7 +95,7 @@ int cni_cmd_gc(struct cni_ctx *ctx)
 			continue;
 		ret = wg_delete(tmp);
 		if (ret && ret != -ENODEV)
-			log_warnx("cannot delete a stale WireGuard device", "name=%s err=\"%s\"",
+			log_warnx("cannot delete a stale WireGuard device", "name=%s err=%s",
 				  tmp, strerror(-ret));
 	}
 	ret = 0;

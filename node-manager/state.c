@@ -39,7 +39,7 @@ static int nm_stmt(sqlite3 *db, sqlite3_stmt **st, const char *sql, ...)
 
 	rc = sqlite3_prepare_v2(db, sql, -1, st, NULL);
 	if (rc != SQLITE_OK) {
-		log_error("prepare statement failed", "sql=\"%s\" err=\"%s\"", sql,
+		log_error("prepare statement failed", "sql=%s err=%s", sql,
 			  sqlite3_errmsg(db));
 		return db_errno(rc);
 	}
@@ -78,7 +78,7 @@ static int nm_exec(sqlite3 *db, const char *sql, ...)
 	rc = sqlite3_step(st);
 	ret = rc == SQLITE_DONE ? 0 : db_errno(rc);
 	if (ret < 0 && ret != -EEXIST)
-		log_error("database statement failed", "sql=\"%s\" err=\"%s\"", sql,
+		log_error("database statement failed", "sql=%s err=%s", sql,
 			  sqlite3_errmsg(db));
 	sqlite3_finalize(st);
 	return ret;
@@ -212,7 +212,7 @@ static int nm_load_nets(sqlite3 *db, const char *sql, struct ipnet *out, size_t 
 			break;
 		ret = ipnet_parse(nm_col(st, 0), &out[*n], true);
 		if (ret < 0) {
-			log_error("stored prefix is invalid", "cidr=\"%s\"", nm_col(st, 0));
+			log_error("stored prefix is invalid", "cidr=%s", nm_col(st, 0));
 			goto out;
 		}
 		(*n)++;
@@ -375,7 +375,7 @@ static int nm_load_allocs(struct nm *nm)
 			int pi;
 
 			if (ipnet_parse(nm_col(ast, 0), addr, true) < 0) {
-				log_error("stored address is invalid", "address=\"%s\"",
+				log_error("stored address is invalid", "address=%s",
 					  nm_col(ast, 0));
 				continue;
 			}
@@ -383,7 +383,7 @@ static int nm_load_allocs(struct nm *nm)
 			pi = nm_pool_index(nm, addr);
 			if (pi < 0 || prefixalloc_reserve(nm->pools[pi], addr) < 0)
 				log_warnx("stored address outside the node subnet pools",
-					  "address=\"%s\" container=\"%s\"",
+					  "address=%s container=%s",
 					  nm_col(ast, 0), a->container_id);
 		}
 	}

@@ -117,19 +117,19 @@ static int connect_listen_tcp(struct connect_server *srv, const char *addr,
 
 	ret = -EINVAL;
 	if (endpoint_parse_bind(addr, &ep, why, sizeof(why)) < 0) {
-		log_warnx("cannot parse listen address", "addr=\"%s\" err=\"%s\"", addr, why);
+		log_warnx("cannot parse listen address", "addr=%s err=%s", addr, why);
 		goto err_free_pem;
 	}
 	/* The server binds what it is given, it resolves no names. */
 	if (ipaddr_parse(ep.host, &ip) < 0) {
-		log_warnx("cannot parse listen address", "addr=\"%s\" err=\"%s\"", addr,
+		log_warnx("cannot parse listen address", "addr=%s err=%s", addr,
 			  "the host must be an IP address");
 		goto err_free_pem;
 	}
 	snprintf(port, sizeof(port), "%u", ep.port);
 	ret = getaddrinfo(ep.host, port, &hints, &ai);
 	if (ret) {
-		log_warnx("cannot parse listen address", "addr=\"%s\" err=\"%s\"", addr,
+		log_warnx("cannot parse listen address", "addr=%s err=%s", addr,
 			  gai_strerror(ret));
 		ret = -EINVAL;
 		goto err_free_pem;
@@ -143,7 +143,7 @@ static int connect_listen_tcp(struct connect_server *srv, const char *addr,
 	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 4096) < 0 ||
 	    getsockname(fd, (struct sockaddr *)&ss, &sslen) < 0) {
 		ret = -errno;
-		log_warn("cannot listen", "addr=\"%s\"", addr);
+		log_warn("cannot listen", "addr=%s", addr);
 		goto err_close;
 	}
 	bound = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
@@ -177,7 +177,7 @@ static int connect_read_pem(const char *path, char **out)
 	f = fopen(path, "re");
 	if (!f) {
 		ret = -errno;
-		log_warn("cannot open PEM file", "path=\"%s\"", path);
+		log_warn("cannot open PEM file", "path=%s", path);
 		return ret;
 	}
 	ret = -ENOMEM;
@@ -187,7 +187,7 @@ static int connect_read_pem(const char *path, char **out)
 	len = fread(buf, 1, PEM_MAX + 1, f);
 	ret = -EINVAL;
 	if (ferror(f) || len == 0 || len > PEM_MAX || memchr(buf, '\0', len)) {
-		log_warnx("cannot read PEM file", "path=\"%s\"", path);
+		log_warnx("cannot read PEM file", "path=%s", path);
 		goto err_free;
 	}
 	buf[len] = '\0';
@@ -234,14 +234,14 @@ int connect_server_listen_unix(struct connect_server *srv, const char *path, mod
 
 	ret = -ENAMETOOLONG;
 	if (strlen(path) >= sizeof(sun.sun_path)) {
-		log_warnx("unix socket path too long", "path=\"%s\"", path);
+		log_warnx("unix socket path too long", "path=%s", path);
 		return ret;
 	}
 	memcpy(sun.sun_path, path, strlen(path) + 1);
 	/* Only a stale socket may be replaced, never another kind of file. */
 	ret = -EEXIST;
 	if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
-		log_warnx("refusing to replace a non-socket", "path=\"%s\"", path);
+		log_warnx("refusing to replace a non-socket", "path=%s", path);
 		return ret;
 	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -252,20 +252,20 @@ int connect_server_listen_unix(struct connect_server *srv, const char *path, mod
 	if ((size_t)snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%s.%d", path,
 			     (int)getpid()) >= sizeof(tmp.sun_path)) {
 		ret = -ENAMETOOLONG;
-		log_warnx("unix socket path too long for a temporary name", "path=\"%s\"", path);
+		log_warnx("unix socket path too long for a temporary name", "path=%s", path);
 		goto err_close;
 	}
 	unlink(tmp.sun_path);
 	if (bind(fd, (struct sockaddr *)&tmp, sizeof(tmp)) < 0) {
 		ret = -errno;
-		log_warn("cannot bind unix socket", "path=\"%s\"", tmp.sun_path);
+		log_warn("cannot bind unix socket", "path=%s", tmp.sun_path);
 		goto err_close;
 	}
 	if (chmod(tmp.sun_path, mode) < 0 ||
 	    (strcmp(tmp.sun_path, path) && rename(tmp.sun_path, path) < 0) ||
 	    listen(fd, 4096) < 0) {
 		ret = -errno;
-		log_warn("cannot set up unix socket", "path=\"%s\"", path);
+		log_warn("cannot set up unix socket", "path=%s", path);
 		goto err_unlink;
 	}
 	return connect_add_listener(srv, fd, false, 0, path, NULL, NULL);

@@ -374,5 +374,5 @@ void connect_route_log(void *cls, const char *fmt, va_list ap)
 	len = strlen(msg);
 	while (len && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
 		msg[--len] = '\0';
-	log_debug("http server", "detail=\"%s\"", msg);
+	log_debug("http server", "detail=%s", msg);
 }

@@ -34,7 +34,7 @@ int db_exec(sqlite3 *db, const char *sql)
 	int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
 
 	if (rc != SQLITE_OK) {
-		log_debug("sqlite statement failed", "err=\"%s\" code=%d",
+		log_debug("sqlite statement failed", "err=%s code=%d",
 			  msg ? msg : sqlite3_errstr(rc), rc);
 		sqlite3_free(msg);
 	}

@@ -291,7 +291,7 @@ static int table_open(const struct fw_family *f, const char *table, struct xtc_h
 		return 0;
 	ret = errno ? -errno : -EIO;
 	/* ENOPROTOOPT/ENOENT: no ip_tables in this kernel and none loadable. */
-	log_warnx("cannot open firewall table", "family=%s table=%s err=\"%s\"", f->name,
+	log_warnx("cannot open firewall table", "family=%s table=%s err=%s", f->name,
 		  table, f->strerror(-ret));
 	return ret;
 }
@@ -303,7 +303,7 @@ static int table_commit(const struct fw_family *f, const char *table, struct xtc
 	if (f->commit(h))
 		return 0;
 	ret = errno ? -errno : -EIO;
-	log_warnx("cannot commit firewall table", "family=%s table=%s err=\"%s\"", f->name,
+	log_warnx("cannot commit firewall table", "family=%s table=%s err=%s", f->name,
 		  table, f->strerror(-ret));
 	return ret;
 }
@@ -420,7 +420,7 @@ static int chain_install(const struct fw_family *f, const struct fw_chain *c,
 	goto out_free;
 out_errno:
 	ret = errno ? -errno : -EIO;
-	log_warnx("cannot prepare firewall chain", "family=%s table=%s chain=%s err=\"%s\"",
+	log_warnx("cannot prepare firewall chain", "family=%s table=%s chain=%s err=%s",
 		  f->name, c->table, c->chain, f->strerror(-ret));
 out_free:
 	f->free(h);
@@ -445,7 +445,7 @@ static int chain_remove(const struct fw_family *f, const struct fw_chain *c)
 	if (f->is_chain(c->chain, h)) {
 		if (!f->flush(c->chain, h) || !f->delete_chain(c->chain, h)) {
 			ret = errno ? -errno : -EIO;
-			log_warnx("cannot delete firewall chain", "family=%s table=%s chain=%s err=\"%s\"",
+			log_warnx("cannot delete firewall chain", "family=%s table=%s chain=%s err=%s",
 				  f->name, c->table, c->chain, f->strerror(-ret));
 			goto out_free;
 		}

@@ -95,11 +95,11 @@ struct rpc_client *rpc_client_new(const char *url, const char *token, long timeo
 			break;
 	if (i == sizeof(schemes) / sizeof(schemes[0]) ||
 	    !url[strlen(schemes[i].scheme)] || (token && strpbrk(token, "\r\n"))) {
-		log_warnx("cannot parse API URL", "url=\"%s\"", url);
+		log_warnx("cannot parse API URL", "url=%s", url);
 		goto err;
 	}
 	if (schemes[i].is_unix && url[strlen(schemes[i].scheme)] != '/') {
-		log_warnx("unix URL needs an absolute path", "url=\"%s\"", url);
+		log_warnx("unix URL needs an absolute path", "url=%s", url);
 		goto err;
 	}
 	ret = -ENOMEM;
@@ -184,7 +184,7 @@ int rpc_client_set_ca_file(struct rpc_client *c, const char *path)
 		if (access(path, R_OK) < 0) {
 			int ret = -errno;
 
-			log_warn("cannot read CA file", "path=\"%s\"", path);
+			log_warn("cannot read CA file", "path=%s", path);
 			return ret;
 		}
 		copy = strdup(path);
@@ -330,7 +330,7 @@ static int rpc_perform(struct rpc_client *c, const char *path, const void *body,
 	if (ret == 0)
 		curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, status);
 	else
-		log_debug("api request failed", "url=\"%s\" err=\"%s\"", url,
+		log_debug("api request failed", "url=%s err=%s", url,
 			  curl_easy_strerror(cc));
 	free(url);
 	return ret;
