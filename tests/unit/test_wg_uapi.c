@@ -660,24 +660,6 @@ static int fake_get(const char *answer, struct wg_device **dev)
 	return ret;
 }
 
-/* wg_get_from(KERNEL) never asks a UAPI socket of that name (whose device
- * may be another namespace's); AUTO does. */
-static void test_get_from(void **state)
-{
-	struct wg_device *d = NULL;
-	struct fake f;
-
-	fake_start(&f, "listen_port=4242\nerrno=0\n\n");
-	assert_true(wg_get_from("fake0", WG_BACKEND_KERNEL, &d) < 0);
-	assert_null(d);
-	assert_int_equal(wg_get_from("fake0", (enum wg_backend)42, &d), -EINVAL);
-	assert_int_equal(wg_get_from("fake0", WG_BACKEND_AUTO, &d), 0);
-	assert_string_equal(fake_finish(&f), "get=1\n\n");
-	assert_non_null(d);
-	assert_int_equal(d->listen_port, 4242);
-	wg_device_free(d);
-}
-
 static void test_wire_set_request(void **state)
 {
 	struct wg_device d = { .name = "fake0" };
@@ -811,7 +793,6 @@ int main(void)
 		cmocka_unit_test_teardown(test_backend_names, teardown_each),
 		cmocka_unit_test(test_wire_set_request),
 		cmocka_unit_test(test_wire_get_parse),
-		cmocka_unit_test(test_get_from),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
