@@ -325,11 +325,8 @@ static int add_set_peer(struct add *a)
 	struct cni_err *e = &a->ctx->err;
 	struct wg_device dev = { 0 };
 	struct wg_peer peer = { 0 };
-	struct sockaddr_storage ss;
-	struct endpoint ep;
 	struct ipnet any;
 	char why[128];
-	socklen_t len;
 	int ret;
 
 	ret = key_from_base64(peer.public_key, np->public_key, why, sizeof(why));
@@ -338,16 +335,12 @@ static int add_set_peer(struct add *a)
 			 "`%.64s': %s", np->public_key, why);
 		goto out;
 	}
-	ret = endpoint_parse(np->endpoint, &ep, why, sizeof(why));
-	if (!ret)
-		ret = endpoint_to_sockaddr(&ep, &ss, &len);
-	if (ret || len > sizeof(peer.endpoint)) {
-		ret = ret ? ret : -EINVAL;
+	ret = wg_peer_set_endpoint(&peer, np->endpoint, why, sizeof(why));
+	if (ret) {
 		cni_fail(e, CNI_ERR_NODE_MANAGER, ret, "node manager sent an invalid endpoint",
 			 "`%.64s'", np->endpoint);
 		goto out;
 	}
-	memcpy(&peer.endpoint, &ss, len);
 	/* A keepalive goes out as soon as it is set, so the container's
 	 * session with the node is handshaken during ADD, before the first
 	 * packet of the container: without it, two fresh containers talking

@@ -18,13 +18,17 @@
 #include <stdbool.h>
 #include <string.h>
 
-/* A kernel WireGuard link whose public key is pub: the one ADD made. */
+/*
+ * A kernel WireGuard link whose public key is pub: the one ADD made. Asked
+ * of the kernel only: the UAPI socket directory is global, so a userspace
+ * device elsewhere may be named as the container's interface.
+ */
 static bool del_link_has_key(const char *ifname, const uint8_t pub[static WG_KEY_LEN])
 {
 	struct wg_device *dev = NULL;
 	bool same;
 
-	if (wg_kernel_get(ifname, &dev) < 0)
+	if (wg_get_from(ifname, WG_BACKEND_KERNEL, &dev) < 0)
 		return false;
 	same = !sodium_memcmp(dev->public_key, pub, WG_KEY_LEN);
 	wg_device_free(dev);

@@ -174,7 +174,7 @@ static int nm_api_register_key(struct connect_call *call, void *ctx)
 		return connect_fail(call, CONNECT_INVALID_ARGUMENT, "invalid publicKey `%s': zero key",
 				    req->public_key);
 	if (strlen(nm_str(req->endpoint)) >= NM_ENDPOINT_MAX ||
-	    nm_endpoint_resolve(nm_str(req->endpoint), &probe, err, sizeof(err)) < 0)
+	    wg_peer_set_endpoint(&probe, nm_str(req->endpoint), err, sizeof(err)) < 0)
 		return connect_fail(call, CONNECT_INVALID_ARGUMENT, "invalid endpoint `%.64s': %s",
 				    nm_str(req->endpoint), err);
 	resp = connect_call_alloc(call, sizeof(*resp));

@@ -25,30 +25,6 @@ struct nm_want {
 	uint16_t keepalive;
 };
 
-int nm_endpoint_resolve(const char *s, struct wg_peer *peer, char *err, size_t errlen)
-{
-	struct endpoint ep;
-	struct sockaddr_storage ss;
-	socklen_t len = 0;
-	int ret;
-
-	ret = endpoint_parse(s, &ep, err, errlen);
-	if (ret < 0)
-		return ret;
-	ret = endpoint_to_sockaddr(&ep, &ss, &len);
-	if (ret < 0) {
-		if (err)
-			snprintf(err, errlen, "cannot resolve endpoint `%s'", s);
-		return -EINVAL;
-	}
-	if (len > sizeof(peer->endpoint))
-		return -EINVAL;
-	memset(&peer->endpoint, 0, sizeof(peer->endpoint));
-	memcpy(&peer->endpoint, &ss, len);
-	peer->flags |= WGPEER_HAS_ENDPOINT;
-	return 0;
-}
-
 static bool nm_sockaddr_equal(const struct wg_peer *a, const struct wg_peer *b)
 {
 	if (a->endpoint.addr.sa_family != b->endpoint.addr.sa_family)
@@ -135,7 +111,7 @@ static int nm_set_want(struct wg_device *d, const struct nm_want *w, const struc
 	memcpy(p->public_key, w->key, WG_KEY_LEN);
 	p->flags = WGPEER_REPLACE_ALLOWEDIPS | WGPEER_HAS_KEEPALIVE;
 	p->keepalive = w->keepalive;
-	if (w->endpoint[0] && nm_endpoint_resolve(w->endpoint, p, err, sizeof(err)) < 0)
+	if (w->endpoint[0] && wg_peer_set_endpoint(p, w->endpoint, err, sizeof(err)) < 0)
 		log_warnx("peer endpoint unusable", "endpoint=\"%s\" reason=\"%s\"",
 			  w->endpoint, err);
 	if (cur && cur->keepalive == w->keepalive &&
@@ -323,7 +299,7 @@ int nm_iface_container_peer(struct nm *nm, const struct nm_alloc *a,
 		nm_set_remove(&d, old_key);
 	memcpy(peers[d.n_peers].public_key, new_key, WG_KEY_LEN);
 	peers[d.n_peers].flags = WGPEER_REPLACE_ALLOWEDIPS | WGPEER_HAS_KEEPALIVE;
-	ret = nm_endpoint_resolve(new_endpoint, &peers[d.n_peers], err, sizeof(err));
+	ret = wg_peer_set_endpoint(&peers[d.n_peers], new_endpoint, err, sizeof(err));
 	if (ret < 0)
 		return ret;
 	for (size_t i = 0; i < a->n_addrs; i++) {

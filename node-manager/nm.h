@@ -160,8 +160,6 @@ int nm_iface_add_routes(struct nm *nm);
 /* `cleanup`: remove interface, routes, firewall chains, socket. */
 int nm_iface_cleanup(const struct nm_config *cfg, const struct ipnet *cidrs,
 		     size_t n_cidrs);
-/* "host:port" -> socket address for a peer; 0 or -EINVAL. */
-int nm_endpoint_resolve(const char *s, struct wg_peer *peer, char *err, size_t errlen);
 
 /* sync.c: the cluster manager. */
 /* One AllocateSubnet + RegisterKey round. 0 or negative errno. */

@@ -2,9 +2,10 @@
  * WireGuard device control, one interface over two backends, as
  * wireguard-tools' ipc.c: the kernel's generic netlink family "wireguard"
  * (wg_genl.c) and the cross-platform userspace API of wireguard-go and
- * friends over /var/run/wireguard/<name>.sock (wg_uapi.c). This file (wg.c)
- * is the one place that picks between them: a name with a UAPI socket is
- * userspace, anything else kernel.
+ * friends over /var/run/wireguard/<name>.sock (wg_uapi.c). wg.c is the one
+ * place that picks between them: a name with a UAPI socket is userspace,
+ * anything else kernel. The backends' own entry points are in wg_genl.h and
+ * wg_uapi.h, for wg.c and the backends' unit tests only.
  *
  * wg_set() is incremental by default: only the peers listed are touched;
  * a peer with WGPEER_REMOVE_ME is removed; WGDEVICE_REPLACE_PEERS drops every
@@ -18,6 +19,7 @@
 
 #include <net/if.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -100,6 +102,13 @@ int wg_backend_of(const char *name);
 int wg_set(const struct wg_device *dev);
 /* Full device with peers; free with wg_device_free. */
 int wg_get(const char *name, struct wg_device **dev);
+/*
+ * As wg_get, from the given backend only (AUTO: as wg_get). The UAPI socket
+ * directory is global while link names are per namespace: a caller that
+ * knows name is a kernel link in its namespace asks for KERNEL, lest another
+ * namespace's userspace device of the same name answer.
+ */
+int wg_get_from(const char *name, enum wg_backend backend, struct wg_device **dev);
 void wg_device_free(struct wg_device *dev);
 
 /* Peer helpers for building devices. */
@@ -108,20 +117,12 @@ int wg_peer_add_allowedip(struct wg_peer *peer, const struct ipnet *net);
  * geometrically, so n appends cost O(n)); NULL with errno = ENOMEM. */
 struct wg_peer *wg_device_add_peer(struct wg_device *dev);
 void wg_peer_clear(struct wg_peer *peer); /* frees allowedips */
-
-/* Backends, for wg.c and the unit tests. */
-/* 1 if the generic netlink family "wireguard" resolves, 0 if not, or a
- * negative errno when netlink itself fails. */
-int wg_kernel_family_available(void);
-int wg_kernel_create(const char *name);
-int wg_kernel_set(const struct wg_device *dev);
-int wg_kernel_get(const char *name, struct wg_device **dev);
-int wg_uapi_create(const char *name, const char *impl);
-bool wg_uapi_exists(const char *name);
-int wg_uapi_set(const struct wg_device *dev);
-int wg_uapi_get(const char *name, struct wg_device **dev);
-/* Directory of UAPI sockets; tests may point it elsewhere (NULL = default
- * /var/run/wireguard). */
-void wg_uapi_set_dir(const char *dir);
+/*
+ * Parse hostport ("host:port" or "[v6]:port", see endpoint_parse), resolve
+ * it (a host name by getaddrinfo) and set it as peer's endpoint with
+ * WGPEER_HAS_ENDPOINT. 0 or -EINVAL with the reason in err; peer is
+ * unchanged on error.
+ */
+int wg_peer_set_endpoint(struct wg_peer *peer, const char *hostport, char *err, size_t errlen);
 
 #endif

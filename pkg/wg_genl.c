@@ -497,9 +497,21 @@ int wg_kernel_family_available(void)
 	return 1;
 }
 
+bool wg_kernel_exists(const char *name)
+{
+	struct netdev_info info;
+
+	return netdev_get(name, &info) == 0 && !strcmp(info.kind, "wireguard");
+}
+
 int wg_kernel_create(const char *name)
 {
 	return netdev_create(name, "wireguard");
+}
+
+int wg_kernel_delete(const char *name)
+{
+	return netdev_delete(name);
 }
 
 int wg_kernel_set(const struct wg_device *dev)

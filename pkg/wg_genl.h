@@ -1,7 +1,9 @@
 /*
- * Internals of the kernel backend (wg_genl.c) that the unit tests call
+ * The kernel backend (wg_genl.c): its entry points, for wg.c (which picks
+ * the backend) and the unit tests, and the internals the unit tests call
  * without a kernel: building WG_CMD_SET_DEVICE messages and parsing
- * WG_CMD_GET_DEVICE replies. The public face is in wg.h.
+ * WG_CMD_GET_DEVICE replies. The public face is wg.h; nothing outside pkg/
+ * includes this.
  *
  * A device too large for one message is split as wireguard-tools' ipc-linux.h
  * does: device attributes (and WGDEVICE_F_REPLACE_PEERS) only in the first
@@ -15,9 +17,24 @@
 
 #include "wg.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct nl_msg;
+
+/* 1 if the generic netlink family "wireguard" resolves, 0 if not, or a
+ * negative errno when netlink itself fails. */
+int wg_kernel_family_available(void);
+/* True if name is a link of kind "wireguard" in the current namespace. */
+bool wg_kernel_exists(const char *name);
+int wg_kernel_create(const char *name);
+/* Delete link name, whatever its kind (a TUN whose userspace process left
+ * no socket goes too, as it always has). 0 or -ENODEV. */
+int wg_kernel_delete(const char *name);
+/* -EOPNOTSUPP without the module (wg.c turns that into -ENODEV for a name
+ * that is no link), -ENODEV for no such device. */
+int wg_kernel_set(const struct wg_device *dev);
+int wg_kernel_get(const char *name, struct wg_device **dev);
 
 /* What wireguard-tools sizes its messages to: a page, at most 8 KiB. */
 size_t wg_genl_msg_size(void);

@@ -14,26 +14,20 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #define WG_UAPI_DEFAULT_DIR "/var/run/wireguard"
 #define WG_UAPI_IO_TIMEOUT_MS 5000
-#define WG_UAPI_CREATE_TIMEOUT_MS 5000
 #define WG_UAPI_LINE_MAX 512
 /* A get answer larger than this is not believed (about 100k peers). */
 #define WG_UAPI_MAX_REPLY (64u << 20)
@@ -48,7 +42,7 @@ void wg_uapi_set_dir(const char *dir)
 	snprintf(uapi_dir, sizeof(uapi_dir), "%s", dir ? dir : WG_UAPI_DEFAULT_DIR);
 }
 
-static int check_name(const char *name)
+int wg_uapi_check_name(const char *name)
 {
 	if (!name || !*name || strlen(name) >= IFNAMSIZ || strchr(name, '/') ||
 	    !strcmp(name, ".") || !strcmp(name, ".."))
@@ -58,7 +52,7 @@ static int check_name(const char *name)
 
 static int sock_path(const char *name, struct sockaddr_un *sun)
 {
-	int n, ret = check_name(name);
+	int n, ret = wg_uapi_check_name(name);
 
 	if (ret < 0)
 		return ret;
@@ -115,6 +109,18 @@ bool wg_uapi_exists(const char *name)
 		return false;
 	close(fd);
 	return true;
+}
+
+int wg_uapi_has_socket(const char *name)
+{
+	struct sockaddr_un sun;
+	struct stat st;
+	int ret = sock_path(name, &sun);
+
+	if (ret < 0)
+		return ret;
+	/* stat, not lstat: whatever connect() would reach. */
+	return stat(sun.sun_path, &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
 /* --- buffered writer that wipes what passed through it ----------------- */
@@ -367,21 +373,6 @@ static int parse_key(const char *hex, uint8_t key[static WG_KEY_LEN])
 	return 0;
 }
 
-static int parse_endpoint(const char *s, struct wg_peer *p)
-{
-	struct sockaddr_storage ss;
-	struct endpoint ep;
-	socklen_t len;
-	char err[64];
-
-	if (endpoint_parse(s, &ep, err, sizeof(err)) < 0 ||
-	    endpoint_to_sockaddr(&ep, &ss, &len) < 0 || len > sizeof(p->endpoint))
-		return -EPROTO;
-	memset(&p->endpoint, 0, sizeof(p->endpoint));
-	memcpy(&p->endpoint, &ss, len);
-	return 0;
-}
-
 typedef int (*dev_attr_fn)(struct wg_device *dev, const char *v);
 typedef int (*peer_attr_fn)(struct wg_peer *p, const char *v);
 
@@ -435,11 +426,7 @@ static int peer_preshared_key(struct wg_peer *p, const char *v)
 
 static int peer_endpoint(struct wg_peer *p, const char *v)
 {
-	int ret = parse_endpoint(v, p);
-
-	if (ret == 0)
-		p->flags |= WGPEER_HAS_ENDPOINT;
-	return ret;
+	return wg_peer_set_endpoint(p, v, NULL, 0) < 0 ? -EPROTO : 0;
 }
 
 static int peer_keepalive(struct wg_peer *p, const char *v)
@@ -625,10 +612,9 @@ out_fd:
 	return ret;
 }
 
-/* --- create ------------------------------------------------------------ */
+/* --- readiness, for create ---------------------------------------------- */
 
-/* 0 when name's daemon answers get=1 with errno=0 within ms. */
-static int uapi_ready(const char *name, long ms)
+int wg_uapi_ready(const char *name, long ms)
 {
 	struct timeval tv;
 	struct rbuf *r;
@@ -665,151 +651,4 @@ out_r:
 out_fd:
 	close(fd);
 	return ret;
-}
-
-/* impl itself when it has a '/', else the first executable in PATH. */
-static int find_impl(const char *impl, char path[static PATH_MAX])
-{
-	const char *p, *env = getenv("PATH");
-	size_t len;
-	int n;
-
-	if (!impl || !*impl)
-		return -EINVAL;
-	if (strchr(impl, '/')) {
-		n = snprintf(path, PATH_MAX, "%s", impl);
-		if (n < 0 || n >= PATH_MAX)
-			return -ENAMETOOLONG;
-		return access(path, X_OK) == 0 ? 0 : -ENOENT;
-	}
-	if (!env || !*env)
-		env = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-	for (p = env; *p; p += len + (p[len] == ':')) {
-		struct stat st;
-
-		len = strcspn(p, ":");
-		n = snprintf(path, PATH_MAX, "%.*s/%s", (int)len, len ? p : ".", impl);
-		if (n < 0 || n >= PATH_MAX)
-			continue;
-		if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0)
-			return 0;
-	}
-	return -ENOENT;
-}
-
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-/*
- * fork + exec impl with stdio on /dev/null: the daemon it leaves behind
- * must not hold a CNI runtime's pipe open (the runtime waits for our stdout
- * to close). It runs in the calling thread's namespace, which is where its
- * UDP socket will stay. setsid() so it is not killed with our process group.
- * Only async-signal-safe calls after fork(): the caller may have threads.
- */
-static pid_t spawn(const char *path, const char *impl, const char *name)
-{
-	char *const argv[] = { (char *)impl, (char *)name, NULL };
-	pid_t pid;
-	int fd;
-
-	pid = fork();
-	if (pid != 0)
-		return pid < 0 ? -errno : pid;
-	fd = open("/dev/null", O_RDWR);
-	if (fd < 0)
-		_exit(127);
-	if (dup2(fd, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
-		_exit(127);
-	if (fd > 2)
-		close(fd);
-	close_range(3, ~0U, 0);
-	setsid();
-	/* Pin no directory of the caller's (a runtime's bundle may go away). */
-	if (chdir("/") < 0)
-		_exit(127);
-	execv(path, argv);
-	_exit(127);
-}
-
-/* Block until process pid exits (an event through its pidfd, not a poll
- * loop) or ms pass; the caller reaps it. Falls back to returning at once
- * where pidfds are missing (the caller's loop then polls). */
-static void wait_exit(pid_t pid, long ms)
-{
-	struct pollfd pfd = { .events = POLLIN };
-
-	pfd.fd = pidfd_open(pid, 0);
-	if (pfd.fd < 0)
-		return;
-	poll(&pfd, 1, (int)ms);
-	close(pfd.fd);
-}
-
-int wg_uapi_create(const char *name, const char *impl)
-{
-	char path[PATH_MAX];
-	long deadline;
-	const char *fg = getenv("WG_PROCESS_FOREGROUND");
-	/* In the foreground (WG_PROCESS_FOREGROUND=1) the implementation never
-	 * exits: the caller then owns it as a child, as it asked for. */
-	bool reaped = false, foreground = fg && !strcmp(fg, "1");
-	pid_t pid;
-	int ret, status;
-
-	ret = check_name(name);
-	if (ret < 0)
-		return ret;
-	if (wg_uapi_exists(name) || netdev_exists(name))
-		return -EEXIST;
-	ret = find_impl(impl, path);
-	if (ret < 0)
-		return ret;
-	ret = (int)spawn(path, impl, name);
-	if (ret < 0)
-		return ret;
-	pid = ret;
-
-	/* wireguard-go creates the TUN and the socket, hands both to a
-	 * re-executed daemon and exits: reap it, and wait for the socket. */
-	deadline = now_ms() + WG_UAPI_CREATE_TIMEOUT_MS;
-	if (!foreground)
-		wait_exit(pid, WG_UAPI_CREATE_TIMEOUT_MS);
-	for (;;) {
-		if (!reaped) {
-			ret = waitpid(pid, &status, WNOHANG);
-			if (ret == pid) {
-				reaped = true;
-				/* Exited without a daemon behind it. */
-				if ((!WIFEXITED(status) || WEXITSTATUS(status) != 0) &&
-				    !wg_uapi_exists(name))
-					return WIFEXITED(status) && WEXITSTATUS(status) == 127 ?
-						-ENOEXEC : -EIO;
-			}
-		}
-		/* Ready once the daemon answers a request (the socket alone
-		 * accepts as soon as the parent bound it, before the daemon has
-		 * taken over the TUN: a link moved away in that window kills
-		 * it) and the intermediate process is reaped, so a long-running
-		 * caller keeps no zombie. */
-		if ((reaped || foreground) && uapi_ready(name, deadline - now_ms()) == 0)
-			break;
-		if (now_ms() > deadline) {
-			if (!reaped) {
-				kill(pid, SIGKILL);
-				waitpid(pid, NULL, 0);
-			}
-			/* A daemon that never answered: the link is ours (none
-			 * existed before), and deleting it ends the daemon. */
-			netdev_delete(name);
-			return -ETIMEDOUT;
-		}
-		poll(NULL, 0, 5);
-	}
-	return 0;
 }

@@ -15,6 +15,7 @@
 #include "netdev.h"
 #include "netns.h"
 #include "wg.h"
+#include "wg_genl.h"
 #include "wg_uapi.h"
 
 #include <arpa/inet.h>
