@@ -137,7 +137,7 @@ static int add_release(struct add *a)
 		      CONNECT_NOT_FOUND, &ignore);
 	if (ret < 0)
 		log_warnx("cannot release the allocation while undoing ADD",
-			  "container=%s ifname=%s msg=\"%s\" details=\"%s\"",
+			  "container=%s ifname=%s msg=%s details=%s",
 			  a->ctx->env.containerid, a->ctx->env.ifname, ignore.msg,
 			  ignore.details);
 	if (!ret)
@@ -412,7 +412,7 @@ static void add_delete_link(struct add *a)
 		ret = netdev_delete(a->renamed ? a->link.ifname : a->link.tmp);
 		if (ret && ret != -ENODEV)
 			log_warnx("cannot delete the container interface while undoing ADD",
-				  "ifname=%s err=\"%s\"",
+				  "ifname=%s err=%s",
 				  a->renamed ? a->link.ifname : a->link.tmp, strerror(-ret));
 		cni_ns_leave(&a->ns, &ignore);
 	}
@@ -420,7 +420,7 @@ static void add_delete_link(struct add *a)
 	ret = wg_delete(a->link.tmp);
 	if (ret && ret != -ENODEV)
 		log_warnx("cannot delete the WireGuard device while undoing ADD",
-			  "name=%s err=\"%s\"", a->link.tmp, strerror(-ret));
+			  "name=%s err=%s", a->link.tmp, strerror(-ret));
 }
 
 int cni_cmd_add(struct cni_ctx *ctx)

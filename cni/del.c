@@ -53,7 +53,7 @@ static void del_container_link(struct cni_ctx *ctx, const char *netns, const uin
 	ret = cni_ns_open(&ns, netns, &ignore);
 	if (ret) {
 		if (ret != -ENOENT)
-			log_warnx("cannot open the container namespace", "netns=%s err=\"%s\"",
+			log_warnx("cannot open the container namespace", "netns=%s err=%s",
 				  netns, strerror(-ret));
 		return;
 	}
@@ -69,7 +69,7 @@ static void del_container_link(struct cni_ctx *ctx, const char *netns, const uin
 			ret = netdev_delete(ctx->env.ifname);
 			if (ret && ret != -ENODEV)
 				log_warnx("cannot delete the container interface",
-					  "ifname=%s err=\"%s\"", ctx->env.ifname, strerror(-ret));
+					  "ifname=%s err=%s", ctx->env.ifname, strerror(-ret));
 		} else {
 			log_warnx("not deleting an interface wgcni did not make",
 				  "ifname=%s kind=%s", ctx->env.ifname, info.kind);
@@ -136,7 +136,7 @@ int cni_cmd_del(struct cni_ctx *ctx)
 		ret = wg_delete(tmp);
 		if (ret && ret != -ENODEV)
 			log_warnx("cannot delete the temporary WireGuard device",
-				  "name=%s err=\"%s\"", tmp, strerror(-ret));
+				  "name=%s err=%s", tmp, strerror(-ret));
 	}
 
 	/* Release also removes the container's peer from the node interface. */

@@ -173,8 +173,11 @@ static int nm_api_register_key(struct connect_call *call, void *ctx)
 	if (key_is_zero(key))
 		return connect_fail(call, CONNECT_INVALID_ARGUMENT, "invalid publicKey `%s': zero key",
 				    req->public_key);
-	if (strlen(nm_str(req->endpoint)) >= NM_ENDPOINT_MAX ||
-	    wg_peer_set_endpoint(&probe, nm_str(req->endpoint), err, sizeof(err)) < 0)
+	if (strlen(nm_str(req->endpoint)) >= NM_ENDPOINT_MAX)
+		return connect_fail(call, CONNECT_INVALID_ARGUMENT,
+				    "invalid endpoint `%.64s...': longer than %d characters",
+				    nm_str(req->endpoint), NM_ENDPOINT_MAX - 1);
+	if (wg_peer_set_endpoint(&probe, nm_str(req->endpoint), err, sizeof(err)) < 0)
 		return connect_fail(call, CONNECT_INVALID_ARGUMENT, "invalid endpoint `%.64s': %s",
 				    nm_str(req->endpoint), err);
 	resp = connect_call_alloc(call, sizeof(*resp));
