@@ -156,6 +156,7 @@ check-proto: ## Fail if proto/gen differs from a fresh protoc-c run
 
 # libFuzzer harnesses (tests/fuzz/fuzz_*.c), built with clang apart from the
 # library so each links only what it fuzzes. FUZZ_SECONDS per harness.
+# tests/fuzz/corpus/<harness>/, when present, seeds it (read, never written).
 FUZZ_SECONDS ?= 15
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
 	-Ipkg -Iproto/gen $(shell $(PKG_CONFIG) --cflags jansson libprotobuf-c libsodium 2>/dev/null)
@@ -182,9 +183,10 @@ $(BUILDDIR)/fuzz/fuzz_promtext: tests/fuzz/fuzz_promtext.c wgcnictl/promtext.c w
 	$(Q)mkdir -p $(@D)
 	$(Q)clang $(FUZZ_CFLAGS) -Iwgcnictl -o $@ $^ $(FUZZ_LIBS)
 
-# The CNI network configuration parser (stdin from any runtime); the backend
-# names it checks live in pkg/wg.c, which needs most of pkg/.
-$(BUILDDIR)/fuzz/fuzz_cni_conf: tests/fuzz/fuzz_cni_conf.c cni/conf.c cni/util.c $(PKG_SRC)
+# The CNI network configuration parser (stdin from any runtime) and the result
+# built from its prevResult; the backend names it checks live in pkg/wg.c,
+# which needs most of pkg/.
+$(BUILDDIR)/fuzz/fuzz_cni_conf: tests/fuzz/fuzz_cni_conf.c cni/conf.c cni/result.c cni/util.c $(PKG_SRC)
 	$(call msg,FUZZ,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)clang $(FUZZ_CFLAGS) -Icni $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null) -o $@ $^ $(LDLIBS)
@@ -196,7 +198,8 @@ FUZZERS := $(BUILDDIR)/fuzz/fuzz_parsers $(BUILDDIR)/fuzz/fuzz_pjson \
 fuzz: $(FUZZERS) ## Run each libFuzzer harness for FUZZ_SECONDS (default 15)
 	$(Q)for f in $(FUZZERS); do \
 		mkdir -p $$f.corpus && \
-		$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 $$f.corpus 2>$$f.log || \
+		$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 $$f.corpus \
+			$$(ls -d tests/fuzz/corpus/$$(basename $$f) 2>/dev/null) 2>$$f.log || \
 		{ tail -40 $$f.log; echo "fuzz: $$f found a crash"; exit 1; }; \
 		echo "fuzz: $$(basename $$f): $$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' $$f.log) runs, no crash"; \
 	done
