@@ -111,17 +111,18 @@ $(1)/bin/wgcnictl: $(1)/obj/wgcnictl/main.o $(1)/libctl.a $(1)/libwgcni.a
 	$$(Q)mkdir -p $$(@D)
 	$$(Q)$$(CC) $$(CFLAGS) $(2) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 endef
+
 $(eval $(call build_tree,$(REL),))
 $(eval $(call build_tree,$(SAN),$(SANFLAGS)))
 
 # Unit tests: tests/unit/test_<name>.c links libwgcni.a; test_cni_*.c,
 # test_cm_*.c, test_nm_*.c and test_ctl_*.c / test_wgcnictl_*.c also link
-# their binary's archive and see its directory's headers. Extra link flags
-# (e.g. -Wl,--wrap=sym to stub a call) go in UNIT_LDFLAGS_test_<name>.
+# their binary's archive and see its directory's headers; their extra link
+# flags (e.g. -Wl,--wrap=sym to stub a call) go in UNIT_LDFLAGS_test_<name>.
 $(SAN)/tests/%: tests/unit/%.c $(SAN)/libwgcni.a
 	$(call msg,LD,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(CFLAGS) $(SANFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(SAN)/libwgcni.a $(LDLIBS) -lcmocka $(UNIT_LDFLAGS_$(notdir $@))
+	$(Q)$(CC) $(CFLAGS) $(SANFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(SAN)/libwgcni.a $(LDLIBS) -lcmocka
 
 # $(1) = test name prefix, $(2) = the binary's source directory, $(3) = its archive
 define unit_rule
