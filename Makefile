@@ -59,6 +59,9 @@ BINS := wgcni wgcni-cluster-manager wgcni-node-manager wgcnictl
 all: $(addprefix $(REL)/bin/,$(BINS)) ## Build the binaries into build/bin
 
 # $(1) = build root, $(2) = extra CFLAGS
+#
+# Each binary is its main.o and an archive of the rest of its directory
+# (lib<bin>.a), so unit tests link the binaries' own code without a main.
 define build_tree
 $(1)/obj/%.o: %.c
 	$$(call msg,CC,$$<)
@@ -70,22 +73,42 @@ $(1)/libwgcni.a: $$(call obj,$$(PKG_SRC),$(1))
 	$$(Q)rm -f $$@
 	$$(Q)$$(AR) rcs $$@ $$^
 
-$(1)/bin/wgcni-cluster-manager: $$(call obj,$$(CM_SRC),$(1)) $(1)/libwgcni.a
+$(1)/libcm.a: $$(call obj,$$(filter-out %/main.c,$$(CM_SRC)),$(1))
+	$$(call msg,AR,$$@)
+	$$(Q)rm -f $$@
+	$$(Q)$$(AR) rcs $$@ $$^
+
+$(1)/libnm.a: $$(call obj,$$(filter-out %/main.c,$$(NM_SRC)),$(1))
+	$$(call msg,AR,$$@)
+	$$(Q)rm -f $$@
+	$$(Q)$$(AR) rcs $$@ $$^
+
+$(1)/libcni.a: $$(call obj,$$(filter-out %/main.c,$$(CNI_SRC)),$(1))
+	$$(call msg,AR,$$@)
+	$$(Q)rm -f $$@
+	$$(Q)$$(AR) rcs $$@ $$^
+
+$(1)/libctl.a: $$(call obj,$$(filter-out %/main.c,$$(CTL_SRC)),$(1))
+	$$(call msg,AR,$$@)
+	$$(Q)rm -f $$@
+	$$(Q)$$(AR) rcs $$@ $$^
+
+$(1)/bin/wgcni-cluster-manager: $(1)/obj/cluster-manager/main.o $(1)/libcm.a $(1)/libwgcni.a
 	$$(call msg,LD,$$@)
 	$$(Q)mkdir -p $$(@D)
 	$$(Q)$$(CC) $$(CFLAGS) $(2) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 
-$(1)/bin/wgcni-node-manager: $$(call obj,$$(NM_SRC),$(1)) $(1)/libwgcni.a
+$(1)/bin/wgcni-node-manager: $(1)/obj/node-manager/main.o $(1)/libnm.a $(1)/libwgcni.a
 	$$(call msg,LD,$$@)
 	$$(Q)mkdir -p $$(@D)
 	$$(Q)$$(CC) $$(CFLAGS) $(2) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 
-$(1)/bin/wgcni: $$(call obj,$$(CNI_SRC),$(1)) $(1)/libwgcni.a
+$(1)/bin/wgcni: $(1)/obj/cni/main.o $(1)/libcni.a $(1)/libwgcni.a
 	$$(call msg,LD,$$@)
 	$$(Q)mkdir -p $$(@D)
 	$$(Q)$$(CC) $$(CFLAGS) $(2) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 
-$(1)/bin/wgcnictl: $$(call obj,$$(CTL_SRC),$(1)) $(1)/libwgcni.a
+$(1)/bin/wgcnictl: $(1)/obj/wgcnictl/main.o $(1)/libctl.a $(1)/libwgcni.a
 	$$(call msg,LD,$$@)
 	$$(Q)mkdir -p $$(@D)
 	$$(Q)$$(CC) $$(CFLAGS) $(2) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
@@ -94,10 +117,31 @@ endef
 $(eval $(call build_tree,$(REL),))
 $(eval $(call build_tree,$(SAN),$(SANFLAGS)))
 
+# Unit tests: tests/unit/test_<name>.c links libwgcni.a; test_cni_*.c,
+# test_cm_*.c, test_nm_*.c and test_ctl_*.c / test_wgcnictl_*.c also link
+# their binary's archive and see its directory's headers; their extra link
+# flags (e.g. -Wl,--wrap=sym to stub a call) go in UNIT_LDFLAGS_test_<name>.
 $(SAN)/tests/%: tests/unit/%.c $(SAN)/libwgcni.a
 	$(call msg,LD,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS) $(SANFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(SAN)/libwgcni.a $(LDLIBS) -lcmocka
+
+# $(1) = test name prefix, $(2) = the binary's source directory, $(3) = its archive
+define unit_rule
+$(SAN)/tests/test_$(1)_%: tests/unit/test_$(1)_%.c $(SAN)/$(3) $(SAN)/libwgcni.a
+	$$(call msg,LD,$$@)
+	$$(Q)mkdir -p $$(@D)
+	$$(Q)$$(CC) $$(CFLAGS) $$(SANFLAGS) -Itests/unit -I$(2) $$(LDFLAGS) -o $$@ $$< $(SAN)/$(3) $(SAN)/libwgcni.a $$(LDLIBS) -lcmocka $$(UNIT_LDFLAGS_$$(notdir $$@))
+endef
+
+$(eval $(call unit_rule,cni,cni,libcni.a))
+$(eval $(call unit_rule,cm,cluster-manager,libcm.a))
+$(eval $(call unit_rule,nm,node-manager,libnm.a))
+$(eval $(call unit_rule,ctl,wgcnictl,libctl.a))
+$(eval $(call unit_rule,wgcnictl,wgcnictl,libctl.a))
+
+# The node-peer diff runs against a fake interface: wg_get/wg_set stubbed.
+UNIT_LDFLAGS_test_nm_peers := -Wl,--wrap=wg_get -Wl,--wrap=wg_set
 
 UNIT_BINS := $(patsubst tests/unit/%.c,$(SAN)/tests/%,$(UNIT_SRC))
 
@@ -115,6 +159,7 @@ check-proto: ## Fail if proto/gen differs from a fresh protoc-c run
 
 # libFuzzer harnesses (tests/fuzz/fuzz_*.c), built with clang apart from the
 # library so each links only what it fuzzes. FUZZ_SECONDS per harness.
+# tests/fuzz/corpus/<harness>/, when present, seeds it (read, never written).
 FUZZ_SECONDS ?= 15
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
 	-Ipkg -Iproto/gen $(shell $(PKG_CONFIG) --cflags jansson libprotobuf-c libsodium 2>/dev/null)
@@ -136,18 +181,28 @@ $(BUILDDIR)/fuzz/fuzz_wg_genl: tests/fuzz/fuzz_wg_genl.c $(PKG_SRC)
 	$(Q)mkdir -p $(@D)
 	$(Q)clang $(FUZZ_CFLAGS) $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null) -o $@ $^ $(LDLIBS)
 
-$(BUILDDIR)/fuzz/fuzz_promtext: tests/fuzz/fuzz_promtext.c pkg/promtext.c pkg/fmt.c
+$(BUILDDIR)/fuzz/fuzz_promtext: tests/fuzz/fuzz_promtext.c wgcnictl/promtext.c wgcnictl/fmt.c
 	$(call msg,FUZZ,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)clang $(FUZZ_CFLAGS) -o $@ $^ $(FUZZ_LIBS)
+	$(Q)clang $(FUZZ_CFLAGS) -Iwgcnictl -o $@ $^ $(FUZZ_LIBS)
+
+# The CNI network configuration parser (stdin from any runtime) and the result
+# built from its prevResult; the backend names it checks live in pkg/wg.c,
+# which needs most of pkg/.
+$(BUILDDIR)/fuzz/fuzz_cni_conf: tests/fuzz/fuzz_cni_conf.c cni/conf.c cni/result.c cni/util.c $(PKG_SRC)
+	$(call msg,FUZZ,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)clang $(FUZZ_CFLAGS) -Icni $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null) -o $@ $^ $(LDLIBS)
 
 FUZZERS := $(BUILDDIR)/fuzz/fuzz_parsers $(BUILDDIR)/fuzz/fuzz_pjson \
-	$(BUILDDIR)/fuzz/fuzz_wg_genl $(BUILDDIR)/fuzz/fuzz_promtext
+	$(BUILDDIR)/fuzz/fuzz_wg_genl $(BUILDDIR)/fuzz/fuzz_promtext \
+	$(BUILDDIR)/fuzz/fuzz_cni_conf
 
 fuzz: $(FUZZERS) ## Run each libFuzzer harness for FUZZ_SECONDS (default 15)
 	$(Q)for f in $(FUZZERS); do \
 		mkdir -p $$f.corpus && \
-		$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 $$f.corpus 2>$$f.log || \
+		$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 $$f.corpus \
+			$$(ls -d tests/fuzz/corpus/$$(basename $$f) 2>/dev/null) 2>$$f.log || \
 		{ tail -40 $$f.log; echo "fuzz: $$f found a crash"; exit 1; }; \
 		echo "fuzz: $$(basename $$f): $$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' $$f.log) runs, no crash"; \
 	done

@@ -1,7 +1,7 @@
 /*
  * libFuzzer harness for the Prometheus text reader wgcnictl uses on the node
- * manager's /metrics (pkg/promtext.c) and for its RFC 3339 parser
- * (pkg/fmt.c). `make fuzz` builds and runs it.
+ * manager's /metrics (wgcnictl/promtext.c) and for its RFC 3339 parser
+ * (wgcnictl/fmt.c). `make fuzz` builds and runs it.
  */
 #include <stddef.h>
 #include <stdint.h>

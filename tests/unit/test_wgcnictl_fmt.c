@@ -1,6 +1,6 @@
 /*
- * wgcnictl's pure formatting and parsing code, in pkg/fmt.c and
- * pkg/promtext.c: human units, relative times, RFC 3339 timestamps, aligned
+ * wgcnictl's pure formatting and parsing code, in wgcnictl/fmt.c and
+ * wgcnictl/promtext.c: human units, relative times, RFC 3339 timestamps, aligned
  * tables and the Prometheus text reader.
  */
 #include <errno.h>
