@@ -159,7 +159,7 @@ static void iface_add(unsigned int k, const char *endpoint, uint16_t keepalive,
 	key_of(p->public_key, k);
 	p->keepalive = keepalive;
 	if (endpoint)
-		assert_int_equal(nm_endpoint_resolve(endpoint, p, err, sizeof(err)), 0);
+		assert_int_equal(wg_peer_set_endpoint(p, endpoint, err, sizeof(err)), 0);
 	p->flags = 0;
 	n = net(net1);
 	assert_int_equal(wg_peer_add_allowedip(p, &n), 0);
