@@ -21,7 +21,7 @@
 #include "key.h"
 #include "log.h"
 #include "netdev.h"
-#include "nm.h"
+#include "nmclient.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -36,7 +36,7 @@
 
 struct add {
 	struct cni_ctx *ctx;
-	struct nm *nm;
+	struct nmc *nm;
 	struct cni_ns ns;
 	struct cni_link link;
 	Wgcni__Node__V1__GetNodeResponse *node;
@@ -83,7 +83,7 @@ static int add_allocate(struct add *a)
 	req.container_id = (char *)a->ctx->env.containerid;
 	req.ifname = (char *)a->ctx->env.ifname;
 	req.netns = (char *)a->ctx->env.netns;
-	ret = nm_call(a->nm, "AllocateIP", &req.base,
+	ret = nmc_call(a->nm, "AllocateIP", &req.base,
 		      &wgcni__node__v1__allocate_ipresponse__descriptor, &out, CONNECT_OK, e);
 	if (ret)
 		return ret;
@@ -132,7 +132,7 @@ static int add_release(struct add *a)
 
 	req.container_id = (char *)a->ctx->env.containerid;
 	req.ifname = (char *)a->ctx->env.ifname;
-	ret = nm_call(a->nm, "Release", &req.base,
+	ret = nmc_call(a->nm, "Release", &req.base,
 		      &wgcni__node__v1__release_response__descriptor, &out,
 		      CONNECT_NOT_FOUND, &ignore);
 	if (ret < 0)
@@ -306,7 +306,7 @@ static int add_register(struct add *a)
 	req.ifname = (char *)a->ctx->env.ifname;
 	req.public_key = pub;
 	req.endpoint = endpoint;
-	ret = nm_call(a->nm, "RegisterKey", &req.base,
+	ret = nmc_call(a->nm, "RegisterKey", &req.base,
 		      &wgcni__node__v1__register_key_response__descriptor, &out, CONNECT_OK, e);
 	if (ret)
 		return ret;
@@ -442,7 +442,7 @@ int cni_cmd_add(struct cni_ctx *ctx)
 		cni_fail(e, CNI_ERR_INTERNAL, ret, "cannot derive the device name", NULL);
 		goto out;
 	}
-	a.nm = nm_open(ctx->conf.node_manager, e);
+	a.nm = nmc_open(ctx->conf.node_manager, e);
 	if (!a.nm) {
 		ret = -EINVAL;
 		goto out;
@@ -453,7 +453,7 @@ int cni_cmd_add(struct cni_ctx *ctx)
 	ret = add_ifname_free(&a);
 	if (ret)
 		goto out;
-	ret = nm_get_node(a.nm, &a.node, e);
+	ret = nmc_get_node(a.nm, &a.node, e);
 	if (ret)
 		goto out;
 
@@ -509,6 +509,6 @@ out:
 	if (a.node)
 		protobuf_c_message_free_unpacked(&a.node->base, NULL);
 	cni_ns_close(&a.ns);
-	nm_close(a.nm);
+	nmc_close(a.nm);
 	return ret;
 }

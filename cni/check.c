@@ -12,7 +12,7 @@
 #include "key.h"
 #include "log.h"
 #include "netdev.h"
-#include "nm.h"
+#include "nmclient.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -25,7 +25,7 @@
 
 struct check {
 	struct cni_ctx *ctx;
-	struct nm *nm;
+	struct nmc *nm;
 	struct cni_ns ns;
 	struct cni_link link;
 	Wgcni__Node__V1__GetNodeResponse *node;
@@ -58,7 +58,7 @@ static int check_allocation(struct check *c)
 	char why[128];
 	int ret;
 
-	ret = nm_call(c->nm, "ListAllocations", &req.base,
+	ret = nmc_call(c->nm, "ListAllocations", &req.base,
 		      &wgcni__node__v1__list_allocations_response__descriptor, &out,
 		      CONNECT_OK, &c->ctx->err);
 	if (ret)
@@ -364,7 +364,7 @@ int cni_cmd_check(struct cni_ctx *ctx)
 	ret = cni_tmp_ifname(ctx->env.containerid, ctx->env.ifname, c.link.tmp);
 	if (ret)
 		goto out;
-	c.nm = nm_open(ctx->conf.node_manager, &ctx->err);
+	c.nm = nmc_open(ctx->conf.node_manager, &ctx->err);
 	if (!c.nm) {
 		ret = -EINVAL;
 		goto out;
@@ -372,7 +372,7 @@ int cni_cmd_check(struct cni_ctx *ctx)
 	ret = cni_ns_open(&c.ns, ctx->env.netns, &ctx->err);
 	if (ret)
 		goto out;
-	ret = nm_get_node(c.nm, &c.node, &ctx->err);
+	ret = nmc_get_node(c.nm, &c.node, &ctx->err);
 	if (ret)
 		goto out;
 	ret = check_allocation(&c);
@@ -393,6 +393,6 @@ out:
 	if (c.node)
 		protobuf_c_message_free_unpacked(&c.node->base, NULL);
 	cni_ns_close(&c.ns);
-	nm_close(c.nm);
+	nmc_close(c.nm);
 	return ret;
 }

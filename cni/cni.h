@@ -133,8 +133,6 @@ int cni_tmp_ifname(const char *containerid, const char *ifname,
 		   char out[static IFNAMSIZ]);
 
 /* Validators for CNI_IFNAME and CNI_CONTAINERID. */
-bool cni_ifname_valid(const char *s);
-bool cni_containerid_valid(const char *s);
 
 /*
  * The container's namespace, and the way back to the runtime's (host)

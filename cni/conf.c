@@ -4,6 +4,7 @@
  * runtimeConfig, capabilities, prevResult, dns and every "cni.dev/" key).
  */
 #include "cni.h"
+#include "names.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -49,17 +50,17 @@ static int conf_version(struct cni_conf *c, const char *key, json_t *v,
 static int conf_name(struct cni_conf *c, const char *key, json_t *v,
 		     struct cni_err *e)
 {
+	const char *why;
 	int ret;
 
 	ret = conf_string(key, v, &c->name, e);
 	if (ret)
 		return ret;
 	/* The spec's network name syntax, the same as a container ID. */
-	if (!cni_containerid_valid(c->name))
-		return cni_fail(e, CNI_ERR_INVALID_CONFIG, -EINVAL,
-				"invalid network name",
-				"`%s': must start with a letter or digit, then letters, digits, `_', `.', `-'",
-				c->name);
+	why = name_container_id_check(c->name);
+	if (why)
+		return cni_fail(e, CNI_ERR_INVALID_CONFIG, -EINVAL, "invalid network name",
+				"`%.128s': %s", c->name, why);
 	return 0;
 }
 

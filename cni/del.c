@@ -10,7 +10,7 @@
 #include "key.h"
 #include "log.h"
 #include "netdev.h"
-#include "nm.h"
+#include "nmclient.h"
 #include "wg.h"
 
 #include <errno.h>
@@ -86,7 +86,7 @@ out_close:
  * stays in a namespace that outlived the container. Use the namespace the
  * node manager recorded at ADD, if it still exists. Best effort.
  */
-static void del_recorded_link(struct cni_ctx *ctx, struct nm *nm)
+static void del_recorded_link(struct cni_ctx *ctx, struct nmc *nm)
 {
 	Wgcni__Node__V1__ListAllocationsRequest req = WGCNI__NODE__V1__LIST_ALLOCATIONS_REQUEST__INIT;
 	Wgcni__Node__V1__ListAllocationsResponse *resp;
@@ -94,7 +94,7 @@ static void del_recorded_link(struct cni_ctx *ctx, struct nm *nm)
 	uint8_t pub[WG_KEY_LEN];
 	ProtobufCMessage *out;
 
-	if (nm_call(nm, "ListAllocations", &req.base,
+	if (nmc_call(nm, "ListAllocations", &req.base,
 		    &wgcni__node__v1__list_allocations_response__descriptor, &out,
 		    CONNECT_OK, &ignore))
 		return;
@@ -118,10 +118,10 @@ int cni_cmd_del(struct cni_ctx *ctx)
 	struct cni_err *e = &ctx->err;
 	ProtobufCMessage *out;
 	char tmp[IFNAMSIZ];
-	struct nm *nm;
+	struct nmc *nm;
 	int ret;
 
-	nm = nm_open(ctx->conf.node_manager, e);
+	nm = nmc_open(ctx->conf.node_manager, e);
 	if (!nm)
 		return -EINVAL;
 
@@ -142,10 +142,10 @@ int cni_cmd_del(struct cni_ctx *ctx)
 	/* Release also removes the container's peer from the node interface. */
 	req.container_id = (char *)ctx->env.containerid;
 	req.ifname = (char *)ctx->env.ifname;
-	ret = nm_call(nm, "Release", &req.base, &wgcni__node__v1__release_response__descriptor,
+	ret = nmc_call(nm, "Release", &req.base, &wgcni__node__v1__release_response__descriptor,
 		      &out, CONNECT_NOT_FOUND, e);
 	if (!ret)
 		protobuf_c_message_free_unpacked(out, NULL);
-	nm_close(nm);
+	nmc_close(nm);
 	return ret < 0 ? ret : 0;
 }

@@ -5,6 +5,7 @@
 #include "cni.h"
 
 #include "log.h"
+#include "names.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -76,16 +77,17 @@ static int env_require(const char *name, const char **out, bool check_set,
 
 static int env_parse(struct cni_env *env, unsigned int needs, struct cni_err *e)
 {
+	const char *why;
 	int ret;
 
 	ret = env_require("CNI_CONTAINERID", &env->containerid,
 			  needs & NEED_CONTAINERID, e);
 	if (ret)
 		return ret;
-	if ((needs & NEED_CONTAINERID) && !cni_containerid_valid(env->containerid))
+	why = needs & NEED_CONTAINERID ? name_container_id_check(env->containerid) : NULL;
+	if (why)
 		return cni_fail(e, CNI_ERR_INVALID_ENV, -EINVAL, "invalid CNI_CONTAINERID",
-				"`%.128s': must start with a letter or digit, then letters, digits, `_', `.', `-'",
-				env->containerid);
+				"`%.128s': %s", env->containerid, why);
 	ret = env_require("CNI_NETNS", &env->netns, needs & NEED_NETNS, e);
 	if (ret)
 		return ret;
@@ -94,9 +96,10 @@ static int env_parse(struct cni_env *env, unsigned int needs, struct cni_err *e)
 	ret = env_require("CNI_IFNAME", &env->ifname, needs & NEED_IFNAME, e);
 	if (ret)
 		return ret;
-	if ((needs & NEED_IFNAME) && !cni_ifname_valid(env->ifname))
+	why = needs & NEED_IFNAME ? name_ifname_check(env->ifname) : NULL;
+	if (why)
 		return cni_fail(e, CNI_ERR_INVALID_ENV, -EINVAL, "invalid CNI_IFNAME",
-				"`%.64s': not a valid Linux interface name", env->ifname);
+				"`%.64s': not a valid Linux interface name: %s", env->ifname, why);
 	env->args = getenv("CNI_ARGS");
 	env->path = getenv("CNI_PATH");
 	return 0;

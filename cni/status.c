@@ -4,7 +4,7 @@
 #include "cni.h"
 
 #include "log.h"
-#include "nm.h"
+#include "nmclient.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -16,23 +16,23 @@ int cni_cmd_status(struct cni_ctx *ctx)
 {
 	Wgcni__Node__V1__GetNodeResponse *node = NULL;
 	struct cni_err why = { 0 };
-	struct nm *nm;
+	struct nmc *nm;
 	int ret;
 
-	nm = nm_open(ctx->conf.node_manager, &ctx->err);
+	nm = nmc_open(ctx->conf.node_manager, &ctx->err);
 	if (!nm)
 		return -EINVAL;
-	ret = nm_get_node(nm, &node, &why);
+	ret = nmc_get_node(nm, &node, &why);
 	/* why.details is the URL itself when the node manager is unreachable. */
 	if (ret) {
-		bool more = why.details[0] && strcmp(why.details, nm_url(nm));
+		bool more = why.details[0] && strcmp(why.details, nmc_url(nm));
 
 		cni_fail(&ctx->err, CNI_ERR_UNAVAILABLE, ret, "node manager unavailable",
-			 "%s: %s%s%s%s", nm_url(nm), why.msg, more ? " (" : "",
+			 "%s: %s%s%s%s", nmc_url(nm), why.msg, more ? " (" : "",
 			 more ? why.details : "", more ? ")" : "");
 	} else
 		protobuf_c_message_free_unpacked(&node->base, NULL);
-	nm_close(nm);
+	nmc_close(nm);
 	return ret;
 }
 
@@ -48,7 +48,7 @@ int cni_cmd_gc(struct cni_ctx *ctx)
 	Wgcni__Node__V1__GCResponse *resp;
 	json_t *list = ctx->conf.valid_attachments, *v;
 	ProtobufCMessage *out;
-	struct nm *nm = NULL;
+	struct nmc *nm = NULL;
 	char tmp[IFNAMSIZ];
 	size_t n, i;
 	int ret;
@@ -76,10 +76,10 @@ int cni_cmd_gc(struct cni_ctx *ctx)
 	req.valid_attachments = ptrs;
 
 	ret = -EINVAL;
-	nm = nm_open(ctx->conf.node_manager, &ctx->err);
+	nm = nmc_open(ctx->conf.node_manager, &ctx->err);
 	if (!nm)
 		goto out_free;
-	ret = nm_call(nm, "GC", &req.base, &wgcni__node__v1__gcresponse__descriptor, &out,
+	ret = nmc_call(nm, "GC", &req.base, &wgcni__node__v1__gcresponse__descriptor, &out,
 		      CONNECT_OK, &ctx->err);
 	if (ret)
 		goto out_free;
@@ -101,7 +101,7 @@ int cni_cmd_gc(struct cni_ctx *ctx)
 	ret = 0;
 	protobuf_c_message_free_unpacked(out, NULL);
 out_free:
-	nm_close(nm);
+	nmc_close(nm);
 	free(ptrs);
 	free(atts);
 	return ret;

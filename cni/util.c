@@ -83,39 +83,3 @@ int cni_tmp_ifname(const char *containerid, const char *ifname,
 		 hash[2], hash[3], hash[4], hash[5]);
 	return 0;
 }
-
-/* As iproute2's check_ifname(): 1..15 bytes, not "." or "..", no '/', ':'
- * or whitespace. */
-bool cni_ifname_valid(const char *s)
-{
-	size_t len;
-
-	if (!s)
-		return false;
-	len = strlen(s);
-	if (len == 0 || len >= IFNAMSIZ || !strcmp(s, ".") || !strcmp(s, ".."))
-		return false;
-	for (const char *p = s; *p; p++) {
-		if (*p == '/' || *p == ':' || isspace((unsigned char)*p) ||
-		    !isprint((unsigned char)*p))
-			return false;
-	}
-	return true;
-}
-
-/* CNI spec: starts with an alphanumeric, then alphanumerics, '_', '.', '-'. */
-bool cni_containerid_valid(const char *s)
-{
-	size_t len;
-
-	if (!s || !isalnum((unsigned char)s[0]))
-		return false;
-	len = strlen(s);
-	if (len > 1024)
-		return false;
-	for (const char *p = s; *p; p++) {
-		if (!isalnum((unsigned char)*p) && *p != '_' && *p != '.' && *p != '-')
-			return false;
-	}
-	return true;
-}

@@ -16,31 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-bool nm_valid_container_id(const char *s)
-{
-	size_t len = s ? strlen(s) : 0;
-
-	if (len == 0 || len > NM_ID_MAX)
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if (!isalnum((unsigned char)s[i]) && !strchr("_.-", s[i]))
-			return false;
-	return true;
-}
-
-/* As the kernel's dev_valid_name(). */
-bool nm_valid_ifname(const char *s)
-{
-	size_t len = s ? strlen(s) : 0;
-
-	if (len == 0 || len >= IFNAMSIZ || !strcmp(s, ".") || !strcmp(s, ".."))
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if (s[i] == '/' || s[i] == ':' || !isgraph((unsigned char)s[i]))
-			return false;
-	return true;
-}
-
 static const char *nm_str(const char *s)
 {
 	return s ? s : "";
@@ -64,16 +39,17 @@ static int nm_fail_errno(struct connect_call *call, int ret, const char *what)
 static bool nm_attachment_ok(struct connect_call *call, const char *cid, const char *ifname,
 			     int *ret)
 {
-	if (!nm_valid_container_id(cid)) {
-		*ret = connect_fail(call, CONNECT_INVALID_ARGUMENT,
-				    "invalid containerId `%.64s': want 1-%d characters of"
-				    " [A-Za-z0-9_.-]", nm_str(cid), NM_ID_MAX);
+	const char *why = name_container_id_check(cid);
+
+	if (why) {
+		*ret = connect_fail(call, CONNECT_INVALID_ARGUMENT, "invalid containerId `%.64s': %s",
+				    nm_str(cid), why);
 		return false;
 	}
-	if (!nm_valid_ifname(ifname)) {
-		*ret = connect_fail(call, CONNECT_INVALID_ARGUMENT,
-				    "invalid ifname `%.32s': want 1-15 characters, no '/', ':'"
-				    " or whitespace", nm_str(ifname));
+	why = name_ifname_check(ifname);
+	if (why) {
+		*ret = connect_fail(call, CONNECT_INVALID_ARGUMENT, "invalid ifname `%.32s': %s",
+				    nm_str(ifname), why);
 		return false;
 	}
 	return true;

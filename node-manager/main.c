@@ -130,7 +130,7 @@ static int nm_apply(int val, const char *arg, void *ctx, char *err, size_t errle
 		break;
 	case OPT_ENDPOINT: c->endpoint = arg; break;
 	case OPT_INTERFACE:
-		if (!nm_valid_ifname(arg))
+		if (!name_ifname_valid(arg))
 			goto bad;
 		c->ifname = arg;
 		break;

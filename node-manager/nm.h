@@ -18,6 +18,7 @@
 #include "connect.h"
 #include "ipnet.h"
 #include "key.h"
+#include "names.h"
 #include "prefixalloc.h"
 #include "rpc.h"
 #include "wg.h"
@@ -32,7 +33,7 @@
 
 #define NM_MAX_FAMILIES 2
 #define NM_MAX_CIDRS 8
-#define NM_ID_MAX 256
+#define NM_ID_MAX NAME_CONTAINER_ID_MAX
 #define NM_NETNS_MAX 4096
 #define NM_ENDPOINT_MAX 300
 #define NM_NODE_KEEPALIVE 25
@@ -178,7 +179,5 @@ int nm_api_metrics(struct prom *p, void *ctx);
 int nm_api_healthz(void *ctx);
 
 /* Validation shared by the API. */
-bool nm_valid_container_id(const char *s);
-bool nm_valid_ifname(const char *s);
 
 #endif

@@ -2,11 +2,10 @@
  * Links, addresses and routes over rtnetlink with libnl-route. Every call
  * opens its own netlink socket: a socket is bound to the namespace it was
  * created in, so a socket kept across netns_enter() would act in the old one.
- *
- * This is the one file that translates libnl's NLE_* codes into errno
- * (netdev_errno(), also used by wg_genl.c).
+ * libnl's NLE_* codes become errno values in nlerr.c.
  */
 #include "netdev.h"
+#include "nlerr.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,60 +25,6 @@
 #include <netlink/route/link.h>
 #include <netlink/route/route.h>
 
-static const struct {
-	int nle;
-	int err;
-} nle_errno_map[] = {
-	{ NLE_INTR, EINTR },
-	{ NLE_BAD_SOCK, EBADF },
-	{ NLE_AGAIN, EAGAIN },
-	{ NLE_NOMEM, ENOMEM },
-	{ NLE_EXIST, EEXIST },
-	{ NLE_INVAL, EINVAL },
-	{ NLE_RANGE, ERANGE },
-	{ NLE_MSGSIZE, EMSGSIZE },
-	{ NLE_OPNOTSUPP, EOPNOTSUPP },
-	{ NLE_AF_NOSUPPORT, EAFNOSUPPORT },
-	{ NLE_OBJ_NOTFOUND, ENOENT },
-	{ NLE_NOATTR, EINVAL },
-	{ NLE_MISSING_ATTR, EINVAL },
-	{ NLE_AF_MISMATCH, EINVAL },
-	{ NLE_SEQ_MISMATCH, EPROTO },
-	{ NLE_MSG_OVERFLOW, EMSGSIZE },
-	{ NLE_MSG_TRUNC, EMSGSIZE },
-	{ NLE_NOADDR, EADDRNOTAVAIL },
-	{ NLE_SRCRT_NOSUPPORT, EOPNOTSUPP },
-	{ NLE_MSG_TOOSHORT, EPROTO },
-	{ NLE_MSGTYPE_NOSUPPORT, EOPNOTSUPP },
-	{ NLE_OBJ_MISMATCH, EINVAL },
-	{ NLE_NOCACHE, ENOENT },
-	{ NLE_BUSY, EBUSY },
-	{ NLE_PROTO_MISMATCH, EPROTONOSUPPORT },
-	{ NLE_NOACCESS, EACCES },
-	{ NLE_PERM, EPERM },
-	{ NLE_PKTLOC_FILE, ENOENT },
-	{ NLE_PARSE_ERR, EPROTO },
-	{ NLE_NODEV, ENODEV },
-	{ NLE_IMMUTABLE, EPERM },
-	{ NLE_DUMP_INTR, EINTR },
-	{ NLE_ATTRSIZE, EMSGSIZE },
-};
-
-/* libnl's NLE_* (negative or positive) -> negative errno; 0 stays 0. */
-int netdev_errno(int nle)
-{
-	size_t i;
-
-	if (nle == 0)
-		return 0;
-	if (nle < 0)
-		nle = -nle;
-	for (i = 0; i < sizeof(nle_errno_map) / sizeof(nle_errno_map[0]); i++)
-		if (nle_errno_map[i].nle == nle)
-			return -nle_errno_map[i].err;
-	return -EIO;
-}
-
 static int rtnl_open(struct nl_sock **out)
 {
 	struct nl_sock *sk;
@@ -91,7 +36,7 @@ static int rtnl_open(struct nl_sock **out)
 	ret = nl_connect(sk, NETLINK_ROUTE);
 	if (ret < 0) {
 		nl_socket_free(sk);
-		return netdev_errno(ret);
+		return nlerr_errno(ret);
 	}
 	*out = sk;
 	return 0;
@@ -113,7 +58,7 @@ static int link_get(struct nl_sock *sk, const char *name, struct rtnl_link **lin
 		return ret;
 	ret = rtnl_link_get_kernel(sk, 0, name, link);
 	if (ret < 0) {
-		ret = netdev_errno(ret);
+		ret = nlerr_errno(ret);
 		/* Older kernels answer a missing name with ENOENT/EINVAL. */
 		return ret == -ENOENT ? -ENODEV : ret;
 	}
@@ -163,10 +108,10 @@ int netdev_create(const char *name, const char *kind)
 	rtnl_link_set_name(link, name);
 	/* Sets IFLA_INFO_KIND even for kinds libnl has no module for
 	 * ("wireguard"). */
-	ret = netdev_errno(rtnl_link_set_type(link, kind));
+	ret = nlerr_errno(rtnl_link_set_type(link, kind));
 	if (ret < 0)
 		goto out_link;
-	ret = netdev_errno(rtnl_link_add(sk, link, NLM_F_CREATE | NLM_F_EXCL));
+	ret = nlerr_errno(rtnl_link_add(sk, link, NLM_F_CREATE | NLM_F_EXCL));
 out_link:
 	rtnl_link_put(link);
 out_sock:
@@ -186,7 +131,7 @@ int netdev_delete(const char *name)
 	ret = link_get(sk, name, &link);
 	if (ret < 0)
 		goto out_sock;
-	ret = netdev_errno(rtnl_link_delete(sk, link));
+	ret = nlerr_errno(rtnl_link_delete(sk, link));
 	rtnl_link_put(link);
 out_sock:
 	nl_socket_free(sk);
@@ -206,7 +151,7 @@ static int link_change(const char *name, struct rtnl_link *change)
 	ret = link_get(sk, name, &link);
 	if (ret < 0)
 		goto out_sock;
-	ret = netdev_errno(rtnl_link_change(sk, link, change, 0));
+	ret = nlerr_errno(rtnl_link_change(sk, link, change, 0));
 	rtnl_link_put(link);
 out_sock:
 	nl_socket_free(sk);
@@ -381,7 +326,7 @@ static int addr_build(const char *name, const struct ipnet *net, struct rtnl_add
 		goto out_local;
 	rtnl_addr_set_ifindex(addr, ifindex);
 	rtnl_addr_set_family(addr, net->addr.family);
-	ret = netdev_errno(rtnl_addr_set_local(addr, local));
+	ret = nlerr_errno(rtnl_addr_set_local(addr, local));
 	if (ret < 0)
 		goto err_addr;
 	rtnl_addr_set_prefixlen(addr, net->prefixlen);
@@ -412,7 +357,7 @@ static int addr_change(const char *name, const struct ipnet *addr, bool add)
 	 * address is usable at once. */
 	if (add && addr->addr.family == AF_INET6)
 		rtnl_addr_set_flags(a, IFA_F_NODAD);
-	ret = netdev_errno(add ? rtnl_addr_add(sk, a, NLM_F_EXCL) : rtnl_addr_delete(sk, a, 0));
+	ret = nlerr_errno(add ? rtnl_addr_add(sk, a, NLM_F_EXCL) : rtnl_addr_delete(sk, a, 0));
 	rtnl_addr_put(a);
 out_sock:
 	nl_socket_free(sk);
@@ -483,7 +428,7 @@ int netdev_addr_list(const char *name, struct ipnet **addrs, size_t *n)
 	ret = rtnl_open(&sk);
 	if (ret < 0)
 		return ret;
-	ret = netdev_errno(rtnl_addr_alloc_cache(sk, &cache));
+	ret = nlerr_errno(rtnl_addr_alloc_cache(sk, &cache));
 	if (ret < 0)
 		goto out_sock;
 	nl_cache_foreach(cache, addr_collect_one, &c);
@@ -538,7 +483,7 @@ static int route_build(const struct ipnet *dst, int ifindex, const struct ipaddr
 	rtnl_route_set_family(r, dst->addr.family);
 	rtnl_route_set_table(r, RT_TABLE_MAIN);
 	rtnl_route_set_type(r, RTN_UNICAST);
-	ret = netdev_errno(rtnl_route_set_dst(r, d));
+	ret = nlerr_errno(rtnl_route_set_dst(r, d));
 	if (ret < 0)
 		goto err_route;
 	*out = r;
@@ -570,7 +515,7 @@ int netdev_route_add(const struct ipnet *dst, const char *dev, const struct ipad
 	ret = rtnl_open(&sk);
 	if (ret < 0)
 		goto out_route;
-	ret = netdev_errno(rtnl_route_add(sk, r, NLM_F_REPLACE));
+	ret = nlerr_errno(rtnl_route_add(sk, r, NLM_F_REPLACE));
 	nl_socket_free(sk);
 out_route:
 	rtnl_route_put(r);
@@ -599,7 +544,7 @@ int netdev_route_del(const struct ipnet *dst, const char *dev)
 	ret = rtnl_open(&sk);
 	if (ret < 0)
 		goto out_route;
-	ret = netdev_errno(rtnl_route_delete(sk, r, 0));
+	ret = nlerr_errno(rtnl_route_delete(sk, r, 0));
 	nl_socket_free(sk);
 out_route:
 	rtnl_route_put(r);
@@ -656,7 +601,7 @@ int netdev_route_exists(const struct ipnet *dst, const char *dev)
 	ret = rtnl_open(&sk);
 	if (ret < 0)
 		return ret;
-	ret = netdev_errno(rtnl_route_alloc_cache(sk, dst->addr.family, 0, &cache));
+	ret = nlerr_errno(rtnl_route_alloc_cache(sk, dst->addr.family, 0, &cache));
 	if (ret < 0)
 		goto out_sock;
 	nl_cache_foreach(cache, route_match_one, &m);

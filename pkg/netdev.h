@@ -50,9 +50,6 @@ int netdev_route_del(const struct ipnet *dst, const char *dev); /* -ENOENT if ab
 /* 1 if a route to exactly dst through dev exists, 0 if not, negative errno. */
 int netdev_route_exists(const struct ipnet *dst, const char *dev);
 
-/* libnl's NLE_* code (either sign) as a negative errno; 0 stays 0. The
- * only translation of NLE_* codes in wgcni (wg_genl.c uses it too). */
-int netdev_errno(int nle);
 
 /* Write "1" to /proc/sys/net/ipv{4,6}/... forwarding for family. */
 int netdev_enable_forwarding(int family);

@@ -5,6 +5,7 @@
  */
 #include "wg_genl.h"
 #include "netdev.h"
+#include "nlerr.h"
 
 #include <errno.h>
 #include <linux/wireguard.h>
@@ -462,14 +463,14 @@ static int genl_open(struct nl_sock **out, int *family)
 	sk = nl_socket_alloc();
 	if (!sk)
 		return -ENOMEM;
-	ret = netdev_errno(genl_connect(sk));
+	ret = nlerr_errno(genl_connect(sk));
 	if (ret < 0)
 		goto err_sock;
 	/* Dump messages can exceed a page: size each read by peeking. */
 	nl_socket_enable_msg_peek(sk);
 	ret = genl_ctrl_resolve(sk, WG_GENL_NAME);
 	if (ret < 0) {
-		ret = netdev_errno(ret);
+		ret = nlerr_errno(ret);
 		/* No family: no module. */
 		if (ret == -ENOENT)
 			ret = -EOPNOTSUPP;
@@ -537,7 +538,7 @@ int wg_kernel_set(const struct wg_device *dev)
 		if (ret < 0)
 			break;
 	}
-	ret = netdev_errno(ret < 0 ? ret : 0);
+	ret = nlerr_errno(ret < 0 ? ret : 0);
 	wg_genl_msgs_free(msgs, n);
 out_sock:
 	nl_socket_free(sk);
@@ -586,10 +587,10 @@ int wg_kernel_get(const char *name, struct wg_device **out)
 	ret = nl_send_auto(sk, msg);
 	nlmsg_free(msg);
 	if (ret < 0) {
-		ret = netdev_errno(ret);
+		ret = nlerr_errno(ret);
 		goto err_dev;
 	}
-	ret = netdev_errno(nl_socket_modify_cb(sk, NL_CB_VALID, NL_CB_CUSTOM,
+	ret = nlerr_errno(nl_socket_modify_cb(sk, NL_CB_VALID, NL_CB_CUSTOM,
 					       get_valid_cb, &ctx));
 	if (ret < 0)
 		goto err_dev;
@@ -598,7 +599,7 @@ int wg_kernel_get(const char *name, struct wg_device **out)
 	 * partial results rather than a retry loop that may never end. */
 	if (ret == -NLE_DUMP_INTR)
 		ret = 0;
-	ret = ctx.err < 0 ? ctx.err : netdev_errno(ret);
+	ret = ctx.err < 0 ? ctx.err : nlerr_errno(ret);
 	if (ret < 0)
 		goto err_dev;
 	if (!*ctx.dev->name)

@@ -55,6 +55,15 @@ cni_expect_code "CNI_IFNAME with a slash" 4 "$GOOD" CNI_COMMAND=ADD CNI_CONTAINE
 	CNI_NETNS="$CTR_NS" CNI_IFNAME=eth/0
 cni_expect_code "CNI_CONTAINERID with a space" 4 "$GOOD" CNI_COMMAND=ADD "CNI_CONTAINERID=a b" \
 	CNI_NETNS="$CTR_NS" CNI_IFNAME=eth0
+# One rule for container IDs on both sides (pkg/names.c): an ID the node
+# manager would refuse (over 256 characters) is code 4 here, before any call.
+long_id=$(printf 'c%.0s' $(seq 1 300))
+cni_expect_code "CNI_CONTAINERID of 300 characters" 4 "$GOOD" CNI_COMMAND=ADD \
+	CNI_CONTAINERID="$long_id" CNI_NETNS="$CTR_NS" CNI_IFNAME=eth0
+t_ok "details say why" grep -q "longer than 256 characters" <<<"$(details)"
+ok_id=$(printf 'c%.0s' $(seq 1 256))
+cni_expect_code "CNI_CONTAINERID of 256 characters passes the check (then: no node manager)" 11 \
+	"$GOOD" CNI_COMMAND=ADD CNI_CONTAINERID="$ok_id" CNI_NETNS="$CTR_NS" CNI_IFNAME=eth0
 cni_expect_code "DEL without CNI_IFNAME" 4 "$GOOD" CNI_COMMAND=DEL CNI_CONTAINERID=c1
 
 # --- decoding (6) and versions (1)

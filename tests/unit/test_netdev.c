@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include "netdev.h"
+#include "nlerr.h"
 #include "netns.h"
 
 #include <netlink/errno.h>
@@ -343,11 +344,11 @@ static void test_forwarding(void **state)
 
 static void test_errno_map(void **state)
 {
-	assert_int_equal(netdev_errno(0), 0);
-	assert_int_equal(netdev_errno(-NLE_EXIST), -EEXIST);
-	assert_int_equal(netdev_errno(NLE_NODEV), -ENODEV);
-	assert_int_equal(netdev_errno(-NLE_OPNOTSUPP), -EOPNOTSUPP);
-	assert_int_equal(netdev_errno(-9999), -EIO);
+	assert_int_equal(nlerr_errno(0), 0);
+	assert_int_equal(nlerr_errno(-NLE_EXIST), -EEXIST);
+	assert_int_equal(nlerr_errno(NLE_NODEV), -ENODEV);
+	assert_int_equal(nlerr_errno(-NLE_OPNOTSUPP), -EOPNOTSUPP);
+	assert_int_equal(nlerr_errno(-9999), -EIO);
 }
 
 int main(void)

@@ -1,4 +1,4 @@
-#include "nm.h"
+#include "nmclient.h"
 
 #include "log.h"
 #include "rpc.h"
@@ -10,14 +10,14 @@
 
 #define NM_SERVICE "/wgcni.node.v1.NodeService/"
 
-struct nm {
+struct nmc {
 	struct rpc_client *rpc;
 	char *url;
 };
 
-struct nm *nm_open(const char *url, struct cni_err *e)
+struct nmc *nmc_open(const char *url, struct cni_err *e)
 {
-	struct nm *nm;
+	struct nmc *nm;
 
 	nm = calloc(1, sizeof(*nm));
 	if (!nm)
@@ -25,7 +25,7 @@ struct nm *nm_open(const char *url, struct cni_err *e)
 	nm->url = strdup(url);
 	if (!nm->url)
 		goto err_free_nm;
-	nm->rpc = rpc_client_new(url, NULL, NM_TIMEOUT_MS);
+	nm->rpc = rpc_client_new(url, NULL, NMC_TIMEOUT_MS);
 	if (!nm->rpc) {
 		if (errno == EINVAL)
 			cni_fail(e, CNI_ERR_INVALID_CONFIG, -EINVAL,
@@ -44,7 +44,7 @@ err:
 	return NULL;
 }
 
-void nm_close(struct nm *nm)
+void nmc_close(struct nmc *nm)
 {
 	if (!nm)
 		return;
@@ -53,12 +53,12 @@ void nm_close(struct nm *nm)
 	free(nm);
 }
 
-const char *nm_url(const struct nm *nm)
+const char *nmc_url(const struct nmc *nm)
 {
 	return nm->url;
 }
 
-static bool nm_unreachable(int ret)
+static bool nmc_unreachable(int ret)
 {
 	switch (ret) {
 	case -ECONNREFUSED:
@@ -73,7 +73,7 @@ static bool nm_unreachable(int ret)
 	}
 }
 
-int nm_call(struct nm *nm, const char *method, const ProtobufCMessage *req,
+int nmc_call(struct nmc *nm, const char *method, const ProtobufCMessage *req,
 	    const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
 	    enum connect_code tolerate, struct cni_err *e)
 {
@@ -87,7 +87,7 @@ int nm_call(struct nm *nm, const char *method, const ProtobufCMessage *req,
 	if (!ret)
 		return 0;
 	*resp = NULL;
-	if (nm_unreachable(ret)) {
+	if (nmc_unreachable(ret)) {
 		log_warnx("node manager unreachable", "method=%s url=%s err=%s detail=%s",
 			  method, nm->url, strerror(-ret), rerr.message);
 		return cni_fail(e, CNI_ERR_TRY_AGAIN, ret, "node manager unreachable",
@@ -108,14 +108,14 @@ int nm_call(struct nm *nm, const char *method, const ProtobufCMessage *req,
 			"%s at %s: %s", method, nm->url, strerror(-ret));
 }
 
-int nm_get_node(struct nm *nm, Wgcni__Node__V1__GetNodeResponse **resp,
+int nmc_get_node(struct nmc *nm, Wgcni__Node__V1__GetNodeResponse **resp,
 		struct cni_err *e)
 {
 	Wgcni__Node__V1__GetNodeRequest req = WGCNI__NODE__V1__GET_NODE_REQUEST__INIT;
 	ProtobufCMessage *out;
 	int ret;
 
-	ret = nm_call(nm, "GetNode", &req.base,
+	ret = nmc_call(nm, "GetNode", &req.base,
 		      &wgcni__node__v1__get_node_response__descriptor, &out,
 		      CONNECT_OK, e);
 	if (ret)

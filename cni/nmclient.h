@@ -8,24 +8,24 @@
  *   any other Connect error -> 101, details = Connect code and message;
  *   an undecodable answer -> 101.
  */
-#ifndef WGCNI_CNI_NM_H
-#define WGCNI_CNI_NM_H
+#ifndef WGCNI_CNI_NMCLIENT_H
+#define WGCNI_CNI_NMCLIENT_H
 
 #include "cni.h"
-#include "connect.h"
+#include "connect_proto.h"
 #include "wgcni/node/v1/node.pb-c.h"
 
 #include <protobuf-c/protobuf-c.h>
 
 /* Per call: connect + answer. ADD makes a handful of calls. */
-#define NM_TIMEOUT_MS 10000
+#define NMC_TIMEOUT_MS 10000
 
-struct nm;
+struct nmc;
 
 /* NULL with e set (7 for a URL the RPC client refuses). */
-struct nm *nm_open(const char *url, struct cni_err *e);
-void nm_close(struct nm *nm);
-const char *nm_url(const struct nm *nm);
+struct nmc *nmc_open(const char *url, struct cni_err *e);
+void nmc_close(struct nmc *nm);
+const char *nmc_url(const struct nmc *nm);
 
 /*
  * Call method ("AllocateIP") with req; *resp (free with
@@ -34,12 +34,12 @@ const char *nm_url(const struct nm *nm);
  * error `tolerate` (e.g. CONNECT_NOT_FOUND for an idempotent Release;
  * CONNECT_OK tolerates nothing); or a negative errno with e set.
  */
-int nm_call(struct nm *nm, const char *method, const ProtobufCMessage *req,
+int nmc_call(struct nmc *nm, const char *method, const ProtobufCMessage *req,
 	    const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
 	    enum connect_code tolerate, struct cni_err *e);
 
 /* GetNode, the node as a convenience. *node_resp frees it. */
-int nm_get_node(struct nm *nm, Wgcni__Node__V1__GetNodeResponse **resp,
+int nmc_get_node(struct nmc *nm, Wgcni__Node__V1__GetNodeResponse **resp,
 		struct cni_err *e);
 
 #endif
