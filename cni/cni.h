@@ -1,7 +1,7 @@
 /*
  * wgcni, the CNI plugin: shared types of its commands.
  *
- * Contract (CNI spec 0.3.0 .. 1.1.0, SPEC §4): the runtime passes the
+ * Contract (CNI spec 0.3.0 .. 1.1.0): the runtime passes the
  * command and the attachment in CNI_* environment variables and the network
  * configuration on stdin; the plugin prints exactly one JSON document on
  * stdout (a result, a VERSION answer, or an error object) and diagnostics on

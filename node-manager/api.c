@@ -115,7 +115,7 @@ static int nm_api_allocate_ip(struct connect_call *call, void *ctx)
 	resp->gateway = ret == 0 ? connect_call_strdup(call, ipaddr_format(&gw, buf)) : NULL;
 	resp->mtu = nm->cfg.mtu;
 	if (created)
-		log_info("address allocated", "container=\"%s\" ifname=%s address=%s",
+		log_info("address allocated", "container=%s ifname=%s address=%s",
 			 a->container_id, a->ifname, resp->addresses ? resp->addresses[0] : "");
 	pthread_mutex_unlock(&nm->lock);
 	if (!resp->addresses || !resp->gateway)
@@ -203,7 +203,7 @@ static int nm_api_register_key(struct connect_call *call, void *ctx)
 	memcpy(a->public_key, key, WG_KEY_LEN);
 	a->has_key = true;
 	snprintf(a->endpoint, sizeof(a->endpoint), "%s", req->endpoint);
-	log_info("container peer registered", "container=\"%s\" ifname=%s public_key=%s endpoint=%s",
+	log_info("container peer registered", "container=%s ifname=%s public_key=%s endpoint=%s",
 		 a->container_id, a->ifname, req->public_key, req->endpoint);
 	pthread_mutex_unlock(&nm->lock);
 	return connect_reply(call, &resp->base);
@@ -234,7 +234,7 @@ static int nm_release(struct nm *nm, struct nm_alloc *a)
 	snprintf(ifname, sizeof(ifname), "%s", a->ifname);
 	ret = nm_state_release(nm, a);
 	if (ret == 0)
-		log_info("allocation released", "container=\"%s\" ifname=%s", cid, ifname);
+		log_info("allocation released", "container=%s ifname=%s", cid, ifname);
 	return ret;
 }
 

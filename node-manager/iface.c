@@ -112,7 +112,7 @@ static int nm_set_want(struct wg_device *d, const struct nm_want *w, const struc
 	p->flags = WGPEER_REPLACE_ALLOWEDIPS | WGPEER_HAS_KEEPALIVE;
 	p->keepalive = w->keepalive;
 	if (w->endpoint[0] && wg_peer_set_endpoint(p, w->endpoint, err, sizeof(err)) < 0)
-		log_warnx("peer endpoint unusable", "endpoint=\"%s\" reason=\"%s\"",
+		log_warnx("peer endpoint unusable", "endpoint=%s reason=%s",
 			  w->endpoint, err);
 	if (cur && cur->keepalive == w->keepalive &&
 	    nm_nets_equal(cur->allowedips, cur->n_allowedips, w->allowed, w->n_allowed) &&
@@ -168,7 +168,7 @@ static int nm_iface_apply(struct nm *nm, struct nm_want *want, size_t n_want,
 
 	ret = wg_get(nm->cfg.ifname, &dev);
 	if (ret < 0) {
-		log_error("reading the node interface failed", "interface=%s err=\"%s\"",
+		log_error("reading the node interface failed", "interface=%s err=%s",
 			  nm->cfg.ifname, strerror(-ret));
 		return ret;
 	}
@@ -205,7 +205,7 @@ static int nm_iface_apply(struct nm *nm, struct nm_want *want, size_t n_want,
 	if (d.n_peers) {
 		ret = wg_set(&d);
 		if (ret < 0)
-			log_error("configuring peers failed", "interface=%s peers=%zu err=\"%s\"",
+			log_error("configuring peers failed", "interface=%s peers=%zu err=%s",
 				  nm->cfg.ifname, d.n_peers, strerror(-ret));
 	}
 out:
@@ -223,7 +223,7 @@ static size_t nm_want_nodes(const struct nm *nm, const struct nm_peer *peers, si
 		if (!memcmp(peers[i].public_key, nm->public_key, WG_KEY_LEN))
 			continue;
 		if (nm_state_find_key((struct nm *)nm, peers[i].public_key)) {
-			log_warnx("node peer has a container's key, skipped", "name=\"%s\"",
+			log_warnx("node peer has a container's key, skipped", "name=%s",
 				  peers[i].name);
 			continue;
 		}
@@ -310,7 +310,7 @@ int nm_iface_container_peer(struct nm *nm, const struct nm_alloc *a,
 	d.n_peers++;
 	ret = wg_set(&d);
 	if (ret < 0)
-		log_error("adding container peer failed", "container=\"%s\" ifname=%s err=\"%s\"",
+		log_error("adding container peer failed", "container=%s ifname=%s err=%s",
 			  a->container_id, a->ifname, strerror(-ret));
 out:
 	for (size_t i = 0; i < 2; i++)
@@ -328,7 +328,7 @@ int nm_iface_peer_remove(struct nm *nm, const uint8_t key[static WG_KEY_LEN])
 	nm_set_remove(&d, key);
 	ret = wg_set(&d);
 	if (ret < 0)
-		log_error("removing peer failed", "interface=%s err=\"%s\"", nm->cfg.ifname,
+		log_error("removing peer failed", "interface=%s err=%s", nm->cfg.ifname,
 			  strerror(-ret));
 	return ret;
 }
@@ -341,7 +341,7 @@ int nm_iface_add_routes(struct nm *nm)
 	for (size_t i = 0; i < nm->n_cidrs; i++) {
 		ret = netdev_route_add(&nm->cidrs[i], nm->cfg.ifname, NULL);
 		if (ret < 0) {
-			log_error("adding cluster route failed", "cidr=%s interface=%s err=\"%s\"",
+			log_error("adding cluster route failed", "cidr=%s interface=%s err=%s",
 				  ipnet_format(&nm->cidrs[i], buf), nm->cfg.ifname, strerror(-ret));
 			return ret;
 		}
@@ -473,7 +473,7 @@ int nm_iface_setup(struct nm *nm)
 	return 0;
 
 err:
-	log_error("setting up the node interface failed", "interface=%s step=\"%s\" err=\"%s\"",
+	log_error("setting up the node interface failed", "interface=%s step=%s err=%s",
 		  cfg->ifname, step, strerror(-ret));
 	return ret;
 }
@@ -503,7 +503,7 @@ int nm_iface_cleanup(const struct nm_config *cfg, const struct ipnet *cidrs, siz
 			netdev_route_del(&cidrs[i], cfg->ifname);
 	ret = wg_delete(cfg->ifname);
 	if (ret < 0 && ret != -ENODEV) {
-		log_error("deleting interface failed", "interface=%s err=\"%s\"", cfg->ifname,
+		log_error("deleting interface failed", "interface=%s err=%s", cfg->ifname,
 			  strerror(-ret));
 		first = ret;
 	} else if (ret == 0) {
@@ -511,11 +511,11 @@ int nm_iface_cleanup(const struct nm_config *cfg, const struct ipnet *cidrs, siz
 	}
 	ret = fw_remove();
 	if (ret < 0) {
-		log_error("removing firewall chains failed", "err=\"%s\"", strerror(-ret));
+		log_error("removing firewall chains failed", "err=%s", strerror(-ret));
 		first = first ? first : ret;
 	}
 	if (unlink(cfg->socket_path) < 0 && errno != ENOENT) {
-		log_warn("removing socket failed", "path=\"%s\"", cfg->socket_path);
+		log_warn("removing socket failed", "path=%s", cfg->socket_path);
 		first = first ? first : -errno;
 	}
 	return first;

@@ -236,7 +236,7 @@ static int nm_parse_net_list(const char *s, struct ipnet **out, size_t *n)
 	if (!copy)
 		return -ENOMEM;
 	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		tmp = realloc(nets, (*n + 1) * sizeof(*nets));
+		tmp = reallocarray(nets, *n + 1, sizeof(*nets));
 		if (!tmp) {
 			ret = -ENOMEM;
 			goto err_free;
@@ -274,7 +274,7 @@ static int nm_load_peers(struct nm *nm)
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct nm_peer *p;
 
-		tmp = realloc(peers, (n + 1) * sizeof(*peers));
+		tmp = reallocarray(peers, n + 1, sizeof(*peers));
 		if (!tmp) {
 			ret = -ENOMEM;
 			goto err_free_peers;
@@ -322,7 +322,7 @@ static int nm_allocs_grow(struct nm *nm)
 	if (nm->n_allocs < nm->cap_allocs)
 		return 0;
 	cap = nm->cap_allocs ? nm->cap_allocs * 2 : 16;
-	tmp = realloc(nm->allocs, cap * sizeof(*tmp));
+	tmp = reallocarray(nm->allocs, cap, sizeof(*tmp));
 	if (!tmp)
 		return -ENOMEM;
 	nm->allocs = tmp;

@@ -43,7 +43,7 @@ static int connect_add_listener(struct connect_server *srv, int fd, bool tcp,
 	int ret;
 
 	ret = -ENOMEM;
-	ls = realloc(srv->listeners, (srv->n_listeners + 1) * sizeof(*ls));
+	ls = reallocarray(srv->listeners, srv->n_listeners + 1, sizeof(*ls));
 	if (!ls)
 		goto err_close;
 	srv->listeners = ls;

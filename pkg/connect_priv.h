@@ -15,6 +15,7 @@
 #define WGCNI_CONNECT_PRIV_H
 
 #include "connect.h"
+#include "sys.h"
 
 #include <sodium.h>
 #include <stdarg.h>
@@ -106,10 +107,7 @@ struct connect_call {
 
 static inline uint64_t connect_now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return (uint64_t)sys_now_ms();
 }
 
 /* connect.c */

@@ -31,7 +31,7 @@ static int connect_heap_push(struct connect_server *srv, struct connect_call *ca
 
 	if (srv->n_heap == srv->cap_heap) {
 		size_t cap = srv->cap_heap ? srv->cap_heap * 2 : 64;
-		struct connect_call **heap = realloc(srv->heap, cap * sizeof(*heap));
+		struct connect_call **heap = reallocarray(srv->heap, cap, sizeof(*heap));
 
 		if (!heap)
 			return -ENOMEM;

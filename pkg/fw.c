@@ -14,6 +14,7 @@
  * table wholesale: two writers without the lock lose each other's rules.
  */
 #include "fw.h"
+#include "sys.h"
 #include "log.h"
 
 #include <errno.h>
@@ -240,18 +241,10 @@ static const struct fw_family families[] = {
 
 /* --- lock ------------------------------------------------------------------ */
 
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 /* The xtables lock fd, or negative errno (-ETIMEDOUT after the wait). */
 static int fw_lock(void)
 {
-	long deadline = now_ms() + FW_LOCK_WAIT_MS;
+	int64_t deadline = sys_now_ms() + FW_LOCK_WAIT_MS;
 	int fd, ret;
 
 	fd = open(FW_LOCK_PATH, O_CREAT | O_RDWR | O_CLOEXEC, 0600);
@@ -263,7 +256,7 @@ static int fw_lock(void)
 			close(fd);
 			return ret;
 		}
-		if (now_ms() > deadline) {
+		if (sys_now_ms() > deadline) {
 			close(fd);
 			log_warnx("firewall lock busy", "path=%s waited_ms=%d", FW_LOCK_PATH,
 				  FW_LOCK_WAIT_MS);

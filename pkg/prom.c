@@ -144,7 +144,7 @@ int prom_family(struct prom *p, const char *name, enum prom_type type,
 	copy = strdup(name);
 	if (!copy)
 		goto err_fail;
-	names = realloc(p->names, (p->n_names + 1) * sizeof(*names));
+	names = reallocarray(p->names, p->n_names + 1, sizeof(*names));
 	if (!names)
 		goto err_free_copy;
 	p->names = names;

@@ -6,12 +6,12 @@
 #include <sys/stat.h>
 #include <time.h>
 
-uint64_t sys_now_ms(void)
+int64_t sys_now_ms(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 int sys_mkdir_p(const char *path, mode_t mode)

@@ -6,7 +6,7 @@
 #include <sys/types.h>
 
 /* Milliseconds of CLOCK_MONOTONIC: for deadlines and durations only. */
-uint64_t sys_now_ms(void);
+int64_t sys_now_ms(void);
 /* mkdir -p: every missing directory of path is created with mode; an
  * existing one is left as it is. 0 or a negative errno. */
 int sys_mkdir_p(const char *path, mode_t mode);

@@ -3,6 +3,7 @@
  * stop it (delete). What it serves, the UAPI, is wg_uapi.c.
  */
 #include "wg_uapi.h"
+#include "sys.h"
 #include "netdev.h"
 
 #include <dirent.h>
@@ -24,14 +25,6 @@
 
 #define WG_UAPI_CREATE_TIMEOUT_MS 5000
 #define WG_UAPI_DELETE_WAIT_MS 3000
-
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
 
 /* --- create ------------------------------------------------------------ */
 
@@ -114,7 +107,7 @@ static void wait_exit(pid_t pid, long ms)
 int wg_uapi_create(const char *name, const char *impl)
 {
 	char path[PATH_MAX];
-	long deadline;
+	int64_t deadline;
 	const char *fg = getenv("WG_PROCESS_FOREGROUND");
 	/* In the foreground (WG_PROCESS_FOREGROUND=1) the implementation never
 	 * exits: the caller then owns it as a child, as it asked for. */
@@ -137,7 +130,7 @@ int wg_uapi_create(const char *name, const char *impl)
 
 	/* wireguard-go creates the TUN and the socket, hands both to a
 	 * re-executed daemon and exits: reap it, and wait for the socket. */
-	deadline = now_ms() + WG_UAPI_CREATE_TIMEOUT_MS;
+	deadline = sys_now_ms() + WG_UAPI_CREATE_TIMEOUT_MS;
 	if (!foreground)
 		wait_exit(pid, WG_UAPI_CREATE_TIMEOUT_MS);
 	for (;;) {
@@ -157,9 +150,9 @@ int wg_uapi_create(const char *name, const char *impl)
 		 * taken over the TUN: a link moved away in that window kills
 		 * it) and the intermediate process is reaped, so a long-running
 		 * caller keeps no zombie. */
-		if ((reaped || foreground) && wg_uapi_ready(name, deadline - now_ms()) == 0)
+		if ((reaped || foreground) && wg_uapi_ready(name, deadline - sys_now_ms()) == 0)
 			break;
-		if (now_ms() > deadline) {
+		if (sys_now_ms() > deadline) {
 			if (!reaped) {
 				kill(pid, SIGKILL);
 				waitpid(pid, NULL, 0);
@@ -178,10 +171,10 @@ int wg_uapi_create(const char *name, const char *impl)
 
 static bool wait_uapi_gone(const char *name)
 {
-	long deadline = now_ms() + WG_UAPI_DELETE_WAIT_MS;
+	int64_t deadline = sys_now_ms() + WG_UAPI_DELETE_WAIT_MS;
 
 	while (wg_uapi_exists(name)) {
-		if (now_ms() > deadline)
+		if (sys_now_ms() > deadline)
 			return false;
 		poll(NULL, 0, 20);
 	}

@@ -1,5 +1,5 @@
 /*
- * wgcnictl: the operator's view of a wgcni cluster (SPEC §7). Talks to the
+ * wgcnictl: the operator's view of a wgcni cluster. Talks to the
  * cluster manager (nodes, node, delete-node) and to a node manager (peers,
  * allocations); status asks both.
  */
@@ -115,8 +115,7 @@ static int apply_option(int val, const char *arg, void *vctx, char *err, size_t 
 {
 	struct ctl_args *a = vctx;
 	struct ctl *ctl = a->ctl;
-	char *end;
-	long v;
+	unsigned long v;
 
 	switch (val) {
 	case OPT_CLUSTER_MANAGER:
@@ -143,9 +142,7 @@ static int apply_option(int val, const char *arg, void *vctx, char *err, size_t 
 		}
 		return 0;
 	case OPT_TIMEOUT:
-		errno = 0;
-		v = strtol(arg, &end, 10);
-		if (errno || end == arg || *end || v < 1 || v > CTL_MAX_TIMEOUT_S) {
+		if (opts_parse_ulong(arg, 1, CTL_MAX_TIMEOUT_S, &v)) {
 			snprintf(err, errlen, "invalid timeout `%s' (seconds, 1..%d)", arg,
 				 CTL_MAX_TIMEOUT_S);
 			return -EINVAL;

@@ -133,7 +133,7 @@ static int parse_line(const char *p, const char *end, struct promtext_series *s)
 
 			if (s->n_labels == PROMTEXT_MAX_LABELS)
 				return -EINVAL;
-			l = realloc(s->labels, (s->n_labels + 1) * sizeof(*l));
+			l = reallocarray(s->labels, s->n_labels + 1, sizeof(*l));
 			if (!l)
 				return -ENOMEM;
 			s->labels = l;
