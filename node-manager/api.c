@@ -351,6 +351,39 @@ static char **nm_net_strings(struct connect_call *call, const struct ipnet *nets
 	return v;
 }
 
+/* --cluster-manager split on commas, blanks around each URL and empty
+ * entries dropped, in the order given. NULL on ENOMEM. */
+static char **nm_cm_strings(struct connect_call *call, const char *list, size_t *n)
+{
+	size_t max = 1;
+	const char *p, *end;
+	char **v;
+
+	*n = 0;
+	for (p = list; *p; p++)
+		max += *p == ',';
+	v = connect_call_alloc(call, (max + 1) * sizeof(*v));
+	if (!v)
+		return NULL;
+	for (p = list; ; p = end + 1) {
+		end = strchrnul(p, ',');
+		while (p < end && isspace((unsigned char)*p))
+			p++;
+		if (p < end) {
+			size_t len = (size_t)(end - p);
+
+			while (len && isspace((unsigned char)p[len - 1]))
+				len--;
+			v[*n] = connect_call_printf(call, "%.*s", (int)len, p);
+			if (!v[(*n)++])
+				return NULL;
+		}
+		if (!*end)
+			break;
+	}
+	return v;
+}
+
 static int nm_api_get_node(struct connect_call *call, void *ctx)
 {
 	Wgcni__Node__V1__GetNodeResponse *resp;
@@ -386,9 +419,12 @@ static int nm_api_get_node(struct connect_call *call, void *ctx)
 	node->listen_port = nm->cfg.listen_port;
 	node->n_cluster_cidrs = nm->n_cidrs;
 	node->cluster_cidrs = nm_net_strings(call, nm->cidrs, nm->n_cidrs, false);
+	node->cluster_managers = nm_cm_strings(call, nm->cfg.cluster_manager,
+					       &node->n_cluster_managers);
 	pthread_mutex_unlock(&nm->lock);
 	if (!node->name || !node->subnets || !node->public_key || !node->endpoint ||
-	    !node->address || !node->interface || !node->backend || !node->cluster_cidrs)
+	    !node->address || !node->interface || !node->backend || !node->cluster_cidrs ||
+	    !node->cluster_managers)
 		return connect_fail(call, CONNECT_INTERNAL, "out of memory");
 	return connect_reply(call, &resp->base);
 }

@@ -1,7 +1,9 @@
 /*
  * status: one line per check, exit 1 when any fails.
  *   node manager     reachable (GetNode, ListAllocations, /metrics)
- *   cluster manager  reachable (/healthz)
+ *   cluster manager  reachable (/healthz), each of them: --cluster-manager's
+ *                    URLs (comma separated) when given, else the ones the
+ *                    node manager uses (GetNode), else the default
  *   registered       the cluster manager lists this node with its key
  *   peers            every other node handshook within CTL_HANDSHAKE_STALE_S
  *   pool             container addresses used/free
@@ -27,7 +29,7 @@ static const char *const check_json[] = {
 struct check {
 	const char *name;
 	enum check_state state;
-	char detail[512];
+	char detail[1024];
 };
 
 enum { C_NODE_MANAGER, C_CLUSTER_MANAGER, C_REGISTERED, C_PEERS, C_POOL, C_COUNT };
@@ -56,16 +58,125 @@ static void set(struct check *c, enum check_state s, const char *fmt, ...)
 	va_end(ap);
 }
 
-static void check_cluster_manager(struct ctl *ctl, struct status *st)
-{
-	char *body = NULL, why[512];
-	int status;
+struct cm_urls {
+	char **url;
+	size_t n;
+};
 
-	if (ctl_get(ctl, CTL_CLUSTER_MANAGER, "/healthz", &body, &status, why, sizeof(why)))
-		set(&st->c[C_CLUSTER_MANAGER], CHECK_FAIL, "%s", why);
+static void cm_urls_free(struct cm_urls *u)
+{
+	for (size_t i = 0; i < u->n; i++)
+		free(u->url[i]);
+	free(u->url);
+	u->url = NULL;
+	u->n = 0;
+}
+
+static int cm_urls_add(struct cm_urls *u, const char *s, size_t len)
+{
+	char **v, *dup;
+
+	dup = strndup(s, len);
+	if (!dup)
+		return -ENOMEM;
+	v = realloc(u->url, (u->n + 1) * sizeof(*v));
+	if (!v) {
+		free(dup);
+		return -ENOMEM;
+	}
+	u->url = v;
+	u->url[u->n++] = dup;
+	return 0;
+}
+
+/* The cluster managers to check: --cluster-manager (a comma separated
+ * list) when given; else those the node manager uses; else the default. */
+static int cm_urls_get(const struct ctl *ctl, const Wgcni__Node__V1__Node *self,
+		       struct cm_urls *u)
+{
+	const char *p, *end;
+	int ret = 0;
+
+	if (!ctl->cm_explicit && self && self->n_cluster_managers) {
+		for (size_t i = 0; !ret && i < self->n_cluster_managers; i++)
+			ret = cm_urls_add(u, self->cluster_managers[i],
+					  strlen(self->cluster_managers[i]));
+		goto out;
+	}
+	for (p = ctl->cm_url; !ret; p = end + 1) {
+		end = strchrnul(p, ',');
+		if (end > p)
+			ret = cm_urls_add(u, p, (size_t)(end - p));
+		if (!*end)
+			break;
+	}
+	if (!ret && !u->n) /* "" or "," alone: let the client name it invalid */
+		ret = cm_urls_add(u, ctl->cm_url, strlen(ctl->cm_url));
+out:
+	if (ret)
+		cm_urls_free(u);
+	return ret;
+}
+
+/* Point the cluster manager client at url (the next call makes it). */
+static void use_cluster_manager(struct ctl *ctl, const char *url)
+{
+	rpc_client_free(ctl->cm);
+	ctl->cm = NULL;
+	ctl->cm_url = url;
+}
+
+static void append(char *buf, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void append(char *buf, size_t len, const char *fmt, ...)
+{
+	size_t used = strlen(buf);
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf + used, len - used, fmt, ap);
+	va_end(ap);
+}
+
+/* GET /healthz from each; leaves the client on the first healthy one (for
+ * `registered'), else on the first. */
+static void check_cluster_manager(struct ctl *ctl, struct status *st,
+				  const struct cm_urls *u)
+{
+	char detail[sizeof(st->c[0].detail)] = "", why[512];
+	json_t *list = json_array();
+	size_t healthy = 0, first = 0;
+	enum check_state state;
+
+	for (size_t i = 0; i < u->n; i++) {
+		char *body = NULL;
+		bool ok;
+		int status;
+
+		use_cluster_manager(ctl, u->url[i]);
+		ok = !ctl_get(ctl, CTL_CLUSTER_MANAGER, "/healthz", &body, &status, why,
+			      sizeof(why));
+		free(body);
+		if (ok && !healthy++)
+			first = i;
+		append(detail, sizeof(detail), "%s%s%s", i ? "; " : "", ok ? u->url[i] : why,
+		       ok ? " healthy" : "");
+		if (!list || json_array_append_new(list, json_pack("{s:s, s:b}", "url",
+								   u->url[i], "healthy", ok)))
+			st->nomem = true;
+	}
+	if (json_object_set_new(st->extra, "clusterManagers", list))
+		st->nomem = true;
+	/* One reachable is enough for the node (it fails over); not all is
+	 * worth a warning. */
+	state = healthy == u->n ? CHECK_OK : healthy ? CHECK_WARN : CHECK_FAIL;
+	if (u->n > 1)
+		set(&st->c[C_CLUSTER_MANAGER], state, "%zu/%zu healthy: %s", healthy, u->n,
+		    detail);
 	else
-		set(&st->c[C_CLUSTER_MANAGER], CHECK_OK, "%s healthy", ctl->cm_url);
-	free(body);
+		set(&st->c[C_CLUSTER_MANAGER], state, "%s", detail);
+	if (u->n > 1)
+		use_cluster_manager(ctl, u->url[first]);
 }
 
 static void check_registered(struct ctl *ctl, struct status *st,
@@ -194,6 +305,8 @@ int cmd_status(struct ctl *ctl, int argc, char **argv)
 		},
 	};
 	const Wgcni__Node__V1__GetNodeResponse *gn = NULL;
+	const char *cm_url = ctl->cm_url;
+	struct cm_urls urls = { NULL, 0 };
 	struct ctl_node_view v;
 	bool have_view, ok = true;
 	char why[1024];
@@ -212,7 +325,13 @@ int cmd_status(struct ctl *ctl, int argc, char **argv)
 	} else {
 		set(&st.c[C_NODE_MANAGER], CHECK_FAIL, "%s", why);
 	}
-	check_cluster_manager(ctl, &st);
+	if (cm_urls_get(ctl, gn ? gn->node : NULL, &urls)) {
+		ctl->quiet = false;
+		ctl_errorx("status: out of memory");
+		ret = CTL_ERR;
+		goto out;
+	}
+	check_cluster_manager(ctl, &st, &urls);
 	check_registered(ctl, &st, gn ? gn->node : NULL);
 	if (have_view) {
 		check_peers(ctl, &st, &v);
@@ -228,6 +347,10 @@ int cmd_status(struct ctl *ctl, int argc, char **argv)
 	ret = print_status(ctl, &st, ok);
 	if (ret == CTL_OK && !ok)
 		ret = CTL_ERR;
+out:
+	/* The URLs are freed: the client made for them goes too. */
+	use_cluster_manager(ctl, cm_url);
+	cm_urls_free(&urls);
 	json_decref(st.extra);
 	if (have_view)
 		ctl_node_view_free(&v);
