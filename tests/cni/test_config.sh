@@ -64,10 +64,10 @@ cni_expect_code "duplicate key" 6 '{"cniVersion":"1.0.0","type":"wgcni","type":"
 cni_expect_code "unsupported cniVersion" 1 '{"cniVersion":"9.9.9","type":"wgcni"}' "${ADDENV[@]}"
 t_ok "version error quotes it" grep -q 9.9.9 "$T_TMP/out"
 cni_expect_code "no cniVersion (0.1.0)" 1 '{"type":"wgcni"}' "${ADDENV[@]}"
-cni_expect_code "CHECK with 0.3.1" 1 '{"cniVersion":"0.3.1","type":"wgcni"}' \
+cni_expect_code "CHECK with 0.3.1" 1 '{"cniVersion":"0.3.1","name":"wgnet","type":"wgcni"}' \
 	CNI_COMMAND=CHECK CNI_CONTAINERID=c1 CNI_NETNS="$CTR_NS" CNI_IFNAME=eth0
-cni_expect_code "STATUS with 1.0.0" 1 '{"cniVersion":"1.0.0","type":"wgcni"}' CNI_COMMAND=STATUS
-cni_expect_code "GC with 0.4.0" 1 '{"cniVersion":"0.4.0","type":"wgcni"}' CNI_COMMAND=GC
+cni_expect_code "STATUS with 1.0.0" 1 '{"cniVersion":"1.0.0","name":"wgnet","type":"wgcni"}' CNI_COMMAND=STATUS
+cni_expect_code "GC with 0.4.0" 1 '{"cniVersion":"0.4.0","name":"wgnet","type":"wgcni"}' CNI_COMMAND=GC
 
 # --- fields (2) and values (7)
 cni_expect_code "unknown field" 2 '{"cniVersion":"1.0.0","type":"wgcni","bogusField":1}' "${ADDENV[@]}"
