@@ -8,6 +8,7 @@
 
 #include "db.h"
 #include "log.h"
+#include "opts.h"
 #include "wgcni/node/v1/node.pb-c.h"
 
 #include <ctype.h>
@@ -351,36 +352,28 @@ static char **nm_net_strings(struct connect_call *call, const struct ipnet *nets
 	return v;
 }
 
-/* --cluster-manager split on commas, blanks around each URL and empty
- * entries dropped, in the order given. NULL on ENOMEM. */
+/* --cluster-manager as the node manager splits it (opts_split: on commas,
+ * trimmed, empty items dropped), in the order given. NULL on ENOMEM. */
 static char **nm_cm_strings(struct connect_call *call, const char *list, size_t *n)
 {
-	size_t max = 1;
-	const char *p, *end;
-	char **v;
+	char **split, **v;
+	size_t len = 0;
 
 	*n = 0;
-	for (p = list; *p; p++)
-		max += *p == ',';
-	v = connect_call_alloc(call, (max + 1) * sizeof(*v));
-	if (!v)
+	split = opts_split(list);
+	if (!split)
 		return NULL;
-	for (p = list; ; p = end + 1) {
-		end = strchrnul(p, ',');
-		while (p < end && isspace((unsigned char)*p))
-			p++;
-		if (p < end) {
-			size_t len = (size_t)(end - p);
-
-			while (len && isspace((unsigned char)p[len - 1]))
-				len--;
-			v[*n] = connect_call_printf(call, "%.*s", (int)len, p);
-			if (!v[(*n)++])
-				return NULL;
-		}
-		if (!*end)
-			break;
+	while (split[len])
+		len++;
+	v = connect_call_alloc(call, (len + 1) * sizeof(*v));
+	for (size_t i = 0; v && i < len; i++) {
+		v[i] = connect_call_strdup(call, split[i]);
+		if (!v[i])
+			v = NULL;
 	}
+	opts_strv_free(split);
+	if (v)
+		*n = len;
 	return v;
 }
 

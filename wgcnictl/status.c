@@ -9,6 +9,7 @@
  *   pool             container addresses used/free
  */
 #include "ctl.h"
+#include "opts.h"
 #include "wgcni/node/v1/node.pb-c.h"
 
 #include <errno.h>
@@ -58,64 +59,37 @@ static void set(struct check *c, enum check_state s, const char *fmt, ...)
 	va_end(ap);
 }
 
-struct cm_urls {
-	char **url;
-	size_t n;
-};
-
-static void cm_urls_free(struct cm_urls *u)
+static char **strv_dup(const char *const *src, size_t n)
 {
-	for (size_t i = 0; i < u->n; i++)
-		free(u->url[i]);
-	free(u->url);
-	u->url = NULL;
-	u->n = 0;
+	char **v = calloc(n + 1, sizeof(*v));
+
+	for (size_t i = 0; v && i < n; i++) {
+		v[i] = strdup(src[i]);
+		if (!v[i]) {
+			opts_strv_free(v);
+			v = NULL;
+		}
+	}
+	return v;
 }
 
-static int cm_urls_add(struct cm_urls *u, const char *s, size_t len)
+/* The cluster managers to check, a NULL-terminated list (opts_strv_free):
+ * --cluster-manager (comma separated) when given; else those the node
+ * manager uses; else the default. NULL on ENOMEM. */
+static char **cm_urls_get(const struct ctl *ctl, const Wgcni__Node__V1__Node *self)
 {
-	char **v, *dup;
+	char **v;
 
-	dup = strndup(s, len);
-	if (!dup)
-		return -ENOMEM;
-	v = realloc(u->url, (u->n + 1) * sizeof(*v));
-	if (!v) {
-		free(dup);
-		return -ENOMEM;
+	if (!ctl->cm_explicit && self && self->n_cluster_managers)
+		return strv_dup((const char *const *)self->cluster_managers,
+				self->n_cluster_managers);
+	v = opts_split(ctl->cm_url);
+	if (v && !v[0]) {
+		/* Only commas and blanks: checked as given, the client names it invalid. */
+		opts_strv_free(v);
+		v = strv_dup(&ctl->cm_url, 1);
 	}
-	u->url = v;
-	u->url[u->n++] = dup;
-	return 0;
-}
-
-/* The cluster managers to check: --cluster-manager (a comma separated
- * list) when given; else those the node manager uses; else the default. */
-static int cm_urls_get(const struct ctl *ctl, const Wgcni__Node__V1__Node *self,
-		       struct cm_urls *u)
-{
-	const char *p, *end;
-	int ret = 0;
-
-	if (!ctl->cm_explicit && self && self->n_cluster_managers) {
-		for (size_t i = 0; !ret && i < self->n_cluster_managers; i++)
-			ret = cm_urls_add(u, self->cluster_managers[i],
-					  strlen(self->cluster_managers[i]));
-		goto out;
-	}
-	for (p = ctl->cm_url; !ret; p = end + 1) {
-		end = strchrnul(p, ',');
-		if (end > p)
-			ret = cm_urls_add(u, p, (size_t)(end - p));
-		if (!*end)
-			break;
-	}
-	if (!ret && !u->n) /* "" or "," alone: let the client name it invalid */
-		ret = cm_urls_add(u, ctl->cm_url, strlen(ctl->cm_url));
-out:
-	if (ret)
-		cm_urls_free(u);
-	return ret;
+	return v;
 }
 
 /* Point the cluster manager client at url (the next call makes it). */
@@ -138,45 +112,43 @@ static void append(char *buf, size_t len, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* GET /healthz from each; leaves the client on the first healthy one (for
- * `registered'), else on the first. */
-static void check_cluster_manager(struct ctl *ctl, struct status *st,
-				  const struct cm_urls *u)
+/* GET /healthz from each of urls (NULL-terminated); leaves the client on
+ * the first healthy one (for `registered'), else on the first. */
+static void check_cluster_manager(struct ctl *ctl, struct status *st, char *const *urls)
 {
 	char detail[sizeof(st->c[0].detail)] = "", why[512];
 	json_t *list = json_array();
-	size_t healthy = 0, first = 0;
+	size_t n, healthy = 0, first = 0;
 	enum check_state state;
 
-	for (size_t i = 0; i < u->n; i++) {
+	for (n = 0; urls[n]; n++) {
 		char *body = NULL;
 		bool ok;
 		int status;
 
-		use_cluster_manager(ctl, u->url[i]);
+		use_cluster_manager(ctl, urls[n]);
 		ok = !ctl_get(ctl, CTL_CLUSTER_MANAGER, "/healthz", &body, &status, why,
 			      sizeof(why));
 		free(body);
 		if (ok && !healthy++)
-			first = i;
-		append(detail, sizeof(detail), "%s%s%s", i ? "; " : "", ok ? u->url[i] : why,
+			first = n;
+		append(detail, sizeof(detail), "%s%s%s", n ? "; " : "", ok ? urls[n] : why,
 		       ok ? " healthy" : "");
-		if (!list || json_array_append_new(list, json_pack("{s:s, s:b}", "url",
-								   u->url[i], "healthy", ok)))
+		if (!list || json_array_append_new(list, json_pack("{s:s, s:b}", "url", urls[n],
+								   "healthy", ok)))
 			st->nomem = true;
 	}
 	if (json_object_set_new(st->extra, "clusterManagers", list))
 		st->nomem = true;
-	/* One reachable is enough for the node (it fails over); not all is
-	 * worth a warning. */
-	state = healthy == u->n ? CHECK_OK : healthy ? CHECK_WARN : CHECK_FAIL;
-	if (u->n > 1)
-		set(&st->c[C_CLUSTER_MANAGER], state, "%zu/%zu healthy: %s", healthy, u->n,
-		    detail);
-	else
+	/* One reachable is enough for the node (it fails over); not all of
+	 * them is worth a warning. */
+	state = healthy == n ? CHECK_OK : healthy ? CHECK_WARN : CHECK_FAIL;
+	if (n > 1) {
+		set(&st->c[C_CLUSTER_MANAGER], state, "%zu/%zu healthy: %s", healthy, n, detail);
+		use_cluster_manager(ctl, urls[first]);
+	} else {
 		set(&st->c[C_CLUSTER_MANAGER], state, "%s", detail);
-	if (u->n > 1)
-		use_cluster_manager(ctl, u->url[first]);
+	}
 }
 
 static void check_registered(struct ctl *ctl, struct status *st,
@@ -306,7 +278,7 @@ int cmd_status(struct ctl *ctl, int argc, char **argv)
 	};
 	const Wgcni__Node__V1__GetNodeResponse *gn = NULL;
 	const char *cm_url = ctl->cm_url;
-	struct cm_urls urls = { NULL, 0 };
+	char **urls = NULL;
 	struct ctl_node_view v;
 	bool have_view, ok = true;
 	char why[1024];
@@ -325,13 +297,14 @@ int cmd_status(struct ctl *ctl, int argc, char **argv)
 	} else {
 		set(&st.c[C_NODE_MANAGER], CHECK_FAIL, "%s", why);
 	}
-	if (cm_urls_get(ctl, gn ? gn->node : NULL, &urls)) {
+	urls = cm_urls_get(ctl, gn ? gn->node : NULL);
+	if (!urls) {
 		ctl->quiet = false;
 		ctl_errorx("status: out of memory");
 		ret = CTL_ERR;
 		goto out;
 	}
-	check_cluster_manager(ctl, &st, &urls);
+	check_cluster_manager(ctl, &st, urls);
 	check_registered(ctl, &st, gn ? gn->node : NULL);
 	if (have_view) {
 		check_peers(ctl, &st, &v);
@@ -350,7 +323,7 @@ int cmd_status(struct ctl *ctl, int argc, char **argv)
 out:
 	/* The URLs are freed: the client made for them goes too. */
 	use_cluster_manager(ctl, cm_url);
-	cm_urls_free(&urls);
+	opts_strv_free(urls);
 	json_decref(st.extra);
 	if (have_view)
 		ctl_node_view_free(&v);
