@@ -1,7 +1,8 @@
 #!/bin/bash
 # The node manager's state is its own whatever the umask it is started with:
 # under umask 000 the state directory it creates is 0700 and every file in it
-# (node.db, -wal, -shm, private.key) 0600; the API socket stays 0600.
+# (node.db, -wal, -shm, private.key) 0600; the API socket stays 0600 and
+# the directories made for it 0755.
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/nm_lib.sh"
 
@@ -32,4 +33,17 @@ t_eq "the socket is 0600" 600 "$(stat -c %a "$(nm_sock n1)")"
 
 pid=$(nm_pid n1); kill -TERM "$pid"; rc=0; wait "$pid" || rc=$?
 t_eq "SIGTERM: exit 0 (ASan/LSan clean)" 0 "$rc"
+
+# The socket's directories keep their documented mode (0755, as systemd's
+# RuntimeDirectoryMode=) under the daemon's own umask 077.
+RUN=$T_TMP/run/wgcni
+umask 000
+nm_start n1 1 --socket "$RUN/nm.sock"
+umask 022
+t_wait "socket in a new directory" 30 test -S "$RUN/nm.sock"
+t_eq "socket directory it created is 0755" "755 755" \
+	"$(stat -c %a "$T_TMP/run" "$RUN" | xargs)"
+t_eq "that socket is 0600 too" 600 "$(stat -c %a "$RUN/nm.sock")"
+pid=$(nm_pid n1); kill -TERM "$pid"; rc=0; wait "$pid" || rc=$?
+t_eq "second run, SIGTERM: exit 0" 0 "$rc"
 t_done
