@@ -311,7 +311,7 @@ int cni_conf_parse(struct cni_conf *c, const char *buf, size_t len,
 			 "missing field `type'");
 		goto err_free_root;
 	}
-	/* Required by the spec; without it a runtime's cache and GC key on nothing. */
+	/* The spec requires it (runtimes key their cached results on it). */
 	if (!c->name) {
 		cni_fail(e, CNI_ERR_INVALID_CONFIG, ret, "invalid network configuration",
 			 "missing field `name'");
