@@ -453,6 +453,10 @@ int main(int argc, char **argv)
 	char err[512], *token = NULL;
 	int ret, idx;
 
+	/* Whatever the umask we were started with, the state is ours alone:
+	 * the directory 0700, the database (and SQLite's -wal and -shm, which
+	 * take its mode) and the lock file 0600. */
+	umask(077);
 	o.cfg.has_cidr[CM_V4] = !ipnet_parse("10.100.0.0/16", &o.cfg.cidr[CM_V4], true);
 
 	idx = opts_parse(argc, argv, "hV", cm_options, cm_apply, &o, err, sizeof(err));

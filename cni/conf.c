@@ -312,6 +312,12 @@ int cni_conf_parse(struct cni_conf *c, const char *buf, size_t len,
 			 "missing field `type'");
 		goto err_free_root;
 	}
+	/* The spec requires it (runtimes key their cached results on it). */
+	if (!c->name) {
+		cni_fail(e, CNI_ERR_INVALID_CONFIG, ret, "invalid network configuration",
+			 "missing field `name'");
+		goto err_free_root;
+	}
 	return 0;
 
 err_free_root:

@@ -8,6 +8,7 @@
 
 #include "db.h"
 #include "log.h"
+#include "opts.h"
 #include "wgcni/node/v1/node.pb-c.h"
 
 #include <ctype.h>
@@ -330,6 +331,31 @@ static char **nm_net_strings(struct connect_call *call, const struct ipnet *nets
 	return v;
 }
 
+/* --cluster-manager as the node manager splits it (opts_split: on commas,
+ * trimmed, empty items dropped), in the order given. NULL on ENOMEM. */
+static char **nm_cm_strings(struct connect_call *call, const char *list, size_t *n)
+{
+	char **split, **v;
+	size_t len = 0;
+
+	*n = 0;
+	split = opts_split(list);
+	if (!split)
+		return NULL;
+	while (split[len])
+		len++;
+	v = connect_call_alloc(call, (len + 1) * sizeof(*v));
+	for (size_t i = 0; v && i < len; i++) {
+		v[i] = connect_call_strdup(call, split[i]);
+		if (!v[i])
+			v = NULL;
+	}
+	opts_strv_free(split);
+	if (v)
+		*n = len;
+	return v;
+}
+
 static int nm_api_get_node(struct connect_call *call, void *ctx)
 {
 	Wgcni__Node__V1__GetNodeResponse *resp;
@@ -365,9 +391,12 @@ static int nm_api_get_node(struct connect_call *call, void *ctx)
 	node->listen_port = nm->cfg.listen_port;
 	node->n_cluster_cidrs = nm->n_cidrs;
 	node->cluster_cidrs = nm_net_strings(call, nm->cidrs, nm->n_cidrs, false);
+	node->cluster_managers = nm_cm_strings(call, nm->cfg.cluster_manager,
+					       &node->n_cluster_managers);
 	pthread_mutex_unlock(&nm->lock);
 	if (!node->name || !node->subnets || !node->public_key || !node->endpoint ||
-	    !node->address || !node->interface || !node->backend || !node->cluster_cidrs)
+	    !node->address || !node->interface || !node->backend || !node->cluster_cidrs ||
+	    !node->cluster_managers)
 		return connect_fail(call, CONNECT_INTERNAL, "out of memory");
 	return connect_reply(call, &resp->base);
 }

@@ -198,7 +198,8 @@ static int nm_signals(void)
 	return 0;
 }
 
-/* mkdir -p with mode for the directories it creates. */
+/* mkdir -p; the directories it creates get exactly mode, whatever the
+ * umask. */
 static int nm_mkdir_p(const char *path, mode_t mode)
 {
 	char buf[PATH_MAX];
@@ -212,8 +213,12 @@ static int nm_mkdir_p(const char *path, mode_t mode)
 			char c = *p;
 
 			*p = '\0';
-			if (mkdir(buf, mode) < 0 && errno != EEXIST)
+			if (mkdir(buf, mode) == 0) {
+				if (chmod(buf, mode) < 0)
+					return -errno;
+			} else if (errno != EEXIST) {
 				return -errno;
+			}
 			*p = c;
 			if (!c)
 				break;
@@ -483,6 +488,11 @@ int main(int argc, char **argv)
 	char err[512] = "";
 	int idx;
 
+	/* Whatever the umask we were started with, what we create is ours
+	 * alone: the state directory 0700, node.db (and SQLite's -wal and
+	 * -shm, which take the database's mode) and private.key 0600. The
+	 * socket and its directory get their modes explicitly. */
+	umask(077);
 	if (gethostname(o.cfg.node_name, sizeof(o.cfg.node_name) - 1) < 0)
 		o.cfg.node_name[0] = '\0';
 	idx = opts_parse(argc, argv, "hV", nm_longopts, nm_apply, &o, err, sizeof(err));

@@ -1,12 +1,15 @@
 /*
  * status: one line per check, exit 1 when any fails.
  *   node manager     reachable (GetNode, ListAllocations, /metrics)
- *   cluster manager  reachable (/healthz)
+ *   cluster manager  reachable (/healthz), each of them: --cluster-manager's
+ *                    URLs (comma separated) when given, else the ones the
+ *                    node manager uses (GetNode), else the default
  *   registered       the cluster manager lists this node with its key
  *   peers            every other node handshook within CTL_HANDSHAKE_STALE_S
  *   pool             container addresses used/free
  */
 #include "ctl.h"
+#include "opts.h"
 #include "wgcni/node/v1/node.pb-c.h"
 
 #include <errno.h>
@@ -27,7 +30,7 @@ static const char *const check_json[] = {
 struct check {
 	const char *name;
 	enum check_state state;
-	char detail[512];
+	char detail[1024];
 };
 
 enum { C_NODE_MANAGER, C_CLUSTER_MANAGER, C_REGISTERED, C_PEERS, C_POOL, C_COUNT };
@@ -56,16 +59,96 @@ static void set(struct check *c, enum check_state s, const char *fmt, ...)
 	va_end(ap);
 }
 
-static void check_cluster_manager(struct ctl *ctl, struct status *st)
+static char **strv_dup(const char *const *src, size_t n)
 {
-	char *body = NULL, why[512];
-	int status;
+	char **v = calloc(n + 1, sizeof(*v));
 
-	if (ctl_get(ctl, CTL_CLUSTER_MANAGER, "/healthz", &body, &status, why, sizeof(why)))
-		set(&st->c[C_CLUSTER_MANAGER], CHECK_FAIL, "%s", why);
-	else
-		set(&st->c[C_CLUSTER_MANAGER], CHECK_OK, "%s healthy", ctl->cm_url);
-	free(body);
+	for (size_t i = 0; v && i < n; i++) {
+		v[i] = strdup(src[i]);
+		if (!v[i]) {
+			opts_strv_free(v);
+			v = NULL;
+		}
+	}
+	return v;
+}
+
+/* The cluster managers to check, a NULL-terminated list (opts_strv_free):
+ * --cluster-manager (comma separated) when given; else those the node
+ * manager uses; else the default. NULL on ENOMEM. */
+static char **cm_urls_get(const struct ctl *ctl, const Wgcni__Node__V1__Node *self)
+{
+	char **v;
+
+	if (!ctl->cm_explicit && self && self->n_cluster_managers)
+		return strv_dup((const char *const *)self->cluster_managers,
+				self->n_cluster_managers);
+	v = opts_split(ctl->cm_url);
+	if (v && !v[0]) {
+		/* Only commas and blanks: checked as given, the client names it invalid. */
+		opts_strv_free(v);
+		v = strv_dup(&ctl->cm_url, 1);
+	}
+	return v;
+}
+
+/* Point the cluster manager client at url (the next call makes it). */
+static void use_cluster_manager(struct ctl *ctl, const char *url)
+{
+	rpc_client_free(ctl->cm);
+	ctl->cm = NULL;
+	ctl->cm_url = url;
+}
+
+static void append(char *buf, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void append(char *buf, size_t len, const char *fmt, ...)
+{
+	size_t used = strlen(buf);
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf + used, len - used, fmt, ap);
+	va_end(ap);
+}
+
+/* GET /healthz from each of urls (NULL-terminated); leaves the client on
+ * the first healthy one (for `registered'), else on the first. */
+static void check_cluster_manager(struct ctl *ctl, struct status *st, char *const *urls)
+{
+	char detail[sizeof(st->c[0].detail)] = "", why[512];
+	json_t *list = json_array();
+	size_t n, healthy = 0, first = 0;
+	enum check_state state;
+
+	for (n = 0; urls[n]; n++) {
+		char *body = NULL;
+		bool ok;
+		int status;
+
+		use_cluster_manager(ctl, urls[n]);
+		ok = !ctl_get(ctl, CTL_CLUSTER_MANAGER, "/healthz", &body, &status, why,
+			      sizeof(why));
+		free(body);
+		if (ok && !healthy++)
+			first = n;
+		append(detail, sizeof(detail), "%s%s%s", n ? "; " : "", ok ? urls[n] : why,
+		       ok ? " healthy" : "");
+		if (!list || json_array_append_new(list, json_pack("{s:s, s:b}", "url", urls[n],
+								   "healthy", ok)))
+			st->nomem = true;
+	}
+	if (json_object_set_new(st->extra, "clusterManagers", list))
+		st->nomem = true;
+	/* One reachable is enough for the node (it fails over); not all of
+	 * them is worth a warning. */
+	state = healthy == n ? CHECK_OK : healthy ? CHECK_WARN : CHECK_FAIL;
+	if (n > 1) {
+		set(&st->c[C_CLUSTER_MANAGER], state, "%zu/%zu healthy: %s", healthy, n, detail);
+		use_cluster_manager(ctl, urls[first]);
+	} else {
+		set(&st->c[C_CLUSTER_MANAGER], state, "%s", detail);
+	}
 }
 
 static void check_registered(struct ctl *ctl, struct status *st,
@@ -194,6 +277,8 @@ int cmd_status(struct ctl *ctl, int argc, char **argv)
 		},
 	};
 	const Wgcni__Node__V1__GetNodeResponse *gn = NULL;
+	const char *cm_url = ctl->cm_url;
+	char **urls = NULL;
 	struct ctl_node_view v;
 	bool have_view, ok = true;
 	char why[1024];
@@ -212,7 +297,14 @@ int cmd_status(struct ctl *ctl, int argc, char **argv)
 	} else {
 		set(&st.c[C_NODE_MANAGER], CHECK_FAIL, "%s", why);
 	}
-	check_cluster_manager(ctl, &st);
+	urls = cm_urls_get(ctl, gn ? gn->node : NULL);
+	if (!urls) {
+		ctl->quiet = false;
+		ctl_errorx("status: out of memory");
+		ret = CTL_ERR;
+		goto out;
+	}
+	check_cluster_manager(ctl, &st, urls);
 	check_registered(ctl, &st, gn ? gn->node : NULL);
 	if (have_view) {
 		check_peers(ctl, &st, &v);
@@ -228,6 +320,10 @@ int cmd_status(struct ctl *ctl, int argc, char **argv)
 	ret = print_status(ctl, &st, ok);
 	if (ret == CTL_OK && !ok)
 		ret = CTL_ERR;
+out:
+	/* The URLs are freed: the client made for them goes too. */
+	use_cluster_manager(ctl, cm_url);
+	opts_strv_free(urls);
 	json_decref(st.extra);
 	if (have_view)
 		ctl_node_view_free(&v);

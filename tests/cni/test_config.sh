@@ -73,10 +73,10 @@ cni_expect_code "duplicate key" 6 '{"cniVersion":"1.0.0","type":"wgcni","type":"
 cni_expect_code "unsupported cniVersion" 1 '{"cniVersion":"9.9.9","type":"wgcni"}' "${ADDENV[@]}"
 t_ok "version error quotes it" grep -q 9.9.9 "$T_TMP/out"
 cni_expect_code "no cniVersion (0.1.0)" 1 '{"type":"wgcni"}' "${ADDENV[@]}"
-cni_expect_code "CHECK with 0.3.1" 1 '{"cniVersion":"0.3.1","type":"wgcni"}' \
+cni_expect_code "CHECK with 0.3.1" 1 '{"cniVersion":"0.3.1","name":"wgnet","type":"wgcni"}' \
 	CNI_COMMAND=CHECK CNI_CONTAINERID=c1 CNI_NETNS="$CTR_NS" CNI_IFNAME=eth0
-cni_expect_code "STATUS with 1.0.0" 1 '{"cniVersion":"1.0.0","type":"wgcni"}' CNI_COMMAND=STATUS
-cni_expect_code "GC with 0.4.0" 1 '{"cniVersion":"0.4.0","type":"wgcni"}' CNI_COMMAND=GC
+cni_expect_code "STATUS with 1.0.0" 1 '{"cniVersion":"1.0.0","name":"wgnet","type":"wgcni"}' CNI_COMMAND=STATUS
+cni_expect_code "GC with 0.4.0" 1 '{"cniVersion":"0.4.0","name":"wgnet","type":"wgcni"}' CNI_COMMAND=GC
 
 # --- fields (2) and values (7)
 cni_expect_code "unknown field" 2 '{"cniVersion":"1.0.0","type":"wgcni","bogusField":1}' "${ADDENV[@]}"
@@ -84,6 +84,15 @@ t_ok "unknown field named in details" grep -q bogusField "$T_TMP/out"
 cni_expect_code "ipam refused" 2 '{"cniVersion":"1.0.0","type":"wgcni","ipam":{"type":"host-local"}}' "${ADDENV[@]}"
 t_ok "ipam named in details" grep -q ipam "$T_TMP/out"
 cni_expect_code "missing type" 7 '{"cniVersion":"1.0.0","name":"x"}' "${ADDENV[@]}"
+# The spec requires name: refused up front as 7, before the node manager is
+# tried (nothing listens on NOSOCK, so trying it would be code 11 or 50).
+for cmd in ADD DEL CHECK; do
+	cni_expect_code "$cmd, missing name" 7 '{"cniVersion":"1.0.0","type":"wgcni","nodeManager":"'"$NOSOCK"'"}' \
+		CNI_COMMAND=$cmd CNI_CONTAINERID=c1 CNI_NETNS="$CTR_NS" CNI_IFNAME=eth0
+	t_eq "$cmd, missing name: details name the field" "missing field \`name'" "$(details)"
+done
+cni_expect_code "STATUS, missing name" 7 '{"cniVersion":"1.1.0","type":"wgcni","nodeManager":"'"$NOSOCK"'"}' CNI_COMMAND=STATUS
+cni_expect_code "GC, missing name" 7 '{"cniVersion":"1.1.0","type":"wgcni","nodeManager":"'"$NOSOCK"'","cni.dev/valid-attachments":[]}' CNI_COMMAND=GC
 cni_expect_code "mtu not a number" 7 '{"cniVersion":"1.0.0","type":"wgcni","mtu":"1420"}' "${ADDENV[@]}"
 cni_expect_code "mtu too small" 7 '{"cniVersion":"1.0.0","type":"wgcni","mtu":100}' "${ADDENV[@]}"
 cni_expect_code "bad backend" 7 '{"cniVersion":"1.0.0","type":"wgcni","backend":"fast"}' "${ADDENV[@]}"
@@ -93,7 +102,7 @@ cni_expect_code "empty userspaceImplementation" 7 '{"cniVersion":"1.0.0","type":
 cni_expect_code "bad network name" 7 '{"cniVersion":"1.0.0","type":"wgcni","name":"-bad name"}' "${ADDENV[@]}"
 cni_expect_code "prevResult not an object" 7 '{"cniVersion":"1.0.0","type":"wgcni","prevResult":[]}' "${ADDENV[@]}"
 cni_expect_code "bad valid-attachments" 7 '{"cniVersion":"1.1.0","type":"wgcni","cni.dev/valid-attachments":[{"containerID":1}]}' CNI_COMMAND=GC
-cni_expect_code "GC without valid-attachments" 7 '{"cniVersion":"1.1.0","type":"wgcni","nodeManager":"'"$NOSOCK"'"}' CNI_COMMAND=GC
+cni_expect_code "GC without valid-attachments" 7 '{"cniVersion":"1.1.0","name":"wgnet","type":"wgcni","nodeManager":"'"$NOSOCK"'"}' CNI_COMMAND=GC
 
 # --- reserved fields pass; the unreachable node manager is then the error
 RES='{"cniVersion":"1.0.0","name":"wgnet","type":"wgcni","nodeManager":"'"$NOSOCK"'",
@@ -110,10 +119,10 @@ cni_expect_code "ADD, node manager down" 11 "$GOOD" "${ADDENV[@]}"
 t_eq "ADD unreachable: details = URL" "$NOSOCK" "$(details)"
 t_fail "ADD left no interface in the container" nq ctr ip link show eth0
 cni_expect_code "ADD over http, nothing listening" 11 \
-	'{"cniVersion":"1.0.0","type":"wgcni","nodeManager":"http://127.0.0.1:9"}' \
+	'{"cniVersion":"1.0.0","name":"wgnet","type":"wgcni","nodeManager":"http://127.0.0.1:9"}' \
 	ip netns exec "$(t_ns ctr)" env "${ADDENV[@]}"
 cni_expect_code "STATUS, node manager down" 50 \
-	'{"cniVersion":"1.1.0","type":"wgcni","nodeManager":"'"$NOSOCK"'"}' CNI_COMMAND=STATUS
+	'{"cniVersion":"1.1.0","name":"wgnet","type":"wgcni","nodeManager":"'"$NOSOCK"'"}' CNI_COMMAND=STATUS
 cni_expect_code "ADD, netns path missing" 3 "$GOOD" CNI_COMMAND=ADD CNI_CONTAINERID=c1 \
 	CNI_NETNS="/run/netns/$T_ID-nonexistent" CNI_IFNAME=eth0
 

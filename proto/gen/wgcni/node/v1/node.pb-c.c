@@ -727,7 +727,7 @@ void   wgcni__node__v1__gcresponse__free_unpacked
   assert(message->base.descriptor == &wgcni__node__v1__gcresponse__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor wgcni__node__v1__node__field_descriptors[11] =
+static const ProtobufCFieldDescriptor wgcni__node__v1__node__field_descriptors[12] =
 {
   {
     "name",
@@ -861,11 +861,24 @@ static const ProtobufCFieldDescriptor wgcni__node__v1__node__field_descriptors[1
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "cluster_managers",
+    12,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Wgcni__Node__V1__Node, n_cluster_managers),
+    offsetof(Wgcni__Node__V1__Node, cluster_managers),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned wgcni__node__v1__node__field_indices_by_name[] = {
   4,   /* field[4] = address */
   8,   /* field[8] = backend */
   10,   /* field[10] = cluster_cidrs */
+  11,   /* field[11] = cluster_managers */
   3,   /* field[3] = endpoint */
   6,   /* field[6] = interface */
   5,   /* field[5] = last_seen */
@@ -878,7 +891,7 @@ static const unsigned wgcni__node__v1__node__field_indices_by_name[] = {
 static const ProtobufCIntRange wgcni__node__v1__node__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 11 }
+  { 0, 12 }
 };
 const ProtobufCMessageDescriptor wgcni__node__v1__node__descriptor =
 {
@@ -888,7 +901,7 @@ const ProtobufCMessageDescriptor wgcni__node__v1__node__descriptor =
   "Wgcni__Node__V1__Node",
   "wgcni.node.v1",
   sizeof(Wgcni__Node__V1__Node),
-  11,
+  12,
   wgcni__node__v1__node__field_descriptors,
   wgcni__node__v1__node__field_indices_by_name,
   1,  wgcni__node__v1__node__number_ranges,

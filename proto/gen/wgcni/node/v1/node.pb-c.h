@@ -69,10 +69,16 @@ struct  Wgcni__Node__V1__Node
   uint32_t listen_port;
   size_t n_cluster_cidrs;
   char **cluster_cidrs;
+  /*
+   * The cluster manager URLs this node manager uses, in the order given
+   * (its --cluster-manager, split on commas).
+   */
+  size_t n_cluster_managers;
+  char **cluster_managers;
 };
 #define WGCNI__NODE__V1__NODE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&wgcni__node__v1__node__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0, 0,NULL }
+    , (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0, 0,NULL, 0,NULL }
 
 
 struct  Wgcni__Node__V1__AllocateIPRequest
