@@ -562,6 +562,11 @@ int main(int argc, char **argv)
 		node_setup(&s, &s.nodes[i], i);
 	printf("phase=keygen nodes=%u keygen_s=%.3f\n", s.n, (double)(sim_now_ns() - t) / 1e9);
 	ret = sim_phases(&s);
+	printf("phase=total nodes=%u sim_cpu_s=%.2f", s.n, sim_cpu_self());
+	if (s.o.daemon_pid > 0)
+		printf(" daemon_cpu_s=%.2f daemon_peak_rss_kib=%ld", sim_cpu_daemon(s.o.daemon_pid),
+		       sim_daemon_status(s.o.daemon_pid, "VmHWM"));
+	printf(" rc=%d\n", ret < 0 ? 1 : 0);
 	if (ret == -ETIMEDOUT)
 		fprintf(stderr, "wgcni-cluster-sim: phase %d timed out\n", (int)s.phase);
 	if (sim_errors(&s) || s.first_error[0]) {
