@@ -562,7 +562,14 @@ int main(int argc, char **argv)
 		node_setup(&s, &s.nodes[i], i);
 	printf("phase=keygen nodes=%u keygen_s=%.3f\n", s.n, (double)(sim_now_ns() - t) / 1e9);
 	ret = sim_phases(&s);
-	printf("phase=total nodes=%u sim_cpu_s=%.2f", s.n, sim_cpu_self());
+	{
+		struct rusage ru;
+
+		getrusage(RUSAGE_SELF, &ru);
+		printf("phase=total nodes=%u sim_cpu_s=%.2f sim_sys_s=%.2f sim_maxrss_kib=%ld", s.n,
+		       sim_cpu_self(), (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6,
+		       ru.ru_maxrss);
+	}
 	if (s.o.daemon_pid > 0)
 		printf(" daemon_cpu_s=%.2f daemon_peak_rss_kib=%ld", sim_cpu_daemon(s.o.daemon_pid),
 		       sim_daemon_status(s.o.daemon_pid, "VmHWM"));
