@@ -204,6 +204,24 @@ static void sim_report(struct sim *s, const char *phase, const struct sim_mark *
 
 /* ---- the event loop ------------------------------------------------------ */
 
+/* --progress: one line a second on stderr, to see where the time goes. */
+static void sim_progress(const struct sim *s)
+{
+	uint64_t rx = 0, answers = 0;
+
+	for (uint32_t i = 0; i < s->n; i++) {
+		rx += s->nodes[i].rx;
+		answers += s->nodes[i].answers;
+	}
+	fprintf(stderr,
+		"progress phase=%d t_s=%.1f started=%u in_setup=%u registered=%u converged=%u "
+		"saw_change=%u answers=%llu rx_mib=%.1f sim_cpu_s=%.2f daemon_cpu_s=%.2f\n",
+		(int)s->phase, (double)(sim_now_ns() - s->t_phase_ns) / 1e9, s->next_start,
+		s->in_setup, s->registered, s->converged, s->saw_change,
+		(unsigned long long)answers, (double)rx / 1048576.0, sim_cpu_self(),
+		sim_cpu_daemon(s->o.daemon_pid));
+}
+
 static bool sim_phase_done(const struct sim *s)
 {
 	switch (s->phase) {
@@ -230,6 +248,10 @@ static int sim_run(struct sim *s, double limit_s)
 
 		if (now >= deadline)
 			return -ETIMEDOUT;
+		if (s->o.progress && now >= s->next_progress_ms) {
+			s->next_progress_ms = now + 1000;
+			sim_progress(s);
+		}
 		while (s->phase == PH_COLD && s->next_start < s->n && s->in_setup < s->o.window) {
 			s->in_setup++;
 			node_send(s, &s->nodes[s->next_start++]);
@@ -383,7 +405,7 @@ static void usage(FILE *f)
 		"usage: wgcni-cluster-sim [--host 127.0.0.1] [--port 8080] [--nodes N]\n"
 		"         [--method watch|listpeers] [--window W] [--wait S] [--timeout S]\n"
 		"         [--settle S] [--change-timeout S] [--verify-every K]\n"
-		"         [--max-retries R] [--daemon-pid PID] | --self-test\n");
+		"         [--max-retries R] [--daemon-pid PID] [--progress] | --self-test\n");
 }
 
 static int sim_parse(struct sim_opts *o, int argc, char **argv)
@@ -401,6 +423,7 @@ static int sim_parse(struct sim_opts *o, int argc, char **argv)
 		{ "verify-every", required_argument, NULL, 'v' },
 		{ "max-retries", required_argument, NULL, 'r' },
 		{ "daemon-pid", required_argument, NULL, 'd' },
+		{ "progress", no_argument, NULL, 'P' },
 		{ "self-test", no_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -430,6 +453,9 @@ static int sim_parse(struct sim_opts *o, int argc, char **argv)
 			continue;
 		case 'T':
 			return 1;
+		case 'P':
+			o->progress = true;
+			continue;
 		case 'h':
 			usage(stdout);
 			exit(0);

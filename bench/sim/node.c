@@ -455,7 +455,7 @@ static void node_answer(struct sim *s, struct node *n)
 	if (n->h.close) {
 		/* The next request reconnects. */
 		node_close(s, n);
-		s->reconnects++;
+		s->reconnects += n->idx < s->n;
 	}
 	if (n->idx == s->n) {
 		sim_ctl_answer(s, n);

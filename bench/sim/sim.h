@@ -94,6 +94,7 @@ struct sim_opts {
 	double timeout_s, settle_s, change_s;
 	enum sim_method method;
 	pid_t daemon_pid;
+	bool progress;
 };
 
 struct sim {
@@ -120,6 +121,7 @@ struct sim {
 	double ctl_answer_ms;
 	bool ctl_done;
 	double waiting;        /* last watchers / long polls gauge read */
+	uint64_t next_progress_ms;
 
 	/* Counters. */
 	uint64_t http_errors, proto_errors, conn_errors, reconnects, foreign, mismatches;
