@@ -1,8 +1,9 @@
 /*
  * wgcni-cluster-sim: see sim.h. Phases, each reported as one line of
  * key=value figures on stdout:
- *   cold    all nodes start at once (at most --window between connect and
- *           RegisterKey's answer); ends when every node holds all others.
+ *   cold    all nodes start at once (at most --window connections not yet
+ *           answered, default 2048: the daemon's accept backlog is 4096);
+ *           ends when every node holds all others.
  *   settle  (not timed) until the daemon's gauge of waiting calls
  *           (wgcni_watchers, or wgcni_long_polls for ListPeers) shows every
  *           node waiting.
@@ -182,7 +183,10 @@ static void sim_report(struct sim *s, const char *phase, const struct sim_mark *
 		       p99 < 0 ? -1 : p99, wall);
 	}
 	if (cold)
-		printf(" registered=%u registered_s=%.3f", s->registered, s->t_registered);
+		printf(" registered=%u registered_s=%.3f window=%u connects=%llu slow_connects=%llu "
+		       "connect_max_ms=%.0f",
+		       s->registered, s->t_registered, s->o.window, (unsigned long long)s->connects,
+		       (unsigned long long)s->slow_connects, s->connect_max_ms);
 	else
 		printf(" change_answer_ms=%.1f waiting=%.0f", s->ctl_answer_ms, s->waiting);
 	printf(" rx_mib=%.1f rx_per_node_avg_b=%.0f rx_per_node_max_b=%llu "
@@ -214,10 +218,10 @@ static void sim_progress(const struct sim *s)
 		answers += s->nodes[i].answers;
 	}
 	fprintf(stderr,
-		"progress phase=%d t_s=%.1f started=%u in_setup=%u registered=%u converged=%u "
+		"progress phase=%d t_s=%.1f started=%u unanswered=%u registered=%u converged=%u "
 		"saw_change=%u answers=%llu rx_mib=%.1f sim_cpu_s=%.2f daemon_cpu_s=%.2f\n",
 		(int)s->phase, (double)(sim_now_ns() - s->t_phase_ns) / 1e9, s->next_start,
-		s->in_setup, s->registered, s->converged, s->saw_change,
+		s->unanswered, s->registered, s->converged, s->saw_change,
 		(unsigned long long)answers, (double)rx / 1048576.0, sim_cpu_self(),
 		sim_cpu_daemon(s->o.daemon_pid));
 }
@@ -252,9 +256,15 @@ static int sim_run(struct sim *s, double limit_s)
 			s->next_progress_ms = now + 1000;
 			sim_progress(s);
 		}
-		while (s->phase == PH_COLD && s->next_start < s->n && s->in_setup < s->o.window) {
-			s->in_setup++;
-			node_send(s, &s->nodes[s->next_start++]);
+		/* The window: connections the daemon has not answered yet, so
+		 * its accept backlog never overflows (a dropped SYN costs a
+		 * second). Once answered, a node goes on at its own pace. */
+		while (s->phase == PH_COLD && s->next_start < s->n && s->unanswered < s->o.window) {
+			struct node *n = &s->nodes[s->next_start++];
+
+			n->in_window = true;
+			s->unanswered++;
+			node_send(s, n);
 		}
 		node_retry_due(s);
 		timeout = (int)(deadline - now);
@@ -430,7 +440,7 @@ static int sim_parse(struct sim_opts *o, int argc, char **argv)
 	};
 	int c;
 
-	*o = (struct sim_opts){ .host = "127.0.0.1", .port = 8080, .nodes = 1000, .window = 512,
+	*o = (struct sim_opts){ .host = "127.0.0.1", .port = 8080, .nodes = 1000, .window = 2048,
 				.wait_s = 30, .verify_every = 1000, .max_retries = 20,
 				.timeout_s = 120, .settle_s = 30, .change_s = 10,
 				.method = SIM_WATCH };

@@ -69,6 +69,14 @@ void node_close(struct sim *s, struct node *n)
 	n->want_out = false;
 }
 
+static void node_window_leave(struct sim *s, struct node *n)
+{
+	if (n->in_window) {
+		n->in_window = false;
+		s->unanswered--;
+	}
+}
+
 static void node_fail(struct sim *s, struct node *n)
 {
 	node_close(s, n);
@@ -76,8 +84,7 @@ static void node_fail(struct sim *s, struct node *n)
 		return;
 	n->failed = true;
 	s->failed++;
-	if (n->step < S_POLL && n->idx < s->n)
-		s->in_setup--;
+	node_window_leave(s, n);
 }
 
 /* Try again later: after an error answer, a refused connect, a lost
@@ -123,6 +130,7 @@ int node_start(struct sim *s, struct node *n)
 		node_again(s, n, true);
 		return ret;
 	}
+	n->connect_ns = sim_now_ns();
 	if (connect(fd, (const struct sockaddr *)&s->addr, sizeof(s->addr)) < 0 &&
 	    errno != EINPROGRESS) {
 		ret = -errno;
@@ -452,6 +460,7 @@ static void node_answer(struct sim *s, struct node *n)
 	n->in_flight = false;
 	n->answers++;
 	n->answers_phase++;
+	node_window_leave(s, n);
 	if (n->h.close) {
 		/* The next request reconnects. */
 		node_close(s, n);
@@ -501,7 +510,6 @@ static void node_answer(struct sim *s, struct node *n)
 		n->step = S_POLL;
 		n->rev = 0;
 		s->registered++;
-		s->in_setup--;
 		s->t_registered = (double)(sim_now_ns() - s->t_phase_ns) / 1e9;
 		break;
 	}
@@ -591,6 +599,14 @@ void node_event(struct sim *s, struct node *n, uint32_t events)
 		if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
 			return;
 		n->conn = C_OPEN;
+		{
+			double ms = (double)(sim_now_ns() - n->connect_ns) / 1e6;
+
+			s->connects++;
+			s->slow_connects += ms > 900;
+			if (ms > s->connect_max_ms)
+				s->connect_max_ms = ms;
+		}
 		node_send(s, n);
 		return;
 	}

@@ -60,6 +60,7 @@ struct node {
 	bool failed;
 	bool queued;     /* in the retry queue */
 	bool verify;     /* answers also decoded by protobuf-c */
+	bool in_window;  /* counted in sim.unanswered */
 	char name[16];
 	uint16_t out_len, out_off;
 	uint32_t retries;
@@ -68,6 +69,7 @@ struct node {
 	uint64_t rev;
 	uint64_t *bits;
 	uint64_t due_ms;  /* retry queue */
+	uint64_t connect_ns; /* when connect() was called */
 	struct node *next;
 	uint64_t rx, rx_phase;
 	uint32_t answers, answers_phase;
@@ -112,7 +114,8 @@ struct sim {
 	enum sim_phase phase;
 	uint64_t t_phase_ms;   /* monotonic ms at the phase start */
 	uint64_t t_phase_ns;
-	uint32_t next_start, in_setup;
+	uint32_t next_start;
+	uint32_t unanswered;   /* started, no answer on the connection yet (the window) */
 	uint32_t registered, converged, saw_change, failed;
 	double t_registered;
 	struct node *q_head, *q_tail; /* retry queue, FIFO: one fixed delay */
@@ -126,6 +129,8 @@ struct sim {
 	/* Counters. */
 	uint64_t http_errors, proto_errors, conn_errors, reconnects, foreign, mismatches;
 	uint64_t verified;
+	uint64_t connects, slow_connects; /* slow: over 900 ms, i.e. a SYN was resent */
+	double connect_max_ms;
 	char first_error[256];
 };
 
