@@ -62,7 +62,8 @@ trap cleanup EXIT
 if [ -z "$SIM" ]; then
 	SIM=$TMP/wgcni-cluster-sim
 	# shellcheck disable=SC2046
-	${CC:-cc} -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter \
+	${CC:-cc} -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wstrict-prototypes \
+		-Wmissing-prototypes -Wshadow -Wformat=2 -Wno-unused-parameter \
 		-I"$ROOT/proto/gen" $(pkg-config --cflags libprotobuf-c libsodium) \
 		-o "$SIM" "$ROOT"/bench/sim/*.c "$ROOT/proto/gen/wgcni/cluster/v1/cluster.pb-c.c" \
 		$(pkg-config --libs libprotobuf-c libsodium) -lm
