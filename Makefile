@@ -258,3 +258,14 @@ help: ## List the targets
 .SECONDARY:
 
 -include $(shell find $(BUILDDIR) -name '*.d' 2>/dev/null)
+
+# The node-manager simulator that bench/cluster_scale.sh drives (the script
+# builds it itself when run alone). `make bench NODES=10000 METHODS="listpeers watch"`
+SIM_SRC := $(sort $(wildcard bench/sim/*.c)) proto/gen/wgcni/cluster/v1/cluster.pb-c.c
+$(REL)/bench/wgcni-cluster-sim: $(SIM_SRC) $(wildcard bench/sim/*.h)
+	$(call msg,LD,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(SIM_SRC) $(LDLIBS) -lm
+bench: all $(REL)/bench/wgcni-cluster-sim ## Cluster manager at scale (bench/cluster_scale.sh)
+	$(Q)BUILDDIR=$(abspath $(BUILDDIR)) SIM=$(abspath $(REL)/bench/wgcni-cluster-sim) bench/cluster_scale.sh
+.PHONY: bench
