@@ -248,7 +248,7 @@ clean: ## Remove build output
 	rm -rf $(BUILDDIR)
 
 help: ## List the targets
-	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | \
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | \
 		awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 
