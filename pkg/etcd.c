@@ -401,9 +401,14 @@ static int etcd_request(struct etcd *e, const char *path, char *body, bool write
 				  e->endpoints[i], strerror(-ret));
 	}
 	etcd_handle_put(e, h);
-	if (ret)
-		log_warnx("etcd request failed", "path=%s endpoint=%s tried=%zu err=\"%s\"", path,
+	/* Unreachable is the operator's concern; an answer (-ESTALE, -EINVAL)
+	 * is the caller's. */
+	if (ret && etcd_may_fail_over(ret, false, false))
+		log_warnx("etcd unreachable", "path=%s endpoint=%s tried=%zu err=\"%s\"", path,
 			  e->endpoints[i], k < e->n_endpoints ? k + 1 : k, strerror(-ret));
+	else if (ret)
+		log_debug("etcd request failed", "path=%s endpoint=%s err=\"%s\"", path,
+			  e->endpoints[i], strerror(-ret));
 out:
 	if (ret) {
 		free(b->data);
