@@ -352,7 +352,10 @@ static int etcd_perform(struct etcd *e, CURL *h, size_t i, const char *path,
 	cc = curl_easy_perform(h);
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
 	curl_easy_getinfo(h, CURLINFO_REQUEST_SIZE, &request_size);
-	*sent = request_size > 0;
+	/* A request that found no server was not processed, even when curl
+	 * first wrote it to a kept-alive connection that had died. */
+	*sent = request_size > 0 && cc != CURLE_COULDNT_CONNECT &&
+		cc != CURLE_COULDNT_RESOLVE_HOST;
 	ret = b->too_big ? -EMSGSIZE : etcd_errno(cc, status, b->data, b->len);
 	if (ret && cc != CURLE_OK)
 		log_debug("etcd request failed", "endpoint=%s path=%s err=\"%s\"",

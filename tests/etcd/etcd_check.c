@@ -546,6 +546,10 @@ static void scenario_watch_failover(const char *endpoints, pid_t victim)
 	int errors = 0, gaps = 0, i;
 	char key[48];
 
+	/* w keeps a connection to the member about to die. */
+	CHECK(etcd_put(w, "/t/after-kill/a", "1", 1, NULL) == 0 &&
+		      !strncmp(etcd_endpoint(w), endpoints, strlen(etcd_endpoint(w))),
+	      "a put through the first endpoint");
 	etcd_put(writer, "/t/failover/start", "s", 1, &start);
 	wt = etcd_watch_start(w, "/t/failover/", "/t/failover0", start + 1, seen_cb, s);
 	deadline = now_ms() + 30000;
@@ -572,6 +576,8 @@ static void scenario_watch_failover(const char *endpoints, pid_t victim)
 	      "every revision %" PRId64 "..%" PRId64 " exactly once, in order (%zu events, %d off)",
 	      start + 1, last, s->n, gaps);
 	CHECK(s->reconnects >= 1, "the watch reconnected (%zu times)", s->reconnects);
+	CHECK(etcd_put(w, "/t/after-kill/a", "2", 1, NULL) == 0,
+	      "a put on the client whose member died fails over");
 	free(s);
 	etcd_free(w);
 	etcd_free(writer);
