@@ -38,9 +38,9 @@
  * call takes its own connection from a small pool). Values are never
  * logged.
  *
- * Files: etcd.c the client, failover and error translation; etcd_codec.c
- * the pure JSON encoding and decoding (unit-tested without etcd);
- * etcd_watch.c the watch stream.
+ * Files: etcd.c the client, failover and error translation; etcd_codec.h
+ * the pure JSON (unit-tested without etcd): etcd_codec_req.c requests,
+ * etcd_codec.c answers; etcd_watch.c the watch stream.
  */
 #ifndef WGCNI_ETCD_H
 #define WGCNI_ETCD_H
