@@ -213,7 +213,8 @@ struct etcd_watch_msg {
 };
 
 /* Runs on the watch's thread, one call at a time, in order. The message
- * and what it points to are valid during the call only. */
+ * and what it points to are valid during the call only. It may call the
+ * other etcd_* functions (a re-list after COMPACTED), not etcd_watch_stop. */
 typedef void (*etcd_watch_fn)(const struct etcd_watch_msg *m, void *ctx);
 
 struct etcd_watch;

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 int etcd_codec_parse_i64(const char *s, int64_t *out)
 {
 	int64_t v = 0;

@@ -244,7 +244,8 @@ static void *watch_main(void *arg)
 			  "endpoint=%s next_revision=%lld err=\"%s\"",
 			  w->e->endpoints[w->endpoint], (long long)w->next_rev, strerror(-ret));
 		w->cb(&(struct etcd_watch_msg){ .status = ETCD_WATCH_RECONNECTING,
-						.revision = w->next_rev - 1, .err = ret },
+						.revision = w->next_rev ? w->next_rev - 1 : 0,
+						.err = ret },
 		      w->ctx);
 		w->endpoint = (w->endpoint + 1) % w->e->n_endpoints;
 		/* Straight on after a healthy stream; else back off. */
