@@ -141,8 +141,14 @@ $(BUILDDIR)/fuzz/fuzz_promtext: tests/fuzz/fuzz_promtext.c pkg/promtext.c pkg/fm
 	$(Q)mkdir -p $(@D)
 	$(Q)clang $(FUZZ_CFLAGS) -o $@ $^ $(FUZZ_LIBS)
 
+$(BUILDDIR)/fuzz/fuzz_etcd_codec: tests/fuzz/fuzz_etcd_codec.c pkg/etcd_codec.c
+	$(call msg,FUZZ,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)clang $(FUZZ_CFLAGS) -o $@ $^ $(FUZZ_LIBS)
+
 FUZZERS := $(BUILDDIR)/fuzz/fuzz_parsers $(BUILDDIR)/fuzz/fuzz_pjson \
-	$(BUILDDIR)/fuzz/fuzz_wg_genl $(BUILDDIR)/fuzz/fuzz_promtext
+	$(BUILDDIR)/fuzz/fuzz_wg_genl $(BUILDDIR)/fuzz/fuzz_promtext \
+	$(BUILDDIR)/fuzz/fuzz_etcd_codec
 
 fuzz: $(FUZZERS) ## Run each libFuzzer harness for FUZZ_SECONDS (default 15)
 	$(Q)for f in $(FUZZERS); do \
