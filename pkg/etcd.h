@@ -1,6 +1,7 @@
 /*
  * A client of etcd v3 over its JSON gateway (etcd >= 3.4: POST /v3/kv/range,
- * /v3/kv/put, /v3/kv/deleterange, /v3/kv/txn, /v3/kv/compaction and the
+ * /v3/kv/put, /v3/kv/deleterange, /v3/kv/txn, /v3/kv/compaction,
+ * /v3/lease/grant, /v3/lease/keepalive, /v3/kv/lease/revoke and the
  * streaming /v3/watch), on libcurl and jansson.
  *
  * Wire contract (checked against etcd 3.4.23): keys and values travel as
@@ -149,6 +150,7 @@ struct etcd_op {
 	const char *key, *range_end; /* range_end: RANGE and DELETE */
 	const void *value;           /* PUT */
 	size_t value_len;
+	int64_t lease;               /* PUT: attach to this lease, 0: none */
 	int64_t limit;               /* RANGE */
 };
 
@@ -176,6 +178,17 @@ struct etcd_txn_result {
  * initialized. At most 128 compares and 128 ops per branch (etcd's limit). */
 int etcd_txn(struct etcd *e, const struct etcd_txn *t, struct etcd_txn_result *out);
 void etcd_txn_result_free(struct etcd_txn_result *r); /* contents only */
+
+/* --- leases: keys put with a lease (struct etcd_op.lease, in a txn) go
+ * when it expires, ttl seconds after the last keepalive, or is revoked. */
+
+/* *id: the new lease; *granted_ttl (may be NULL): its TTL in seconds. */
+int etcd_lease_grant(struct etcd *e, int64_t ttl, int64_t *id, int64_t *granted_ttl);
+/* Renews once: 0 with *ttl (may be NULL), -ENOENT when it has expired or
+ * was revoked. Safe to retry on another endpoint. */
+int etcd_lease_keepalive(struct etcd *e, int64_t id, int64_t *ttl);
+/* Revokes it and deletes its keys: 0, -ENOENT when it is gone already. */
+int etcd_lease_revoke(struct etcd *e, int64_t id);
 
 /* --- watch: a stream of changes on its own thread. */
 

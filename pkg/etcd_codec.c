@@ -243,6 +243,44 @@ int etcd_codec_delete_resp(const char *buf, size_t len, int64_t *revision,
 	return ret;
 }
 
+int etcd_codec_lease_grant_resp(const char *buf, size_t len, int64_t *id, int64_t *ttl)
+{
+	json_t *o = codec_load(buf, len);
+	int ret;
+
+	if (!o)
+		return -EPROTO;
+	ret = codec_header(o, NULL);
+	if (!ret)
+		ret = codec_get_i64(o, "ID", id);
+	if (!ret)
+		ret = codec_get_i64(o, "TTL", ttl);
+	if (!ret && (!*id || !*ttl))
+		ret = -EPROTO;
+	json_decref(o);
+	return ret;
+}
+
+int etcd_codec_lease_keepalive_resp(const char *buf, size_t len, int64_t *id, int64_t *ttl)
+{
+	json_t *o = codec_load(buf, len);
+	const json_t *r;
+	int ret = -EPROTO;
+
+	if (!o)
+		return ret;
+	r = json_object_get(o, "result");
+	if (json_is_object(r)) {
+		ret = codec_header(r, NULL);
+		if (!ret)
+			ret = codec_get_i64(r, "ID", id);
+		if (!ret)
+			ret = codec_get_i64(r, "TTL", ttl);
+	}
+	json_decref(o);
+	return ret;
+}
+
 void etcd_txn_result_free(struct etcd_txn_result *r)
 {
 	if (!r)

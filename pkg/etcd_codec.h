@@ -29,6 +29,9 @@ char *etcd_codec_delete_req(const char *key, const char *range_end);
 char *etcd_codec_txn_req(const struct etcd_txn *t);
 char *etcd_codec_compact_req(int64_t revision);
 char *etcd_codec_watch_req(const char *key, const char *range_end, int64_t start_revision);
+char *etcd_codec_lease_grant_req(int64_t ttl);
+/* {"ID":..}: keepalive and revoke. */
+char *etcd_codec_lease_id_req(int64_t id);
 
 /* 0 or -EPROTO. Outputs may be NULL where they are pointers to numbers. */
 int etcd_codec_range_resp(const char *buf, size_t len, struct etcd_kvs *out,
@@ -38,6 +41,10 @@ int etcd_codec_header_resp(const char *buf, size_t len, int64_t *revision);
 int etcd_codec_delete_resp(const char *buf, size_t len, int64_t *revision,
 			   int64_t *deleted);
 int etcd_codec_txn_resp(const char *buf, size_t len, struct etcd_txn_result *out);
+int etcd_codec_lease_grant_resp(const char *buf, size_t len, int64_t *id, int64_t *ttl);
+/* {"result":{"header":..,"ID":..,"TTL":..}}; TTL 0 (left out) for a lease
+ * that is gone. */
+int etcd_codec_lease_keepalive_resp(const char *buf, size_t len, int64_t *id, int64_t *ttl);
 
 /* One message of the watch stream. */
 struct etcd_codec_watch {

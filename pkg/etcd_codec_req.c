@@ -112,7 +112,8 @@ char *etcd_codec_range_req(const struct etcd_range_req *r)
 	return codec_dump(o, ret);
 }
 
-static json_t *codec_put_obj(const char *key, const void *value, size_t len, int *ret)
+static json_t *codec_put_obj(const char *key, const void *value, size_t len, int64_t lease,
+			     int *ret)
 {
 	json_t *o = json_object();
 
@@ -120,13 +121,15 @@ static json_t *codec_put_obj(const char *key, const void *value, size_t len, int
 	if (!o)
 		return NULL;
 	*ret = -EINVAL;
-	if (!value && len)
+	if ((!value && len) || lease < 0)
 		goto err;
 	*ret = codec_set_range(o, key, NULL);
 	if (*ret)
 		goto err;
 	*ret = -ENOMEM;
 	if (json_object_set_new(o, "value", codec_b64(value ? value : "", len)) < 0)
+		goto err;
+	if (lease && json_object_set_new(o, "lease", codec_i64(lease)) < 0)
 		goto err;
 	*ret = 0;
 	return o;
@@ -138,7 +141,7 @@ err:
 char *etcd_codec_put_req(const char *key, const void *value, size_t len)
 {
 	int ret;
-	json_t *o = codec_put_obj(key, value, len, &ret);
+	json_t *o = codec_put_obj(key, value, len, 0, &ret);
 
 	return codec_dump(o, ret);
 }
@@ -166,20 +169,6 @@ char *etcd_codec_delete_req(const char *key, const char *range_end)
 	return codec_dump(o, ret);
 }
 
-char *etcd_codec_compact_req(int64_t revision)
-{
-	json_t *o;
-	int ret = -EINVAL;
-
-	if (revision <= 0) {
-		errno = EINVAL;
-		return NULL;
-	}
-	o = json_object();
-	if (o)
-		ret = json_object_set_new(o, "revision", codec_i64(revision)) < 0 ? -ENOMEM : 0;
-	return codec_dump(o, ret);
-}
 
 char *etcd_codec_watch_req(const char *key, const char *range_end, int64_t start_revision)
 {
@@ -204,6 +193,37 @@ char *etcd_codec_watch_req(const char *key, const char *range_end, int64_t start
 out:
 	json_decref(c);
 	return codec_dump(o, ret);
+}
+
+/* {"<name>":"<v>"} with v > 0 */
+static char *codec_one_number(const char *name, int64_t v)
+{
+	json_t *o;
+	int ret = -EINVAL;
+
+	if (v <= 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	o = json_object();
+	if (o)
+		ret = json_object_set_new(o, name, codec_i64(v)) < 0 ? -ENOMEM : 0;
+	return codec_dump(o, ret);
+}
+
+char *etcd_codec_compact_req(int64_t revision)
+{
+	return codec_one_number("revision", revision);
+}
+
+char *etcd_codec_lease_grant_req(int64_t ttl)
+{
+	return codec_one_number("TTL", ttl);
+}
+
+char *etcd_codec_lease_id_req(int64_t id)
+{
+	return codec_one_number("ID", id);
 }
 
 static json_t *codec_cmp_obj(const struct etcd_cmp *c, int *ret)
@@ -257,7 +277,7 @@ static json_t *codec_op_obj(const struct etcd_op *op, int *ret)
 		break;
 	case ETCD_OP_PUT:
 		name = "request_put";
-		inner = codec_put_obj(op->key, op->value, op->value_len, ret);
+		inner = codec_put_obj(op->key, op->value, op->value_len, op->lease, ret);
 		break;
 	case ETCD_OP_DELETE:
 		name = "request_delete_range";

@@ -630,6 +630,58 @@ static void scenario_compaction(const char *endpoints)
 	etcd_free(e);
 }
 
+static bool key_absent(struct etcd *e, const char *key)
+{
+	struct etcd_kv kv;
+	int ret = etcd_get(e, key, &kv, NULL);
+
+	etcd_kv_free(&kv);
+	return ret == -ENOENT;
+}
+
+static void scenario_lease(const char *endpoints)
+{
+	struct etcd *e = client(endpoints);
+	struct etcd_op put = { .type = ETCD_OP_PUT, .key = "/t/lease/a", .value = "x", .value_len = 1 };
+	struct etcd_txn t = { .success = &put, .n_success = 1 };
+	struct etcd_txn_result res;
+	struct etcd_kv kv;
+	int64_t id = 0, ttl = 0, deadline;
+	int ret;
+
+	ret = etcd_lease_grant(e, 30, &id, &ttl);
+	CHECK(ret == 0 && id > 0 && ttl == 30, "lease granted (id %" PRId64 ", ttl %" PRId64 ")", id,
+	      ttl);
+	put.lease = id;
+	ret = etcd_txn(e, &t, &res);
+	CHECK(ret == 0 && res.succeeded, "a key put with the lease");
+	etcd_txn_result_free(&res);
+	ret = etcd_get(e, "/t/lease/a", &kv, NULL);
+	CHECK(ret == 0 && kv.lease == id, "the key carries the lease");
+	etcd_kv_free(&kv);
+	ttl = 0;
+	ret = etcd_lease_keepalive(e, id, &ttl);
+	CHECK(ret == 0 && ttl == 30, "keepalive renews it (ttl %" PRId64 ", %d)", ttl, ret);
+	ret = etcd_lease_revoke(e, id);
+	CHECK(ret == 0 && key_absent(e, "/t/lease/a"), "revoked: its key is gone (%d)", ret);
+	ret = etcd_lease_keepalive(e, id, &ttl);
+	CHECK(ret == -ENOENT, "keepalive of a revoked lease: -ENOENT (%d)", ret);
+	ret = etcd_lease_revoke(e, id);
+	CHECK(ret == -ENOENT, "revoking it again: -ENOENT (%d)", ret);
+
+	/* Expiry: no keepalive, the key goes after the TTL (polled, bounded). */
+	etcd_lease_grant(e, 1, &id, NULL);
+	put.lease = id;
+	etcd_txn(e, &t, &res);
+	etcd_txn_result_free(&res);
+	CHECK(!key_absent(e, "/t/lease/a"), "a key on a 1 s lease");
+	deadline = now_ms() + 10000;
+	while (!key_absent(e, "/t/lease/a") && now_ms() < deadline)
+		usleep(100 * 1000);
+	CHECK(key_absent(e, "/t/lease/a"), "gone once the lease expired");
+	etcd_free(e);
+}
+
 /* A listener that never accepts: connections complete, answers never come. */
 static int hung_listener(int *port)
 {
@@ -761,6 +813,8 @@ int main(int argc, char **argv)
 		scenario_watch(argv[2]);
 	else if (!strcmp(argv[1], "watch-failover") && argc == 4)
 		scenario_watch_failover(argv[2], (pid_t)atoi(argv[3]));
+	else if (!strcmp(argv[1], "lease"))
+		scenario_lease(argv[2]);
 	else if (!strcmp(argv[1], "dead-first"))
 		scenario_dead_first(argv[2]);
 	else if (!strcmp(argv[1], "compaction"))

@@ -52,6 +52,7 @@ t_ok "claim-if-absent from two clients: one winner per subnet" check claim "$EPS
 t_ok "compare-and-swap on mod_revision from three clients" check cas "$EPS"
 t_ok "watch: ordered events with revisions, transactions in one batch" check watch "$EPS"
 t_ok "compaction: range -ESTALE, the watch told" check compaction "$EPS"
+t_ok "leases: grant, keepalive, revoke, expiry" check lease "$EPS"
 t_ok "watch survives the death of its member: nothing lost or repeated" \
 	check watch-failover "$EPS" "$T_PID_m1"
 # Killed by etcd_check, so a zombie of ours until reaped.

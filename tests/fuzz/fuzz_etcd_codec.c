@@ -1,6 +1,6 @@
 /*
- * libFuzzer harness for the decoders of etcd's JSON answers and watch
- * messages (pkg/etcd_codec.c): whatever the bytes, no crash, no leak, and a
+ * libFuzzer harness for the decoders of etcd's JSON answers, lease answers
+ * and watch messages (pkg/etcd_codec.c): whatever the bytes, no crash, no leak, and a
  * refused input leaves its output empty. `make fuzz` builds and runs it.
  */
 #include <errno.h>
@@ -44,6 +44,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	etcd_codec_delete_resp(buf, size, &rev, &deleted);
 	etcd_codec_header_resp(buf, size, &rev);
+	etcd_codec_lease_grant_resp(buf, size, &rev, &deleted);
+	etcd_codec_lease_keepalive_resp(buf, size, &rev, &deleted);
 	etcd_codec_error(buf, size, &code, msg, sizeof(msg));
 	return 0;
 }

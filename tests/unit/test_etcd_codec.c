@@ -403,6 +403,52 @@ static void test_error(void **state)
 	assert_int_equal(etcd_codec_error(NULL, 0, &code, NULL, 0), -EPROTO);
 }
 
+static void test_lease(void **state)
+{
+	const char *grant = "{" HDR ",\"ID\":\"7668682611188774406\",\"TTL\":\"10\"}";
+	const char *alive = "{\"result\":{" HDR ",\"ID\":\"7668682611188774408\",\"TTL\":\"10\"}}";
+	const char *gone = "{\"result\":{" HDR ",\"ID\":\"7668682611188774408\"}}";
+	struct etcd_op op = { .type = ETCD_OP_PUT, .key = "k", .value = "v", .value_len = 1,
+			      .lease = 7668682611188774406LL };
+	struct etcd_txn t = { .success = &op, .n_success = 1 };
+	int64_t id = 0, ttl = 0;
+	char *s;
+	json_t *j;
+
+	s = etcd_codec_lease_grant_req(10);
+	j = load(s);
+	assert_string_equal(sget(j, "TTL"), "10");
+	json_decref(j);
+	free(s);
+	s = etcd_codec_lease_id_req(7668682611188774408LL);
+	j = load(s);
+	assert_string_equal(sget(j, "ID"), "7668682611188774408");
+	json_decref(j);
+	free(s);
+	assert_null(etcd_codec_lease_grant_req(0));
+	assert_null(etcd_codec_lease_id_req(-1));
+	s = etcd_codec_txn_req(&t);
+	j = load(s);
+	assert_string_equal(sget(json_array_get(json_object_get(j, "success"), 0), "request_put.lease"),
+			    "7668682611188774406");
+	json_decref(j);
+	free(s);
+
+	assert_int_equal(etcd_codec_lease_grant_resp(grant, strlen(grant), &id, &ttl), 0);
+	assert_int_equal(id, 7668682611188774406LL);
+	assert_int_equal(ttl, 10);
+	/* a grant without an ID is no grant */
+	assert_int_equal(etcd_codec_lease_grant_resp("{" HDR ",\"TTL\":\"10\"}",
+						     strlen("{" HDR ",\"TTL\":\"10\"}"), &id, &ttl),
+			 -EPROTO);
+	assert_int_equal(etcd_codec_lease_keepalive_resp(alive, strlen(alive), &id, &ttl), 0);
+	assert_int_equal(id, 7668682611188774408LL);
+	assert_int_equal(ttl, 10);
+	assert_int_equal(etcd_codec_lease_keepalive_resp(gone, strlen(gone), &id, &ttl), 0);
+	assert_int_equal(ttl, 0);
+	assert_int_equal(etcd_codec_lease_keepalive_resp(grant, strlen(grant), &id, &ttl), -EPROTO);
+}
+
 static void test_prefix_end(void **state)
 {
 	char *s;
@@ -436,6 +482,7 @@ int main(void)
 		cmocka_unit_test(test_txn_resp),
 		cmocka_unit_test(test_watch_msg),
 		cmocka_unit_test(test_error),
+		cmocka_unit_test(test_lease),
 		cmocka_unit_test(test_prefix_end),
 	};
 
