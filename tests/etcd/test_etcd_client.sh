@@ -1,7 +1,7 @@
 #!/bin/bash
 # pkg/etcd against a real etcd (Debian's etcd-server): a 3-member cluster on
 # loopback inside a namespace of our own, then one TLS member, with
-# tests/etcd/etcd_check.c (built here, sanitized, against libwgcni.a)
+# tests/etcd/etcd_check*.c (built here, sanitized, against libwgcni.a)
 # running each scenario. Needs `make sanitized`.
 . "$(dirname "$0")/../lib.sh"
 
@@ -19,8 +19,9 @@ CHECK="$T_TMP/etcd_check"
 PKGS="libcurl jansson libsodium"
 pp cc -std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 	-fno-sanitize-recover=undefined -Wall -Wextra -Wno-unused-parameter \
+	-Wstrict-prototypes -Wmissing-prototypes -Wshadow -Wformat=2 \
 	-I"$T_ROOT/pkg" $(pkg-config --cflags $PKGS) -o "$CHECK" \
-	"$T_ROOT/tests/etcd/etcd_check.c" "$LIB" $(pkg-config --libs $PKGS) -lpthread
+	"$T_ROOT/tests/etcd/etcd_check.c" "$T_ROOT/tests/etcd/etcd_check_fail.c" "$LIB" $(pkg-config --libs $PKGS) -lpthread
 
 t_netns_add etcd
 
@@ -62,6 +63,8 @@ t_ok "the first endpoint dead: calls fail over" check dead-first "$EPS"
 t_ok "bad endpoints refused; all down: a clear error in bounded time" \
 	check down "http://127.0.0.1:12379,http://127.0.0.1:22379" \
 	"http://127.0.0.1:2379,http://127.0.0.1:9,http://127.0.0.1:10"
+t_ok "no quorum: the watch breaks off (hasleader), writes fail in bounded time" \
+	check no-leader http://127.0.0.1:22379 "$T_PID_m2"
 
 # TLS: a CA, a server certificate for 127.0.0.1, a client certificate.
 P="$T_TMP/pki"
