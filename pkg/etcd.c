@@ -198,6 +198,7 @@ static int etcd_check_file(const char *what, const char *path)
 struct etcd *etcd_new(const struct etcd_config *cfg)
 {
 	const char *s, *comma;
+	struct curl_slist *h;
 	struct etcd *e;
 	int ret;
 
@@ -242,10 +243,12 @@ struct etcd *etcd_new(const struct etcd_config *cfg)
 	    (cfg->key_file && !(e->key_file = strdup(cfg->key_file))))
 		goto err_free;
 	e->headers = curl_slist_append(NULL, "Content-Type: application/json");
-	if (e->headers)
-		e->headers = curl_slist_append(e->headers, "Expect:");
 	if (!e->headers)
 		goto err_free;
+	h = curl_slist_append(e->headers, "Expect:"); /* no 100-continue round trip */
+	if (!h)
+		goto err_free;
+	e->headers = h;
 	return e;
 
 err_endpoints:
@@ -396,6 +399,13 @@ static int etcd_request(struct etcd *e, const char *path, char *body, bool write
 		if (atomic_load(&e->cancelled)) {
 			ret = -ECANCELED;
 			break;
+		}
+		/* An endpoint that failed as a transport is not where the next
+		 * call starts, even when this write may not move on. */
+		if (etcd_may_fail_over(ret, false, false)) {
+			size_t cur = i;
+
+			atomic_compare_exchange_strong(&e->current, &cur, (i + 1) % e->n_endpoints);
 		}
 		if (!etcd_may_fail_over(ret, write, sent))
 			break;
