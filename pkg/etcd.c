@@ -10,12 +10,6 @@
 #include <string.h>
 #include <unistd.h>
 
-struct etcd_buf {
-	char *data;
-	size_t len, cap;
-	bool too_big;
-};
-
 static size_t etcd_write(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
 	struct etcd_buf *b = userdata;
@@ -366,9 +360,7 @@ static int etcd_perform(struct etcd *e, CURL *h, size_t i, const char *path,
 	return ret;
 }
 
-/* POST body to path, failing over; the answer in *b on success. Takes
- * ownership of body (NULL: the encoder failed, errno says why). */
-static int etcd_request(struct etcd *e, const char *path, char *body, bool write,
+int etcd_request(struct etcd *e, const char *path, char *body, bool write,
 			struct etcd_buf *b)
 {
 	size_t start, i = 0, k;
@@ -548,67 +540,6 @@ int etcd_txn(struct etcd *e, const struct etcd_txn *t, struct etcd_txn_result *o
 	ret = etcd_request(e, "/v3/kv/txn", etcd_codec_txn_req(t), true, &b);
 	if (!ret)
 		ret = etcd_codec_txn_resp(b.data, b.len, out);
-	free(b.data);
-	return ret;
-}
-
-int etcd_lease_grant(struct etcd *e, int64_t ttl, int64_t *id, int64_t *granted_ttl)
-{
-	struct etcd_buf b;
-	int64_t got_id = 0, got_ttl = 0;
-	int ret;
-
-	*id = 0;
-	if (!e)
-		return -EINVAL;
-	/* A grant retried elsewhere at worst leaves a lease that expires. */
-	ret = etcd_request(e, "/v3/lease/grant", etcd_codec_lease_grant_req(ttl), true, &b);
-	if (!ret)
-		ret = etcd_codec_lease_grant_resp(b.data, b.len, &got_id, &got_ttl);
-	if (!ret) {
-		*id = got_id;
-		if (granted_ttl)
-			*granted_ttl = got_ttl;
-	}
-	free(b.data);
-	return ret;
-}
-
-int etcd_lease_keepalive(struct etcd *e, int64_t id, int64_t *ttl)
-{
-	struct etcd_buf b;
-	int64_t got_id = 0, got_ttl = 0;
-	int code, ret;
-
-	if (!e)
-		return -EINVAL;
-	/* One message on the gateway's keepalive stream, which then ends;
-	 * renewing twice is harmless, so it fails over like a read. */
-	ret = etcd_request(e, "/v3/lease/keepalive", etcd_codec_lease_id_req(id), false, &b);
-	if (!ret && etcd_codec_error(b.data, b.len, &code, NULL, 0) == 0 && code)
-		ret = etcd_errno(CURLE_OK, 500, b.data, b.len); /* the stream's error form */
-	else if (!ret)
-		ret = etcd_codec_lease_keepalive_resp(b.data, b.len, &got_id, &got_ttl);
-	if (!ret && got_id != id)
-		ret = -EPROTO;
-	if (!ret && !got_ttl)
-		ret = -ENOENT;
-	if (!ret && ttl)
-		*ttl = got_ttl;
-	free(b.data);
-	return ret;
-}
-
-int etcd_lease_revoke(struct etcd *e, int64_t id)
-{
-	struct etcd_buf b;
-	int ret;
-
-	if (!e)
-		return -EINVAL;
-	ret = etcd_request(e, "/v3/kv/lease/revoke", etcd_codec_lease_id_req(id), true, &b);
-	if (!ret)
-		ret = etcd_codec_header_resp(b.data, b.len, NULL);
 	free(b.data);
 	return ret;
 }

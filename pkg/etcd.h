@@ -41,7 +41,7 @@
  *
  * Files: etcd.c the client, failover and error translation; etcd_codec.h
  * the pure JSON (unit-tested without etcd): etcd_codec_req.c requests,
- * etcd_codec.c answers; etcd_watch.c the watch stream.
+ * etcd_codec.c answers; etcd_lease.c leases; etcd_watch.c the watch stream.
  */
 #ifndef WGCNI_ETCD_H
 #define WGCNI_ETCD_H
