@@ -15,7 +15,8 @@
  * etcd_prefix_end() computes the end of a prefix.
  *
  * Failover: the endpoints are tried in turn from the last one that
- * answered. A read moves on after any transport failure or an "unavailable"
+ * answered (one that failed as a transport is never where the next call
+ * starts). A read moves on after any transport failure or an "unavailable"
  * answer; a write (put, delete, txn) only when it cannot have reached etcd
  * (no byte sent) or etcd refused it unprocessed ("no leader"), so it is
  * never applied twice. A write whose fate is unknown (timeout or reset
@@ -34,6 +35,8 @@
  *   -EPROTO        an answer we cannot decode (never trusted partially)
  *   -EMSGSIZE      an answer over 64 MiB
  *   -ECANCELED     etcd_cancel() was called
+ *   -ENOENT        etcd_get: no such key; leases: gone
+ *   -ENOTSUP, -EEXIST, -EREMOTEIO  other etcd errors (unimplemented, exists, internal)
  *
  * Threads: a struct etcd may be used from several threads at once (each
  * call takes its own connection from a small pool). Values are never
