@@ -194,9 +194,14 @@ $(BUILDDIR)/fuzz/fuzz_cni_conf: tests/fuzz/fuzz_cni_conf.c cni/conf.c cni/result
 	$(Q)mkdir -p $(@D)
 	$(Q)clang $(FUZZ_CFLAGS) -Icni $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null) -o $@ $^ $(LDLIBS)
 
+$(BUILDDIR)/fuzz/fuzz_etcd_codec: tests/fuzz/fuzz_etcd_codec.c pkg/etcd_codec.c
+	$(call msg,FUZZ,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)clang $(FUZZ_CFLAGS) -o $@ $^ $(FUZZ_LIBS)
+
 FUZZERS := $(BUILDDIR)/fuzz/fuzz_parsers $(BUILDDIR)/fuzz/fuzz_pjson \
 	$(BUILDDIR)/fuzz/fuzz_wg_genl $(BUILDDIR)/fuzz/fuzz_promtext \
-	$(BUILDDIR)/fuzz/fuzz_cni_conf
+	$(BUILDDIR)/fuzz/fuzz_cni_conf $(BUILDDIR)/fuzz/fuzz_etcd_codec
 
 fuzz: $(FUZZERS) ## Run each libFuzzer harness for FUZZ_SECONDS (default 15)
 	$(Q)for f in $(FUZZERS); do \
