@@ -95,41 +95,41 @@ static void test_unsupported_versions(void **state)
 {
 	refused("{\"name\": \"n\", \"type\": \"wgcni\"}", CNI_ERR_INCOMPATIBLE_VERSION,
 		-EPROTONOSUPPORT, "no cniVersion");
-	refused("{\"cniVersion\": \"0.2.0\", \"type\": \"wgcni\"}",
+	refused("{\"cniVersion\": \"0.2.0\", \"name\": \"n\", \"type\": \"wgcni\"}",
 		CNI_ERR_INCOMPATIBLE_VERSION, -EPROTONOSUPPORT, "`0.2.0'");
-	refused("{\"cniVersion\": \"0.1.0\", \"type\": \"wgcni\"}",
+	refused("{\"cniVersion\": \"0.1.0\", \"name\": \"n\", \"type\": \"wgcni\"}",
 		CNI_ERR_INCOMPATIBLE_VERSION, -EPROTONOSUPPORT, "`0.1.0'");
-	refused("{\"cniVersion\": \"1.2.0\", \"type\": \"wgcni\"}",
+	refused("{\"cniVersion\": \"1.2.0\", \"name\": \"n\", \"type\": \"wgcni\"}",
 		CNI_ERR_INCOMPATIBLE_VERSION, -EPROTONOSUPPORT, "`1.2.0'");
-	refused("{\"cniVersion\": \"1.0\", \"type\": \"wgcni\"}",
+	refused("{\"cniVersion\": \"1.0\", \"name\": \"n\", \"type\": \"wgcni\"}",
 		CNI_ERR_INCOMPATIBLE_VERSION, -EPROTONOSUPPORT, NULL);
-	refused("{\"cniVersion\": \"\", \"type\": \"wgcni\"}",
+	refused("{\"cniVersion\": \"\", \"name\": \"n\", \"type\": \"wgcni\"}",
 		CNI_ERR_INCOMPATIBLE_VERSION, -EPROTONOSUPPORT, NULL);
 	/* The version is checked first: an unknown field does not hide it. */
-	refused("{\"cniVersion\": \"9.9.9\", \"bogus\": 1, \"type\": \"wgcni\"}",
+	refused("{\"cniVersion\": \"9.9.9\", \"bogus\": 1, \"name\": \"n\", \"type\": \"wgcni\"}",
 		CNI_ERR_INCOMPATIBLE_VERSION, -EPROTONOSUPPORT, NULL);
-	refused("{\"cniVersion\": 1.0, \"type\": \"wgcni\"}", CNI_ERR_INVALID_CONFIG,
+	refused("{\"cniVersion\": 1.0, \"name\": \"n\", \"type\": \"wgcni\"}", CNI_ERR_INVALID_CONFIG,
 		-EINVAL, "`cniVersion' must be a string");
 }
 
 static void test_malformed(void **state)
 {
 	refused("", CNI_ERR_DECODE, -EBADMSG, NULL);
-	refused("{\"cniVersion\": \"1.0.0\", \"type\": \"wgcni\"", CNI_ERR_DECODE, -EBADMSG,
+	refused("{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"type\": \"wgcni\"", CNI_ERR_DECODE, -EBADMSG,
 		"line 1");
 	refused("[\"cniVersion\", \"1.0.0\"]", CNI_ERR_DECODE, -EBADMSG, "not a JSON object");
 	refused("\"wgcni\"", CNI_ERR_DECODE, -EBADMSG, NULL);
 	refused("null", CNI_ERR_DECODE, -EBADMSG, NULL);
 	/* Two values for one key: which one a runtime meant is unknowable. */
-	refused("{\"cniVersion\": \"1.0.0\", \"type\": \"wgcni\", \"mtu\": 1400, \"mtu\": 1300}",
+	refused("{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"type\": \"wgcni\", \"mtu\": 1400, \"mtu\": 1300}",
 		CNI_ERR_DECODE, -EBADMSG, NULL);
-	refused("{\"cniVersion\": \"1.0.0\", \"type\": \"wgcni\"} trailing", CNI_ERR_DECODE,
+	refused("{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"type\": \"wgcni\"} trailing", CNI_ERR_DECODE,
 		-EBADMSG, NULL);
 }
 
 static void test_length_is_honoured(void **state)
 {
-	static const char s[] = "{\"cniVersion\": \"1.0.0\", \"type\": \"wgcni\"}garbage";
+	static const char s[] = "{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"type\": \"wgcni\"}garbage";
 	struct cni_conf c;
 	struct cni_err e = { 0 };
 
@@ -177,27 +177,27 @@ static void test_runtime_keys(void **state)
 	assert_null(c.valid_attachments);
 	cni_conf_free(&c);
 
-	refused("{\"cniVersion\": \"1.0.0\", \"type\": \"wgcni\", \"runtimeConfig\": []}",
+	refused("{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"type\": \"wgcni\", \"runtimeConfig\": []}",
 		CNI_ERR_INVALID_CONFIG, -EINVAL, "`runtimeConfig' must be an object");
-	refused("{\"cniVersion\": \"1.0.0\", \"type\": \"wgcni\", \"args\": \"x\"}",
+	refused("{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"type\": \"wgcni\", \"args\": \"x\"}",
 		CNI_ERR_INVALID_CONFIG, -EINVAL, "`args' must be an object");
-	refused("{\"cniVersion\": \"1.0.0\", \"type\": \"wgcni\", \"capabilities\": null}",
+	refused("{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"type\": \"wgcni\", \"capabilities\": null}",
 		CNI_ERR_INVALID_CONFIG, -EINVAL, "`capabilities' must be an object");
-	refused("{\"cniVersion\": \"1.0.0\", \"type\": \"wgcni\", \"dns\": [\"1.1.1.1\"]}",
+	refused("{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"type\": \"wgcni\", \"dns\": [\"1.1.1.1\"]}",
 		CNI_ERR_INVALID_CONFIG, -EINVAL, "`dns' must be an object");
 }
 
 static void test_unknown_fields(void **state)
 {
-	refused("{\"cniVersion\": \"1.0.0\", \"type\": \"wgcni\", \"mtU\": 1400}",
+	refused("{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"type\": \"wgcni\", \"mtU\": 1400}",
 		CNI_ERR_UNSUPPORTED_FIELD, -EINVAL, "`mtU'");
-	refused("{\"cniVersion\": \"1.0.0\", \"type\": \"wgcni\", \"plugins\": []}",
+	refused("{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"type\": \"wgcni\", \"plugins\": []}",
 		CNI_ERR_UNSUPPORTED_FIELD, -EINVAL, "`plugins'");
-	refused("{\"cniVersion\": \"1.0.0\", \"type\": \"wgcni\","
+	refused("{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"type\": \"wgcni\","
 		" \"ipam\": {\"type\": \"host-local\"}}",
 		CNI_ERR_UNSUPPORTED_FIELD, -EINVAL, "node manager");
 	/* "cni.dev" without the slash is not the reserved prefix. */
-	refused("{\"cniVersion\": \"1.0.0\", \"type\": \"wgcni\", \"cni.devx\": 1}",
+	refused("{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"type\": \"wgcni\", \"cni.devx\": 1}",
 		CNI_ERR_UNSUPPORTED_FIELD, -EINVAL, NULL);
 }
 
@@ -207,6 +207,11 @@ static void test_type_and_name(void **state)
 
 	refused("{\"cniVersion\": \"1.0.0\", \"name\": \"n\"}", CNI_ERR_INVALID_CONFIG, -EINVAL,
 		"missing field `type'");
+	/* The CNI spec requires a network name: refused up front, code 7. */
+	refused("{\"cniVersion\": \"1.0.0\", \"type\": \"wgcni\"}", CNI_ERR_INVALID_CONFIG,
+		-EINVAL, "missing field `name'");
+	refused("{\"cniVersion\": \"1.0.0\", \"type\": \"wgcni\", \"name\": \"\"}",
+		CNI_ERR_INVALID_CONFIG, -EINVAL, "is empty");
 	refused("{\"cniVersion\": \"1.0.0\", \"type\": \"\"}", CNI_ERR_INVALID_CONFIG, -EINVAL,
 		"`type'");
 	refused("{\"cniVersion\": \"1.0.0\", \"type\": 7}", CNI_ERR_INVALID_CONFIG, -EINVAL,
@@ -262,7 +267,7 @@ static void test_node_manager(void **state)
 		struct cni_conf c;
 
 		snprintf(buf, sizeof(buf),
-			 "{\"cniVersion\": \"1.0.0\", \"type\": \"wgcni\", \"nodeManager\": \"%s\"}",
+			 "{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"type\": \"wgcni\", \"nodeManager\": \"%s\"}",
 			 good[i]);
 		accepted(buf, &c);
 		assert_string_equal(c.node_manager, good[i]);
@@ -270,7 +275,7 @@ static void test_node_manager(void **state)
 	}
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		snprintf(buf, sizeof(buf),
-			 "{\"cniVersion\": \"1.0.0\", \"type\": \"wgcni\", \"nodeManager\": \"%s\"}",
+			 "{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"type\": \"wgcni\", \"nodeManager\": \"%s\"}",
 			 bad[i]);
 		refused(buf, CNI_ERR_INVALID_CONFIG, -EINVAL, bad[i]);
 	}
@@ -279,12 +284,12 @@ static void test_node_manager(void **state)
 	path[0] = '/';
 	path[108] = '\0';
 	snprintf(buf, sizeof(buf),
-		 "{\"cniVersion\": \"1.0.0\", \"type\": \"wgcni\", \"nodeManager\": \"unix://%s\"}",
+		 "{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"type\": \"wgcni\", \"nodeManager\": \"unix://%s\"}",
 		 path);
 	refused(buf, CNI_ERR_INVALID_CONFIG, -EINVAL, NULL);
 	path[107] = '\0';
 	snprintf(buf, sizeof(buf),
-		 "{\"cniVersion\": \"1.0.0\", \"type\": \"wgcni\", \"nodeManager\": \"unix://%s\"}",
+		 "{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"type\": \"wgcni\", \"nodeManager\": \"unix://%s\"}",
 		 path);
 	{
 		struct cni_conf c;
@@ -292,7 +297,7 @@ static void test_node_manager(void **state)
 		accepted(buf, &c);
 		cni_conf_free(&c);
 	}
-	refused("{\"cniVersion\": \"1.0.0\", \"type\": \"wgcni\", \"nodeManager\": 8080}",
+	refused("{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"type\": \"wgcni\", \"nodeManager\": 8080}",
 		CNI_ERR_INVALID_CONFIG, -EINVAL, "must be a string");
 }
 
@@ -315,7 +320,7 @@ static void test_mtu(void **state)
 		struct cni_conf c;
 
 		snprintf(buf, sizeof(buf),
-			 "{\"cniVersion\": \"1.0.0\", \"type\": \"wgcni\", \"mtu\": %s}", cases[i].v);
+			 "{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"type\": \"wgcni\", \"mtu\": %s}", cases[i].v);
 		if (cases[i].want) {
 			accepted(buf, &c);
 			assert_int_equal(c.mtu, cases[i].want);
@@ -343,25 +348,25 @@ static void test_backend(void **state)
 		struct cni_conf c;
 
 		snprintf(buf, sizeof(buf),
-			 "{\"cniVersion\": \"1.0.0\", \"type\": \"wgcni\", \"backend\": \"%s\"}",
+			 "{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"type\": \"wgcni\", \"backend\": \"%s\"}",
 			 good[i].name);
 		accepted(buf, &c);
 		assert_int_equal(c.backend, good[i].b);
 		assert_true(c.backend_set);
 		cni_conf_free(&c);
 	}
-	refused("{\"cniVersion\": \"1.0.0\", \"type\": \"wgcni\", \"backend\": \"wireguard-go\"}",
+	refused("{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"type\": \"wgcni\", \"backend\": \"wireguard-go\"}",
 		CNI_ERR_INVALID_CONFIG, -EINVAL, "`wireguard-go'");
-	refused("{\"cniVersion\": \"1.0.0\", \"type\": \"wgcni\", \"backend\": \"Kernel\"}",
+	refused("{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"type\": \"wgcni\", \"backend\": \"Kernel\"}",
 		CNI_ERR_INVALID_CONFIG, -EINVAL, NULL);
-	refused("{\"cniVersion\": \"1.0.0\", \"type\": \"wgcni\", \"backend\": \"\"}",
+	refused("{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"type\": \"wgcni\", \"backend\": \"\"}",
 		CNI_ERR_INVALID_CONFIG, -EINVAL, NULL);
-	refused("{\"cniVersion\": \"1.0.0\", \"type\": \"wgcni\", \"backend\": 1}",
+	refused("{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"type\": \"wgcni\", \"backend\": 1}",
 		CNI_ERR_INVALID_CONFIG, -EINVAL, "must be a string");
-	refused("{\"cniVersion\": \"1.0.0\", \"type\": \"wgcni\","
+	refused("{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"type\": \"wgcni\","
 		" \"userspaceImplementation\": \"\"}",
 		CNI_ERR_INVALID_CONFIG, -EINVAL, NULL);
-	refused("{\"cniVersion\": \"1.0.0\", \"type\": \"wgcni\","
+	refused("{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"type\": \"wgcni\","
 		" \"userspaceImplementation\": [\"/bin/wg-go\"]}",
 		CNI_ERR_INVALID_CONFIG, -EINVAL, "must be a string");
 }
@@ -379,18 +384,18 @@ static void test_prev_result(void **state)
 	assert_ptr_equal(c.prev_result, json_object_get(c.root, "prevResult"));
 	cni_conf_free(&c);
 
-	accepted("{\"cniVersion\": \"0.4.0\", \"type\": \"wgcni\", \"prevResult\": {}}", &c);
+	accepted("{\"cniVersion\": \"0.4.0\", \"name\": \"n\", \"type\": \"wgcni\", \"prevResult\": {}}", &c);
 	assert_true(json_is_object(c.prev_result));
 	cni_conf_free(&c);
 
-	refused("{\"cniVersion\": \"1.0.0\", \"type\": \"wgcni\", \"prevResult\": []}",
+	refused("{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"type\": \"wgcni\", \"prevResult\": []}",
 		CNI_ERR_INVALID_CONFIG, -EINVAL, "`prevResult' must be an object");
-	refused("{\"cniVersion\": \"1.0.0\", \"type\": \"wgcni\","
+	refused("{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"type\": \"wgcni\","
 		" \"prevResult\": {\"interfaces\": {\"name\": \"eth0\"}}}",
 		CNI_ERR_INVALID_CONFIG, -EINVAL, "`interfaces' must be an array");
-	refused("{\"cniVersion\": \"1.0.0\", \"type\": \"wgcni\", \"prevResult\": {\"ips\": \"x\"}}",
+	refused("{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"type\": \"wgcni\", \"prevResult\": {\"ips\": \"x\"}}",
 		CNI_ERR_INVALID_CONFIG, -EINVAL, "`ips' must be an array");
-	refused("{\"cniVersion\": \"1.0.0\", \"type\": \"wgcni\", \"prevResult\": {\"routes\": 1}}",
+	refused("{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"type\": \"wgcni\", \"prevResult\": {\"routes\": 1}}",
 		CNI_ERR_INVALID_CONFIG, -EINVAL, "`routes' must be an array");
 }
 
@@ -398,42 +403,42 @@ static void test_attachments(void **state)
 {
 	struct cni_conf c;
 
-	accepted("{\"cniVersion\": \"1.1.0\", \"type\": \"wgcni\","
+	accepted("{\"cniVersion\": \"1.1.0\", \"name\": \"n\", \"type\": \"wgcni\","
 		 " \"cni.dev/valid-attachments\": [{\"containerID\": \"c1\", \"ifname\": \"eth0\"}]}",
 		 &c);
 	assert_ptr_equal(c.valid_attachments,
 			 json_object_get(c.root, "cni.dev/valid-attachments"));
 	cni_conf_free(&c);
 
-	accepted("{\"cniVersion\": \"1.1.0\", \"type\": \"wgcni\", \"cni.dev/attachments\": []}",
+	accepted("{\"cniVersion\": \"1.1.0\", \"name\": \"n\", \"type\": \"wgcni\", \"cni.dev/attachments\": []}",
 		 &c);
 	assert_ptr_equal(c.valid_attachments, json_object_get(c.root, "cni.dev/attachments"));
 	cni_conf_free(&c);
 
 	/* The spec's name wins over the older one, in either order. */
-	accepted("{\"cniVersion\": \"1.1.0\", \"type\": \"wgcni\","
+	accepted("{\"cniVersion\": \"1.1.0\", \"name\": \"n\", \"type\": \"wgcni\","
 		 " \"cni.dev/attachments\": [], \"cni.dev/valid-attachments\": []}",
 		 &c);
 	assert_ptr_equal(c.valid_attachments,
 			 json_object_get(c.root, "cni.dev/valid-attachments"));
 	cni_conf_free(&c);
-	accepted("{\"cniVersion\": \"1.1.0\", \"type\": \"wgcni\","
+	accepted("{\"cniVersion\": \"1.1.0\", \"name\": \"n\", \"type\": \"wgcni\","
 		 " \"cni.dev/valid-attachments\": [], \"cni.dev/attachments\": []}",
 		 &c);
 	assert_ptr_equal(c.valid_attachments,
 			 json_object_get(c.root, "cni.dev/valid-attachments"));
 	cni_conf_free(&c);
 
-	refused("{\"cniVersion\": \"1.1.0\", \"type\": \"wgcni\", \"cni.dev/valid-attachments\": {}}",
+	refused("{\"cniVersion\": \"1.1.0\", \"name\": \"n\", \"type\": \"wgcni\", \"cni.dev/valid-attachments\": {}}",
 		CNI_ERR_INVALID_CONFIG, -EINVAL, "must be an array");
-	refused("{\"cniVersion\": \"1.1.0\", \"type\": \"wgcni\","
+	refused("{\"cniVersion\": \"1.1.0\", \"name\": \"n\", \"type\": \"wgcni\","
 		" \"cni.dev/valid-attachments\": [{\"containerID\": \"c1\", \"ifname\": \"eth0\"},"
 		" {\"containerID\": \"c2\"}]}",
 		CNI_ERR_INVALID_CONFIG, -EINVAL, "[1]");
-	refused("{\"cniVersion\": \"1.1.0\", \"type\": \"wgcni\","
+	refused("{\"cniVersion\": \"1.1.0\", \"name\": \"n\", \"type\": \"wgcni\","
 		" \"cni.dev/attachments\": [{\"containerID\": 1, \"ifname\": \"eth0\"}]}",
 		CNI_ERR_INVALID_CONFIG, -EINVAL, "[0]");
-	refused("{\"cniVersion\": \"1.1.0\", \"type\": \"wgcni\", \"cni.dev/attachments\": [\"c1\"]}",
+	refused("{\"cniVersion\": \"1.1.0\", \"name\": \"n\", \"type\": \"wgcni\", \"cni.dev/attachments\": [\"c1\"]}",
 		CNI_ERR_INVALID_CONFIG, -EINVAL, NULL);
 }
 

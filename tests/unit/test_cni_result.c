@@ -88,7 +88,7 @@ static void test_each_version(void **state)
 		struct cni_conf c;
 		json_t *res, *iface, *ip4, *ip6, *routes;
 
-		snprintf(buf, sizeof(buf), "{\"cniVersion\": \"%s\", \"type\": \"wgcni\"}",
+		snprintf(buf, sizeof(buf), "{\"cniVersion\": \"%s\", \"name\": \"n\", \"type\": \"wgcni\"}",
 			 versions[i].name);
 		conf_of(buf, &c);
 		res = build(&c, 1380, true, true, "10.100.3.1");
@@ -134,7 +134,7 @@ static void test_single_family(void **state)
 	struct cni_conf c;
 	json_t *res, *ip;
 
-	conf_of("{\"cniVersion\": \"1.0.0\", \"type\": \"wgcni\"}", &c);
+	conf_of("{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"type\": \"wgcni\"}", &c);
 	res = build(&c, 1420, true, false, NULL);
 	ip = json_array_get(arr(res, "ips", 1), 0);
 	assert_string_equal(str(ip, "address"), "10.100.3.7/32");
@@ -163,7 +163,7 @@ static void test_dns_from_conf(void **state)
 	struct cni_conf c;
 	json_t *res, *dns;
 
-	conf_of("{\"cniVersion\": \"1.1.0\", \"type\": \"wgcni\","
+	conf_of("{\"cniVersion\": \"1.1.0\", \"name\": \"n\", \"type\": \"wgcni\","
 		" \"dns\": {\"nameservers\": [\"10.96.0.10\"], \"search\": [\"svc\"]}}",
 		&c);
 	res = build(&c, 1420, true, true, NULL);
@@ -179,7 +179,7 @@ static void test_dns_from_conf(void **state)
 static void test_prev_result(void **state)
 {
 	static const char s[] =
-		"{\"cniVersion\": \"1.1.0\", \"type\": \"wgcni\","
+		"{\"cniVersion\": \"1.1.0\", \"name\": \"n\", \"type\": \"wgcni\","
 		" \"dns\": {\"nameservers\": [\"10.96.0.10\"]},"
 		" \"prevResult\": {\"cniVersion\": \"1.1.0\","
 		"  \"interfaces\": [{\"name\": \"veth0\", \"mac\": \"02:00:00:00:00:01\"},"
@@ -238,7 +238,7 @@ static void test_prev_result_version_converted(void **state)
 	json_t *res, *ip;
 
 	/* The result is in the configuration's version, whatever prevResult says. */
-	conf_of("{\"cniVersion\": \"0.4.0\", \"type\": \"wgcni\","
+	conf_of("{\"cniVersion\": \"0.4.0\", \"name\": \"n\", \"type\": \"wgcni\","
 		" \"prevResult\": {\"cniVersion\": \"0.3.1\", \"interfaces\": null}}",
 		&c);
 	res = build(&c, 1420, false, true, NULL);
