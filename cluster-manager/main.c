@@ -333,6 +333,7 @@ static struct connect_server *cm_server_new(struct cm_api *api, const char *toke
 		.token = token,
 		.metrics = cm_api_metrics,
 		.healthz = cm_api_healthz,
+		.after_run = cm_api_after_run,
 	};
 	struct connect_server *srv;
 	int ret;
@@ -448,7 +449,7 @@ int main(int argc, char **argv)
 		.cfg = { .childlen = { 24, 64 } },
 		.level = LOG_LEVEL_INFO,
 	};
-	struct cm_api api = { NULL, NULL, NULL };
+	struct cm_api api = { 0 };
 	struct sigaction sa;
 	char err[512], *token = NULL;
 	int ret, idx;

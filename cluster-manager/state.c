@@ -28,7 +28,15 @@ struct cm_state {
 	size_t n_cidrs;
 	struct cm_node **nodes; /* sorted by name */
 	size_t n_nodes, cap_nodes;
+	/* Every node in the order of its mod_revision, oldest first. */
+	struct cm_node *mod_first, *mod_last;
+	/* Deleted peers, oldest first (a name may appear twice). */
+	struct cm_tombstone *tombs;
+	size_t n_tombs, cap_tombs;
+	uint64_t floor; /* history kept for since_revision >= floor */
 	uint64_t revision;
+	bool in_batch; /* a transaction is open: changes not yet on disk */
+	uint64_t commits;
 	time_t last_flush;
 };
 
@@ -51,6 +59,17 @@ static const char *const cm_migrations[] = {
 	"  value INTEGER NOT NULL"
 	") WITHOUT ROWID;"
 	"INSERT INTO meta (key, value) VALUES ('revision', 0);",
+	/* 1 -> 2: the change history. Rows carry the revision of their last
+	 * change; deleted peers leave a tombstone. Nothing before the upgrade
+	 * is known, so the history starts at the current revision. */
+	"ALTER TABLE nodes ADD COLUMN mod_revision INTEGER NOT NULL DEFAULT 0;"
+	"UPDATE nodes SET mod_revision = (SELECT value FROM meta WHERE key = 'revision');"
+	"CREATE TABLE tombstones ("
+	"  name TEXT PRIMARY KEY NOT NULL,"
+	"  revision INTEGER NOT NULL"
+	") WITHOUT ROWID;"
+	"INSERT INTO meta (key, value) SELECT 'history_floor', value FROM meta"
+	"  WHERE key = 'revision';",
 };
 
 static int fam_number(enum cm_family fam)
@@ -105,16 +124,166 @@ static int cm_sql(struct cm_state *st, const char *sql, const char *types, ...)
 	return ret;
 }
 
-/* Ends a change's transaction: the stored revision moves with it, so a
- * restarted manager never answers an old revision for a new peer set. */
-static int cm_commit_change(struct cm_state *st)
+/*
+ * Group commit: the first change of a loop turn opens the transaction, each
+ * change is a savepoint in it (undone alone when it fails), and
+ * cm_state_commit writes them all with one fsync.
+ */
+static int cm_tx_begin(struct cm_state *st)
 {
 	int ret;
 
-	ret = cm_sql(st, "UPDATE meta SET value = value + 1 WHERE key = 'revision'", "");
-	if (ret)
-		return ret;
-	return db_commit(st->db);
+	if (!st->in_batch) {
+		ret = db_begin(st->db);
+		if (ret)
+			return ret;
+		st->in_batch = true;
+	}
+	return db_exec(st->db, "SAVEPOINT change");
+}
+
+static int cm_tx_end(struct cm_state *st)
+{
+	return db_exec(st->db, "RELEASE change");
+}
+
+static void cm_tx_undo(struct cm_state *st)
+{
+	if (db_exec(st->db, "ROLLBACK TO change") || db_exec(st->db, "RELEASE change"))
+		log_warnx("undoing a failed change failed", NULL);
+}
+
+bool cm_state_pending(const struct cm_state *st)
+{
+	return st->in_batch;
+}
+
+uint64_t cm_state_commits(const struct cm_state *st)
+{
+	return st->commits;
+}
+
+int cm_state_commit(struct cm_state *st)
+{
+	int ret;
+
+	if (!st->in_batch)
+		return 0;
+	/* The stored revision moves with the batch, so a restarted manager
+	 * never answers an old revision for a new peer set. */
+	ret = cm_sql(st, "UPDATE meta SET value = ? WHERE key = 'revision'", "i",
+		     (int64_t)st->revision);
+	if (!ret)
+		ret = cm_sql(st, "UPDATE meta SET value = ? WHERE key = 'history_floor'", "i",
+			     (int64_t)st->floor);
+	if (!ret)
+		ret = db_commit(st->db);
+	if (ret) {
+		log_warnx("committing changes failed", "err=\"%s\"", strerror(-ret));
+		db_rollback(st->db);
+	}
+	st->in_batch = false;
+	st->commits++;
+	return ret;
+}
+
+/* The node's row changed at a new revision: it moves to the end of the
+ * history. */
+static void cm_mod_unlink(struct cm_state *st, struct cm_node *node)
+{
+	if (node->mod_prev)
+		node->mod_prev->mod_next = node->mod_next;
+	else if (st->mod_first == node)
+		st->mod_first = node->mod_next;
+	if (node->mod_next)
+		node->mod_next->mod_prev = node->mod_prev;
+	else if (st->mod_last == node)
+		st->mod_last = node->mod_prev;
+	node->mod_prev = node->mod_next = NULL;
+}
+
+static void cm_mod_append(struct cm_state *st, struct cm_node *node)
+{
+	node->mod_prev = st->mod_last;
+	node->mod_next = NULL;
+	if (st->mod_last)
+		st->mod_last->mod_next = node;
+	else
+		st->mod_first = node;
+	st->mod_last = node;
+}
+
+static void cm_touch_mod(struct cm_state *st, struct cm_node *node, uint64_t rev)
+{
+	cm_mod_unlink(st, node);
+	node->mod_revision = rev;
+	cm_mod_append(st, node);
+}
+
+uint64_t cm_state_floor(const struct cm_state *st)
+{
+	return st->floor;
+}
+
+const struct cm_node *cm_state_last_changed(const struct cm_state *st)
+{
+	return st->mod_last;
+}
+
+const struct cm_tombstone *cm_state_tombstones(const struct cm_state *st, uint64_t since,
+					       size_t *n)
+{
+	size_t lo = 0, hi = st->n_tombs;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (st->tombs[mid].revision <= since)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*n = st->n_tombs - lo;
+	return st->tombs + lo;
+}
+
+static int cm_tomb_reserve(struct cm_state *st)
+{
+	struct cm_tombstone *t;
+	size_t cap;
+
+	if (st->n_tombs < st->cap_tombs)
+		return 0;
+	cap = st->cap_tombs ? st->cap_tombs * 2 : 64;
+	t = realloc(st->tombs, cap * sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	st->tombs = t;
+	st->cap_tombs = cap;
+	return 0;
+}
+
+/* Room must have been reserved (cm_tomb_reserve). */
+static void cm_tomb_push(struct cm_state *st, const char *name, uint64_t rev)
+{
+	struct cm_tombstone *t = &st->tombs[st->n_tombs++];
+
+	snprintf(t->name, sizeof(t->name), "%s", name);
+	t->revision = rev;
+}
+
+/* Keeps at most CM_HISTORY_TOMBSTONES tombstones: dropping the oldest raises
+ * the floor to its revision (a delta from below would miss that deletion). */
+static void cm_tomb_prune(struct cm_state *st)
+{
+	size_t drop;
+
+	if (st->n_tombs <= CM_HISTORY_TOMBSTONES)
+		return;
+	drop = st->n_tombs - CM_HISTORY_TOMBSTONES;
+	st->floor = st->tombs[drop - 1].revision;
+	memmove(st->tombs, st->tombs + drop, (st->n_tombs - drop) * sizeof(*st->tombs));
+	st->n_tombs -= drop;
 }
 
 /* Index of name in the sorted array, or where it would go. */
@@ -297,13 +466,84 @@ static void cm_release(struct cm_state *st, const struct ipnet *net)
 		prefixalloc_release(st->pa[f], net);
 }
 
+static int cm_mod_cmp(const void *a, const void *b)
+{
+	const struct cm_node *x = *(struct cm_node *const *)a;
+	const struct cm_node *y = *(struct cm_node *const *)b;
+
+	return x->mod_revision < y->mod_revision ? -1 : x->mod_revision > y->mod_revision;
+}
+
+/* The history from the rows: nodes in mod_revision order, the tombstones,
+ * the floor. */
+static int cm_load_history(struct cm_state *st, char *err, size_t errlen)
+{
+	struct cm_node **order = NULL;
+	sqlite3_stmt *stmt = NULL;
+	int rc, ret;
+
+	if (st->n_nodes) {
+		order = malloc(st->n_nodes * sizeof(*order));
+		if (!order)
+			return -ENOMEM;
+		memcpy(order, st->nodes, st->n_nodes * sizeof(*order));
+		qsort(order, st->n_nodes, sizeof(*order), cm_mod_cmp);
+		for (size_t i = 0; i < st->n_nodes; i++)
+			cm_mod_append(st, order[i]);
+		free(order);
+	}
+	rc = sqlite3_prepare_v2(st->db, "SELECT value FROM meta WHERE key = 'history_floor'",
+				-1, &stmt, NULL);
+	ret = db_errno(rc);
+	if (ret)
+		goto err_sql;
+	ret = -EPROTO;
+	if (sqlite3_step(stmt) != SQLITE_ROW) {
+		snprintf(err, errlen, "database has no history floor");
+		goto err_finalize;
+	}
+	st->floor = (uint64_t)sqlite3_column_int64(stmt, 0);
+	sqlite3_finalize(stmt);
+	rc = sqlite3_prepare_v2(st->db, "SELECT name, revision FROM tombstones "
+				"ORDER BY revision", -1, &stmt, NULL);
+	ret = db_errno(rc);
+	if (ret)
+		goto err_sql;
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(stmt, 0);
+
+		ret = -EPROTO;
+		if (!name || strlen(name) > CM_NAME_MAX) {
+			snprintf(err, errlen, "corrupt tombstone row in database");
+			goto err_finalize;
+		}
+		ret = cm_tomb_reserve(st);
+		if (ret)
+			goto err_finalize;
+		cm_tomb_push(st, name, (uint64_t)sqlite3_column_int64(stmt, 1));
+	}
+	ret = db_errno(rc == SQLITE_DONE ? SQLITE_OK : rc);
+	if (ret)
+		goto err_sql;
+	sqlite3_finalize(stmt);
+	cm_tomb_prune(st);
+	return 0;
+
+err_sql:
+	snprintf(err, errlen, "reading the database failed: %s", sqlite3_errmsg(st->db));
+err_finalize:
+	sqlite3_finalize(stmt);
+	return ret;
+}
+
 static int cm_load(struct cm_state *st, char *err, size_t errlen)
 {
 	sqlite3_stmt *stmt = NULL;
 	int rc, ret;
 
 	rc = sqlite3_prepare_v2(st->db,
-				"SELECT name, public_key, endpoint, last_seen FROM nodes",
+				"SELECT name, public_key, endpoint, last_seen, mod_revision "
+				"FROM nodes",
 				-1, &stmt, NULL);
 	ret = db_errno(rc);
 	if (ret)
@@ -332,6 +572,7 @@ static int cm_load(struct cm_state *st, char *err, size_t errlen)
 		strcpy(node->public_key, pub);
 		strcpy(node->endpoint, ep);
 		node->last_seen = (time_t)sqlite3_column_int64(stmt, 3);
+		node->mod_revision = (uint64_t)sqlite3_column_int64(stmt, 4);
 		cm_insert(st, node);
 	}
 	ret = db_errno(rc == SQLITE_DONE ? SQLITE_OK : rc);
@@ -391,7 +632,11 @@ static int cm_load(struct cm_state *st, char *err, size_t errlen)
 	}
 	st->revision = (uint64_t)sqlite3_column_int64(stmt, 0);
 	sqlite3_finalize(stmt);
+	stmt = NULL;
 
+	ret = cm_load_history(st, err, errlen);
+	if (ret)
+		return ret;
 	for (size_t i = 0; i < st->n_nodes; i++)
 		cm_node_refresh(st->nodes[i]);
 	return 0;
@@ -410,6 +655,10 @@ static void cm_free_nodes(struct cm_state *st)
 	free(st->nodes);
 	st->nodes = NULL;
 	st->n_nodes = st->cap_nodes = 0;
+	st->mod_first = st->mod_last = NULL;
+	free(st->tombs);
+	st->tombs = NULL;
+	st->n_tombs = st->cap_tombs = 0;
 }
 
 struct cm_state *cm_state_open(const char *dir, const struct cm_config *cfg,
@@ -491,7 +740,7 @@ void cm_state_close(struct cm_state *st)
 {
 	if (!st)
 		return;
-	if (cm_state_flush_seen(st))
+	if (cm_state_flush_seen(st) || cm_state_commit(st))
 		log_warnx("could not save lastSeen times", NULL);
 	cm_free_nodes(st);
 	db_close(st->db);
@@ -535,15 +784,17 @@ int cm_state_allocate(struct cm_state *st, const char *name, struct cm_node **ou
 		snprintf(fresh->name, sizeof(fresh->name), "%s", name);
 	}
 
-	ret = db_begin(st->db);
+	ret = cm_tx_begin(st);
 	if (ret)
 		goto err_free_fresh;
 	if (fresh)
-		ret = cm_sql(st, "INSERT INTO nodes (name, last_seen) VALUES (?, ?)", "ti",
-			     name, (int64_t)now);
+		ret = cm_sql(st, "INSERT INTO nodes (name, last_seen, mod_revision) "
+			     "VALUES (?, ?, ?)", "tii", name, (int64_t)now,
+			     (int64_t)st->revision + 1);
 	else
-		ret = cm_sql(st, "UPDATE nodes SET last_seen = ? WHERE name = ?", "it",
-			     (int64_t)now, name);
+		ret = cm_sql(st, "UPDATE nodes SET last_seen = ?, mod_revision = ? "
+			     "WHERE name = ?", "iit", (int64_t)now,
+			     (int64_t)st->revision + 1, name);
 	if (ret)
 		goto err_rollback;
 	for (int f = 0; f < CM_NFAM; f++) {
@@ -554,11 +805,11 @@ int cm_state_allocate(struct cm_state *st, const char *name, struct cm_node **ou
 		if (ret)
 			goto err_rollback;
 	}
-	ret = cm_commit_change(st);
+	ret = cm_tx_end(st);
 	if (ret)
 		goto err_rollback;
 
-	/* Committed: from here on nothing can fail. */
+	/* Done (on disk at the next cm_state_commit): nothing can fail now. */
 	if (fresh) {
 		cm_insert(st, fresh);
 		node = fresh;
@@ -575,11 +826,12 @@ int cm_state_allocate(struct cm_state *st, const char *name, struct cm_node **ou
 	node->last_seen = now;
 	node->seen_dirty = false;
 	st->revision++;
+	cm_touch_mod(st, node, st->revision);
 	*out = node;
 	return 0;
 
 err_rollback:
-	db_rollback(st->db);
+	cm_tx_undo(st);
 err_free_fresh:
 	free(fresh);
 err_release:
@@ -603,15 +855,15 @@ int cm_state_register(struct cm_state *st, struct cm_node *node,
 	ret = -EINVAL;
 	if (strlen(public_key) > WG_KEY_B64_LEN || strlen(endpoint) > CM_ENDPOINT_MAX)
 		goto err;
-	ret = db_begin(st->db);
+	ret = cm_tx_begin(st);
 	if (ret)
 		goto err;
-	ret = cm_sql(st, "UPDATE nodes SET public_key = ?, endpoint = ?, last_seen = ? "
-			 "WHERE name = ?", "ttit", public_key, endpoint, (int64_t)now,
-		     node->name);
+	ret = cm_sql(st, "UPDATE nodes SET public_key = ?, endpoint = ?, last_seen = ?, "
+			 "mod_revision = ? WHERE name = ?", "ttiit", public_key, endpoint,
+		     (int64_t)now, (int64_t)st->revision + 1, node->name);
 	if (ret)
 		goto err_rollback;
-	ret = cm_commit_change(st);
+	ret = cm_tx_end(st);
 	if (ret)
 		goto err_rollback;
 
@@ -620,12 +872,13 @@ int cm_state_register(struct cm_state *st, struct cm_node *node,
 	node->last_seen = now;
 	node->seen_dirty = false;
 	st->revision++;
+	cm_touch_mod(st, node, st->revision);
 	log_info("key registered", "node=%s public_key=%s endpoint=%s", node->name,
 		 public_key, endpoint);
 	return 0;
 
 err_rollback:
-	db_rollback(st->db);
+	cm_tx_undo(st);
 err:
 	return ret;
 }
@@ -641,7 +894,11 @@ int cm_state_delete(struct cm_state *st, const char *name)
 	if (!found)
 		goto err;
 	node = st->nodes[i];
-	ret = db_begin(st->db);
+	/* Room first: once the rows are gone, nothing may fail. */
+	ret = cm_tomb_reserve(st);
+	if (ret)
+		goto err;
+	ret = cm_tx_begin(st);
 	if (ret)
 		goto err;
 	/* Explicit, not only ON DELETE CASCADE: the subnets must go even if
@@ -652,7 +909,19 @@ int cm_state_delete(struct cm_state *st, const char *name)
 	ret = cm_sql(st, "DELETE FROM nodes WHERE name = ?", "t", name);
 	if (ret)
 		goto err_rollback;
-	ret = cm_commit_change(st);
+	/* Only a peer's deletion matters to the nodes; a node without a key
+	 * was never in a peer list. */
+	if (node->public_key[0])
+		ret = cm_sql(st, "INSERT OR REPLACE INTO tombstones (name, revision) "
+			     "VALUES (?, ?)", "ti", name, (int64_t)st->revision + 1);
+	if (!ret)
+		ret = cm_sql(st, "DELETE FROM tombstones WHERE revision <= ?", "i",
+			     (int64_t)(st->n_tombs + 1 > CM_HISTORY_TOMBSTONES ?
+				       st->tombs[st->n_tombs - CM_HISTORY_TOMBSTONES].revision :
+				       0));
+	if (ret)
+		goto err_rollback;
+	ret = cm_tx_end(st);
 	if (ret)
 		goto err_rollback;
 
@@ -663,12 +932,17 @@ int cm_state_delete(struct cm_state *st, const char *name)
 		(st->n_nodes - i - 1) * sizeof(st->nodes[0]));
 	st->n_nodes--;
 	st->revision++;
+	cm_mod_unlink(st, node);
+	if (node->public_key[0]) {
+		cm_tomb_push(st, node->name, st->revision);
+		cm_tomb_prune(st);
+	}
 	log_info("node deleted", "node=%s", node->name);
 	free(node);
 	return 0;
 
 err_rollback:
-	db_rollback(st->db);
+	cm_tx_undo(st);
 err:
 	return ret;
 }
@@ -693,7 +967,7 @@ int cm_state_flush_seen(struct cm_state *st)
 		any = st->nodes[i]->seen_dirty;
 	if (!any)
 		return 0;
-	ret = db_begin(st->db);
+	ret = cm_tx_begin(st);
 	if (ret)
 		goto err;
 	for (size_t i = 0; i < st->n_nodes; i++) {
@@ -706,7 +980,7 @@ int cm_state_flush_seen(struct cm_state *st)
 		if (ret)
 			goto err_rollback;
 	}
-	ret = db_commit(st->db);
+	ret = cm_tx_end(st);
 	if (ret)
 		goto err_rollback;
 	for (size_t i = 0; i < st->n_nodes; i++)
@@ -714,7 +988,7 @@ int cm_state_flush_seen(struct cm_state *st)
 	return 0;
 
 err_rollback:
-	db_rollback(st->db);
+	cm_tx_undo(st);
 err:
 	return ret;
 }

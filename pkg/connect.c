@@ -62,6 +62,7 @@ struct connect_server {
 	uint8_t token_hash[crypto_generichash_BYTES];
 	int (*metrics)(struct prom *p, void *ctx);
 	int (*healthz)(void *ctx);
+	int (*after_run)(void *ctx);
 
 	struct connect_listener *listeners;
 	size_t n_listeners;
@@ -74,6 +75,10 @@ struct connect_server {
 	size_t n_heap, cap_heap;
 	atomic_size_t n_deferred;
 
+	struct connect_call **held; /* answered, kept until connect_server_release */
+	size_t n_held, cap_held;
+	bool released; /* resumed held calls wait for the daemons to run */
+
 	uint64_t *requests; /* [n_methods][CONNECT_CODE_COUNT] */
 };
 
@@ -82,6 +87,7 @@ enum connect_state {
 	CALL_DISCARD,  /* body over the limit: dropping the rest, then 400 */
 	CALL_READY,    /* body complete, handler not yet (re-)run */
 	CALL_DEFERRED, /* suspended, waiting for a wake or its deadline */
+	CALL_HELD,     /* answered, suspended until connect_server_release */
 	CALL_ANSWERED, /* answer recorded, to be queued */
 	CALL_QUEUED,   /* response handed to MHD */
 };
@@ -116,6 +122,17 @@ struct connect_call {
 	const char *ctype;
 	char *resp;
 	size_t resp_len;
+	struct connect_body *shared; /* instead of resp: one body for many calls */
+};
+
+/* An answer encoded once and queued to many calls (MHD counts the
+ * response's own references; refs keeps it alive until then). */
+struct connect_body {
+	const ProtobufCMessageDescriptor *desc;
+	bool json;
+	unsigned int refs;
+	size_t len;
+	struct MHD_Response *resp;
 };
 
 /* ---- codes ------------------------------------------------------------- */
@@ -229,6 +246,7 @@ static void connect_call_free(struct connect_call *call)
 		protobuf_c_message_free_unpacked(call->request, NULL);
 	free(call->body);
 	free(call->resp);
+	connect_body_free(call->shared);
 	free(call);
 }
 
@@ -258,6 +276,8 @@ static void connect_set_answer(struct connect_call *call, enum connect_code code
 			       int status, const char *ctype, char *body, size_t len)
 {
 	free(call->resp);
+	connect_body_free(call->shared);
+	call->shared = NULL;
 	call->code = code;
 	call->status = status;
 	call->ctype = ctype;
@@ -457,6 +477,15 @@ static enum MHD_Result connect_queue(struct connect_call *call)
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
 
+	if (call->shared) {
+		ret = MHD_queue_response(call->conn, (unsigned int)call->status,
+					 call->shared->resp);
+		connect_body_free(call->shared); /* MHD holds its own reference */
+		call->shared = NULL;
+		call->state = CALL_QUEUED;
+		connect_count(call);
+		return ret;
+	}
 	resp = MHD_create_response_from_buffer(call->resp_len, call->resp,
 					       MHD_RESPMEM_MUST_FREE);
 	if (!resp)
@@ -745,6 +774,10 @@ static void connect_run_handler(struct connect_call *call)
 	}
 	call->state = CALL_READY;
 	ret = call->method->handler(call, srv->ctx);
+	if (call->state == CALL_HELD) {
+		MHD_suspend_connection(call->conn);
+		return;
+	}
 	if (call->state == CALL_DEFERRED) {
 		if (connect_heap_push(srv, call) < 0) {
 			connect_fail(call, CONNECT_RESOURCE_EXHAUSTED, "too many waiting calls");
@@ -811,7 +844,7 @@ static enum MHD_Result connect_access(void *cls, struct MHD_Connection *conn,
 		connect_decode(call);
 	if (call->state == CALL_READY)
 		connect_run_handler(call);
-	if (call->state == CALL_DEFERRED)
+	if (call->state == CALL_DEFERRED || call->state == CALL_HELD)
 		return MHD_YES;
 	if (call->state == CALL_ANSWERED)
 		return connect_queue(call);
@@ -862,6 +895,7 @@ struct connect_server *connect_server_new(const struct connect_server_config *cf
 	srv->ctx = cfg->ctx;
 	srv->metrics = cfg->metrics;
 	srv->healthz = cfg->healthz;
+	srv->after_run = cfg->after_run;
 	srv->epfd = srv->wakefd = -1;
 	atomic_init(&srv->n_deferred, 0);
 	connect_server_set_token(srv, cfg->token);
@@ -1277,6 +1311,16 @@ int connect_server_run(struct connect_server *srv, volatile sig_atomic_t *stop)
 		/* MHD's own epoll is non-blocking inside MHD_run: running every
 		 * daemon each turn also serves the connections just resumed. */
 		connect_run_daemons(srv);
+		if (srv->after_run) {
+			int ret = srv->after_run(srv->ctx);
+
+			if (ret < 0)
+				return ret;
+		}
+		if (srv->released) {
+			srv->released = false;
+			connect_run_daemons(srv);
+		}
 	}
 	return 0;
 }
@@ -1287,6 +1331,7 @@ void connect_server_free(struct connect_server *srv)
 		return;
 	/* MHD cannot stop with suspended connections: answer them first. */
 	srv->stopping = true;
+	connect_server_release(srv, false);
 	connect_wake_all(srv);
 	for (int i = 0; i < 3; i++)
 		connect_run_daemons(srv);
@@ -1306,9 +1351,140 @@ void connect_server_free(struct connect_server *srv)
 	}
 	free(srv->listeners);
 	free(srv->heap);
+	free(srv->held);
 	free(srv->requests);
 	close(srv->wakefd);
 	close(srv->epfd);
 	sodium_memzero(srv->token_hash, sizeof(srv->token_hash));
 	free(srv);
+}
+
+/* ---- answers shared by many calls, answers held for a commit ------------ */
+
+bool connect_call_json(const struct connect_call *call)
+{
+	return call->enc == ENC_JSON;
+}
+
+size_t connect_server_waiting(const struct connect_server *srv, const char *path)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < srv->n_heap; i++)
+		if (srv->heap[i]->method && !strcmp(srv->heap[i]->method->path, path))
+			n++;
+	return n;
+}
+
+struct connect_body *connect_body_new(const ProtobufCMessage *msg, bool json)
+{
+	struct connect_body *b;
+	char *buf;
+	size_t len;
+
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return NULL;
+	if (json) {
+		buf = pjson_encode_string(msg);
+		len = buf ? strlen(buf) : 0;
+	} else {
+		len = protobuf_c_message_get_packed_size(msg);
+		buf = malloc(len ? len : 1);
+		if (buf)
+			protobuf_c_message_pack(msg, (uint8_t *)buf);
+	}
+	if (!buf)
+		goto err_free_b;
+	b->resp = MHD_create_response_from_buffer(len, buf, MHD_RESPMEM_MUST_FREE);
+	if (!b->resp) {
+		free(buf);
+		goto err_free_b;
+	}
+	if (MHD_add_response_header(b->resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+				    json ? "application/json" : "application/proto") != MHD_YES)
+		goto err_destroy;
+	b->desc = msg->descriptor;
+	b->json = json;
+	b->len = len;
+	b->refs = 1;
+	return b;
+
+err_destroy:
+	MHD_destroy_response(b->resp);
+err_free_b:
+	free(b);
+	errno = ENOMEM;
+	return NULL;
+}
+
+size_t connect_body_size(const struct connect_body *b)
+{
+	return b->len;
+}
+
+void connect_body_free(struct connect_body *b)
+{
+	if (!b || --b->refs)
+		return;
+	MHD_destroy_response(b->resp);
+	free(b);
+}
+
+int connect_reply_body(struct connect_call *call, struct connect_body *b)
+{
+	if (!b || !call->method || b->desc != call->method->output ||
+	    b->json != (call->enc == ENC_JSON)) {
+		connect_fail(call, CONNECT_INTERNAL, "handler answered with the wrong body");
+		return -EINVAL;
+	}
+	connect_set_answer(call, CONNECT_OK, 200, b->json ? "application/json" :
+			   "application/proto", NULL, 0);
+	b->refs++;
+	call->shared = b;
+	return 0;
+}
+
+int connect_call_hold(struct connect_call *call)
+{
+	struct connect_server *srv = call->srv;
+
+	if (call->state != CALL_ANSWERED)
+		return 0;
+	if (srv->n_held == srv->cap_held) {
+		size_t cap = srv->cap_held ? srv->cap_held * 2 : 64;
+		struct connect_call **held = realloc(srv->held, cap * sizeof(*held));
+
+		if (!held) {
+			connect_fail(call, CONNECT_RESOURCE_EXHAUSTED, "too many calls in flight");
+			return -ENOMEM;
+		}
+		srv->held = held;
+		srv->cap_held = cap;
+	}
+	srv->held[srv->n_held++] = call;
+	call->state = CALL_HELD;
+	return 0;
+}
+
+size_t connect_server_held(const struct connect_server *srv)
+{
+	return srv->n_held;
+}
+
+void connect_server_release(struct connect_server *srv, bool ok)
+{
+	for (size_t i = 0; i < srv->n_held; i++) {
+		struct connect_call *call = srv->held[i];
+
+		if (ok)
+			call->state = CALL_ANSWERED;
+		else
+			connect_fail(call, CONNECT_UNAVAILABLE,
+				     "the change could not be saved; try again");
+		MHD_resume_connection(call->conn);
+	}
+	if (srv->n_held)
+		srv->released = true;
+	srv->n_held = 0;
 }
