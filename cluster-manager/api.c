@@ -58,6 +58,7 @@ static bool cm_name_ok(struct connect_call *call, const char *name, int *ret)
 static void cm_api_changed(struct cm_api *api)
 {
 	api->changed = true;
+	api->generation++;
 }
 
 static char *cm_rfc3339(struct connect_call *call, time_t t)

@@ -32,6 +32,7 @@ struct cm_api {
 	 * (watch.c). */
 	struct cm_watch_cache *watch;
 	bool changed; /* a change since the last commit: wake the waiters */
+	uint64_t generation; /* moves on every change, committed or not */
 };
 
 /* Frees what the handlers cached (not st or srv). Accepts NULL. */

@@ -35,6 +35,7 @@ struct cm_state {
 	size_t n_tombs, cap_tombs;
 	uint64_t floor; /* history kept for since_revision >= floor */
 	uint64_t revision;
+	uint64_t committed; /* the revision on disk */
 	bool in_batch; /* a transaction is open: changes not yet on disk */
 	uint64_t commits;
 	time_t last_flush;
@@ -184,6 +185,8 @@ int cm_state_commit(struct cm_state *st)
 	}
 	st->in_batch = false;
 	st->commits++;
+	if (!ret)
+		st->committed = st->revision;
 	return ret;
 }
 
@@ -218,6 +221,11 @@ static void cm_touch_mod(struct cm_state *st, struct cm_node *node, uint64_t rev
 	cm_mod_unlink(st, node);
 	node->mod_revision = rev;
 	cm_mod_append(st, node);
+}
+
+uint64_t cm_state_committed(const struct cm_state *st)
+{
+	return st->committed;
 }
 
 uint64_t cm_state_floor(const struct cm_state *st)
@@ -630,7 +638,7 @@ static int cm_load(struct cm_state *st, char *err, size_t errlen)
 		snprintf(err, errlen, "database has no revision");
 		goto err_finalize;
 	}
-	st->revision = (uint64_t)sqlite3_column_int64(stmt, 0);
+	st->revision = st->committed = (uint64_t)sqlite3_column_int64(stmt, 0);
 	sqlite3_finalize(stmt);
 	stmt = NULL;
 

@@ -127,6 +127,9 @@ const struct cm_tombstone *cm_state_tombstones(const struct cm_state *st, uint64
  */
 bool cm_state_pending(const struct cm_state *st);
 int cm_state_commit(struct cm_state *st);
+/* The revision of the last commit: every change up to it is on disk, and
+ * nodes with a higher mod_revision are not yet. */
+uint64_t cm_state_committed(const struct cm_state *st);
 /* Transactions committed since start. */
 uint64_t cm_state_commits(const struct cm_state *st);
 

@@ -1,12 +1,23 @@
 /*
  * WatchPeers: the peer set as deltas from a revision (SPEC §5).
  *
- * The answer depends only on (revision, since_revision), not on the caller,
- * so it is built and encoded once per encoding and every waiter at that
- * revision is answered with the same bytes (connect_reply_body). Answers are
- * kept while the revision stays; the first change drops them all. Waiting
- * nodes are almost all at the same since_revision, so a change costs one
- * delta, encoded once, written to each.
+ * Answers are at the committed revision (cm_state_committed), the same for
+ * every caller between two commits, so each (revision, since_revision)
+ * answer is built and encoded once per encoding and every waiter is
+ * answered with the same bytes (connect_reply_body): a commit wakes all
+ * waiters, they are nearly all at one since_revision, and one delta serves
+ * them. A delta leaves out the nodes changed after the commit (their
+ * mod_revision is higher, so the caller's next round brings them).
+ *
+ * A full set is encoded once per revision; with many peers, a full set
+ * encoded less than CM_FULL_REUSE_MS ago is reused even if the revision
+ * moved since (a cold start of thousands of nodes would otherwise encode it
+ * once per commit): it names its own revision, and the caller's next round
+ * is the delta from there.
+ *
+ * A message points into the nodes; bytes, once encoded, do not. So a message
+ * is rebuilt when the state changed since (generation), and bodies live on
+ * until their revision is replaced (and, being shared, until sent).
  */
 #include "api.h"
 
@@ -16,20 +27,25 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef Wgcni__Cluster__V1__Peer cm_peer_msg;
 typedef Wgcni__Cluster__V1__WatchPeersResponse cm_watch_msg;
 
-/* Distinct since_revisions answered per revision (callers behind by a few
- * revisions, plus the full set). */
+/* Distinct since_revisions answered per revision. */
 #define CM_WATCH_SLOTS 8
+#define CM_FULL_REUSE_PEERS 256
+#define CM_FULL_REUSE_MS 1000
 
 static const char cm_watch_path[] = "/wgcni.cluster.v1.ClusterService/WatchPeers";
 
 struct cm_watch_answer {
 	bool used;
-	uint64_t since; /* 0: the full set */
-	cm_watch_msg msg; /* points into the nodes: valid while the revision stays */
+	uint64_t revision;
+	uint64_t since;      /* 0: the full set */
+	uint64_t generation; /* of the state msg was built from */
+	uint64_t built_ms;
+	cm_watch_msg msg;
 	cm_peer_msg *peers;
 	cm_peer_msg **ptrs;
 	char **removed;
@@ -37,20 +53,37 @@ struct cm_watch_answer {
 };
 
 struct cm_watch_cache {
-	uint64_t revision;
-	size_t next; /* slot to reuse next */
+	uint64_t revision; /* of the deltas in slot[] */
+	size_t next;       /* slot to reuse next */
 	struct cm_watch_answer slot[CM_WATCH_SLOTS];
-	uint64_t encodings[2];   /* answers encoded, by [json] */
-	uint64_t bytes[2];       /* bytes encoded */
+	struct cm_watch_answer full;
+	uint64_t encodings[2]; /* answers encoded, by [json] */
+	uint64_t bytes[2];     /* bytes encoded */
 };
+
+static uint64_t cm_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void cm_watch_drop_msg(struct cm_watch_answer *a)
+{
+	free(a->peers);
+	free(a->ptrs);
+	free(a->removed);
+	a->peers = NULL;
+	a->ptrs = NULL;
+	a->removed = NULL;
+}
 
 static void cm_watch_clear(struct cm_watch_answer *a)
 {
 	for (int j = 0; j < 2; j++)
 		connect_body_free(a->body[j]);
-	free(a->peers);
-	free(a->ptrs);
-	free(a->removed);
+	cm_watch_drop_msg(a);
 	memset(a, 0, sizeof(*a));
 }
 
@@ -60,6 +93,7 @@ void cm_watch_release(struct cm_api *api)
 		return;
 	for (size_t i = 0; i < CM_WATCH_SLOTS; i++)
 		cm_watch_clear(&api->watch->slot[i]);
+	cm_watch_clear(&api->watch->full);
 	free(api->watch);
 	api->watch = NULL;
 }
@@ -79,7 +113,8 @@ static int cm_str_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Every node with a key. */
+/* Every node with a key (uncommitted changes included: the answer waits
+ * for their commit, and the next delta repeats them harmlessly). */
 static int cm_watch_full(struct cm_api *api, struct cm_watch_answer *a)
 {
 	struct cm_node *const *nodes;
@@ -101,10 +136,11 @@ static int cm_watch_full(struct cm_api *api, struct cm_watch_answer *a)
 	return 0;
 }
 
-/* The nodes changed after since (newest first) and the peers deleted after
- * it that are not back: O(changes log changes). */
-static int cm_watch_delta(struct cm_api *api, struct cm_watch_answer *a, uint64_t since)
+/* The nodes changed in (since, revision], newest first, and the peers
+ * deleted in it that are not back: O(changes log changes). */
+static int cm_watch_delta(struct cm_api *api, struct cm_watch_answer *a)
 {
+	uint64_t since = a->since, rev = a->revision;
 	const struct cm_tombstone *tombs;
 	const struct cm_node *o;
 	size_t n = 0, n_tombs, k = 0;
@@ -118,14 +154,15 @@ static int cm_watch_delta(struct cm_api *api, struct cm_watch_answer *a, uint64_
 	if (!a->peers || !a->ptrs || !a->removed)
 		return -ENOMEM;
 	for (o = cm_state_last_changed(api->st); o && o->mod_revision > since; o = o->mod_prev) {
-		/* A node never loses its key: one without was never a peer. */
-		if (!o->public_key[0])
+		/* Not committed yet: the next round. A node never loses its
+		 * key: one without was never a peer. */
+		if (o->mod_revision > rev || !o->public_key[0])
 			continue;
 		cm_watch_peer(&a->peers[a->msg.n_peers], o);
 		a->ptrs[a->msg.n_peers] = &a->peers[a->msg.n_peers];
 		a->msg.n_peers++;
 	}
-	for (size_t i = 0; i < n_tombs; i++)
+	for (size_t i = 0; i < n_tombs && tombs[i].revision <= rev; i++)
 		if (!cm_state_find(api->st, tombs[i].name))
 			a->removed[k++] = (char *)tombs[i].name;
 	/* A name deleted twice has two tombstones. */
@@ -137,13 +174,28 @@ static int cm_watch_delta(struct cm_api *api, struct cm_watch_answer *a, uint64_
 	return 0;
 }
 
-/* The answer for since (0: full) at the current revision, built if new. */
-static struct cm_watch_answer *cm_watch_get(struct cm_api *api, uint64_t since)
+/* (Re)builds a's message from the state now. */
+static int cm_watch_build(struct cm_api *api, struct cm_watch_answer *a)
+{
+	int ret;
+
+	cm_watch_drop_msg(a);
+	wgcni__cluster__v1__watch_peers_response__init(&a->msg);
+	a->msg.revision = a->revision;
+	ret = a->since ? cm_watch_delta(api, a) : cm_watch_full(api, a);
+	if (ret) {
+		cm_watch_drop_msg(a);
+		return ret;
+	}
+	a->msg.peers = a->ptrs;
+	a->msg.removed = a->removed;
+	a->generation = api->generation;
+	return 0;
+}
+
+static struct cm_watch_cache *cm_watch_cache(struct cm_api *api, uint64_t rev)
 {
 	struct cm_watch_cache *c = api->watch;
-	uint64_t rev = cm_state_revision(api->st);
-	struct cm_watch_answer *a;
-	int ret;
 
 	if (!c) {
 		c = calloc(1, sizeof(*c));
@@ -158,23 +210,47 @@ static struct cm_watch_answer *cm_watch_get(struct cm_api *api, uint64_t since)
 		c->revision = rev;
 		c->next = 0;
 	}
-	for (size_t i = 0; i < CM_WATCH_SLOTS; i++)
-		if (c->slot[i].used && c->slot[i].since == since)
-			return &c->slot[i];
-	a = &c->slot[c->next];
-	c->next = (c->next + 1) % CM_WATCH_SLOTS;
-	cm_watch_clear(a);
-	wgcni__cluster__v1__watch_peers_response__init(&a->msg);
-	a->msg.revision = rev;
-	ret = since ? cm_watch_delta(api, a, since) : cm_watch_full(api, a);
+	return c;
+}
+
+/* The slot answering since (0: full) at rev, built if new. */
+static struct cm_watch_answer *cm_watch_get(struct cm_api *api, uint64_t rev, uint64_t since,
+					    bool json)
+{
+	struct cm_watch_cache *c = cm_watch_cache(api, rev);
+	struct cm_watch_answer *a;
+	size_t peers;
+	int ret;
+
+	if (!c)
+		return NULL;
+	if (!since) {
+		a = &c->full;
+		cm_state_nodes(api->st, &peers);
+		if (a->used && a->body[json] && a->revision != rev &&
+		    a->revision >= cm_state_floor(api->st) && peers >= CM_FULL_REUSE_PEERS &&
+		    cm_now_ms() - a->built_ms < CM_FULL_REUSE_MS)
+			return a;
+		if (a->used && a->revision == rev)
+			return a;
+		cm_watch_clear(a);
+	} else {
+		for (size_t i = 0; i < CM_WATCH_SLOTS; i++)
+			if (c->slot[i].used && c->slot[i].since == since)
+				return &c->slot[i];
+		a = &c->slot[c->next];
+		c->next = (c->next + 1) % CM_WATCH_SLOTS;
+		cm_watch_clear(a);
+	}
+	a->revision = rev;
+	a->since = since;
+	a->built_ms = cm_now_ms();
+	ret = cm_watch_build(api, a);
 	if (ret) {
 		cm_watch_clear(a);
 		errno = -ret;
 		return NULL;
 	}
-	a->msg.peers = a->ptrs;
-	a->msg.removed = a->removed;
-	a->since = since;
 	a->used = true;
 	return a;
 }
@@ -187,7 +263,7 @@ int cm_watch_peers(struct connect_call *call, void *ctx)
 	struct cm_watch_answer *a;
 	struct cm_node *self;
 	const char *why = cm_api_check_name(req->node_name);
-	uint64_t rev = cm_state_revision(api->st), since = req->since_revision;
+	uint64_t rev = cm_state_committed(api->st), since = req->since_revision;
 	bool json = connect_call_json(call);
 
 	if (*why)
@@ -213,10 +289,12 @@ int cm_watch_peers(struct connect_call *call, void *ctx)
 	 * revision this manager never reached): the full set. */
 	if (since < cm_state_floor(api->st) || since > rev)
 		since = 0;
-	a = cm_watch_get(api, since);
+	a = cm_watch_get(api, rev, since, json);
 	if (!a)
 		return connect_fail(call, CONNECT_INTERNAL, "out of memory");
 	if (!a->body[json]) {
+		if (a->generation != api->generation && cm_watch_build(api, a))
+			return connect_fail(call, CONNECT_INTERNAL, "out of memory");
 		a->body[json] = connect_body_new(&a->msg.base, json);
 		if (!a->body[json])
 			return connect_fail(call, CONNECT_INTERNAL, "cannot encode the answer");
