@@ -4,13 +4,16 @@
 # before it (an upgraded state directory's history starts at the upgrade)
 # gets full; concurrent changes share commits (group commit) and lose
 # nothing answered on kill -9; twenty waiting watchers are woken once by one
-# change and all get the same bytes, encoded once.
+# change and all get the same bytes, encoded once; past 4096 deletions the
+# history's floor moves up (full below it, deltas above, across a restart).
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/cm_lib.sh"
 . "$(dirname "$0")/watch_lib.sh"
 
 cm_setup
-cm_start
+# Room for the thousands of nodes below.
+WIDE=(--cluster-cidr 10.0.0.0/8)
+cm_start "${WIDE[@]}"
 
 reg() { cm_json RegisterKey "{\"nodeName\":\"$1\",\"publicKey\":\"$2\",\"endpoint\":\"$3\"}" >/dev/null; }
 rev() { jq -r .revision <<<"$1"; }
@@ -26,7 +29,7 @@ f=$(cm_watch n1 0); r2=$(rev "$f"); s2=$(cm_peer_set "$f")
 
 # --- restart (kill -9): the revision and its history survive.
 cm_stop KILL
-cm_start
+cm_start "${WIDE[@]}"
 f=$(cm_watch n1 0)
 t_eq "after kill -9: the same revision and peers" "$r2 $s2" "$(rev "$f") $(cm_peer_set "$f")"
 d=$(cm_watch n1 "$r2")
@@ -63,7 +66,7 @@ t_ok "$((2 * N)) concurrent changes took fewer commits ($((c1 - c0)))" \
 f=$(cm_watch n1 0); r3=$(rev "$f"); s3=$(cm_peer_set "$f")
 t_eq "every registered node is a peer" $((N + 2)) "$(jq 'length' <<<"$s3")"
 cm_stop KILL
-cm_start
+cm_start "${WIDE[@]}"
 f=$(cm_watch n1 0)
 t_eq "after kill -9: every answered registration is there" "$r3 $s3" \
 	"$(rev "$f") $(cm_peer_set "$f")"
@@ -96,6 +99,48 @@ t_eq "encoded once for $W watchers" $((e0 + 1)) \
 t_eq "each watcher answered once" $((ok0 + W)) \
 	"$(cm_metric 'wgcni_api_requests_total{method="WatchPeers",code="ok"}')"
 t_eq "no watcher left" 0 "$(cm_metric wgcni_watchers)"
+
+# --- more deletions than the history keeps (4096): a revision from before
+# the oldest kept one gets full, a later one still a delta, also after a
+# restart.
+P=4100
+r=$(rev "$(cm_watch n1 0)")
+python3 - "$P" "$CM_URL/$CM_SVC" "$T_TMP" <<'PY'
+import base64, os, sys
+n, url, tmp = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+def entry(f, method, body):
+    f.write('url = "%s/%s"\nheader = "Content-Type: application/json"\n'
+            'data = "%s"\noutput = /dev/null\nwrite-out = "%%{http_code}\\n"\n'
+            % (url, method, body.replace('"', '\\"')))
+for name, method, body in (
+        ("alloc", "AllocateSubnet", lambda i: '{"nodeName":"p%d"}' % i),
+        ("reg", "RegisterKey", lambda i: '{"nodeName":"p%d","publicKey":"%s","endpoint":"10.3.0.1:51820"}'
+         % (i, base64.b64encode(os.urandom(32)).decode())),
+        ("del", "DeleteNode", lambda i: '{"nodeName":"p%d"}' % i)):
+    with open("%s/%s.cfg" % (tmp, name), "w") as f:
+        for i in range(n):
+            if i:
+                f.write("next\n")
+            entry(f, method, body(i))
+PY
+for step in alloc reg del; do
+	nq cm curl -sS --no-progress-meter -Z --parallel-max 32 -m 60 -K "$T_TMP/$step.cfg" >"$T_TMP/$step.codes"
+	t_eq "$P concurrent $step calls: all 200" "$P" "$(grep -c '^200$' "$T_TMP/$step.codes")"
+done
+now=$(cm_watch n1 0)
+t_eq "the history keeps 4096 deletions" 4096 \
+	"$(sqlite3 "$CM_STATE/cluster.db" 'SELECT count(*) FROM tombstones')"
+d=$(cm_watch n1 "$r")
+t_eq "a revision older than the history: full" "true $(cm_peer_set "$now")" \
+	"$(jq -r .full <<<"$d") $(cm_peer_set "$d")"
+late=$(( $(rev "$now") - 100 ))
+d=$(cm_watch n1 "$late")
+t_eq "a revision inside the history: a delta of the last 100 deletions" "false 100" \
+	"$(jq -r .full <<<"$d") $(jq '.removed | length' <<<"$d")"
+cm_stop
+cm_start "${WIDE[@]}"
+t_eq "after a restart: still full from the old revision" true "$(jq -r .full <<<"$(cm_watch n1 "$r")")"
+t_eq "after a restart: still a delta inside the history" "$d" "$(cm_watch n1 "$late")"
 cm_stop
 t_eq "clean exit" 0 "$CM_RC"
 
