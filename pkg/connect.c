@@ -478,26 +478,25 @@ static enum MHD_Result connect_queue(struct connect_call *call)
 	enum MHD_Result ret;
 
 	if (call->shared) {
+		/* MHD takes its own reference on the shared response. */
 		ret = MHD_queue_response(call->conn, (unsigned int)call->status,
 					 call->shared->resp);
-		connect_body_free(call->shared); /* MHD holds its own reference */
+		connect_body_free(call->shared);
 		call->shared = NULL;
-		call->state = CALL_QUEUED;
-		connect_count(call);
-		return ret;
+	} else {
+		resp = MHD_create_response_from_buffer(call->resp_len, call->resp,
+						       MHD_RESPMEM_MUST_FREE);
+		if (!resp)
+			return MHD_NO;
+		call->resp = NULL; /* MHD frees it now */
+		if (call->ctype)
+			MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, call->ctype);
+		if (call->status == MHD_HTTP_METHOD_NOT_ALLOWED)
+			MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
+						call->method ? "POST" : "GET, HEAD");
+		ret = MHD_queue_response(call->conn, (unsigned int)call->status, resp);
+		MHD_destroy_response(resp);
 	}
-	resp = MHD_create_response_from_buffer(call->resp_len, call->resp,
-					       MHD_RESPMEM_MUST_FREE);
-	if (!resp)
-		return MHD_NO;
-	call->resp = NULL; /* MHD frees it now */
-	if (call->ctype)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, call->ctype);
-	if (call->status == MHD_HTTP_METHOD_NOT_ALLOWED)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
-					call->method ? "POST" : "GET, HEAD");
-	ret = MHD_queue_response(call->conn, (unsigned int)call->status, resp);
-	MHD_destroy_response(resp);
 	call->state = CALL_QUEUED;
 	connect_count(call);
 	if (call->method)
