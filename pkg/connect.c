@@ -42,6 +42,11 @@
 #define CONNECT_IDLE_TIMEOUT_S 120
 #define CONNECT_MAX_CONNECTIONS 100000U
 #define CONNECT_POLL_MS 200
+/* Per connection buffer for headers and reads (MHD's default is 32 KiB):
+ * ten thousand waiting long polls are ten thousand of them. Bodies are
+ * collected elsewhere (connect_append), answers are sent from their own
+ * buffers. */
+#define CONNECT_CONN_MEMORY (8 * 1024)
 
 struct connect_listener {
 	struct connect_server *srv;
@@ -1007,6 +1012,7 @@ static int connect_add_listener(struct connect_server *srv, int fd, bool tcp,
 		MHD_OPTION_NOTIFY_COMPLETED, connect_completed, srv,
 		MHD_OPTION_CONNECTION_LIMIT, srv->conn_limit,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)CONNECT_IDLE_TIMEOUT_S,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECT_CONN_MEMORY,
 		MHD_OPTION_EXTERNAL_LOGGER, connect_mhd_log, srv,
 		MHD_OPTION_END);
 	if (!l->daemon) {
