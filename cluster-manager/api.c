@@ -371,37 +371,21 @@ CM_HELD(cm_list_nodes)
 CM_HELD(cm_delete_node)
 CM_HELD(cm_watch_peers)
 
-static uint64_t cm_api_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 int cm_api_after_run(void *ctx)
 {
 	struct cm_api *api = ctx;
-	uint64_t now;
 	int ret;
 
-	if (cm_state_pending(api->st)) {
-		ret = cm_state_commit(api->st);
-		if (api->srv)
-			connect_server_release(api->srv, ret == 0);
-		if (ret)
-			return ret; /* memory is ahead of the disk: stop, restart from disk */
-	}
-	/* Each wake answers every waiter: under a stream of changes (thousands
-	 * of nodes starting) they are woken at most every CM_WAKE_INTERVAL_MS,
-	 * each time with all changes since; a lone change wakes them at once. */
-	now = cm_api_now_ms();
-	if (api->changed && now - api->last_wake_ms >= CM_WAKE_INTERVAL_MS) {
-		if (api->srv)
-			connect_server_wake(api->srv);
-		api->changed = false;
-		api->last_wake_ms = now;
-	}
+	if (!cm_state_pending(api->st))
+		return 0;
+	ret = cm_state_commit(api->st);
+	if (api->srv)
+		connect_server_release(api->srv, ret == 0);
+	if (ret)
+		return ret; /* memory is ahead of the disk: stop, restart from disk */
+	if (api->changed && api->srv)
+		connect_server_wake(api->srv);
+	api->changed = false;
 	return 0;
 }
 

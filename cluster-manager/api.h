@@ -18,8 +18,6 @@
 
 /* ListPeers waits at most this long, whatever waitSeconds asks. */
 #define CM_MAX_WAIT_SECONDS 300
-/* Waiting calls are woken at most this often (a lone change at once). */
-#define CM_WAKE_INTERVAL_MS 50
 /* lastSeen is written to disk at most this often (and at shutdown). */
 #define CM_SEEN_FLUSH_SECONDS 30
 
@@ -35,7 +33,6 @@ struct cm_api {
 	struct cm_watch_cache *watch;
 	bool changed; /* a change since the last commit: wake the waiters */
 	uint64_t generation; /* moves on every change, committed or not */
-	uint64_t last_wake_ms;
 };
 
 /* Frees what the handlers cached (not st or srv). Accepts NULL. */
