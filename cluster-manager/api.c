@@ -439,7 +439,7 @@ int cm_api_metrics(struct prom *p, void *ctx)
 		ret = prom_sample(p, (double)cm_state_revision(api->st), NULL);
 	if (!ret && api->srv)
 		ret = prom_family(p, "wgcni_long_polls", PROM_GAUGE,
-				  "ListPeers calls waiting for a change.");
+				  "Long polls (ListPeers and WatchPeers) waiting for a change.");
 	if (!ret && api->srv)
 		ret = prom_sample(p, (double)connect_server_deferred(api->srv), NULL);
 	if (!ret && api->srv)
