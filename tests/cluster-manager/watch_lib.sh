@@ -86,3 +86,24 @@ cm_apply() {
 }
 
 cm_names() { jq -c '[.peers[].name]' <<<"$1"; }
+
+# cm_parallel METHOD BODIES: one call of METHOD per line (a JSON body) of
+# the file BODIES, 32 at a time over one curl; the HTTP codes, one a line.
+cm_parallel() {
+	python3 - "$CM_URL/$CM_SVC/$1" "$2" >"$T_TMP/parallel.cfg" <<'PY'
+import sys
+url, bodies = sys.argv[1], sys.argv[2]
+first = True
+for body in open(bodies):
+    body = body.rstrip("\n")
+    if not first:
+        print("next")
+    first = False
+    print('url = "%s"' % url)
+    print('header = "Content-Type: application/json"')
+    print('data = "%s"' % body.replace("\\", "\\\\").replace('"', '\\"'))
+    print("output = /dev/null")
+    print('write-out = "%{http_code}\\n"')
+PY
+	nq cm curl -sS --no-progress-meter -Z --parallel-max 32 -m 60 -K "$T_TMP/parallel.cfg"
+}
