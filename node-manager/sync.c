@@ -449,6 +449,24 @@ out:
 	return ret;
 }
 
+/* The answer may hold ourselves: never stored, never a peer (as ListPeers
+ * answered before). */
+static void nm_drop_self(const struct nm *nm, struct nm_peer *peers, size_t *n)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < *n; i++) {
+		if (!strcmp(peers[i].name, nm->cfg.node_name) ||
+		    !memcmp(peers[i].public_key, nm->public_key, WG_KEY_LEN)) {
+			free(peers[i].name);
+			free(peers[i].allowed);
+			continue;
+		}
+		peers[k++] = peers[i];
+	}
+	*n = k;
+}
+
 /* One WatchPeers round: wait for a change, apply it. */
 static int nm_sync_round(struct nm *nm, struct rpc_client *rpc, uint64_t *revision)
 {
@@ -485,6 +503,7 @@ static int nm_sync_round(struct nm *nm, struct rpc_client *rpc, uint64_t *revisi
 	ret = nm_peers_from(r->peers, r->n_peers, &peers, &n);
 	if (ret < 0)
 		goto out;
+	nm_drop_self(nm, peers, &n);
 
 	pthread_mutex_lock(&nm->lock);
 	ret = nm_iface_ensure(nm);
