@@ -54,10 +54,11 @@ static bool cm_name_ok(struct connect_call *call, const char *name, int *ret)
 	return false;
 }
 
+/* Waiters are woken after the commit (cm_api_after_run), once per commit. */
 static void cm_api_changed(struct cm_api *api)
 {
-	if (api->srv)
-		connect_server_wake(api->srv);
+	api->changed = true;
+	api->generation++;
 }
 
 static char *cm_rfc3339(struct connect_call *call, time_t t)
@@ -89,7 +90,7 @@ static cm_node_msg *cm_node_to_msg(struct connect_call *call, struct cm_node *n,
 static int cm_fail_state(struct connect_call *call, const char *what, const char *name,
 			 int err)
 {
-	log_warnx("state change failed", "op=%s node=%s err=\"%s\"", what, name,
+	log_warnx("state change failed", "op=%s node=%s err=%s", what, name,
 		  strerror(-err));
 	return connect_fail(call, CONNECT_INTERNAL, "%s for node \"%s\" failed: %s", what,
 			    name, strerror(-err));
@@ -188,7 +189,10 @@ static int cm_register_key(struct connect_call *call, void *ctx)
 
 void cm_api_release(struct cm_api *api)
 {
-	if (!api || !api->peers)
+	if (!api)
+		return;
+	cm_watch_release(api);
+	if (!api->peers)
 		return;
 	free(api->peers->msgs);
 	free(api->peers->node);
@@ -348,10 +352,47 @@ static int cm_delete_node(struct connect_call *call, void *ctx)
 	return connect_reply(call, &resp.base);
 }
 
+/* Every answer given while changes are not on disk waits for their commit:
+ * it may show them (a peer list) or be their acknowledgement. */
+#define CM_HELD(fn)                                                                \
+	static int fn##_held(struct connect_call *call, void *ctx)                 \
+	{                                                                          \
+		struct cm_api *api = ctx;                                          \
+		int ret = fn(call, ctx);                                           \
+                                                                                   \
+		if (cm_state_pending(api->st))                                     \
+			connect_call_hold(call);                                   \
+		return ret;                                                        \
+	}
+CM_HELD(cm_allocate_subnet)
+CM_HELD(cm_register_key)
+CM_HELD(cm_list_peers)
+CM_HELD(cm_list_nodes)
+CM_HELD(cm_delete_node)
+CM_HELD(cm_watch_peers)
+
+int cm_api_after_run(void *ctx)
+{
+	struct cm_api *api = ctx;
+	int ret;
+
+	if (!cm_state_pending(api->st))
+		return 0;
+	ret = cm_state_commit(api->st);
+	if (api->srv)
+		connect_server_release(api->srv, ret == 0);
+	if (ret)
+		return ret; /* memory is ahead of the disk: stop, restart from disk */
+	if (api->changed && api->srv)
+		connect_server_wake(api->srv);
+	api->changed = false;
+	return 0;
+}
+
 #define CM_METHOD(name, in, out, fn)                                               \
 	{ "/wgcni.cluster.v1.ClusterService/" name,                                \
 	  &wgcni__cluster__v1__##in##__descriptor,                                 \
-	  &wgcni__cluster__v1__##out##__descriptor, fn }
+	  &wgcni__cluster__v1__##out##__descriptor, fn##_held }
 
 const struct connect_method cm_api_methods[] = {
 	CM_METHOD("AllocateSubnet", allocate_subnet_request, allocate_subnet_response,
@@ -362,6 +403,8 @@ const struct connect_method cm_api_methods[] = {
 	CM_METHOD("ListNodes", list_nodes_request, list_nodes_response, cm_list_nodes),
 	CM_METHOD("DeleteNode", delete_node_request, delete_node_response,
 		  cm_delete_node),
+	CM_METHOD("WatchPeers", watch_peers_request, watch_peers_response,
+		  cm_watch_peers),
 };
 const size_t cm_api_n_methods = sizeof(cm_api_methods) / sizeof(cm_api_methods[0]);
 
@@ -396,9 +439,16 @@ int cm_api_metrics(struct prom *p, void *ctx)
 		ret = prom_sample(p, (double)cm_state_revision(api->st), NULL);
 	if (!ret && api->srv)
 		ret = prom_family(p, "wgcni_long_polls", PROM_GAUGE,
-				  "ListPeers calls waiting for a change.");
+				  "Long polls (ListPeers and WatchPeers) waiting for a change.");
 	if (!ret && api->srv)
 		ret = prom_sample(p, (double)connect_server_deferred(api->srv), NULL);
+	if (!ret && api->srv)
+		ret = cm_watch_metrics(api, p);
+	if (!ret)
+		ret = prom_family(p, "wgcni_commits_total", PROM_COUNTER,
+				  "Transactions committed (one per group of concurrent changes).");
+	if (!ret)
+		ret = prom_sample(p, (double)cm_state_commits(api->st), NULL);
 	return ret;
 }
 

@@ -1,8 +1,10 @@
 /*
  * wgcni.cluster.v1.ClusterService handlers, metrics and health, on top of
- * cm_state. Handlers run on the connect server's loop thread; a change wakes
- * every deferred ListPeers call once, and each re-run answers from memory in
- * O(nodes).
+ * cm_state. Handlers run on the connect server's loop thread. The changes of
+ * one loop turn are committed together after it (group commit); answers wait
+ * for that commit, and then every deferred ListPeers/WatchPeers call is woken
+ * once. A WatchPeers answer is the same for every waiter at one revision and
+ * is encoded once (watch.c).
  */
 #ifndef WGCNI_CM_API_H
 #define WGCNI_CM_API_H
@@ -26,6 +28,11 @@ struct cm_api {
 	 * shared by all ListPeers answers of that revision (a change wakes
 	 * every waiter: this keeps each answer to one pointer per peer). */
 	struct cm_peer_cache *peers;
+	/* WatchPeers answers of the current revision, each encoded once
+	 * (watch.c). */
+	struct cm_watch_cache *watch;
+	bool changed; /* a change since the last commit: wake the waiters */
+	uint64_t generation; /* moves on every change, committed or not */
 };
 
 /* Frees what the handlers cached (not st or srv). Accepts NULL. */
@@ -34,9 +41,17 @@ void cm_api_release(struct cm_api *api);
 extern const struct connect_method cm_api_methods[];
 extern const size_t cm_api_n_methods;
 
-/* connect_server_config callbacks; ctx is a struct cm_api. */
+/* connect_server_config callbacks; ctx is a struct cm_api. after_run
+ * commits the turn's changes, sends the answers that waited for them and
+ * wakes the long polls once; negative when the commit failed (stop). */
 int cm_api_metrics(struct prom *p, void *ctx);
 int cm_api_healthz(void *ctx);
+int cm_api_after_run(void *ctx);
+
+/* watch.c: the WatchPeers handler, its cache and metrics. */
+int cm_watch_peers(struct connect_call *call, void *ctx);
+void cm_watch_release(struct cm_api *api);
+int cm_watch_metrics(struct cm_api *api, struct prom *p);
 
 /* "" when name is a valid node name, else what is wrong with it. */
 const char *cm_api_check_name(const char *name);

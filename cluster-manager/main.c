@@ -333,6 +333,7 @@ static struct connect_server *cm_server_new(struct cm_api *api, const char *toke
 		.token = token,
 		.metrics = cm_api_metrics,
 		.healthz = cm_api_healthz,
+		.after_run = cm_api_after_run,
 	};
 	struct connect_server *srv;
 	int ret;
@@ -448,7 +449,7 @@ int main(int argc, char **argv)
 		.cfg = { .childlen = { 24, 64 } },
 		.level = LOG_LEVEL_INFO,
 	};
-	struct cm_api api = { NULL, NULL, NULL };
+	struct cm_api api = { 0 };
 	struct sigaction sa;
 	char err[512], *token = NULL;
 	int ret, idx;
@@ -505,7 +506,7 @@ int main(int argc, char **argv)
 	api.st = cm_state_open(o.state_dir, &o.cfg, err, sizeof(err));
 	if (!api.st) {
 		ret = -errno;
-		log_error("cannot open the state", "state_dir=%s err=\"%s\"", o.state_dir, err);
+		log_error("cannot open the state", "state_dir=%s err=%s", o.state_dir, err);
 		goto err_free_token;
 	}
 	api.srv = cm_server_new(&api, token, &o);

@@ -1,4 +1,5 @@
 #include "state.h"
+#include "state_priv.h"
 
 #include "db.h"
 #include "log.h"
@@ -18,19 +19,6 @@
  * refuses (a /16 stored where /24s are handed out reserves 256). */
 #define CM_MAX_COVERED_CHILDREN (1u << 20)
 
-struct cm_state {
-	int lock_fd; /* flock'ed: one cluster manager per state directory */
-	sqlite3 *db;
-	struct cm_config cfg;
-	struct prefixalloc *pa[CM_NFAM];
-	char cidr_str[CM_NFAM][IPNET_STRLEN];
-	char *cidrs[CM_NFAM + 1];
-	size_t n_cidrs;
-	struct cm_node **nodes; /* sorted by name */
-	size_t n_nodes, cap_nodes;
-	uint64_t revision;
-	time_t last_flush;
-};
 
 static const char *const cm_migrations[] = {
 	/* 0 -> 1 */
@@ -51,6 +39,17 @@ static const char *const cm_migrations[] = {
 	"  value INTEGER NOT NULL"
 	") WITHOUT ROWID;"
 	"INSERT INTO meta (key, value) VALUES ('revision', 0);",
+	/* 1 -> 2: the change history. Rows carry the revision of their last
+	 * change; deleted peers leave a tombstone. Nothing before the upgrade
+	 * is known, so the history starts at the current revision. */
+	"ALTER TABLE nodes ADD COLUMN mod_revision INTEGER NOT NULL DEFAULT 0;"
+	"UPDATE nodes SET mod_revision = (SELECT value FROM meta WHERE key = 'revision');"
+	"CREATE TABLE tombstones ("
+	"  name TEXT PRIMARY KEY NOT NULL,"
+	"  revision INTEGER NOT NULL"
+	") WITHOUT ROWID;"
+	"INSERT INTO meta (key, value) SELECT 'history_floor', value FROM meta"
+	"  WHERE key = 'revision';",
 };
 
 static int fam_number(enum cm_family fam)
@@ -67,7 +66,7 @@ static enum cm_family fam_of(const struct ipnet *n)
  * Runs one statement to completion. types: one letter per bound parameter,
  * 't' const char *, 'i' int64_t. 0 or negative errno.
  */
-static int cm_sql(struct cm_state *st, const char *sql, const char *types, ...)
+int cm_sql(struct cm_state *st, const char *sql, const char *types, ...)
 {
 	sqlite3_stmt *stmt = NULL;
 	va_list ap;
@@ -76,7 +75,7 @@ static int cm_sql(struct cm_state *st, const char *sql, const char *types, ...)
 	rc = sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL);
 	ret = db_errno(rc);
 	if (ret) {
-		log_warnx("sqlite prepare failed", "sql=\"%s\" err=\"%s\"", sql,
+		log_warnx("sqlite prepare failed", "sql=%s err=%s", sql,
 			  sqlite3_errmsg(st->db));
 		return ret;
 	}
@@ -99,22 +98,10 @@ static int cm_sql(struct cm_state *st, const char *sql, const char *types, ...)
 	}
 	ret = db_errno(rc);
 	if (ret)
-		log_warnx("sqlite statement failed", "sql=\"%s\" err=\"%s\"", sql,
+		log_warnx("sqlite statement failed", "sql=%s err=%s", sql,
 			  sqlite3_errmsg(st->db));
 	sqlite3_finalize(stmt);
 	return ret;
-}
-
-/* Ends a change's transaction: the stored revision moves with it, so a
- * restarted manager never answers an old revision for a new peer set. */
-static int cm_commit_change(struct cm_state *st)
-{
-	int ret;
-
-	ret = cm_sql(st, "UPDATE meta SET value = value + 1 WHERE key = 'revision'", "");
-	if (ret)
-		return ret;
-	return db_commit(st->db);
 }
 
 /* Index of name in the sorted array, or where it would go. */
@@ -303,7 +290,8 @@ static int cm_load(struct cm_state *st, char *err, size_t errlen)
 	int rc, ret;
 
 	rc = sqlite3_prepare_v2(st->db,
-				"SELECT name, public_key, endpoint, last_seen FROM nodes",
+				"SELECT name, public_key, endpoint, last_seen, mod_revision "
+				"FROM nodes",
 				-1, &stmt, NULL);
 	ret = db_errno(rc);
 	if (ret)
@@ -332,6 +320,7 @@ static int cm_load(struct cm_state *st, char *err, size_t errlen)
 		strcpy(node->public_key, pub);
 		strcpy(node->endpoint, ep);
 		node->last_seen = (time_t)sqlite3_column_int64(stmt, 3);
+		node->mod_revision = (uint64_t)sqlite3_column_int64(stmt, 4);
 		cm_insert(st, node);
 	}
 	ret = db_errno(rc == SQLITE_DONE ? SQLITE_OK : rc);
@@ -389,9 +378,13 @@ static int cm_load(struct cm_state *st, char *err, size_t errlen)
 		snprintf(err, errlen, "database has no revision");
 		goto err_finalize;
 	}
-	st->revision = (uint64_t)sqlite3_column_int64(stmt, 0);
+	st->revision = st->committed = (uint64_t)sqlite3_column_int64(stmt, 0);
 	sqlite3_finalize(stmt);
+	stmt = NULL;
 
+	ret = cm_load_history(st, err, errlen);
+	if (ret)
+		return ret;
 	for (size_t i = 0; i < st->n_nodes; i++)
 		cm_node_refresh(st->nodes[i]);
 	return 0;
@@ -410,6 +403,10 @@ static void cm_free_nodes(struct cm_state *st)
 	free(st->nodes);
 	st->nodes = NULL;
 	st->n_nodes = st->cap_nodes = 0;
+	st->mod_first = st->mod_last = NULL;
+	free(st->tombs);
+	st->tombs = NULL;
+	st->n_tombs = st->cap_tombs = 0;
 }
 
 struct cm_state *cm_state_open(const char *dir, const struct cm_config *cfg,
@@ -491,7 +488,7 @@ void cm_state_close(struct cm_state *st)
 {
 	if (!st)
 		return;
-	if (cm_state_flush_seen(st))
+	if (cm_state_flush_seen(st) || cm_state_commit(st))
 		log_warnx("could not save lastSeen times", NULL);
 	cm_free_nodes(st);
 	db_close(st->db);
@@ -535,15 +532,17 @@ int cm_state_allocate(struct cm_state *st, const char *name, struct cm_node **ou
 		snprintf(fresh->name, sizeof(fresh->name), "%s", name);
 	}
 
-	ret = db_begin(st->db);
+	ret = cm_tx_begin(st);
 	if (ret)
 		goto err_free_fresh;
 	if (fresh)
-		ret = cm_sql(st, "INSERT INTO nodes (name, last_seen) VALUES (?, ?)", "ti",
-			     name, (int64_t)now);
+		ret = cm_sql(st, "INSERT INTO nodes (name, last_seen, mod_revision) "
+			     "VALUES (?, ?, ?)", "tii", name, (int64_t)now,
+			     (int64_t)st->revision + 1);
 	else
-		ret = cm_sql(st, "UPDATE nodes SET last_seen = ? WHERE name = ?", "it",
-			     (int64_t)now, name);
+		ret = cm_sql(st, "UPDATE nodes SET last_seen = ?, mod_revision = ? "
+			     "WHERE name = ?", "iit", (int64_t)now,
+			     (int64_t)st->revision + 1, name);
 	if (ret)
 		goto err_rollback;
 	for (int f = 0; f < CM_NFAM; f++) {
@@ -554,11 +553,11 @@ int cm_state_allocate(struct cm_state *st, const char *name, struct cm_node **ou
 		if (ret)
 			goto err_rollback;
 	}
-	ret = cm_commit_change(st);
+	ret = cm_tx_end(st);
 	if (ret)
 		goto err_rollback;
 
-	/* Committed: from here on nothing can fail. */
+	/* Done (on disk at the next cm_state_commit): nothing can fail now. */
 	if (fresh) {
 		cm_insert(st, fresh);
 		node = fresh;
@@ -575,11 +574,12 @@ int cm_state_allocate(struct cm_state *st, const char *name, struct cm_node **ou
 	node->last_seen = now;
 	node->seen_dirty = false;
 	st->revision++;
+	cm_touch_mod(st, node, st->revision);
 	*out = node;
 	return 0;
 
 err_rollback:
-	db_rollback(st->db);
+	cm_tx_undo(st);
 err_free_fresh:
 	free(fresh);
 err_release:
@@ -603,15 +603,15 @@ int cm_state_register(struct cm_state *st, struct cm_node *node,
 	ret = -EINVAL;
 	if (strlen(public_key) > WG_KEY_B64_LEN || strlen(endpoint) > CM_ENDPOINT_MAX)
 		goto err;
-	ret = db_begin(st->db);
+	ret = cm_tx_begin(st);
 	if (ret)
 		goto err;
-	ret = cm_sql(st, "UPDATE nodes SET public_key = ?, endpoint = ?, last_seen = ? "
-			 "WHERE name = ?", "ttit", public_key, endpoint, (int64_t)now,
-		     node->name);
+	ret = cm_sql(st, "UPDATE nodes SET public_key = ?, endpoint = ?, last_seen = ?, "
+			 "mod_revision = ? WHERE name = ?", "ttiit", public_key, endpoint,
+		     (int64_t)now, (int64_t)st->revision + 1, node->name);
 	if (ret)
 		goto err_rollback;
-	ret = cm_commit_change(st);
+	ret = cm_tx_end(st);
 	if (ret)
 		goto err_rollback;
 
@@ -620,12 +620,13 @@ int cm_state_register(struct cm_state *st, struct cm_node *node,
 	node->last_seen = now;
 	node->seen_dirty = false;
 	st->revision++;
+	cm_touch_mod(st, node, st->revision);
 	log_info("key registered", "node=%s public_key=%s endpoint=%s", node->name,
 		 public_key, endpoint);
 	return 0;
 
 err_rollback:
-	db_rollback(st->db);
+	cm_tx_undo(st);
 err:
 	return ret;
 }
@@ -641,7 +642,11 @@ int cm_state_delete(struct cm_state *st, const char *name)
 	if (!found)
 		goto err;
 	node = st->nodes[i];
-	ret = db_begin(st->db);
+	/* Room first: once the rows are gone, nothing may fail. */
+	ret = cm_tomb_reserve(st);
+	if (ret)
+		goto err;
+	ret = cm_tx_begin(st);
 	if (ret)
 		goto err;
 	/* Explicit, not only ON DELETE CASCADE: the subnets must go even if
@@ -652,7 +657,19 @@ int cm_state_delete(struct cm_state *st, const char *name)
 	ret = cm_sql(st, "DELETE FROM nodes WHERE name = ?", "t", name);
 	if (ret)
 		goto err_rollback;
-	ret = cm_commit_change(st);
+	/* Only a peer's deletion matters to the nodes; a node without a key
+	 * was never in a peer list. */
+	if (node->public_key[0])
+		ret = cm_sql(st, "INSERT OR REPLACE INTO tombstones (name, revision) "
+			     "VALUES (?, ?)", "ti", name, (int64_t)st->revision + 1);
+	if (!ret)
+		ret = cm_sql(st, "DELETE FROM tombstones WHERE revision <= ?", "i",
+			     (int64_t)(st->n_tombs + 1 > CM_HISTORY_TOMBSTONES ?
+				       st->tombs[st->n_tombs - CM_HISTORY_TOMBSTONES].revision :
+				       0));
+	if (ret)
+		goto err_rollback;
+	ret = cm_tx_end(st);
 	if (ret)
 		goto err_rollback;
 
@@ -663,12 +680,17 @@ int cm_state_delete(struct cm_state *st, const char *name)
 		(st->n_nodes - i - 1) * sizeof(st->nodes[0]));
 	st->n_nodes--;
 	st->revision++;
+	cm_mod_unlink(st, node);
+	if (node->public_key[0]) {
+		cm_tomb_push(st, node->name, st->revision);
+		cm_tomb_prune(st);
+	}
 	log_info("node deleted", "node=%s", node->name);
 	free(node);
 	return 0;
 
 err_rollback:
-	db_rollback(st->db);
+	cm_tx_undo(st);
 err:
 	return ret;
 }
@@ -693,7 +715,7 @@ int cm_state_flush_seen(struct cm_state *st)
 		any = st->nodes[i]->seen_dirty;
 	if (!any)
 		return 0;
-	ret = db_begin(st->db);
+	ret = cm_tx_begin(st);
 	if (ret)
 		goto err;
 	for (size_t i = 0; i < st->n_nodes; i++) {
@@ -706,7 +728,7 @@ int cm_state_flush_seen(struct cm_state *st)
 		if (ret)
 			goto err_rollback;
 	}
-	ret = db_commit(st->db);
+	ret = cm_tx_end(st);
 	if (ret)
 		goto err_rollback;
 	for (size_t i = 0; i < st->n_nodes; i++)
@@ -714,7 +736,7 @@ int cm_state_flush_seen(struct cm_state *st)
 	return 0;
 
 err_rollback:
-	db_rollback(st->db);
+	cm_tx_undo(st);
 err:
 	return ret;
 }
@@ -727,7 +749,7 @@ void cm_state_maybe_flush_seen(struct cm_state *st, time_t max_age)
 		return;
 	ret = cm_state_flush_seen(st);
 	if (ret)
-		log_warnx("could not save lastSeen times", "err=\"%s\"", strerror(-ret));
+		log_warnx("could not save lastSeen times", "err=%s", strerror(-ret));
 }
 
 bool cm_state_usage(const struct cm_state *st, enum cm_family fam, uint64_t *used,

@@ -4,8 +4,8 @@
  *
  * SQLite (<state-dir>/cluster.db) is the truth; memory holds a mirror so
  * answers are built without touching the disk. Every change is committed
- * before memory is updated and before it is answered, so kill -9 loses
- * nothing a client was told. lastSeen is the exception: it is kept in memory
+ * (cm_state_commit, one transaction for all the changes of a loop turn)
+ * before it is answered, so kill -9 loses nothing a client was told. lastSeen is the exception: it is kept in memory
  * and written lazily (cm_state_flush_seen), as polls would otherwise write on
  * every call.
  *
@@ -50,7 +50,21 @@ struct cm_node {
 	char endpoint[CM_ENDPOINT_MAX + 1];  /* "" until registered */
 	time_t last_seen;
 	bool seen_dirty;
+	/* Revision of the node's last change, and its neighbours in the
+	 * history (cm_state_last_changed). */
+	uint64_t mod_revision;
+	struct cm_node *mod_prev, *mod_next;
 };
+
+/* A deleted peer. */
+struct cm_tombstone {
+	uint64_t revision;
+	char name[CM_NAME_MAX + 1];
+};
+
+/* Deletions remembered (about 260 KiB a thousand); older ones move the
+ * history floor up, and a since_revision below it gets the full set. */
+#define CM_HISTORY_TOMBSTONES 4096
 
 struct cm_state;
 
@@ -90,6 +104,34 @@ void cm_state_touch(struct cm_state *st, struct cm_node *node);
 int cm_state_flush_seen(struct cm_state *st);
 /* Flushes when the last flush is older than max_age seconds. */
 void cm_state_maybe_flush_seen(struct cm_state *st, time_t max_age);
+
+/*
+ * The change history, from which a WatchPeers delta is computed without the
+ * database. Every node row carries the revision of its last change; a
+ * deleted peer leaves a tombstone (both stored, so the history survives a
+ * restart). A delta from since (floor <= since <= revision) is: the nodes
+ * from cm_state_last_changed() back along mod_prev while mod_revision >
+ * since, and the tombstones cm_state_tombstones(since) of names not present.
+ */
+uint64_t cm_state_floor(const struct cm_state *st);
+const struct cm_node *cm_state_last_changed(const struct cm_state *st);
+/* Tombstones with revision > since, oldest first. */
+const struct cm_tombstone *cm_state_tombstones(const struct cm_state *st, uint64_t since,
+					       size_t *n);
+
+/*
+ * Group commit. Changes go into one open transaction (memory follows each at
+ * once); cm_state_commit writes them with one fsync. Until then nothing that
+ * shows them may be answered: cm_state_pending() tells.
+ * On a failed commit memory is ahead of the disk: the caller must stop.
+ */
+bool cm_state_pending(const struct cm_state *st);
+int cm_state_commit(struct cm_state *st);
+/* The revision of the last commit: every change up to it is on disk, and
+ * nodes with a higher mod_revision are not yet. */
+uint64_t cm_state_committed(const struct cm_state *st);
+/* Transactions committed since start. */
+uint64_t cm_state_commits(const struct cm_state *st);
 
 /* Subnet usage of a configured family (false when not configured). */
 bool cm_state_usage(const struct cm_state *st, enum cm_family fam,

@@ -247,14 +247,14 @@ static int nm_load_key(struct nm *nm)
 		return ret;
 	ret = nm_mkdir_p(nm->cfg.state_dir, 0700);
 	if (ret < 0) {
-		log_error("creating state directory failed", "path=\"%s\" err=\"%s\"",
+		log_error("creating state directory failed", "path=%s err=%s",
 			  nm->cfg.state_dir, strerror(-ret));
 		return ret;
 	}
 	snprintf(path, sizeof(path), "%s/private.key", nm->cfg.state_dir);
 	ret = key_load_or_create(path, nm->private_key);
 	if (ret < 0) {
-		log_error("loading private key failed", "path=\"%s\" err=\"%s\"", path,
+		log_error("loading private key failed", "path=%s err=%s", path,
 			  strerror(-ret));
 		return ret;
 	}
@@ -285,7 +285,7 @@ static int nm_first_registration(struct nm *nm)
 				break;
 		}
 		nm->sync_errors++;
-		log_warnx("waiting for the cluster manager", "url=\"%s\" retry_ms=%u",
+		log_warnx("waiting for the cluster manager", "url=%s retry_ms=%u",
 			  nm->cfg.cluster_manager, backoff);
 		nm_sleep(nm, backoff);
 		backoff = backoff * 2 > 30000 ? 30000 : backoff * 2;
@@ -315,14 +315,14 @@ static struct connect_server *nm_serve(struct nm *nm)
 	if (ret == 0)
 		ret = connect_server_listen_unix(srv, nm->cfg.socket_path, 0600);
 	if (ret < 0) {
-		log_error("listening on socket failed", "path=\"%s\" err=\"%s\"",
+		log_error("listening on socket failed", "path=%s err=%s",
 			  nm->cfg.socket_path, strerror(-ret));
 		goto err_free;
 	}
 	if (nm->cfg.listen) {
 		ret = connect_server_listen_tcp(srv, nm->cfg.listen);
 		if (ret < 0) {
-			log_error("listening on TCP failed", "listen=\"%s\" err=\"%s\"",
+			log_error("listening on TCP failed", "listen=%s err=%s",
 				  nm->cfg.listen, strerror(-ret));
 			goto err_free;
 		}
@@ -331,7 +331,7 @@ static struct connect_server *nm_serve(struct nm *nm)
 		 * GC every container. */
 		if (strncmp(nm->cfg.listen, "127.", 4) && strncmp(nm->cfg.listen, "[::1]:", 6))
 			log_warnx("--listen is not a loopback address: the node API is unauthenticated",
-				  "listen=\"%s\"", nm->cfg.listen);
+				  "listen=%s", nm->cfg.listen);
 	}
 	return srv;
 
@@ -355,7 +355,7 @@ static int nm_cmd_run(struct nm_opts *o)
 		return 2;
 	}
 	if (endpoint_parse(nm->cfg.endpoint, &(struct endpoint){ 0 }, err, sizeof(err)) < 0) {
-		log_error("invalid --endpoint", "endpoint=\"%s\" reason=\"%s\"", nm->cfg.endpoint,
+		log_error("invalid --endpoint", "endpoint=%s reason=%s", nm->cfg.endpoint,
 			  err);
 		return 2;
 	}
@@ -370,10 +370,10 @@ static int nm_cmd_run(struct nm_opts *o)
 		goto err_wipe_key;
 	ret = nm_state_open(nm, err, sizeof(err));
 	if (ret < 0) {
-		log_error("opening state failed", "err=\"%s\"", err);
+		log_error("opening state failed", "err=%s", err);
 		goto err_wipe_key;
 	}
-	log_info("starting", "node=\"%s\" interface=%s public_key=%s version=%s",
+	log_info("starting", "node=%s interface=%s public_key=%s version=%s",
 		 nm->cfg.node_name, nm->cfg.ifname, nm->public_b64, WGCNI_VERSION);
 	if (nm->n_subnets) {
 		char buf[IPNET_STRLEN];
@@ -406,11 +406,11 @@ static int nm_cmd_run(struct nm_opts *o)
 	ret = nm_sync_start(nm);
 	if (ret < 0)
 		goto err_free_server;
-	log_info("ready", "socket=\"%s\" listen=\"%s\"", nm->cfg.socket_path,
+	log_info("ready", "socket=%s listen=%s", nm->cfg.socket_path,
 		 nm->cfg.listen ? nm->cfg.listen : "");
 	ret = connect_server_run(nm->srv, &nm_stop_flag);
 	if (ret < 0)
-		log_error("API server failed", "err=\"%s\"", strerror(-ret));
+		log_error("API server failed", "err=%s", strerror(-ret));
 	nm_stop_flag = 1;
 	log_info("stopping; the interface keeps running", "interface=%s", nm->cfg.ifname);
 
@@ -427,7 +427,7 @@ err_free_server:
 	connect_server_free(nm->srv);
 	nm->srv = NULL;
 	if (unlink(nm->cfg.socket_path) < 0 && errno != ENOENT)
-		log_warn("removing socket failed", "path=\"%s\"", nm->cfg.socket_path);
+		log_warn("removing socket failed", "path=%s", nm->cfg.socket_path);
 err_close_state:
 	/* A sync thread still running may yet touch the state: leave it to exit. */
 	if (joined)

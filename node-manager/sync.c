@@ -1,8 +1,13 @@
 /*
  * The node manager and the cluster manager: AllocateSubnet + RegisterKey,
- * then ListPeers long polls for ever. A failed round keeps the last known
- * peers on the interface (tunnels keep running while the cluster manager is
- * away) and backs off exponentially, capped.
+ * then WatchPeers long polls for ever. A delta (peers added or changed,
+ * names removed) is applied as exactly those peer changes, never as a
+ * replacement of the list; a full answer (first round, or a revision the
+ * cluster manager cannot serve a delta from) is diffed against what the
+ * interface holds. A failed round keeps the last known peers on the
+ * interface (tunnels keep running while the cluster manager is away) and
+ * backs off exponentially, capped; the revision only moves once a round's
+ * changes are applied, so a failed one is fetched again.
  */
 #include "nm.h"
 
@@ -23,7 +28,7 @@
 
 static const char nm_path_allocate_subnet[] = "/wgcni.cluster.v1.ClusterService/AllocateSubnet";
 static const char nm_path_register_key[] = "/wgcni.cluster.v1.ClusterService/RegisterKey";
-static const char nm_path_list_peers[] = "/wgcni.cluster.v1.ClusterService/ListPeers";
+static const char nm_path_watch_peers[] = "/wgcni.cluster.v1.ClusterService/WatchPeers";
 
 void nm_sleep(struct nm *nm, unsigned int ms)
 {
@@ -42,7 +47,7 @@ struct rpc_client *nm_sync_client(const struct nm *nm, long timeout_ms)
 	if (nm->cfg.token_file) {
 		token = rpc_read_token_file(nm->cfg.token_file);
 		if (!token) {
-			log_warn("reading token file failed", "path=\"%s\"", nm->cfg.token_file);
+			log_warn("reading token file failed", "path=%s", nm->cfg.token_file);
 			return NULL;
 		}
 	}
@@ -54,7 +59,7 @@ struct rpc_client *nm_sync_client(const struct nm *nm, long timeout_ms)
 	}
 	errno = saved;
 	if (!c)
-		log_warn("cluster manager client failed", "url=\"%s\"", nm->cfg.cluster_manager);
+		log_warn("cluster manager client failed", "url=%s", nm->cfg.cluster_manager);
 	return c;
 }
 
@@ -67,7 +72,7 @@ static int nm_parse_nets(char **strs, size_t n, struct ipnet *out, size_t max,
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (ipnet_parse(strs[i], &out[i], true) < 0) {
-			log_error("cluster manager sent an invalid prefix", "what=%s cidr=\"%s\"",
+			log_error("cluster manager sent an invalid prefix", "what=%s cidr=%s",
 				  what, strs[i]);
 			return -EPROTO;
 		}
@@ -97,7 +102,7 @@ static bool nm_nets_same(const struct ipnet *a, size_t na, const struct ipnet *b
 
 static void nm_log_rpc(const char *what, int ret, const struct rpc_error *err)
 {
-	log_warnx(what, "err=\"%s\" code=%s message=\"%s\"", strerror(-ret),
+	log_warnx(what, "err=%s code=%s message=%s", strerror(-ret),
 		  connect_code_name(err->code), err->message);
 }
 
@@ -121,7 +126,7 @@ static int nm_take_subnets(struct nm *nm, const Wgcni__Cluster__V1__AllocateSubn
 	if (ret < 0)
 		return ret;
 	if (!n_subnets) {
-		log_error("cluster manager sent no subnet", "node=\"%s\"", nm->cfg.node_name);
+		log_error("cluster manager sent no subnet", "node=%s", nm->cfg.node_name);
 		return -EPROTO;
 	}
 
@@ -131,7 +136,7 @@ static int nm_take_subnets(struct nm *nm, const Wgcni__Cluster__V1__AllocateSubn
 
 		ret = nm_state_set_subnets(nm, subnets, n_subnets, cidrs, n_cidrs);
 		if (ret == 0)
-			log_info("subnet allocated", "node=\"%s\" subnet=%s", nm->cfg.node_name,
+			log_info("subnet allocated", "node=%s subnet=%s", nm->cfg.node_name,
 				 ipnet_format(&subnets[0], buf));
 	} else if (!nm_nets_same(subnets, n_subnets, nm->subnets, nm->n_subnets)) {
 		char have[IPNET_STRLEN], got[IPNET_STRLEN];
@@ -187,30 +192,30 @@ int nm_sync_register(struct nm *nm, struct rpc_client *rpc)
 	}
 	protobuf_c_message_free_unpacked(resp, NULL);
 	nm->registered = true;
-	log_info("registered with the cluster manager", "node=\"%s\" public_key=%s endpoint=%s",
+	log_info("registered with the cluster manager", "node=%s public_key=%s endpoint=%s",
 		 nm->cfg.node_name, nm->public_b64, nm->cfg.endpoint);
 	return 0;
 }
 
 /* Peers of the answer into our form; invalid ones are skipped. */
-static int nm_peers_from(const Wgcni__Cluster__V1__ListPeersResponse *r,
+static int nm_peers_from(Wgcni__Cluster__V1__Peer *const *srcs, size_t n_srcs,
 			 struct nm_peer **out, size_t *n_out)
 {
 	struct nm_peer *peers;
 	size_t n = 0;
 
-	peers = calloc(r->n_peers + 1, sizeof(*peers));
+	peers = calloc(n_srcs + 1, sizeof(*peers));
 	if (!peers)
 		return -ENOMEM;
-	for (size_t i = 0; i < r->n_peers; i++) {
-		const Wgcni__Cluster__V1__Peer *src = r->peers[i];
+	for (size_t i = 0; i < n_srcs; i++) {
+		const Wgcni__Cluster__V1__Peer *src = srcs[i];
 		struct nm_peer *p = &peers[n];
 		char err[128];
 		bool ok = true;
 
 		if (!src->public_key || key_from_base64(p->public_key, src->public_key, err,
 							 sizeof(err)) < 0) {
-			log_warnx("peer without a valid key skipped", "name=\"%s\"",
+			log_warnx("peer without a valid key skipped", "name=%s",
 				  src->name ? src->name : "");
 			continue;
 		}
@@ -228,7 +233,7 @@ static int nm_peers_from(const Wgcni__Cluster__V1__ListPeersResponse *r,
 		for (size_t j = 0; j < src->n_allowed_ips; j++) {
 			if (ipnet_parse(src->allowed_ips[j], &p->allowed[p->n_allowed], false) < 0) {
 				log_warnx("peer with an invalid AllowedIP skipped",
-					  "name=\"%s\" allowed_ip=\"%s\"", p->name,
+					  "name=%s allowed_ip=%s", p->name,
 					  src->allowed_ips[j]);
 				ok = false;
 				break;
@@ -255,11 +260,218 @@ static void nm_sync_error(struct nm *nm)
 	pthread_mutex_unlock(&nm->lock);
 }
 
-/* One ListPeers round: wait for a change, apply the difference. */
+static int nm_name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* names sorted by nm_name_cmp. */
+static bool nm_name_in(char *const *names, size_t n, const char *name)
+{
+	return n && bsearch(&name, names, n, sizeof(*names), nm_name_cmp);
+}
+
+static int nm_peer_copy(struct nm_peer *dst, const struct nm_peer *src)
+{
+	*dst = *src;
+	dst->name = strdup(src->name);
+	dst->allowed = calloc(src->n_allowed + 1, sizeof(*dst->allowed));
+	if (!dst->name || !dst->allowed) {
+		free(dst->name);
+		free(dst->allowed);
+		memset(dst, 0, sizeof(*dst));
+		return -ENOMEM;
+	}
+	memcpy(dst->allowed, src->allowed, src->n_allowed * sizeof(*src->allowed));
+	return 0;
+}
+
+/* The stored peer named name, or NULL (names sorted, pointing at peers). */
+static const struct nm_peer *nm_by_name(const struct nm_peer *const *by_name, size_t n,
+					const char *name)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(by_name[mid]->name, name);
+
+		if (!c)
+			return by_name[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+static int nm_peer_name_cmp(const void *a, const void *b)
+{
+	return strcmp((*(const struct nm_peer *const *)a)->name,
+		      (*(const struct nm_peer *const *)b)->name);
+}
+
+/* The stored node peers, by name. */
+static const struct nm_peer **nm_peers_by_name(const struct nm *nm)
+{
+	const struct nm_peer **by = calloc(nm->n_peers + 1, sizeof(*by));
+
+	if (!by)
+		return NULL;
+	for (size_t i = 0; i < nm->n_peers; i++)
+		by[i] = &nm->peers[i];
+	if (nm->n_peers > 1)
+		qsort(by, nm->n_peers, sizeof(*by), nm_peer_name_cmp);
+	return by;
+}
+
+/* Appends to d the wg_set entry that makes p a node peer. */
+static int nm_delta_set(struct wg_device *d, const struct nm_peer *p)
+{
+	struct wg_peer *w = &d->peers[d->n_peers];
+	char err[256];
+	int ret;
+
+	memset(w, 0, sizeof(*w));
+	memcpy(w->public_key, p->public_key, WG_KEY_LEN);
+	w->flags = WGPEER_REPLACE_ALLOWEDIPS | WGPEER_HAS_KEEPALIVE;
+	w->keepalive = NM_NODE_KEEPALIVE;
+	if (p->endpoint[0] && wg_peer_set_endpoint(w, p->endpoint, err, sizeof(err)) < 0)
+		log_warnx("peer endpoint unusable", "endpoint=%s reason=%s", p->endpoint,
+			  err);
+	for (size_t i = 0; i < p->n_allowed; i++) {
+		ret = wg_peer_add_allowedip(w, &p->allowed[i]);
+		if (ret < 0) {
+			wg_peer_clear(w);
+			return ret;
+		}
+	}
+	d->n_peers++;
+	return 0;
+}
+
+static void nm_delta_remove(struct wg_device *d, const uint8_t *key)
+{
+	struct wg_peer *w = &d->peers[d->n_peers++];
+
+	memset(w, 0, sizeof(*w));
+	memcpy(w->public_key, key, WG_KEY_LEN);
+	w->flags = WGPEER_REMOVE_ME;
+}
+
+/*
+ * A delta: the changed peers (ownership taken) and removed names onto the
+ * interface as exactly those changes, then the stored list becomes the old
+ * one with them applied. Called with nm->lock held.
+ */
+static int nm_apply_delta(struct nm *nm, struct nm_peer *changed, size_t n_changed,
+			  char **removed, size_t n_removed, size_t *n_set)
+{
+	const struct nm_peer **by = NULL;
+	struct wg_device d = { 0 };
+	struct nm_peer *merged = NULL;
+	char **names = NULL;
+	size_t n = 0;
+	int ret = -ENOMEM;
+
+	by = nm_peers_by_name(nm);
+	names = calloc(n_changed + n_removed + 1, sizeof(*names));
+	merged = calloc(nm->n_peers + n_changed + 1, sizeof(*merged));
+	d.peers = calloc(n_removed + 2 * n_changed + 1, sizeof(*d.peers));
+	if (!by || !names || !merged || !d.peers)
+		goto out;
+	snprintf(d.name, sizeof(d.name), "%s", nm->cfg.ifname);
+	for (size_t i = 0; i < n_removed; i++) {
+		const struct nm_peer *old = nm_by_name(by, nm->n_peers, removed[i]);
+
+		names[i] = removed[i];
+		if (old && memcmp(old->public_key, nm->public_key, WG_KEY_LEN) &&
+		    !nm_state_find_key(nm, old->public_key))
+			nm_delta_remove(&d, old->public_key);
+	}
+	for (size_t i = 0; i < n_changed; i++) {
+		const struct nm_peer *p = &changed[i];
+		const struct nm_peer *old = nm_by_name(by, nm->n_peers, p->name);
+
+		names[n_removed + i] = p->name;
+		/* A new key for the node: its old peer goes. */
+		if (old && memcmp(old->public_key, p->public_key, WG_KEY_LEN) &&
+		    memcmp(old->public_key, nm->public_key, WG_KEY_LEN) &&
+		    !nm_state_find_key(nm, old->public_key))
+			nm_delta_remove(&d, old->public_key);
+		if (!memcmp(p->public_key, nm->public_key, WG_KEY_LEN))
+			continue; /* ourselves */
+		if (nm_state_find_key(nm, p->public_key)) {
+			log_warnx("node peer has a container's key, skipped", "name=%s",
+				  p->name);
+			continue;
+		}
+		ret = nm_delta_set(&d, p);
+		if (ret < 0)
+			goto out;
+	}
+	if (n_changed + n_removed > 1)
+		qsort(names, n_changed + n_removed, sizeof(*names), nm_name_cmp);
+	/* The stored list: the old peers not named in the delta, then the
+	 * changed ones. */
+	for (size_t i = 0; i < nm->n_peers; i++) {
+		if (nm_name_in(names, n_changed + n_removed, nm->peers[i].name))
+			continue;
+		ret = nm_peer_copy(&merged[n], &nm->peers[i]);
+		if (ret < 0)
+			goto out;
+		n++;
+	}
+	ret = 0;
+	if (d.n_peers) {
+		ret = wg_set(&d);
+		if (ret < 0) {
+			log_error("configuring peers failed", "interface=%s peers=%zu err=%s",
+				  nm->cfg.ifname, d.n_peers, strerror(-ret));
+			goto out;
+		}
+	}
+	*n_set = d.n_peers;
+	memcpy(merged + n, changed, n_changed * sizeof(*changed));
+	memset(changed, 0, n_changed * sizeof(*changed));
+	n += n_changed;
+	ret = nm_state_replace_peers(nm, merged, n); /* takes merged */
+	merged = NULL;
+	n = 0;
+out:
+	nm_peers_free(merged, n);
+	for (size_t i = 0; i < d.n_peers; i++)
+		wg_peer_clear(&d.peers[i]);
+	free(d.peers);
+	free(names);
+	free(by);
+	return ret;
+}
+
+/* The answer may hold ourselves: never stored, never a peer (as ListPeers
+ * answered before). */
+static void nm_drop_self(const struct nm *nm, struct nm_peer *peers, size_t *n)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < *n; i++) {
+		if (!strcmp(peers[i].name, nm->cfg.node_name) ||
+		    !memcmp(peers[i].public_key, nm->public_key, WG_KEY_LEN)) {
+			free(peers[i].name);
+			free(peers[i].allowed);
+			continue;
+		}
+		peers[k++] = peers[i];
+	}
+	*n = k;
+}
+
+/* One WatchPeers round: wait for a change, apply it. */
 static int nm_sync_round(struct nm *nm, struct rpc_client *rpc, uint64_t *revision)
 {
-	Wgcni__Cluster__V1__ListPeersRequest req = WGCNI__CLUSTER__V1__LIST_PEERS_REQUEST__INIT;
-	Wgcni__Cluster__V1__ListPeersResponse *r;
+	Wgcni__Cluster__V1__WatchPeersRequest req = WGCNI__CLUSTER__V1__WATCH_PEERS_REQUEST__INIT;
+	Wgcni__Cluster__V1__WatchPeersResponse *r;
 	ProtobufCMessage *resp = NULL;
 	struct rpc_error err = { 0 };
 	struct nm_peer *peers = NULL;
@@ -269,38 +481,54 @@ static int nm_sync_round(struct nm *nm, struct rpc_client *rpc, uint64_t *revisi
 	req.node_name = nm->cfg.node_name;
 	req.since_revision = *revision;
 	req.wait_seconds = NM_WAIT_SECONDS;
-	ret = rpc_call(rpc, nm_path_list_peers, &req.base,
-		       &wgcni__cluster__v1__list_peers_response__descriptor, &resp,
+	ret = rpc_call(rpc, nm_path_watch_peers, &req.base,
+		       &wgcni__cluster__v1__watch_peers_response__descriptor, &resp,
 		       NM_POLL_TIMEOUT_MS, &err);
 	if (ret < 0) {
-		nm_log_rpc("ListPeers failed", ret, &err);
+		nm_log_rpc("WatchPeers failed", ret, &err);
 		if (ret == -EREMOTEIO && err.code == CONNECT_NOT_FOUND)
 			nm->registered = false; /* deleted or forgotten: register again */
 		return ret;
 	}
 	if (*nm->stop)
 		goto out; /* shutting down: leave the interface as it is */
-	r = (Wgcni__Cluster__V1__ListPeersResponse *)resp;
-	ret = nm_peers_from(r, &peers, &n);
+	r = (Wgcni__Cluster__V1__WatchPeersResponse *)resp;
+	ret = -EPROTO;
+	if (r->full && r->n_removed) {
+		log_error("cluster manager sent a full answer with removals", NULL);
+		goto out;
+	}
+	if (r->revision == *revision && !r->n_peers && !r->n_removed && !r->full)
+		goto ok; /* the wait ended without a change */
+	ret = nm_peers_from(r->peers, r->n_peers, &peers, &n);
 	if (ret < 0)
 		goto out;
+	nm_drop_self(nm, peers, &n);
 
 	pthread_mutex_lock(&nm->lock);
 	ret = nm_iface_ensure(nm);
-	if (ret == 0)
+	if (ret == 0 && r->full) {
 		ret = nm_iface_apply_node_peers(nm, peers, n, &changed);
-	nm_peers_sort(peers, n);
-	if (ret == 0 && !nm_state_peers_same(nm, peers, n))
-		ret = nm_state_replace_peers(nm, peers, n); /* takes peers */
-	else
+		nm_peers_sort(peers, n);
+		if (ret == 0 && !nm_state_peers_same(nm, peers, n))
+			ret = nm_state_replace_peers(nm, peers, n); /* takes peers */
+		else
+			nm_peers_free(peers, n);
+	} else if (ret == 0) {
+		ret = nm_apply_delta(nm, peers, n, r->removed, r->n_removed, &changed);
+		nm_peers_free(peers, n); /* emptied by nm_apply_delta */
+	} else {
 		nm_peers_free(peers, n);
-	pthread_mutex_unlock(&nm->lock);
-	if (ret == 0) {
-		if (changed || r->revision != *revision)
-			log_info("node peers synced", "revision=%llu peers=%zu changed=%zu",
-				 (unsigned long long)r->revision, n, changed);
-		*revision = r->revision;
 	}
+	pthread_mutex_unlock(&nm->lock);
+	if (ret < 0)
+		goto out;
+	log_info("node peers synced", "revision=%llu full=%s peers=%zu removed=%zu changed=%zu",
+		 (unsigned long long)r->revision, r->full ? "true" : "false", n,
+		 r->n_removed, changed);
+ok:
+	*revision = r->revision;
+	ret = 0;
 out:
 	protobuf_c_message_free_unpacked(resp, NULL);
 	return ret;
@@ -331,7 +559,7 @@ static void *nm_sync_main(void *arg)
 			*nm->reload = 0;
 			rpc = nm_sync_publish(nm, rpc, nm_sync_client(nm, NM_POLL_TIMEOUT_MS));
 			if (rpc)
-				log_info("cluster manager client reloaded", "url=\"%s\"",
+				log_info("cluster manager client reloaded", "url=%s",
 					 nm->cfg.cluster_manager);
 		}
 		if (!nm->registered)

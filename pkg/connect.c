@@ -74,6 +74,7 @@ void connect_call_free(struct connect_call *call)
 		protobuf_c_message_free_unpacked(call->request, NULL);
 	free(call->body);
 	free(call->resp);
+	connect_body_free(call->shared);
 	free(call);
 }
 
@@ -103,6 +104,8 @@ void connect_call_answer(struct connect_call *call, enum connect_code code, int 
 			 const char *ctype, char *body, size_t len)
 {
 	free(call->resp);
+	connect_body_free(call->shared);
+	call->shared = NULL;
 	call->code = code;
 	call->status = status;
 	call->ctype = ctype;

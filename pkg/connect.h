@@ -60,6 +60,10 @@ struct connect_server_config {
 	int (*metrics)(struct prom *p, void *ctx);
 	/* 0 when healthy; may be NULL (always healthy). */
 	int (*healthz)(void *ctx);
+	/* Called on the loop thread after each turn's handlers ran, e.g. to
+	 * commit what they changed and connect_server_release their answers;
+	 * may be NULL. A negative value ends connect_server_run with it. */
+	int (*after_run)(void *ctx);
 };
 
 struct connect_server;
@@ -107,5 +111,36 @@ int connect_reply(struct connect_call *call, const ProtobufCMessage *response);
 int connect_fail(struct connect_call *call, enum connect_code code,
 		 const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int connect_call_defer(struct connect_call *call, unsigned int timeout_ms);
+
+/*
+ * Answers encoded once for many calls (a long poll's answer is the same for
+ * every waiter): the body holds the message in one encoding, and each call
+ * that replies with it takes a reference instead of a copy.
+ */
+struct connect_body;
+/* msg in JSON (json) or protobuf. NULL with errno set. */
+struct connect_body *connect_body_new(const ProtobufCMessage *msg, bool json);
+size_t connect_body_size(const struct connect_body *b);
+/* Drops the caller's reference; calls answered with b keep theirs. Accepts NULL. */
+void connect_body_free(struct connect_body *b);
+/* True when the call wants JSON (pick the body to reply with). */
+bool connect_call_json(const struct connect_call *call);
+/* Like connect_reply, with b: its message type and encoding must be the
+ * call's. */
+int connect_reply_body(struct connect_call *call, struct connect_body *b);
+
+/*
+ * Group commit: a handler whose answer must wait until its change is on disk
+ * answers as usual, then calls connect_call_hold; the answer is sent by
+ * connect_server_release (ok) or replaced by `unavailable' (!ok). Without an
+ * answer (deferred), hold does nothing. 0 or -ENOMEM (then the call is
+ * answered resource_exhausted at once).
+ */
+int connect_call_hold(struct connect_call *call);
+void connect_server_release(struct connect_server *srv, bool ok);
+/* Calls held now. */
+size_t connect_server_held(const struct connect_server *srv);
+/* Deferred calls of one method path. Loop thread only. */
+size_t connect_server_waiting(const struct connect_server *srv, const char *path);
 
 #endif

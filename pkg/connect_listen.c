@@ -66,6 +66,7 @@ static int connect_add_listener(struct connect_server *srv, int fd, bool tcp,
 		MHD_OPTION_NOTIFY_COMPLETED, connect_route_completed, srv,
 		MHD_OPTION_CONNECTION_LIMIT, srv->conn_limit,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)CONNECT_IDLE_TIMEOUT_S,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECT_CONN_MEMORY,
 		MHD_OPTION_EXTERNAL_LOGGER, connect_route_log, srv,
 		MHD_OPTION_END);
 	if (!l->daemon) {

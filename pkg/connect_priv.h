@@ -31,6 +31,11 @@
 #define CONNECT_IDLE_TIMEOUT_S 120
 #define CONNECT_MAX_CONNECTIONS 100000U
 #define CONNECT_POLL_MS 200
+/* Per connection buffer for headers and reads (MHD's default is 32 KiB):
+ * ten thousand waiting long polls are ten thousand of them. Bodies are
+ * collected elsewhere (connect_append), answers are sent from their own
+ * buffers. */
+#define CONNECT_CONN_MEMORY (8 * 1024)
 
 struct connect_listener {
 	struct connect_server *srv;
@@ -51,6 +56,7 @@ struct connect_server {
 	uint8_t token_hash[crypto_generichash_BYTES];
 	int (*metrics)(struct prom *p, void *ctx);
 	int (*healthz)(void *ctx);
+	int (*after_run)(void *ctx);
 
 	struct connect_listener *listeners;
 	size_t n_listeners;
@@ -63,6 +69,10 @@ struct connect_server {
 	size_t n_heap, cap_heap;
 	atomic_size_t n_deferred;
 
+	struct connect_call **held; /* answered, kept until connect_server_release */
+	size_t n_held, cap_held;
+	bool released; /* resumed held calls wait for the daemons to run */
+
 	uint64_t *requests; /* [n_methods][CONNECT_CODE_COUNT] */
 };
 
@@ -71,6 +81,7 @@ enum connect_state {
 	CALL_DISCARD,  /* body over the limit: dropping the rest, then 400 */
 	CALL_READY,    /* body complete, handler not yet (re-)run */
 	CALL_DEFERRED, /* suspended, waiting for a wake or its deadline */
+	CALL_HELD,     /* answered, suspended until connect_server_release */
 	CALL_ANSWERED, /* answer recorded, to be queued */
 	CALL_QUEUED,   /* response handed to MHD */
 };
@@ -103,6 +114,17 @@ struct connect_call {
 	const char *ctype;
 	char *resp;
 	size_t resp_len;
+	struct connect_body *shared; /* instead of resp: one body for many calls */
+};
+
+/* An answer encoded once and queued to many calls (MHD counts the
+ * response's own references; refs keeps it alive until then). */
+struct connect_body {
+	const ProtobufCMessageDescriptor *desc;
+	bool json;
+	unsigned int refs;
+	size_t len;
+	struct MHD_Response *resp;
 };
 
 static inline uint64_t connect_now_ms(void)

@@ -28,18 +28,26 @@ static enum MHD_Result connect_queue(struct connect_call *call)
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
 
-	resp = MHD_create_response_from_buffer(call->resp_len, call->resp,
-					       MHD_RESPMEM_MUST_FREE);
-	if (!resp)
-		return MHD_NO;
-	call->resp = NULL; /* MHD frees it now */
-	if (call->ctype)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, call->ctype);
-	if (call->status == MHD_HTTP_METHOD_NOT_ALLOWED)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
-					call->method ? "POST" : "GET, HEAD");
-	ret = MHD_queue_response(call->conn, (unsigned int)call->status, resp);
-	MHD_destroy_response(resp);
+	if (call->shared) {
+		/* MHD takes its own reference on the shared response. */
+		ret = MHD_queue_response(call->conn, (unsigned int)call->status,
+					 call->shared->resp);
+		connect_body_free(call->shared);
+		call->shared = NULL;
+	} else {
+		resp = MHD_create_response_from_buffer(call->resp_len, call->resp,
+						       MHD_RESPMEM_MUST_FREE);
+		if (!resp)
+			return MHD_NO;
+		call->resp = NULL; /* MHD frees it now */
+		if (call->ctype)
+			MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, call->ctype);
+		if (call->status == MHD_HTTP_METHOD_NOT_ALLOWED)
+			MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
+						call->method ? "POST" : "GET, HEAD");
+		ret = MHD_queue_response(call->conn, (unsigned int)call->status, resp);
+		MHD_destroy_response(resp);
+	}
 	call->state = CALL_QUEUED;
 	connect_count(call);
 	if (call->method)
@@ -288,6 +296,10 @@ static void connect_run_handler(struct connect_call *call)
 	}
 	call->state = CALL_READY;
 	ret = call->method->handler(call, srv->ctx);
+	if (call->state == CALL_HELD) {
+		MHD_suspend_connection(call->conn);
+		return;
+	}
 	if (call->state == CALL_DEFERRED) {
 		if (connect_server_suspend(srv, call) < 0)
 			connect_fail(call, CONNECT_RESOURCE_EXHAUSTED, "too many waiting calls");
@@ -351,7 +363,7 @@ enum MHD_Result connect_route_access(void *cls, struct MHD_Connection *conn,
 		connect_decode(call);
 	if (call->state == CALL_READY)
 		connect_run_handler(call);
-	if (call->state == CALL_DEFERRED)
+	if (call->state == CALL_DEFERRED || call->state == CALL_HELD)
 		return MHD_YES;
 	if (call->state == CALL_ANSWERED)
 		return connect_queue(call);

@@ -129,6 +129,7 @@ struct connect_server *connect_server_new(const struct connect_server_config *cf
 	srv->ctx = cfg->ctx;
 	srv->metrics = cfg->metrics;
 	srv->healthz = cfg->healthz;
+	srv->after_run = cfg->after_run;
 	srv->epfd = srv->wakefd = -1;
 	atomic_init(&srv->n_deferred, 0);
 	connect_server_set_token(srv, cfg->token);
@@ -256,6 +257,16 @@ int connect_server_run(struct connect_server *srv, volatile sig_atomic_t *stop)
 		/* MHD's own epoll is non-blocking inside MHD_run: running every
 		 * daemon each turn also serves the connections just resumed. */
 		connect_run_daemons(srv);
+		if (srv->after_run) {
+			int ret = srv->after_run(srv->ctx);
+
+			if (ret < 0)
+				return ret;
+		}
+		if (srv->released) {
+			srv->released = false;
+			connect_run_daemons(srv);
+		}
 	}
 	return 0;
 }
@@ -266,6 +277,7 @@ void connect_server_free(struct connect_server *srv)
 		return;
 	/* MHD cannot stop with suspended connections: answer them first. */
 	srv->stopping = true;
+	connect_server_release(srv, false);
 	connect_wake_all(srv);
 	for (int i = 0; i < 3; i++)
 		connect_run_daemons(srv);
@@ -273,6 +285,7 @@ void connect_server_free(struct connect_server *srv)
 		connect_listen_close(&srv->listeners[i]);
 	free(srv->listeners);
 	free(srv->heap);
+	free(srv->held);
 	free(srv->requests);
 	close(srv->wakefd);
 	close(srv->epfd);

@@ -1,0 +1,59 @@
+/*
+ * Inside cm_state, shared by state.c (nodes, subnets, loading) and
+ * state_history.c (group commit and the change history). Not for other
+ * files.
+ */
+#ifndef WGCNI_CM_STATE_PRIV_H
+#define WGCNI_CM_STATE_PRIV_H
+
+#include "prefixalloc.h"
+#include "state.h"
+
+#include <sqlite3.h>
+
+struct cm_state {
+	int lock_fd; /* flock'ed: one cluster manager per state directory */
+	sqlite3 *db;
+	struct cm_config cfg;
+	struct prefixalloc *pa[CM_NFAM];
+	char cidr_str[CM_NFAM][IPNET_STRLEN];
+	char *cidrs[CM_NFAM + 1];
+	size_t n_cidrs;
+	struct cm_node **nodes; /* sorted by name */
+	size_t n_nodes, cap_nodes;
+	/* Every node in the order of its mod_revision, oldest first. */
+	struct cm_node *mod_first, *mod_last;
+	/* Deleted peers, oldest first (a name may appear twice). */
+	struct cm_tombstone *tombs;
+	size_t n_tombs, cap_tombs;
+	uint64_t floor; /* history kept for since_revision >= floor */
+	uint64_t revision;
+	uint64_t committed; /* the revision on disk */
+	bool in_batch; /* a transaction is open: changes not yet on disk */
+	uint64_t commits;
+	time_t last_flush;
+};
+
+/* One statement to completion; types: 't' const char *, 'i' int64_t per
+ * parameter. 0 or negative errno. */
+int cm_sql(struct cm_state *st, const char *sql, const char *types, ...);
+
+/* A change: a savepoint in the loop turn's transaction (opened if needed). */
+int cm_tx_begin(struct cm_state *st);
+int cm_tx_end(struct cm_state *st);
+void cm_tx_undo(struct cm_state *st);
+
+/* The history order of the nodes (by mod_revision). */
+void cm_mod_unlink(struct cm_state *st, struct cm_node *node);
+void cm_mod_append(struct cm_state *st, struct cm_node *node);
+void cm_touch_mod(struct cm_state *st, struct cm_node *node, uint64_t rev);
+
+/* Tombstones: room first (cm_tomb_reserve), then a push cannot fail. */
+int cm_tomb_reserve(struct cm_state *st);
+void cm_tomb_push(struct cm_state *st, const char *name, uint64_t rev);
+void cm_tomb_prune(struct cm_state *st);
+
+/* After the nodes are loaded: their history order, tombstones, floor. */
+int cm_load_history(struct cm_state *st, char *err, size_t errlen);
+
+#endif
