@@ -24,30 +24,12 @@ struct cm_peer_cache {
 /* How much of a client-supplied string an error message quotes. */
 #define CM_QUOTE "%.64s"
 
-const char *cm_api_check_name(const char *name)
-{
-	size_t len = strlen(name);
-
-	if (!len)
-		return "must not be empty";
-	if (len > CM_NAME_MAX)
-		return "longer than 253 characters";
-	for (size_t i = 0; i < len; i++) {
-		char c = name[i];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
-			return "only letters, digits, '.', '_' and '-' are allowed";
-	}
-	return "";
-}
-
 /* Validates nodeName; on failure answers the call and returns false. */
 static bool cm_name_ok(struct connect_call *call, const char *name, int *ret)
 {
-	const char *why = cm_api_check_name(name);
+	const char *why = name_node_check(name);
 
-	if (!*why)
+	if (!why)
 		return true;
 	*ret = connect_fail(call, CONNECT_INVALID_ARGUMENT, "invalid nodeName \"" CM_QUOTE
 			    "%s\": %s", name, strlen(name) > 64 ? "..." : "", why);
@@ -222,13 +204,13 @@ static const struct cm_peer_cache *cm_peer_cache(struct cm_api *api)
 		return c;
 	nodes = cm_state_nodes(api->st, &n);
 	if (n > c->cap) {
-		cm_peer_msg *msgs = realloc(c->msgs, n * sizeof(*msgs));
+		cm_peer_msg *msgs = reallocarray(c->msgs, n, sizeof(*msgs));
 		const struct cm_node **owner;
 
 		if (!msgs)
 			return NULL;
 		c->msgs = msgs;
-		owner = realloc(c->node, n * sizeof(*owner));
+		owner = reallocarray(c->node, n, sizeof(*owner));
 		if (!owner)
 			return NULL;
 		c->node = owner;

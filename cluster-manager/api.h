@@ -54,6 +54,5 @@ void cm_watch_release(struct cm_api *api);
 int cm_watch_metrics(struct cm_api *api, struct prom *p);
 
 /* "" when name is a valid node name, else what is wrong with it. */
-const char *cm_api_check_name(const char *name);
 
 #endif

@@ -1,12 +1,13 @@
 /*
  * wgcni-cluster-manager: hands each node a subnet of the cluster CIDR(s) and
- * distributes node public keys (SPEC §2, §5 ClusterService).
+ * distributes node public keys (wgcni.cluster.v1.ClusterService).
  */
 #include "api.h"
 #include "connect.h"
 #include "key.h"
 #include "log.h"
 #include "opts.h"
+#include "sys.h"
 #include "rpc.h"
 #include "state.h"
 
@@ -112,12 +113,9 @@ static void cm_usage(FILE *f)
 static int cm_parse_len(const char *opt, const char *arg, unsigned int *out, char *err,
 			size_t errlen)
 {
-	char *end;
 	unsigned long v;
 
-	errno = 0;
-	v = strtoul(arg, &end, 10);
-	if (errno || end == arg || *end || arg[0] == '-' || v > 128) {
+	if (opts_parse_ulong(arg, 0, 128, &v) < 0) {
 		snprintf(err, errlen, "%s: invalid prefix length `%s'", opt, arg);
 		return -EINVAL;
 	}
@@ -279,28 +277,6 @@ static int cm_validate(struct cm_opts *o, char *err, size_t errlen)
 		snprintf(err, errlen, "--tls-cert and --tls-key go together");
 		return -EINVAL;
 	}
-	return 0;
-}
-
-/* mkdir -p with mode for the missing components. */
-static int cm_mkdirs(const char *dir, mode_t mode)
-{
-	char path[PATH_MAX];
-	size_t len = strlen(dir);
-
-	if (!len || len >= sizeof(path))
-		return -ENAMETOOLONG;
-	memcpy(path, dir, len + 1);
-	for (char *p = path + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(path, mode) && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(path, mode) && errno != EEXIST)
-		return -errno;
 	return 0;
 }
 
@@ -497,7 +473,7 @@ int main(int argc, char **argv)
 	if (!token)
 		log_warnx("no --token-file: the API accepts calls from anyone who can reach it",
 			  "listen=%s", o.listen);
-	ret = cm_mkdirs(o.state_dir, 0700);
+	ret = sys_mkdir_p(o.state_dir, 0700);
 	if (ret) {
 		errno = -ret;
 		log_warn("cannot create the state directory", "state_dir=%s", o.state_dir);

@@ -159,7 +159,7 @@ static int cm_reserve_slot(struct cm_state *st)
 	if (st->n_nodes < st->cap_nodes)
 		return 0;
 	cap = st->cap_nodes ? st->cap_nodes * 2 : 64;
-	grown = realloc(st->nodes, cap * sizeof(*grown));
+	grown = reallocarray(st->nodes, cap, sizeof(*grown));
 	if (!grown)
 		return -ENOMEM;
 	st->nodes = grown;

@@ -17,13 +17,14 @@
 
 #include "ipnet.h"
 #include "key.h"
+#include "names.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 
-#define CM_NAME_MAX 253
+#define CM_NAME_MAX NAME_NODE_MAX
 #define CM_ENDPOINT_MAX 300
 
 /* Family slots, in answer order: IPv4 first. */

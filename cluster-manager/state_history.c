@@ -150,7 +150,7 @@ int cm_tomb_reserve(struct cm_state *st)
 	if (st->n_tombs < st->cap_tombs)
 		return 0;
 	cap = st->cap_tombs ? st->cap_tombs * 2 : 64;
-	t = realloc(st->tombs, cap * sizeof(*t));
+	t = reallocarray(st->tombs, cap, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
 	st->tombs = t;

@@ -1,5 +1,5 @@
 /*
- * WatchPeers: the peer set as deltas from a revision (SPEC §5).
+ * WatchPeers: the peer set as deltas from a revision.
  *
  * Answers are at the committed revision (cm_state_committed), the same for
  * every caller between two commits, so each (revision, since_revision)
@@ -262,11 +262,11 @@ int cm_watch_peers(struct connect_call *call, void *ctx)
 	struct cm_api *api = ctx;
 	struct cm_watch_answer *a;
 	struct cm_node *self;
-	const char *why = cm_api_check_name(req->node_name);
+	const char *why = name_node_check(req->node_name);
 	uint64_t rev = cm_state_committed(api->st), since = req->since_revision;
 	bool json = connect_call_json(call);
 
-	if (*why)
+	if (why)
 		return connect_fail(call, CONNECT_INVALID_ARGUMENT,
 				    "invalid nodeName \"%.64s%s\": %s", req->node_name,
 				    strlen(req->node_name) > 64 ? "..." : "", why);

@@ -39,24 +39,6 @@ static bool nm_sockaddr_equal(const struct wg_peer *a, const struct wg_peer *b)
 	return true;
 }
 
-static bool nm_net_in(const struct ipnet *n, const struct ipnet *set, size_t count)
-{
-	for (size_t i = 0; i < count; i++)
-		if (n->prefixlen == set[i].prefixlen && ipaddr_equal(&n->addr, &set[i].addr))
-			return true;
-	return false;
-}
-
-static bool nm_nets_equal(const struct ipnet *a, size_t na, const struct ipnet *b, size_t nb)
-{
-	if (na != nb)
-		return false;
-	for (size_t i = 0; i < na; i++)
-		if (!nm_net_in(&a[i], b, nb) || !nm_net_in(&b[i], a, na))
-			return false;
-	return true;
-}
-
 static int nm_wg_peer_cmp(const void *a, const void *b)
 {
 	return memcmp(((const struct wg_peer *)a)->public_key,
@@ -115,7 +97,7 @@ static int nm_set_want(struct wg_device *d, const struct nm_want *w, const struc
 		log_warnx("peer endpoint unusable", "endpoint=%s reason=%s",
 			  w->endpoint, err);
 	if (cur && cur->keepalive == w->keepalive &&
-	    nm_nets_equal(cur->allowedips, cur->n_allowedips, w->allowed, w->n_allowed) &&
+	    ipnet_set_equal(cur->allowedips, cur->n_allowedips, w->allowed, w->n_allowed) &&
 	    (!(p->flags & WGPEER_HAS_ENDPOINT) || nm_sockaddr_equal(cur, p)))
 		return 0;
 	for (size_t i = 0; i < w->n_allowed; i++) {
@@ -391,7 +373,7 @@ static int nm_iface_addresses(struct nm *nm)
 		ret = ipnet_first_host(&nm->subnets[i], &want.addr);
 		if (ret < 0)
 			goto out;
-		if (nm_net_in(&want, have, n_have))
+		if (ipnet_set_contains(have, n_have, &want))
 			continue;
 		ret = netdev_addr_add(nm->cfg.ifname, &want);
 		if (ret == -EEXIST)

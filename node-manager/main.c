@@ -8,9 +8,9 @@
 #include "log.h"
 #include "netdev.h"
 #include "opts.h"
+#include "sys.h"
 
 #include <errno.h>
-#include <libgen.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -103,18 +103,6 @@ static volatile sig_atomic_t nm_reload_flag;
  * at exit, what it uses stays reachable. */
 static struct nm nm_daemon;
 
-static int nm_parse_uint(const char *arg, unsigned long min, unsigned long max,
-			 unsigned long *out)
-{
-	char *end;
-
-	errno = 0;
-	*out = strtoul(arg, &end, 10);
-	if (errno || end == arg || *end || *arg == '-' || *out < min || *out > max)
-		return -EINVAL;
-	return 0;
-}
-
 static int nm_apply(int val, const char *arg, void *ctx, char *err, size_t errlen)
 {
 	struct nm_opts *o = ctx;
@@ -124,8 +112,11 @@ static int nm_apply(int val, const char *arg, void *ctx, char *err, size_t errle
 	switch (val) {
 	case OPT_CLUSTER_MANAGER: c->cluster_manager = arg; break;
 	case OPT_NODE_NAME:
-		if (!*arg || strlen(arg) >= sizeof(c->node_name))
-			goto bad;
+		if (!name_node_valid(arg)) {
+			snprintf(err, errlen, "invalid --node-name `%.64s': %s", arg,
+				 name_node_check(arg));
+			return -EINVAL;
+		}
 		snprintf(c->node_name, sizeof(c->node_name), "%s", arg);
 		break;
 	case OPT_ENDPOINT: c->endpoint = arg; break;
@@ -135,7 +126,7 @@ static int nm_apply(int val, const char *arg, void *ctx, char *err, size_t errle
 		c->ifname = arg;
 		break;
 	case OPT_LISTEN_PORT:
-		if (nm_parse_uint(arg, 1, 65535, &v) < 0)
+		if (opts_parse_ulong(arg, 1, 65535, &v) < 0)
 			goto bad;
 		c->listen_port = (uint16_t)v;
 		break;
@@ -149,7 +140,7 @@ static int nm_apply(int val, const char *arg, void *ctx, char *err, size_t errle
 		break;
 	case OPT_IMPL: c->impl = arg; break;
 	case OPT_MTU:
-		if (nm_parse_uint(arg, 576, 65535, &v) < 0)
+		if (opts_parse_ulong(arg, 576, 65535, &v) < 0)
 			goto bad;
 		c->mtu = (unsigned int)v;
 		break;
@@ -198,45 +189,6 @@ static int nm_signals(void)
 	return 0;
 }
 
-/* mkdir -p; the directories it creates get exactly mode, whatever the
- * umask. */
-static int nm_mkdir_p(const char *path, mode_t mode)
-{
-	char buf[PATH_MAX];
-	size_t len = strlen(path);
-
-	if (len == 0 || len >= sizeof(buf))
-		return -ENAMETOOLONG;
-	memcpy(buf, path, len + 1);
-	for (char *p = buf + 1; ; p++) {
-		if (*p == '/' || *p == '\0') {
-			char c = *p;
-
-			*p = '\0';
-			if (mkdir(buf, mode) == 0) {
-				if (chmod(buf, mode) < 0)
-					return -errno;
-			} else if (errno != EEXIST) {
-				return -errno;
-			}
-			*p = c;
-			if (!c)
-				break;
-		}
-	}
-	return 0;
-}
-
-static int nm_mkdir_parent(const char *path, mode_t mode)
-{
-	char buf[PATH_MAX];
-
-	if (strlen(path) >= sizeof(buf))
-		return -ENAMETOOLONG;
-	snprintf(buf, sizeof(buf), "%s", path);
-	return nm_mkdir_p(dirname(buf), mode);
-}
-
 static int nm_load_key(struct nm *nm)
 {
 	char path[PATH_MAX];
@@ -245,7 +197,7 @@ static int nm_load_key(struct nm *nm)
 	ret = key_init();
 	if (ret < 0)
 		return ret;
-	ret = nm_mkdir_p(nm->cfg.state_dir, 0700);
+	ret = sys_mkdir_p(nm->cfg.state_dir, 0700);
 	if (ret < 0) {
 		log_error("creating state directory failed", "path=%s err=%s",
 			  nm->cfg.state_dir, strerror(-ret));
@@ -311,7 +263,7 @@ static struct connect_server *nm_serve(struct nm *nm)
 		log_warn("creating API server failed", NULL);
 		return NULL;
 	}
-	ret = nm_mkdir_parent(nm->cfg.socket_path, 0755);
+	ret = sys_mkdir_parent(nm->cfg.socket_path, 0755);
 	if (ret == 0)
 		ret = connect_server_listen_unix(srv, nm->cfg.socket_path, 0600);
 	if (ret < 0) {

@@ -81,25 +81,6 @@ static int nm_parse_nets(char **strs, size_t n, struct ipnet *out, size_t max,
 	return 0;
 }
 
-static bool nm_net_listed(const struct ipnet *n, const struct ipnet *set, size_t count)
-{
-	for (size_t i = 0; i < count; i++)
-		if (n->prefixlen == set[i].prefixlen && ipaddr_equal(&n->addr, &set[i].addr))
-			return true;
-	return false;
-}
-
-/* Same prefixes, in any order. */
-static bool nm_nets_same(const struct ipnet *a, size_t na, const struct ipnet *b, size_t nb)
-{
-	if (na != nb)
-		return false;
-	for (size_t i = 0; i < na; i++)
-		if (!nm_net_listed(&a[i], b, nb) || !nm_net_listed(&b[i], a, na))
-			return false;
-	return true;
-}
-
 static void nm_log_rpc(const char *what, int ret, const struct rpc_error *err)
 {
 	log_warnx(what, "err=%s code=%s message=%s", strerror(-ret),
@@ -138,7 +119,7 @@ static int nm_take_subnets(struct nm *nm, const Wgcni__Cluster__V1__AllocateSubn
 		if (ret == 0)
 			log_info("subnet allocated", "node=%s subnet=%s", nm->cfg.node_name,
 				 ipnet_format(&subnets[0], buf));
-	} else if (!nm_nets_same(subnets, n_subnets, nm->subnets, nm->n_subnets)) {
+	} else if (!ipnet_set_equal(subnets, n_subnets, nm->subnets, nm->n_subnets)) {
 		char have[IPNET_STRLEN], got[IPNET_STRLEN];
 
 		log_error("cluster manager answers a different subnet; not registering (run"
@@ -147,7 +128,7 @@ static int nm_take_subnets(struct nm *nm, const Wgcni__Cluster__V1__AllocateSubn
 			  ipnet_format(&subnets[0], got));
 		ret = -ESTALE;
 	}
-	if (ret == 0 && !nm_nets_same(cidrs, n_cidrs, nm->cidrs, nm->n_cidrs)) {
+	if (ret == 0 && !ipnet_set_equal(cidrs, n_cidrs, nm->cidrs, nm->n_cidrs)) {
 		ret = nm_state_set_cidrs(nm, cidrs, n_cidrs);
 		if (ret == 0 && nm->iface_ready)
 			ret = nm_iface_add_routes(nm);

@@ -191,7 +191,7 @@ int connect_reply(struct connect_call *call, const ProtobufCMessage *response)
 
 int connect_call_defer(struct connect_call *call, unsigned int timeout_ms)
 {
-	uint64_t deadline = connect_now_ms() + timeout_ms;
+	uint64_t deadline = ((uint64_t)sys_now_ms()) + timeout_ms;
 
 	/* A call woken early keeps its first deadline, so a handler that
 	 * defers again with the same wait cannot stretch the long poll. */

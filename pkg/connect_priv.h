@@ -127,11 +127,6 @@ struct connect_body {
 	struct MHD_Response *resp;
 };
 
-static inline uint64_t connect_now_ms(void)
-{
-	return (uint64_t)sys_now_ms();
-}
-
 /* connect.c */
 void connect_call_free(struct connect_call *call);
 /* Records the answer (takes body, may be NULL: then the status alone). */

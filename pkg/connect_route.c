@@ -53,7 +53,7 @@ static enum MHD_Result connect_queue(struct connect_call *call)
 	if (call->method)
 		log_debug("api call", "method=%s code=%s ms=%llu", connect_call_method(call),
 			  connect_code_name(call->code),
-			  (unsigned long long)(connect_now_ms() - call->start_ms));
+			  (unsigned long long)(((uint64_t)sys_now_ms()) - call->start_ms));
 	return ret;
 }
 
@@ -324,7 +324,7 @@ enum MHD_Result connect_route_access(void *cls, struct MHD_Connection *conn,
 			return MHD_NO;
 		call->srv = srv;
 		call->conn = conn;
-		call->start_ms = connect_now_ms();
+		call->start_ms = ((uint64_t)sys_now_ms());
 		*con_cls = call;
 		connect_begin(call, url, method);
 		/* Refusals go out before any body is read. */

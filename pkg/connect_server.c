@@ -206,7 +206,7 @@ static void connect_run_daemons(struct connect_server *srv)
 
 static int connect_next_timeout(struct connect_server *srv)
 {
-	uint64_t now = connect_now_ms(), t = CONNECT_POLL_MS;
+	uint64_t now = ((uint64_t)sys_now_ms()), t = CONNECT_POLL_MS;
 	MHD_UNSIGNED_LONG_LONG mt;
 
 	for (size_t i = 0; i < srv->n_listeners; i++)
@@ -228,7 +228,7 @@ static void connect_wake_all(struct connect_server *srv)
 
 static void connect_expire(struct connect_server *srv)
 {
-	uint64_t now = connect_now_ms();
+	uint64_t now = ((uint64_t)sys_now_ms());
 
 	while (srv->n_heap && srv->heap[0]->deadline_ms <= now)
 		connect_resume(connect_heap_pop(srv), true);

@@ -613,3 +613,21 @@ const char *sockaddr_format(const struct sockaddr *sa, char buf[static IPNET_STR
 		snprintf(buf, IPNET_STRLEN, "unknown");
 	return buf;
 }
+
+bool ipnet_set_contains(const struct ipnet *set, size_t count, const struct ipnet *n)
+{
+	for (size_t i = 0; i < count; i++)
+		if (n->prefixlen == set[i].prefixlen && ipaddr_equal(&n->addr, &set[i].addr))
+			return true;
+	return false;
+}
+
+bool ipnet_set_equal(const struct ipnet *a, size_t na, const struct ipnet *b, size_t nb)
+{
+	if (na != nb)
+		return false;
+	for (size_t i = 0; i < na; i++)
+		if (!ipnet_set_contains(b, nb, &a[i]) || !ipnet_set_contains(a, na, &b[i]))
+			return false;
+	return true;
+}

@@ -36,6 +36,10 @@ const char *ipnet_format(const struct ipnet *n, char buf[static IPNET_STRLEN]);
 
 unsigned int ipaddr_bits(const struct ipaddr *a); /* 32 or 128 */
 bool ipaddr_equal(const struct ipaddr *a, const struct ipaddr *b);
+/* The same prefixes in both lists, in any order (lists of a peer's few
+ * AllowedIPs: quadratic in their length). */
+bool ipnet_set_contains(const struct ipnet *set, size_t count, const struct ipnet *n);
+bool ipnet_set_equal(const struct ipnet *a, size_t na, const struct ipnet *b, size_t nb);
 int ipaddr_cmp(const struct ipaddr *a, const struct ipaddr *b);
 /* a + n within the family; -ERANGE on overflow. */
 int ipaddr_add(struct ipaddr *a, uint64_t n);

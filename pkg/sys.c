@@ -30,8 +30,13 @@ int sys_mkdir_p(const char *path, mode_t mode)
 		if (c != '/' && c != '\0')
 			continue;
 		*p = '\0';
-		if (mkdir(buf, mode) < 0 && errno != EEXIST)
+		/* What it creates gets exactly mode, whatever the umask. */
+		if (mkdir(buf, mode) == 0) {
+			if (chmod(buf, mode) < 0)
+				return -errno;
+		} else if (errno != EEXIST) {
 			return -errno;
+		}
 		*p = c;
 		if (!c)
 			return 0;

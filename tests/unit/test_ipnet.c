@@ -567,6 +567,24 @@ static void test_parse_properties(void **state)
 	assert_true(accepted > 1000);
 }
 
+static void test_set_equal(void **state)
+{
+	struct ipnet a[3] = { net("10.0.0.0/24"), net("fd00::/64"), net("10.0.1.0/24") };
+	struct ipnet b[3] = { net("10.0.1.0/24"), net("10.0.0.0/24"), net("fd00::/64") };
+	struct ipnet c[3] = { net("10.0.1.0/24"), net("10.0.0.0/25"), net("fd00::/64") };
+	struct ipnet d[3] = { net("10.0.0.0/24"), net("10.0.0.0/24"), net("fd00::/64") };
+
+	assert_true(ipnet_set_equal(a, 3, b, 3));
+	assert_true(ipnet_set_equal(a, 0, b, 0));
+	assert_false(ipnet_set_equal(a, 3, b, 2));
+	assert_false(ipnet_set_equal(a, 3, c, 3)); /* another prefix length */
+	assert_false(ipnet_set_equal(a, 3, d, 3)); /* a repeat is not the missing one */
+	assert_false(ipnet_set_equal(d, 3, a, 3));
+	assert_true(ipnet_set_contains(a, 3, &b[0]));
+	assert_false(ipnet_set_contains(a, 3, &c[1]));
+	assert_false(ipnet_set_contains(a, 0, &a[0]));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -581,6 +599,7 @@ int main(void)
 		cmocka_unit_test(test_endpoint_bad),
 		cmocka_unit_test(test_sockaddr),
 		cmocka_unit_test(test_parse_properties),
+		cmocka_unit_test(test_set_equal),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

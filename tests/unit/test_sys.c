@@ -34,7 +34,14 @@ static void test_mkdir_p(void **state)
 	assert_int_equal(sys_mkdir_p(path, 0700), 0);
 	assert_int_equal(stat(path, &st), 0);
 	assert_true(S_ISDIR(st.st_mode));
-	assert_int_equal(st.st_mode & 0777 & ~0700, 0);
+	assert_int_equal(st.st_mode & 0777, 0700);
+	/* exactly the mode asked for, whatever the umask */
+	mode_t old = umask(0077);
+	snprintf(path, sizeof(path), "%s/open/dir", root);
+	assert_int_equal(sys_mkdir_p(path, 0755), 0);
+	umask(old);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0755);
 	assert_int_equal(sys_mkdir_p(path, 0700), 0); /* exists: fine */
 
 	snprintf(file, sizeof(file), "%s/x/y/node.sock", root);
