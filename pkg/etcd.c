@@ -10,33 +10,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static size_t etcd_write(char *ptr, size_t size, size_t nmemb, void *userdata)
-{
-	struct etcd_buf *b = userdata;
-	size_t n = size * nmemb;
-
-	if (n > ETCD_MAX_RESPONSE - b->len) {
-		b->too_big = true;
-		return 0; /* aborts the transfer */
-	}
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 4096;
-		char *data;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		data = realloc(b->data, cap);
-		if (!data)
-			return 0;
-		b->data = data;
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, ptr, n);
-	b->len += n;
-	b->data[b->len] = '\0';
-	return n;
-}
-
 static int etcd_grpc_errno(int code, const char *msg)
 {
 	switch (code) {
@@ -332,7 +305,7 @@ static bool etcd_may_fail_over(int err, bool write, bool sent)
 }
 
 static int etcd_perform(struct etcd *e, CURL *h, size_t i, const char *path,
-			const char *body, struct etcd_buf *b, bool *sent)
+			const char *body, struct buf *b, bool *sent)
 {
 	long status = 0, request_size = 0;
 	CURLcode cc;
@@ -341,7 +314,7 @@ static int etcd_perform(struct etcd *e, CURL *h, size_t i, const char *path,
 	curl_easy_reset(h);
 	etcd_curl_setup(e, h, i, path);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, e->request_timeout_ms);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, etcd_write);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, buf_curl_write);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, b);
 	curl_easy_setopt(h, CURLOPT_POST, 1L);
 	curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
@@ -361,14 +334,14 @@ static int etcd_perform(struct etcd *e, CURL *h, size_t i, const char *path,
 }
 
 int etcd_request(struct etcd *e, const char *path, char *body, bool write,
-			struct etcd_buf *b)
+			struct buf *b)
 {
 	size_t start, i = 0, k;
 	bool sent = false;
 	CURL *h;
 	int ret;
 
-	memset(b, 0, sizeof(*b));
+	*b = (struct buf){ .max = ETCD_MAX_RESPONSE };
 	if (!body)
 		return errno ? -errno : -ENOMEM;
 	ret = -ECANCELED;
@@ -381,8 +354,8 @@ int etcd_request(struct etcd *e, const char *path, char *body, bool write,
 	start = atomic_load(&e->current);
 	for (k = 0; k < e->n_endpoints; k++) {
 		i = (start + k) % e->n_endpoints;
-		free(b->data);
-		memset(b, 0, sizeof(*b));
+		buf_free(b);
+		*b = (struct buf){ .max = ETCD_MAX_RESPONSE };
 		ret = etcd_perform(e, h, i, path, body, b, &sent);
 		if (!ret) {
 			atomic_store(&e->current, i);
@@ -415,10 +388,8 @@ int etcd_request(struct etcd *e, const char *path, char *body, bool write,
 		log_debug("etcd request failed", "path=%s endpoint=%s err=%s", path,
 			  e->endpoints[i], strerror(-ret));
 out:
-	if (ret) {
-		free(b->data);
-		memset(b, 0, sizeof(*b));
-	}
+	if (ret)
+		buf_free(b);
 	free(body);
 	return ret;
 }
@@ -451,7 +422,7 @@ char *etcd_prefix_end(const char *prefix)
 int etcd_range(struct etcd *e, const struct etcd_range_req *req, struct etcd_kvs *out,
 	       int64_t *revision)
 {
-	struct etcd_buf b;
+	struct buf b;
 	int ret;
 
 	memset(out, 0, sizeof(*out));
@@ -487,7 +458,7 @@ int etcd_get(struct etcd *e, const char *key, struct etcd_kv *kv, int64_t *revis
 int etcd_put(struct etcd *e, const char *key, const void *value, size_t len,
 	     int64_t *revision)
 {
-	struct etcd_buf b;
+	struct buf b;
 	int ret;
 
 	if (!e)
@@ -502,7 +473,7 @@ int etcd_put(struct etcd *e, const char *key, const void *value, size_t len,
 int etcd_delete(struct etcd *e, const char *key, const char *range_end,
 		int64_t *revision, int64_t *deleted)
 {
-	struct etcd_buf b;
+	struct buf b;
 	int ret;
 
 	if (!e)
@@ -517,7 +488,7 @@ int etcd_delete(struct etcd *e, const char *key, const char *range_end,
 
 int etcd_compact(struct etcd *e, int64_t revision)
 {
-	struct etcd_buf b;
+	struct buf b;
 	int ret;
 
 	if (!e)
@@ -531,7 +502,7 @@ int etcd_compact(struct etcd *e, int64_t revision)
 
 int etcd_txn(struct etcd *e, const struct etcd_txn *t, struct etcd_txn_result *out)
 {
-	struct etcd_buf b;
+	struct buf b;
 	int ret;
 
 	memset(out, 0, sizeof(*out));

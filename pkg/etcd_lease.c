@@ -9,7 +9,7 @@
 
 int etcd_lease_grant(struct etcd *e, int64_t ttl, int64_t *id, int64_t *granted_ttl)
 {
-	struct etcd_buf b;
+	struct buf b;
 	int64_t got_id = 0, got_ttl = 0;
 	int ret;
 
@@ -31,7 +31,7 @@ int etcd_lease_grant(struct etcd *e, int64_t ttl, int64_t *id, int64_t *granted_
 
 int etcd_lease_keepalive(struct etcd *e, int64_t id, int64_t *ttl)
 {
-	struct etcd_buf b;
+	struct buf b;
 	int64_t got_id = 0, got_ttl = 0;
 	int code, ret;
 
@@ -56,7 +56,7 @@ int etcd_lease_keepalive(struct etcd *e, int64_t id, int64_t *ttl)
 
 int etcd_lease_revoke(struct etcd *e, int64_t id)
 {
-	struct etcd_buf b;
+	struct buf b;
 	int ret;
 
 	if (!e)

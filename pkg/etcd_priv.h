@@ -2,6 +2,7 @@
 #ifndef WGCNI_ETCD_PRIV_H
 #define WGCNI_ETCD_PRIV_H
 
+#include "buf.h"
 #include "etcd.h"
 
 #include <curl/curl.h>
@@ -26,17 +27,11 @@ struct etcd {
 	size_t n_pool;
 };
 
-struct etcd_buf {
-	char *data;
-	size_t len, cap;
-	bool too_big;
-};
-
 /* POST body to path, failing over (etcd.h: a write only when it cannot
  * have been applied); the answer in *b on success (free b->data). Takes
  * ownership of body (NULL: the encoder failed, errno says why). */
 int etcd_request(struct etcd *e, const char *path, char *body, bool write,
-		 struct etcd_buf *b);
+		 struct buf *b);
 
 /* Options every transfer to endpoint i shares: URL (endpoint + path), TLS,
  * the dial timeout, no signals, http(s) only, the cancellation callback. */

@@ -1,4 +1,5 @@
 #include "rpc.h"
+#include "buf.h"
 
 #include "log.h"
 
@@ -29,39 +30,6 @@ struct rpc_client {
 	char *ca_file; /* NULL: the system trust store */
 	atomic_bool cancelled; /* rpc_client_cancel: sticky */
 };
-
-struct rpc_buf {
-	char *data;
-	size_t len, cap;
-	bool too_big;
-};
-
-static size_t rpc_write(char *ptr, size_t size, size_t nmemb, void *userdata)
-{
-	struct rpc_buf *b = userdata;
-	size_t n = size * nmemb;
-
-	if (n > RPC_MAX_RESPONSE - b->len) {
-		b->too_big = true;
-		return 0; /* aborts the transfer */
-	}
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 4096;
-		char *data;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		data = realloc(b->data, cap);
-		if (!data)
-			return 0;
-		b->data = data;
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, ptr, n);
-	b->len += n;
-	b->data[b->len] = '\0';
-	return n;
-}
 
 static void rpc_free_headers(struct curl_slist *h)
 {
@@ -268,7 +236,7 @@ static void rpc_error_set(struct rpc_error *err, enum connect_code code, int sta
 }
 
 /* {"code":"not_found","message":"..."}; falls back on the HTTP status. */
-static void rpc_decode_error(const struct rpc_buf *b, int status, struct rpc_error *err)
+static void rpc_decode_error(const struct buf *b, int status, struct rpc_error *err)
 {
 	char msg[sizeof(err->message)];
 	enum connect_code code;
@@ -278,7 +246,7 @@ static void rpc_decode_error(const struct rpc_buf *b, int status, struct rpc_err
 }
 
 static int rpc_perform(struct rpc_client *c, const char *path, const void *body,
-		       size_t body_len, bool post, long timeout_ms, struct rpc_buf *b,
+		       size_t body_len, bool post, long timeout_ms, struct buf *b,
 		       long *status)
 {
 	size_t len = strlen(c->base) + strlen(path) + 1;
@@ -304,7 +272,7 @@ static int rpc_perform(struct rpc_client *c, const char *path, const void *body,
 	curl_easy_setopt(c->curl, CURLOPT_URL, url);
 	curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, timeout);
-	curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, rpc_write);
+	curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, buf_curl_write);
 	curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, b);
 	curl_easy_setopt(c->curl, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(c->curl, CURLOPT_NOPROGRESS, 0L);
@@ -340,7 +308,7 @@ int rpc_call(struct rpc_client *c, const char *path, const ProtobufCMessage *req
 	     const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
 	     long timeout_ms, struct rpc_error *err)
 {
-	struct rpc_buf b = { 0 };
+	struct buf b = { .max = RPC_MAX_RESPONSE };
 	uint8_t *body;
 	size_t len;
 	long status = 0;
@@ -388,7 +356,7 @@ out:
 int rpc_get(struct rpc_client *c, const char *path, char **body, size_t *len,
 	    int *status)
 {
-	struct rpc_buf b = { 0 };
+	struct buf b = { .max = RPC_MAX_RESPONSE };
 	long st = 0;
 	int ret;
 
