@@ -29,7 +29,8 @@
 #
 # Parameters (set before sourcing, or before the call that uses them):
 #   C_BINDIR        daemons, plugin ($T_BIN, or $E2E_BIN: E2E_BIN=$T_SANBIN
-#                   runs the sanitized builds); C_CM_BIN, C_NM_BIN, C_PLUGIN
+#                   runs the sanitized builds, as does C_BUILD=asan);
+#                   C_CM_BIN, C_NM_BIN, C_PLUGIN
 #                   and C_CTL (default the sanitized wgcnictl) one by one
 #   C_BACKEND       node manager backend ($E2E_BACKEND, default userspace)
 #   C_IMPL          userspace implementation ($WGCNI_TEST_IMPL, wireguard-go)
@@ -64,6 +65,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 C_BACKEND=${C_BACKEND:-${E2E_BACKEND:-userspace}}
 C_IMPL=${C_IMPL:-${WGCNI_TEST_IMPL:-wireguard-go}}
+if [ "${C_BUILD:-}" = asan ]; then C_BINDIR=${C_BINDIR:-$T_SANBIN}; fi
 C_BINDIR=${C_BINDIR:-${E2E_BIN:-$T_BIN}}
 C_CM_BIN=${C_CM_BIN:-$C_BINDIR/wgcni-cluster-manager}
 C_NM_BIN=${C_NM_BIN:-$C_BINDIR/wgcni-node-manager}
