@@ -425,13 +425,14 @@ c_node_join() {
 	c_nm_wait "$i"
 }
 
-# c_cluster N: the whole cluster with N nodes, converged.
+# c_cluster N [CM FLAGS...]: the whole cluster with N nodes, converged; the
+# node interface addresses in C_GW.
 c_cluster() {
-	local n=$1 i
+	local n=$1 i; shift
 	c_need
 	c_need_driver
 	c_cm_host
-	c_cm_start || return 1
+	c_cm_start "$@" || return 1
 	for i in $(seq 1 "$n"); do
 		c_node_host "$i"
 		c_nm_start "$i"
