@@ -126,6 +126,7 @@ c_need() {
 	[ "$C_BACKEND" != userspace ] || command -v "$C_IMPL" >/dev/null ||
 		{ t_log "missing $C_IMPL"; exit 1; }
 }
+c_need_ctl() { [ -x "$C_CTL" ] || { t_log "missing $C_CTL: make BUILDDIR=$BUILDDIR all sanitized"; exit 1; }; }
 # The plugin, run directly ($PLUGIN) or through libcni (cnidriver).
 c_need_plugin() {
 	PLUGIN=$C_PLUGIN
