@@ -345,6 +345,25 @@ c_nm_cleanup() {
 		--state-dir "$(c_state "$i")" --backend "$C_BACKEND" >>"$C_LOGDIR/cleanup.log" 2>&1
 }
 
+# c_nm_cleanup_all: stop every node manager ever started (all signalled at
+# once), then `cleanup` on every node at once; asserts each cleanup.
+c_nm_cleanup_all() {
+	local i p pids=()
+	for i in "${C_STARTED[@]}"; do
+		p=$(c_nm_pid "$i")
+		[ -z "$p" ] || kill -TERM "$p" 2>/dev/null || true
+	done
+	for i in "${C_STARTED[@]}"; do c_nm_stop "$i"; done
+	for i in "${C_STARTED[@]}"; do
+		( rc=0; c_nm_cleanup "$i" || rc=$?; echo "$rc" >"$T_TMP/cleanup.$i.rc" ) &
+		pids+=($!)
+	done
+	[ ${#pids[@]} = 0 ] || wait "${pids[@]}"
+	for i in "${C_STARTED[@]}"; do
+		t_eq "node $i: wgcni-node-manager cleanup" 0 "$(cat "$T_TMP/cleanup.$i.rc" 2>/dev/null)"
+	done
+}
+
 c_nm_pid() { local v; v=T_PID_nm$(c_i "$1"); echo "${!v:-}"; }
 c_nm_stop() { t_stop_pid "$(c_nm_pid "$1")" "${2:-TERM}"; }
 c_nm_alive() { local p; p=$(c_nm_pid "$1"); [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
@@ -529,10 +548,7 @@ c_leak_check() {
 			"$(c_nm_rpc "$i" ListAllocations '{}' | jq '.allocations // [] | length')"
 		t_eq "node $i: no container peers left" "" "$(c_container_peers "$i" | xargs)"
 	done
-	for i in "${C_STARTED[@]}"; do
-		c_nm_stop "$i"
-		t_ok "node $i: wgcni-node-manager cleanup" c_nm_cleanup "$i"
-	done
+	c_nm_cleanup_all
 	for h in "${C_HOSTS[@]}"; do
 		[ "$h" = cm ] && continue
 		t_eq "$h: only lo and the underlay left" "eth0 lo" "$(c_links "$h")"
