@@ -38,7 +38,9 @@
 #                   client, the default) or none
 #   C_TLS           1: the cluster manager serves HTTPS with a certificate
 #                   made here for its address ($C_TLS_CERT, $C_TLS_KEY; the
-#                   certificate is its own CA: $C_TLS_CA); clients trust it
+#                   certificate is its own CA: $C_TLS_CA); curl and wgcnictl
+#                   trust it (the node manager has no CA option yet, so a
+#                   TLS cluster with node managers needs one first)
 #   C_DATASTORE     the cluster manager's store: sqlite (in its state dir);
 #                   c_cm_datastore_flags is the hook for another one
 #   C_CIDR, C_CIDR6 cluster CIDRs (10.100.0.0/16; none); empty: no flag
