@@ -18,8 +18,10 @@ T_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 : "${BUILDDIR:=$T_ROOT/build}"
 T_BIN="$BUILDDIR/bin"
 T_SANBIN="$BUILDDIR/asan/bin"
-T_ID="wgt$$"
-T_TMP=$(mktemp -d "/tmp/$T_ID.XXXXXX")
+# T_ID, T_TMP: set beforehand by a caller with its own lifetime (the demo,
+# which also sets T_NO_TRAP=1: no cleanup at exit).
+T_ID=${T_ID:-wgt$$}
+T_TMP=${T_TMP:-$(mktemp -d "/tmp/$T_ID.XXXXXX")}
 T_PASS=0
 T_FAIL=0
 T_PIDS=()
@@ -134,7 +136,7 @@ t_cleanup() {
 	for ns in "${T_NETNS[@]}"; do ip netns del "$ns" 2>/dev/null; done
 	rm -rf "$T_TMP"
 }
-trap t_cleanup EXIT
+[ -n "${T_NO_TRAP:-}" ] || trap t_cleanup EXIT
 
 t_done() {
 	echo "# $(basename "$0"): $T_PASS passed, $T_FAIL failed"

@@ -4,8 +4,12 @@
 # name SPEC §6 requires with values that match the cluster, and a deleted
 # peer's series are gone on the next scrape (Release of a container; DeleteNode
 # of a node).
-. "$(dirname "$0")/../lib.sh"
-. "$(dirname "$0")/cli_lib.sh"
+# Two nodes with the token; each node manager also serves its API on
+# 127.0.0.1:5242 in its namespace. Containers are attachments made through
+# the node manager's API (c_api_attach): what wgcnictl shows does not depend
+# on the CNI plugin.
+C_NM_FLAGS=(--listen 127.0.0.1:5242)
+. "$(dirname "$0")/../lib_cluster.sh"
 
 PY=/usr/bin/python3
 if ! "$PY" -c 'import prometheus_client' 2>/dev/null; then
@@ -66,18 +70,20 @@ else
 	t_log "promtool not installed (Debian package prometheus): python parser only"
 fi
 
-cli_cluster
+c_need_ctl
+c_cluster 2
+t_wait "handshake between the nodes" 30 c_handshaken 1 2
 
 id=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-pub=$(cli_attach 1 "$id" eth0)
-key2=$(cli_nm_rpc 2 GetNode '{}' | jq -r .node.publicKey)
-t_wait "node1 handshook with node2" 20 cli_handshaken
+pub=$(c_api_attach 1 "$id" eth0)
+key2=$(c_nm_rpc 2 GetNode '{}' | jq -r .node.publicKey)
+t_wait "node1 handshook with node2" 20 c_handshaken 1 2
 
-t_ok "node manager /metrics parses" scrape nm1 cli_nm_metrics 1
+t_ok "node manager /metrics parses" scrape nm1 c_nm_metrics 1
 t_ok "node manager /metrics passes promtool" promtool_ok "$T_TMP/nm1.prom"
-t_ok "cluster manager /metrics parses" scrape cm cli_cm_metrics
+t_ok "cluster manager /metrics parses" scrape cm c_cm_metrics
 t_ok "cluster manager /metrics passes promtool" promtool_ok "$T_TMP/cm.prom"
-ctype=$(curl -sS -m 5 -o /dev/null -w '%{content_type}' --unix-socket "$(cli_sock 1)" http://nm/metrics)
+ctype=$(curl -sS -m 5 -o /dev/null -w '%{content_type}' --unix-socket "$(c_sock 1)" http://nm/metrics)
 t_ok "node manager Content-Type is text 0.0.4 ($ctype)" grep -q '^text/plain; *version=0.0.4' <<<"$ctype"
 
 # SPEC §6 names.
@@ -99,7 +105,7 @@ t_ok "wgcni_pool_addresses{state=free} > 0" \
 t_eq "node2's rx series names it" 1 \
 	"$(grep -c "^wgcni_peer_rx_bytes{name=\"node2\",peer=\"$key2\"} " "$T_TMP/nm1.prom.parsed")"
 t_ok "node2's rx bytes > 0" awk -v v="$(sample "$T_TMP/nm1.prom" wgcni_peer_rx_bytes "name=\"node2\",peer=\"$key2\"")" 'BEGIN { exit !(v > 0) }'
-wg_hs=$(wg show "$(cli_ifname 1)" latest-handshakes | awk -v k="$key2" '$1 == k { print $2 }')
+wg_hs=$(wg show "$(c_ifname 1)" latest-handshakes | awk -v k="$key2" '$1 == k { print $2 }')
 t_ok "node2's last handshake is the interface's ($wg_hs)" \
 	awk -v v="$(sample "$T_TMP/nm1.prom" wgcni_peer_last_handshake_seconds "name=\"node2\",peer=\"$key2\"")" \
 	-v w="$wg_hs" 'BEGIN { exit !(int(v) == w) }'
@@ -112,34 +118,34 @@ t_eq "wgcni_subnets{state=used} sums to 2" 2 \
 
 # wgcni_api_requests_total counts calls by method and code.
 before=$(sample "$T_TMP/cm.prom" wgcni_api_requests_total 'code="ok",method="ListNodes"')
-cli_cm_rpc ListNodes '{}' >/dev/null
-cli_cm_rpc ListNodes '{}' >/dev/null
-scrape cm2 cli_cm_metrics
+c_cm_rpc ListNodes '{}' >/dev/null
+c_cm_rpc ListNodes '{}' >/dev/null
+scrape cm2 c_cm_metrics
 after=$(sample "$T_TMP/cm2.prom" wgcni_api_requests_total 'code="ok",method="ListNodes"')
 t_ok "wgcni_api_requests_total{ListNodes,ok} grew by 2 ($before -> $after)" \
 	awk -v a="${before:-0}" -v b="$after" 'BEGIN { exit !(b - a == 2) }'
-cli_cm_rpc DeleteNode '{"nodeName":"no-such-node"}' >/dev/null 2>&1 || true
-scrape cm3 cli_cm_metrics
+c_cm_rpc DeleteNode '{"nodeName":"no-such-node"}' >/dev/null 2>&1 || true
+scrape cm3 c_cm_metrics
 t_ok "wgcni_api_requests_total counts errors by code" \
 	test -n "$(sample "$T_TMP/cm3.prom" wgcni_api_requests_total 'code="not_found",method="DeleteNode"')"
 
 # A released container's series disappear on the next scrape.
-cli_nm_rpc 1 Release "{\"containerId\":\"$id\",\"ifname\":\"eth0\"}" >/dev/null
-scrape nm1b cli_nm_metrics 1
+c_nm_rpc 1 Release "{\"containerId\":\"$id\",\"ifname\":\"eth0\"}" >/dev/null
+scrape nm1b c_nm_metrics 1
 t_eq "released container: no series left" 0 "$(grep -c "$pub" "$T_TMP/nm1b.prom.parsed" || true)"
 t_eq "released container: wgcni_peers{kind=container} 0" 0.0 "$(sample "$T_TMP/nm1b.prom" wgcni_peers 'kind="container"')"
 t_eq "released container: wgcni_allocations 0" 0.0 "$(sample "$T_TMP/nm1b.prom" wgcni_allocations '')"
 
 # A deleted node's series disappear once node1 has synced.
 t_stop_pid "$T_PID_nm2"
-cli_cm_rpc DeleteNode '{"nodeName":"node2"}' >/dev/null
-node2_gone() { ! cli_nm_metrics 1 | grep -q "$key2"; }
+c_cm_rpc DeleteNode '{"nodeName":"node2"}' >/dev/null
+node2_gone() { ! c_nm_metrics 1 | grep -q "$key2"; }
 t_wait "node2's series gone from node1's /metrics" 30 node2_gone && r=0 || r=1
 t_eq "deleted node: series gone" 0 "$r"
-scrape nm1c cli_nm_metrics 1
+scrape nm1c c_nm_metrics 1
 t_eq "deleted node: wgcni_peers{kind=node} 0" 0.0 "$(sample "$T_TMP/nm1c.prom" wgcni_peers 'kind="node"')"
-scrape cm4 cli_cm_metrics
+scrape cm4 c_cm_metrics
 t_eq "deleted node: wgcni_nodes 1" 1.0 "$(sample "$T_TMP/cm4.prom" wgcni_nodes '')"
 
-cli_teardown_check
+c_leak_check
 t_done

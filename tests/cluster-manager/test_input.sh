@@ -1,22 +1,25 @@
 #!/bin/bash
 # Bad input: each gets invalid_argument (400) with a message naming the
 # problem, 415 for a wrong content type, and none of it changes anything.
-. "$(dirname "$0")/../lib.sh"
-. "$(dirname "$0")/cm_lib.sh"
+# The cluster manager alone, in namespace cm on 127.0.0.1:8080 (no
+# underlay), sanitized, with only the flags each start gives.
+C_BUILD=asan C_AUTH=none C_CM_ADDR=127.0.0.1 C_CIDR= C_NODE_PREFIX=
+. "$(dirname "$0")/../lib_cluster.sh"
 
-cm_setup
-cm_start
+c_need
+c_cm_host
+c_cm_start
 
-cm_json AllocateSubnet '{"nodeName":"n1"}' >/dev/null
-key=$(cm_pubkey)
-cm_json RegisterKey "{\"nodeName\":\"n1\",\"publicKey\":\"$key\",\"endpoint\":\"10.0.0.1:51820\"}" >/dev/null
-nodes_before=$(cm_json ListNodes '{}')
-rev_before=$(cm_metric wgcni_revision)
+c_cm_json AllocateSubnet '{"nodeName":"n1"}' >/dev/null
+key=$(c_pubkey)
+c_cm_json RegisterKey "{\"nodeName\":\"n1\",\"publicKey\":\"$key\",\"endpoint\":\"10.0.0.1:51820\"}" >/dev/null
+nodes_before=$(c_cm_json ListNodes '{}')
+rev_before=$(c_cm_metric wgcni_revision)
 
 # expect_bad "what" Method body regex-the-message-must-match
 expect_bad() {
 	local what=$1 method=$2 body=$3 re=$4 out msg
-	out=$(cm_call "$method" "$body")
+	out=$(c_cm_call "$method" "$body")
 	msg=$(jq -r .message <<<"$out" 2>/dev/null || echo "(not JSON: $out)")
 	t_eq "$what: HTTP 400" 400 "$(t_http)"
 	t_eq "$what: invalid_argument" invalid_argument "$(jq -r .code <<<"$out" 2>/dev/null)"
@@ -56,30 +59,31 @@ expect_bad "bad name in DeleteNode" DeleteNode '{"nodeName":""}' 'nodeName'
 
 # A body over 1 MiB.
 python3 -c 'import sys; sys.stdout.write("{\"nodeName\":\"" + "a" * (1 << 20) + "\"}")' >"$T_TMP/big.json"
-out=$(cm_call AllocateSubnet "@$T_TMP/big.json")
+out=$(c_cm_call AllocateSubnet "@$T_TMP/big.json")
 t_eq "body over 1 MiB: 400" 400 "$(t_http)"
 t_eq "body over 1 MiB: invalid_argument" invalid_argument "$(jq -r .code <<<"$out")"
 t_ok "body over 1 MiB: message says so ($(jq -r .message <<<"$out"))" \
 	grep -q '1 MiB' <<<"$(jq -r .message <<<"$out")"
 
 # Wrong content type.
-out=$(CM_CT=text/plain cm_call AllocateSubnet '{"nodeName":"x2"}')
+out=$(C_CM_CT=text/plain c_cm_call AllocateSubnet '{"nodeName":"x2"}')
 t_eq "text/plain: 415" 415 "$(t_http)"
 # Unknown method and GET on a method.
-cm_call NoSuchMethod '{}' >/dev/null
+c_cm_call NoSuchMethod '{}' >/dev/null
 t_eq "unknown method: 404" 404 "$(t_http)"
 
-t_eq "nothing changed: ListNodes identical" "$nodes_before" "$(cm_json ListNodes '{}')"
-t_eq "nothing changed: revision" "$rev_before" "$(cm_metric wgcni_revision)"
-t_ok "the daemon is still healthy" cm_healthy
-t_ok "the daemon logged no sanitizer report" bash -c "! grep -q 'Sanitizer' '$CM_LOG'"
+t_eq "nothing changed: ListNodes identical" "$nodes_before" "$(c_cm_json ListNodes '{}')"
+t_eq "nothing changed: revision" "$rev_before" "$(c_cm_metric wgcni_revision)"
+t_ok "the daemon is still healthy" c_cm_healthy
+t_ok "the daemon logged no sanitizer report" bash -c "! grep -q 'Sanitizer' '$C_CM_LOG'"
 
 # application/proto works too (an empty ListNodes request is zero bytes).
 nq cm curl -sS -m 5 -o "$T_TMP/nodes.pb" -w '%{http_code}' -H 'Content-Type: application/proto' \
-	--data-binary @/dev/null "$CM_URL/$CM_SVC/ListNodes" >"$T_TMP/pb.code"
+	--data-binary @/dev/null "$C_CM_URL/$C_CM_SVC/ListNodes" >"$T_TMP/pb.code"
 t_eq "application/proto ListNodes: 200" 200 "$(cat "$T_TMP/pb.code")"
 t_ok "application/proto answer carries n1" grep -q n1 "$T_TMP/nodes.pb"
 
-cm_stop TERM
-t_eq "SIGTERM: exit 0" 0 "$CM_RC"
+c_cm_stop TERM
+t_eq "SIGTERM: exit 0" 0 "$C_CM_RC"
+c_leak_check
 t_done

@@ -4,10 +4,11 @@
 # fields (2), bad values (7), the error object's shape, and that an
 # unreachable node manager is code 11 naming the URL (DEL, ADD) or 50
 # (STATUS). Invoked exactly as a runtime does: env + stdin.
-. "$(dirname "$0")/../lib.sh"
-. "$(dirname "$0")/lib_cluster.sh"
+# No cluster here: the harness gives the plugin and the leak check.
+C_AUTH=none C_HOSTP=n C_CIDR=10.131.0.0/16 C_NODE_PREFIX=
+. "$(dirname "$0")/../lib_cluster.sh"
 
-cni_need_plugin
+c_need_plugin
 
 t_netns_add ctr
 CTR_NS=/run/netns/$(t_ns ctr)
@@ -136,4 +137,5 @@ echo "$GOOD" | CNI_COMMAND=DEL CNI_CONTAINERID=c1 CNI_IFNAME=eth0 WGCNI_LOG_LEVE
 t_ok "stdout holds exactly one JSON document" jq -e -s 'length == 1' "$T_TMP/out" >/dev/null
 t_eq "--version" "wgcni" "$("$PLUGIN" --version | cut -d' ' -f1)"
 
+c_leak_check
 t_done

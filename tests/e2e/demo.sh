@@ -17,12 +17,21 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 : "${BUILDDIR:=$ROOT/build}"
 BIN=$BUILDDIR/bin
 STATE=/run/wgcni-demo
-P=wgdemo                      # namespace and interface prefix
-UL=192.168.78                 # underlay
-CM_URL=http://$UL.1:8080
-CIDR=10.100.0.0/16
 NODES="1 2 3"
 CTRS_PER_NODE=2
+
+# The test harness builds the cluster, with the demo's own names and
+# lifetime: namespaces wgdemo-*, state under $STATE, daemons that outlive
+# this script (C_DETACH: setsid, PID files in $STATE/pids), no cleanup trap
+# (T_NO_TRAP: `down` tears it down), backend auto, nodes n1..n3.
+export BUILDDIR
+T_ID=wgdemo T_TMP=$STATE T_NO_TRAP=1
+C_DETACH=1 C_HOSTP=n C_IFP=wgdemo C_BACKEND=auto C_LOGDIR=$STATE/logs
+. "$ROOT/tests/lib_cluster.sh"
+set +e
+pretty() { :; }     # the demo prints its own lines
+CIDR=$C_CIDR
+CM_URL=$C_CM_URL
 
 if [ -t 1 ]; then
 	B=$'\e[1m' D=$'\e[2m' G=$'\e[32m' R=$'\e[31m' Y=$'\e[33m' C=$'\e[36m' N=$'\e[0m'
@@ -36,20 +45,12 @@ die() { printf '%serror:%s %s\n' "$R" "$N" "$*" >&2; exit 1; }
 # run: print then execute a setup command, quietly.
 run() { printf '    %s$ %s%s\n' "$D" "$*" "$N"; "$@"; }
 
-ns() { echo "$P-$1"; }
-ifname() { echo "${P}$1"; }          # node interface, unique host-wide
-sock() { echo "$STATE/n$1/nm.sock"; }
+ns() { t_ns "$1"; }
+ifname() { c_ifname "$1"; }          # node interface, unique host-wide
+sock() { c_sock "$1"; }
 ctrname() { echo "n$1-c$2"; }
-
-nm_rpc() {
-	curl -sf -m 5 --unix-socket "$(sock "$1")" -H 'Content-Type: application/json' \
-		-d "$3" "http://localhost/wgcni.node.v1.NodeService/$2"
-}
-cm_rpc() {
-	ip netns exec "$(ns cm)" curl -sf -m 5 -H 'Content-Type: application/json' \
-		-H "Authorization: Bearer $(cat "$STATE/token")" -d "$2" \
-		"$CM_URL/wgcni.cluster.v1.ClusterService/$1"
-}
+nm_rpc() { c_nm_rpc "$@"; }
+cm_rpc() { c_cm_rpc "$@"; }
 
 # wait_for WHAT SECONDS CMD...: poll every 100 ms, bounded.
 wait_for() {
@@ -75,22 +76,16 @@ cni() {
 	netconf "$node" "$prev" | ip netns exec "$(ns "n$node")" env -i PATH="$PATH" \
 		CNI_COMMAND="$verb" CNI_CONTAINERID="$(cat "$STATE/ctr/$c.id")" \
 		CNI_NETNS="/run/netns/$(ns "$c")" CNI_IFNAME=eth0 CNI_PATH="$BIN" \
-		CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAME=$c" "$BIN/wgcni" 2>>"$STATE/logs/cni.log"
+		CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAME=$c" "$BIN/wgcni" 2>>"$C_LOGDIR/cni.log"
 }
 
 # table: align tab-separated columns (column(1) is in bsdextrautils).
 table() { if command -v column >/dev/null; then column -t -s $'\t'; else tr '\t' ' '; fi; }
 
-spawn() { # NAME NS cmd...: a daemon that outlives this script
-	local name=$1 netns=$2; shift 2
-	setsid ip netns exec "$netns" "$@" </dev/null >>"$STATE/logs/$name.log" 2>&1 &
-	echo $! >"$STATE/pids/$name"
-}
-
 # ---------------------------------------------------------------------------
 
 down() {
-	local f pid c node n i link
+	local f pid c node n i link namespaces
 	[ -d "$STATE" ] || { say "wgcni demo: nothing to tear down ($STATE does not exist)"; return 0; }
 	step "Tearing the demo down"
 	# DEL every container through the plugin, as the runtime would at stop.
@@ -100,7 +95,7 @@ down() {
 		node=${c:1:1}
 		if [ -S "$(sock "$node")" ]; then
 			cni DEL "$node" "$c" "$(cat "$STATE/ctr/$c.json" 2>/dev/null)" >/dev/null &&
-				info "DEL $c" || info "${Y}DEL $c failed (see $STATE/logs/cni.log)$N"
+				info "DEL $c" || info "${Y}DEL $c failed (see $C_LOGDIR/cni.log)$N"
 		fi
 	done
 	for f in "$STATE"/pids/*; do
@@ -114,38 +109,25 @@ down() {
 		fi
 	done
 	for n in $NODES; do
-		ip netns list | grep -qw "$(ns "n$n")" || continue
-		ip netns exec "$(ns "n$n")" "$BIN/wgcni-node-manager" cleanup --interface "$(ifname "$n")" \
-			--socket "$(sock "$n")" --state-dir "$STATE/n$n/state" >>"$STATE/logs/cleanup.log" 2>&1 &&
+		ip netns list | awk '{print $1}' | grep -qx "$(ns "n$n")" || continue
+		c_nm_cleanup "$n" &&
 			info "node $n: wgcni-node-manager cleanup" ||
-			info "${Y}node $n: cleanup failed (see $STATE/logs/cleanup.log)$N"
+			info "${Y}node $n: cleanup failed (see $C_LOGDIR/cleanup.log)$N"
 	done
 	# Links before namespaces: a userspace WireGuard process keeps its
 	# namespace alive until its link is gone.
-	for n in $(cat "$STATE/namespaces" 2>/dev/null); do
+	namespaces=$(ip netns list | awk '{print $1}' | grep "^$T_ID-")
+	for n in $namespaces; do
 		for link in $(ip -n "$n" -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1); do
 			[ "$link" = lo ] || ip -n "$n" link del "$link" 2>/dev/null
 		done
 	done
-	for n in $(cat "$STATE/namespaces" 2>/dev/null); do ip netns del "$n" 2>/dev/null; done
+	for n in $namespaces; do ip netns del "$n" 2>/dev/null; done
 	rm -rf "$STATE"
 	info "${G}done: namespaces, processes and state removed$N"
 }
 
-addns() {
-	run ip netns add "$(ns "$1")" || return 1
-	echo "$(ns "$1")" >>"$STATE/namespaces"
-	ip -n "$(ns "$1")" link set lo up
-}
-
-host() { # SHORT LASTOCTET
-	addns "$1" || return 1
-	ip -n "$(ns ul)" link add "u-$1" type veth peer name eth0 netns "$(ns "$1")" &&
-	ip -n "$(ns ul)" link set "u-$1" master br0 up &&
-	ip -n "$(ns "$1")" addr add "$UL.$2/24" dev eth0 &&
-	ip -n "$(ns "$1")" link set eth0 up &&
-	info "${D}host $(ns "$1"): $UL.$2 on the underlay bridge$N"
-}
+addns() { t_netns_add "$1"; }
 
 setup() {
 	local n k c out key
@@ -155,40 +137,31 @@ setup() {
 	for f in jq curl ping ip; do command -v "$f" >/dev/null || die "$f is needed (make deps)"; done
 	[ ! -e "$STATE" ] || die "a demo is already running ($STATE exists): make demo-down"
 	mkdir -p "$STATE/pids" "$STATE/logs" "$STATE/ctr"
-	head -c 24 /dev/urandom | base64 >"$STATE/token"
-	chmod 600 "$STATE/token"
+	c_token
 
 	step "Underlay: a bridge in $(ns ul), one veth per host"
-	addns ul && run ip -n "$(ns ul)" link add br0 type bridge && ip -n "$(ns ul)" link set br0 up || return 1
-	host cm 1 || return 1
-	for n in $NODES; do host "n$n" $((10 + n)) || return 1; done
+	c_underlay || return 1
+	c_cm_host || return 1
+	info "${D}host $(ns cm): $C_CM_ADDR on the underlay bridge$N"
+	for n in $NODES; do
+		c_node_host "$n" || return 1
+		info "${D}host $(ns "n$n"): ${C_UL}.$((10 + n)) on the underlay bridge$N"
+	done
 
 	step "Cluster manager in $(ns cm), cluster CIDR $CIDR"
-	mkdir -p "$STATE/cm"
-	spawn cluster-manager "$(ns cm)" "$BIN/wgcni-cluster-manager" --listen "$UL.1:8080" \
-		--state-dir "$STATE/cm" --cluster-cidr "$CIDR" --token-file "$STATE/token"
-	info "wgcni-cluster-manager --listen $UL.1:8080 --cluster-cidr $CIDR  (pid $(cat "$STATE/pids/cluster-manager"))"
-	wait_for "the cluster manager" 15 ip netns exec "$(ns cm)" curl -sf "$CM_URL/healthz"
+	c_cm_start || die "the cluster manager did not become healthy (see $C_CM_LOG)"
+	info "wgcni-cluster-manager --listen $C_CM_ADDR:$C_CM_PORT --cluster-cidr $CIDR  (pid $C_CM_PID)"
 
 	step "Node managers (backend auto: kernel WireGuard if present, else wireguard-go)"
 	for n in $NODES; do
-		mkdir -p "$STATE/n$n"
-		spawn "node-manager-$n" "$(ns "n$n")" "$BIN/wgcni-node-manager" \
-			--cluster-manager "$CM_URL" --node-name "node$n" --endpoint "$UL.$((10 + n)):51820" \
-			--interface "$(ifname "$n")" --listen-port 51820 --socket "$(sock "$n")" \
-			--state-dir "$STATE/n$n/state" --token-file "$STATE/token" --backend auto
-		info "node$n: wgcni-node-manager --interface $(ifname "$n") --endpoint $UL.$((10 + n)):51820  (pid $(cat "$STATE/pids/node-manager-$n"))"
+		c_nm_start "$n"
+		C_NODES+=("$n")
+		info "$(c_name "$n"): wgcni-node-manager --interface $(ifname "$n") --endpoint $(c_endpoint "$n")  (pid $(c_nm_pid "$n"))"
 	done
 	for n in $NODES; do
-		wait_for "node manager $n" 20 sh -c "curl -sf --unix-socket '$(sock "$n")' -H 'Content-Type: application/json' -d '{}' http://localhost/wgcni.node.v1.NodeService/GetNode | jq -e '.node.publicKey | length > 0'"
+		c_nm_wait "$n" || die "node manager $n did not become ready (see $(c_nm_log "$n"))"
 	done
-	mesh_ok() {
-		local n
-		for n in $NODES; do
-			[ "$(ip netns exec "$(ns "n$n")" wg show "$(ifname "$n")" peers | wc -l)" -ge 2 ] || return 1
-		done
-	}
-	wait_for "the node mesh" 20 mesh_ok
+	t_wait "the node mesh" 20 c_converged || die "timed out after 20s waiting for the node mesh"
 	for n in $NODES; do
 		out=$(nm_rpc "$n" GetNode '{}')
 		info "node$n: subnet $(jq -r '.node.subnets | join(",")' <<<"$out"), address $(jq -r .node.address <<<"$out"), backend $(jq -r .node.backend <<<"$out"), mtu $(jq -r .node.mtu <<<"$out")"
@@ -198,9 +171,9 @@ setup() {
 	for n in $NODES; do
 		for k in $(seq 1 $CTRS_PER_NODE); do
 			c=$(ctrname "$n" "$k")
-			addns "$c" >/dev/null || return 1
+			addns "$c" || return 1
 			printf '%s' "wgcni-demo-$c-$(date +%s%N)" | sha256sum | cut -c1-64 >"$STATE/ctr/$c.id"
-			out=$(cni ADD "$n" "$c") || { say "$out"; die "CNI ADD of $c failed (see $STATE/logs/cni.log)"; }
+			out=$(cni ADD "$n" "$c") || { say "$out"; die "CNI ADD of $c failed (see $C_LOGDIR/cni.log)"; }
 			echo "$out" >"$STATE/ctr/$c.json"
 			jq -r '.ips[0].address' <<<"$out" | cut -d/ -f1 >"$STATE/ctr/$c.addr"
 			info "$(printf '%-7s on node%s  eth0 %-15s  (netns %s)' "$c" "$n" "$(cat "$STATE/ctr/$c.addr")" "$(ns "$c")")"
@@ -303,7 +276,7 @@ explore() {
 		info "$BIN/wgcnictl --node-manager unix://$(sock 1) allocations"
 	fi
 	info "curl -s --unix-socket $(sock 1) -H 'Content-Type: application/json' -d '{}' http://localhost/wgcni.node.v1.NodeService/GetNode | jq"
-	info "logs: $STATE/logs/"
+	info "logs: $C_LOGDIR/"
 	info "tear down: ${B}make demo-down$N"
 }
 
@@ -314,7 +287,7 @@ up() {
 	say "${B}wgcni demo$N — 1 cluster manager, 3 nodes, $((3 * CTRS_PER_NODE)) containers, all in network namespaces"
 	if ! (setup); then
 		say "${R}setup failed; logs:$N"
-		tail -n 5 "$STATE"/logs/*.log 2>/dev/null | sed 's/^/    /'
+		tail -n 5 "$C_LOGDIR"/*.log 2>/dev/null | sed 's/^/    /'
 		down
 		exit 1
 	fi

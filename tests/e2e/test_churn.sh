@@ -4,7 +4,7 @@
 # DeleteNode; the tunnels that existed before are never disturbed: the
 # running pings lose nothing, peer counters never go back, handshakes are
 # not reset and the node interfaces are the same links throughout.
-. "$(dirname "$0")/lib_cluster.sh"
+. "$(dirname "$0")/../lib_cluster.sh"
 
 c_cluster 3
 for i in 1 2 3; do t_ok "ADD c${i}a on node $i" c_ctr_add "$i" "c${i}a"; done

@@ -4,7 +4,7 @@
 # (a node owns its subnet). The restarted cluster manager has kept every
 # node's subnet and key, and the node managers re-sync: a node that joins
 # afterwards becomes a peer of the old ones, and they of it.
-. "$(dirname "$0")/lib_cluster.sh"
+. "$(dirname "$0")/../lib_cluster.sh"
 
 c_cluster 2
 t_ok "ADD c1a" c_ctr_add 1 c1a

@@ -6,7 +6,7 @@
 # NAT); a full-MTU IPv6 packet crosses nodes and one byte more is refused
 # with "message too long"; nothing leaks.
 C_CIDR6=fd10:100::/48
-. "$(dirname "$0")/lib_cluster.sh"
+. "$(dirname "$0")/../lib_cluster.sh"
 
 c_cluster 2
 CTRS=(c1a c1b c2a c2b)

@@ -4,7 +4,7 @@
 # the node and a container could initiate a handshake at once, lose one
 # initiation and stall for WireGuard's 5 s retry (seen in 1 of 8 tries).
 # Each round must answer within 2 s, every round.
-. "$(dirname "$0")/lib_cluster.sh"
+. "$(dirname "$0")/../lib_cluster.sh"
 
 ROUNDS=12
 c_cluster 1

@@ -6,7 +6,7 @@
 # of the full interface MTU crosses nodes with DF set and one byte more is
 # refused locally with "message too long" (no blackhole); traffic leaving the
 # cluster is masqueraded; nothing leaks.
-. "$(dirname "$0")/lib_cluster.sh"
+. "$(dirname "$0")/../lib_cluster.sh"
 
 c_cluster 3
 CTRS=()

@@ -5,7 +5,7 @@
 # leaves nothing, after the restart the node interface is adopted (same link,
 # same peers, counters kept), ADD and DEL work, and no address is ever
 # handed out twice.
-. "$(dirname "$0")/lib_cluster.sh"
+. "$(dirname "$0")/../lib_cluster.sh"
 
 c_cluster 2
 for c in c1a c1b c2a; do t_ok "ADD $c" c_ctr_add "${c:1:1}" "$c"; done

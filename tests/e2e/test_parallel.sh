@@ -3,7 +3,7 @@
 # 30 distinct addresses, 30 container peers, every container reachable from
 # another node; then 30 DELs at once leave nothing behind. Then GC through
 # libcni's plugin protocol releases what is not listed as valid.
-. "$(dirname "$0")/lib_cluster.sh"
+. "$(dirname "$0")/../lib_cluster.sh"
 
 N=30
 c_cluster 2

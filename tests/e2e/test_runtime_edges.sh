@@ -4,7 +4,7 @@
 # CNI_NETNS (containerd 1.6), DEL of something never added, CHECK after the
 # container's network was tampered with, and an ADD that fails half way
 # (the name is taken in the namespace) leaving nothing behind.
-. "$(dirname "$0")/lib_cluster.sh"
+. "$(dirname "$0")/../lib_cluster.sh"
 
 c_cluster 2
 for c in c1a c1b c1c c1d c2a; do t_ok "ADD $c" c_ctr_add "${c:1:1}" "$c"; done

@@ -10,7 +10,7 @@
 # kernel; a restart only adopts the interface).
 # Outside a kernel with the module it exits 77 (skip); in the VM a skip is
 # a failure (in-vm.sh counts only exit 0 as a pass).
-. "$(dirname "$0")/../e2e/lib_cluster.sh"
+. "$(dirname "$0")/../lib_cluster.sh"
 
 t_netns_add probe
 if ! ip -n "$(t_ns probe)" link add wgprobe type wireguard 2>/dev/null; then

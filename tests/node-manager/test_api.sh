@@ -3,21 +3,22 @@
 # concurrency, RegisterKey -> container peer on the node interface, Release,
 # GC, bad input refused without changing anything, and everything surviving
 # kill -9.
-. "$(dirname "$0")/../lib.sh"
-. "$(dirname "$0")/nm_lib.sh"
+# Sanitized daemons, no token unless a test gives one, nodes named n1, n2...
+C_BUILD=asan C_AUTH=none C_HOSTP=n C_NODEP=n C_NODE_PREFIX=
+. "$(dirname "$0")/../lib_cluster.sh"
 
-nm_need "$NM_BIN" "$CM_BIN"
-nm_underlay
-nm_node_ns n1 1
-nm_cm_start
-nm_start n1 1 --listen 127.0.0.1:5242
-nm_wait_ready n1
-IF1=$(nm_if 1)
-SOCK=$(nm_sock n1)
+c_need
+c_cm_host
+c_node_host 1
+c_cm_start
+c_nm_start n1 --listen 127.0.0.1:5242
+c_nm_wait_healthy n1
+IF1=$(c_ifname 1)
+SOCK=$(c_sock n1)
 
 t_ok "socket is mode 0600" test "$(stat -c %a "$SOCK")" = 600
-t_ok "private key file is mode 0600" test "$(stat -c %a "$T_TMP/state-n1/private.key")" = 600
-NODE=$(nm_call n1 GetNode '{}')
+t_ok "private key file is mode 0600" test "$(stat -c %a "$(c_state n1)/private.key")" = 600
+NODE=$(c_nm_call n1 GetNode '{}')
 t_eq "GetNode answers 200" 200 "$(t_http)"
 SUB=$(jq -r '.node.subnets[0]' <<<"$NODE")
 NODEKEY=$(jq -r '.node.publicKey' <<<"$NODE")
@@ -29,20 +30,20 @@ t_eq "GetNode: address is the first host" "$GW/24" "$(jq -r .node.address <<<"$N
 TCP=$(nq n1 curl -sS -m 5 -H 'Content-Type: application/json' -d '{}' \
 	http://127.0.0.1:5242/wgcni.node.v1.NodeService/GetNode)
 t_eq "--listen: the same API on TCP" "$(jq -c .node <<<"$NODE")" "$(jq -c .node <<<"$TCP")"
-t_ok "private key never in GetNode" bash -c "! grep -qF \"\$(cat $T_TMP/state-n1/private.key)\" <<<'$NODE'"
+t_ok "private key never in GetNode" bash -c "! grep -qF \"\$(cat $(c_state n1)/private.key)\" <<<'$NODE'"
 
-list() { nm_call n1 ListAllocations '{}' | jq -cS '.allocations // [] | sort_by(.containerId, .ifname)'; }
+list() { c_nm_call n1 ListAllocations '{}' | jq -cS '.allocations // [] | sort_by(.containerId, .ifname)'; }
 
 # --- AllocateIP
-R1=$(nm_call n1 AllocateIP '{"containerId":"c1","ifname":"eth0","netns":"/run/netns/x"}')
+R1=$(c_nm_call n1 AllocateIP '{"containerId":"c1","ifname":"eth0","netns":"/run/netns/x"}')
 t_eq "AllocateIP c1 answers 200" 200 "$(t_http)"
 ADDR_C1=$(jq -r '.addresses[0]' <<<"$R1")
 t_ok "c1 address is a /32 of the node subnet, not network or gateway ($ADDR_C1)" \
 	bash -c "[[ '$ADDR_C1' == ${SUB%.0/24}.*/32 && '$ADDR_C1' != '$GW/32' && '$ADDR_C1' != '${SUB%/24}/32' ]]"
 t_eq "AllocateIP gateway and mtu" "$GW 1420" "$(jq -r '"\(.gateway) \(.mtu)"' <<<"$R1")"
-R1b=$(nm_call n1 AllocateIP '{"containerId":"c1","ifname":"eth0","netns":"/run/netns/x"}')
+R1b=$(c_nm_call n1 AllocateIP '{"containerId":"c1","ifname":"eth0","netns":"/run/netns/x"}')
 t_eq "AllocateIP twice: same answer" "$R1" "$R1b"
-R2=$(nm_call n1 AllocateIP '{"containerId":"c1","ifname":"eth1","netns":"/run/netns/x"}')
+R2=$(c_nm_call n1 AllocateIP '{"containerId":"c1","ifname":"eth1","netns":"/run/netns/x"}')
 t_ok "same container, other ifname: other address" test "$(jq -r '.addresses[0]' <<<"$R2")" != "$ADDR_C1"
 
 # 50 concurrent
@@ -58,12 +59,12 @@ t_eq "ListAllocations has 52 entries" 52 "$(list | jq length)"
 
 # --- RegisterKey -> container peer
 CPRIV=$(wg genkey); CPUB=$(wg pubkey <<<"$CPRIV")
-RK=$(nm_call n1 RegisterKey "{\"containerId\":\"c1\",\"ifname\":\"eth0\",\"publicKey\":\"$CPUB\",\"endpoint\":\"127.0.0.1:40001\"}")
+RK=$(c_nm_call n1 RegisterKey "{\"containerId\":\"c1\",\"ifname\":\"eth0\",\"publicKey\":\"$CPUB\",\"endpoint\":\"127.0.0.1:40001\"}")
 t_eq "RegisterKey answers 200" 200 "$(t_http)"
 t_eq "RegisterKey: nodePeer is the node interface on loopback" "$NODEKEY 127.0.0.1:51820" \
 	"$(jq -r '"\(.nodePeer.publicKey) \(.nodePeer.endpoint)"' <<<"$RK")"
 t_eq "container peer on the node interface: endpoint and AllowedIPs" \
-	"$CPUB 127.0.0.1:40001 $ADDR_C1" "$(wg_peers "$IF1" | awk -v k="$CPUB" '$1==k{print $1, $2, $3}')"
+	"$CPUB 127.0.0.1:40001 $ADDR_C1" "$(c_wg_peers "$IF1" | awk -v k="$CPUB" '$1==k{print $1, $2, $3}')"
 t_ok "metrics: one container peer" bash -c "curl -sf --unix-socket $SOCK http://nm/metrics | grep -qx 'wgcni_peers{kind=\"container\"} 1'"
 t_ok "metrics: peer series named c1/eth0" bash -c \
 	"curl -sf --unix-socket $SOCK http://nm/metrics | grep -q 'wgcni_peer_tx_bytes{peer=\"$CPUB\",name=\"c1/eth0\"}'"
@@ -74,11 +75,11 @@ t_ok "metrics: sync errors counter present" bash -c "curl -sf --unix-socket $SOC
 
 # Re-key: the old peer goes, the new one comes.
 CPUB2=$(wg genkey | wg pubkey)
-nm_call n1 RegisterKey "{\"containerId\":\"c1\",\"ifname\":\"eth0\",\"publicKey\":\"$CPUB2\",\"endpoint\":\"127.0.0.1:40002\"}" >/dev/null
+c_nm_call n1 RegisterKey "{\"containerId\":\"c1\",\"ifname\":\"eth0\",\"publicKey\":\"$CPUB2\",\"endpoint\":\"127.0.0.1:40002\"}" >/dev/null
 t_eq "re-key answers 200" 200 "$(t_http)"
 t_eq "re-key replaced the peer" "$CPUB2 127.0.0.1:40002 $ADDR_C1" \
-	"$(wg_peers "$IF1" | awk '$1!=""{print $1, $2, $3}')"
-nm_call n1 RegisterKey "{\"containerId\":\"c1\",\"ifname\":\"eth1\",\"publicKey\":\"$CPUB2\",\"endpoint\":\"127.0.0.1:40003\"}" >/dev/null
+	"$(c_wg_peers "$IF1" | awk '$1!=""{print $1, $2, $3}')"
+c_nm_call n1 RegisterKey "{\"containerId\":\"c1\",\"ifname\":\"eth1\",\"publicKey\":\"$CPUB2\",\"endpoint\":\"127.0.0.1:40003\"}" >/dev/null
 t_eq "a key already used by another container is refused (409)" 409 "$(t_http)"
 
 # --- bad input changes nothing
@@ -86,7 +87,7 @@ before=$(list)
 peers_before=$(wg show "$IF1" peers | sort)
 bad() { # what method body status code
 	local out
-	out=$(nm_call n1 "$2" "$3")
+	out=$(c_nm_call n1 "$2" "$3")
 	t_eq "$1: HTTP $4" "$4" "$(t_http)"
 	t_eq "$1: code $5" "$5" "$(jq -r .code <<<"$out" 2>/dev/null)"
 }
@@ -106,59 +107,60 @@ bad "ifname with a space" AllocateIP '{"containerId":"i1","ifname":"et h0"}' 400
 bad "Release bad ifname" Release '{"containerId":"c1","ifname":"a/b"}' 400 invalid_argument
 t_eq "bad input: allocations unchanged" "$before" "$(list)"
 t_eq "bad input: interface peers unchanged" "$peers_before" "$(wg show "$IF1" peers | sort)"
-nm_call n1 AllocateIP "{\"containerId\":\"$(printf 'b%.0s' $(seq 256))\",\"ifname\":\"eth0\"}" >/dev/null
+c_nm_call n1 AllocateIP "{\"containerId\":\"$(printf 'b%.0s' $(seq 256))\",\"ifname\":\"eth0\"}" >/dev/null
 t_eq "containerId of 256 chars accepted" 200 "$(t_http)"
-nm_call n1 Release "{\"containerId\":\"$(printf 'b%.0s' $(seq 256))\",\"ifname\":\"eth0\"}" >/dev/null
+c_nm_call n1 Release "{\"containerId\":\"$(printf 'b%.0s' $(seq 256))\",\"ifname\":\"eth0\"}" >/dev/null
 
 # --- kill -9: everything answered survives
 before=$(list)
-pid=$(nm_pid n1); kill -KILL "$pid"; wait "$pid" 2>/dev/null || true
+pid=$(c_nm_pid n1); kill -KILL "$pid"; wait "$pid" 2>/dev/null || true
 # While it is down the interface drifts: c1's peer vanishes, a stranger
 # with a container-like AllowedIP appears. The restart reconciles both.
 STRANGER=$(wg genkey | wg pubkey)
 wg set "$IF1" peer "$CPUB2" remove peer "$STRANGER" allowed-ips "${SUB%.0/24}.200/32"
 t_eq "drift: only the stranger on the interface" "$STRANGER" "$(wg show "$IF1" peers)"
-nm_start n1 1
-nm_wait_ready n1
+c_nm_start n1
+c_nm_wait_healthy n1
 t_eq "kill -9 restart: stranger removed, c1's peer restored" "$CPUB2" "$(wg show "$IF1" peers)"
 t_eq "kill -9: allocations identical" "$before" "$(list)"
-t_eq "kill -9: AllocateIP c1 same answer" "$R1" "$(nm_call n1 AllocateIP '{"containerId":"c1","ifname":"eth0","netns":"/run/netns/x"}')"
+t_eq "kill -9: AllocateIP c1 same answer" "$R1" "$(c_nm_call n1 AllocateIP '{"containerId":"c1","ifname":"eth0","netns":"/run/netns/x"}')"
 t_eq "kill -9: container peer still on the interface" "$CPUB2 127.0.0.1:40002 $ADDR_C1" \
-	"$(wg_peers "$IF1" | awk '$1!=""{print $1, $2, $3}')"
-NEW=$(nm_call n1 AllocateIP '{"containerId":"fresh","ifname":"eth0"}' | jq -r '.addresses[0]')
+	"$(c_wg_peers "$IF1" | awk '$1!=""{print $1, $2, $3}')"
+NEW=$(c_nm_call n1 AllocateIP '{"containerId":"fresh","ifname":"eth0"}' | jq -r '.addresses[0]')
 t_ok "kill -9: a new allocation does not reuse a held address ($NEW)" \
 	bash -c "[[ '$NEW' == */32 ]] && ! jq -r '.[].addresses[0]' <<<'$before' | grep -qx '$NEW'"
 
 # --- Release
-nm_call n1 Release '{"containerId":"c1","ifname":"eth0"}' >/dev/null
+c_nm_call n1 Release '{"containerId":"c1","ifname":"eth0"}' >/dev/null
 t_eq "Release answers 200" 200 "$(t_http)"
-t_eq "Release removed the container peer" 0 "$(wg_peer_count "$IF1")"
-nm_call n1 Release '{"containerId":"c1","ifname":"eth0"}' >/dev/null
+t_eq "Release removed the container peer" 0 "$(c_wg_peer_count "$IF1")"
+c_nm_call n1 Release '{"containerId":"c1","ifname":"eth0"}' >/dev/null
 t_eq "Release twice answers 200" 200 "$(t_http)"
-nm_call n1 Release '{"containerId":"never","ifname":"eth0"}' >/dev/null
+c_nm_call n1 Release '{"containerId":"never","ifname":"eth0"}' >/dev/null
 t_eq "Release of an unknown attachment answers 200" 200 "$(t_http)"
 t_eq "c1/eth0 gone from ListAllocations" 0 "$(list | jq '[.[] | select(.containerId=="c1" and .ifname=="eth0")] | length')"
-R1c=$(nm_call n1 AllocateIP '{"containerId":"c1","ifname":"eth0","netns":"/run/netns/x"}')
+R1c=$(c_nm_call n1 AllocateIP '{"containerId":"c1","ifname":"eth0","netns":"/run/netns/x"}')
 t_eq "released address is handed out again (lowest free first)" "$ADDR_C1" "$(jq -r '.addresses[0]' <<<"$R1c")"
 
 # --- GC releases exactly the unlisted ones
 valid=$(list | jq -c '[.[] | select(.containerId != "par7" and .containerId != "par13") | {containerId, ifname}]')
 n_before=$(list | jq length)
-GC=$(nm_call n1 GC "{\"validAttachments\":$valid}")
+GC=$(c_nm_call n1 GC "{\"validAttachments\":$valid}")
 t_eq "GC answers 200" 200 "$(t_http)"
 t_eq "GC released exactly par7 and par13" "par13/eth0 par7/eth0" \
 	"$(jq -r '.released[] | "\(.containerId)/\(.ifname)"' <<<"$GC" | sort | xargs)"
 t_eq "GC: two fewer allocations" "$((n_before - 2))" "$(list | jq length)"
-GC2=$(nm_call n1 GC "{\"validAttachments\":$valid}")
+GC2=$(c_nm_call n1 GC "{\"validAttachments\":$valid}")
 t_eq "GC again releases nothing" 0 "$(jq '.released // [] | length' <<<"$GC2")"
 
 # --- kill -9 after the changes
 before=$(list)
-pid=$(nm_pid n1); kill -KILL "$pid"; wait "$pid" 2>/dev/null || true
-nm_start n1 1
-nm_wait_ready n1
+pid=$(c_nm_pid n1); kill -KILL "$pid"; wait "$pid" 2>/dev/null || true
+c_nm_start n1
+c_nm_wait_healthy n1
 t_eq "kill -9 after Release/GC: allocations identical" "$before" "$(list)"
 
-pid=$(nm_pid n1); kill -TERM "$pid"; rc=0; wait "$pid" || rc=$?
+pid=$(c_nm_pid n1); kill -TERM "$pid"; rc=0; wait "$pid" || rc=$?
 t_eq "SIGTERM: exit 0 (ASan/LSan clean)" 0 "$rc"
+c_leak_check
 t_done

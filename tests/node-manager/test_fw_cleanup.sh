@@ -8,21 +8,22 @@
 # Containers are attached here by hand the way the CNI plugin does it (a
 # wireguard-go interface created in the node namespace, moved into the
 # container namespace), so this test depends on the node manager only.
-. "$(dirname "$0")/../lib.sh"
-. "$(dirname "$0")/nm_lib.sh"
+# Sanitized daemons, no token unless a test gives one, nodes named n1, n2...
+C_BUILD=asan C_AUTH=none C_HOSTP=n C_NODEP=n C_NODE_PREFIX=
+. "$(dirname "$0")/../lib_cluster.sh"
 
-nm_need "$NM_BIN" "$CM_BIN"
-nm_underlay
-nm_node_ns n1 1
-nm_node_ns n2 2
-nm_cm_start
-nm_start n1 1
-nm_start n2 2
-nm_wait_ready n1
-nm_wait_ready n2
-IF1=$(nm_if 1) IF2=$(nm_if 2)
-KEY1=$(nm_call n1 GetNode '{}' | jq -r .node.publicKey)
-KEY2=$(nm_call n2 GetNode '{}' | jq -r .node.publicKey)
+c_need
+c_cm_host
+c_node_host 1
+c_node_host 2
+c_cm_start
+c_nm_start n1
+c_nm_start n2
+c_nm_wait_healthy n1
+c_nm_wait_healthy n2
+IF1=$(c_ifname 1) IF2=$(c_ifname 2)
+KEY1=$(c_nm_call n1 GetNode '{}' | jq -r .node.publicKey)
+KEY2=$(c_nm_call n2 GetNode '{}' | jq -r .node.publicKey)
 t_wait "n1 and n2 peered" 10 bash -c "wg show $IF1 peers | grep -qx '$KEY2' && wg show $IF2 peers | grep -qx '$KEY1'"
 
 # container NAME NODE PORT: attach container namespace NAME to node NODE;
@@ -33,9 +34,9 @@ container() {
 	ip netns exec "$(t_ns "$node")" wireguard-go "$wif" >/dev/null 2>&1
 	t_wait "$wif uapi socket" 5 test -S "/var/run/wireguard/$wif.sock"
 	(umask 077; wg genkey >"$T_TMP/$name.key")
-	resp=$(nm_call "$node" AllocateIP "{\"containerId\":\"$name\",\"ifname\":\"eth0\",\"netns\":\"/run/netns/$(t_ns "$name")\"}")
+	resp=$(c_nm_call "$node" AllocateIP "{\"containerId\":\"$name\",\"ifname\":\"eth0\",\"netns\":\"/run/netns/$(t_ns "$name")\"}")
 	addr=$(jq -r '.addresses[0]' <<<"$resp")
-	resp=$(nm_call "$node" RegisterKey "{\"containerId\":\"$name\",\"ifname\":\"eth0\",\"publicKey\":\"$(wg pubkey <"$T_TMP/$name.key")\",\"endpoint\":\"127.0.0.1:$port\"}")
+	resp=$(c_nm_call "$node" RegisterKey "{\"containerId\":\"$name\",\"ifname\":\"eth0\",\"publicKey\":\"$(wg pubkey <"$T_TMP/$name.key")\",\"endpoint\":\"127.0.0.1:$port\"}")
 	nodekey=$(jq -r .nodePeer.publicKey <<<"$resp")
 	wg set "$wif" private-key "$T_TMP/$name.key" listen-port "$port" \
 		peer "$nodekey" endpoint "$(jq -r .nodePeer.endpoint <<<"$resp")" allowed-ips 0.0.0.0/0
@@ -96,39 +97,44 @@ t_ok "ca reaches the underlay outside the cluster (masqueraded)" n ca ping -c 2 
 t_ok "leaving traffic hit the MASQUERADE rule" test "$(masq_pkts)" -gt "$m0"
 
 # Idempotent across a restart: still two chains, two jumps.
-pid=$(nm_pid n1); kill -TERM "$pid"; wait "$pid" || true
-nm_start n1 1
-nm_wait_ready n1
+pid=$(c_nm_pid n1); kill -TERM "$pid"; wait "$pid" || true
+c_nm_start n1
+c_nm_wait_healthy n1
 t_eq "after restart: still two chains" 2 "$(fw_save | grep -c '^:WGCNI-')"
 t_eq "after restart: still two jumps" 2 "$(fw_save | grep -c -- '-j WGCNI-')"
 t_ok "after restart: container peers kept (ca pings cb)" n ca ping -c 2 -W 2 -i 0.2 "$CB"
 
 # --no-masquerade: nothing leaves NATed.
-pid=$(nm_pid n1); kill -TERM "$pid"; wait "$pid" || true
-nm_start n1 1 --no-masquerade
-nm_wait_ready n1
+pid=$(c_nm_pid n1); kill -TERM "$pid"; wait "$pid" || true
+c_nm_start n1 --no-masquerade
+c_nm_wait_healthy n1
 t_eq "--no-masquerade: no MASQUERADE rule" 0 \
 	"$(fw_save | grep -c 'MASQUERADE' || true)"
 t_eq "--no-masquerade: still two chains" 2 "$(fw_save | grep -c '^:WGCNI-')"
 
 # --- cleanup
-pid=$(nm_pid n1); kill -TERM "$pid"; rc=0; wait "$pid" || rc=$?
+pid=$(c_nm_pid n1); kill -TERM "$pid"; rc=0; wait "$pid" || rc=$?
 t_eq "n1 exits 0 on SIGTERM" 0 "$rc"
 t_ok "SIGTERM left the interface up" ip -n "$(t_ns n1)" link show dev "$IF1"
-rc=0; n n1 "$NM_BIN" --interface "$IF1" --socket "$(nm_sock n1)" --state-dir "$T_TMP/state-n1" cleanup || rc=$?
+rc=0; n n1 "$C_NM_BIN" --interface "$IF1" --socket "$(c_sock n1)" --state-dir "$(c_state n1)" cleanup || rc=$?
 t_eq "cleanup: exit 0" 0 "$rc"
 t_fail "cleanup: no interface" ip -n "$(t_ns n1)" link show dev "$IF1"
 t_eq "cleanup: no route for the cluster CIDR" "" "$(ip -n "$(t_ns n1)" route show 10.100.0.0/16)"
 t_eq "cleanup: no WGCNI chain or jump (IPv4)" 0 "$(fw_save | grep -c 'WGCNI' || true)"
 t_eq "cleanup: no WGCNI chain or jump (IPv6)" 0 "$(nq n1 ip6tables-legacy-save | grep -c 'WGCNI' || true)"
-t_fail "cleanup: no socket file" test -e "$(nm_sock n1)"
+t_fail "cleanup: no socket file" test -e "$(c_sock n1)"
 t_fail "cleanup: no UAPI socket" test -e "/var/run/wireguard/$IF1.sock"
 t_wait "wireguard-go for $IF1 ended" 5 bash -c "! pgrep -f 'wireguard-go $IF1\$' >/dev/null" || true
 t_fail "cleanup: no wireguard-go process" pgrep -f "wireguard-go $IF1\$"
-t_ok "cleanup: key and state kept for the next start" test -s "$T_TMP/state-n1/private.key"
-rc=0; n n1 "$NM_BIN" --interface "$IF1" --socket "$(nm_sock n1)" --state-dir "$T_TMP/state-n1" cleanup || rc=$?
+t_ok "cleanup: key and state kept for the next start" test -s "$(c_state n1)/private.key"
+rc=0; n n1 "$C_NM_BIN" --interface "$IF1" --socket "$(c_sock n1)" --state-dir "$(c_state n1)" cleanup || rc=$?
 t_eq "cleanup twice: exit 0" 0 "$rc"
 
-pid=$(nm_pid n2); kill -TERM "$pid"; rc=0; wait "$pid" || rc=$?
+pid=$(c_nm_pid n2); kill -TERM "$pid"; rc=0; wait "$pid" || rc=$?
 t_eq "n2 exits 0 on SIGTERM" 0 "$rc"
+# The hand-made container interfaces go as a CNI DEL would take them; their
+# wireguard-go processes (in the node namespaces) end with them.
+for c in ca cb cc; do ip -n "$(t_ns "$c")" link del "wc$$$c"; done
+t_wait "the containers' wireguard-go ended" 10 sh -c "! pgrep -f '[w]ireguard-go wc$$'" || true
+c_leak_check
 t_done

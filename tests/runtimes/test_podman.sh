@@ -5,7 +5,7 @@
 # nothing is left behind (interface, allocation, peer, UAPI socket).
 # podman is configured through CONTAINERS_CONF and per-call storage flags so
 # nothing under /etc or /var/lib/containers is touched.
-. "$(dirname "$0")/../e2e/lib_cluster.sh"
+. "$(dirname "$0")/../lib_cluster.sh"
 
 for tool in podman runc busybox; do
 	command -v "$tool" >/dev/null || { t_log "missing $tool (make deps)"; exit 1; }
