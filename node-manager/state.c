@@ -394,17 +394,11 @@ out:
 	return ret;
 }
 
-int nm_state_open(struct nm *nm, char *err, size_t errlen)
+/* The in-memory copy from the opened nm->db. */
+static int nm_state_load(struct nm *nm, const char *path, char *err, size_t errlen)
 {
-	char path[4096];
 	int ret;
 
-	snprintf(path, sizeof(path), "%s/node.db", nm->cfg.state_dir);
-	nm->db = db_open(path, nm_state_migrations,
-			 sizeof(nm_state_migrations) / sizeof(nm_state_migrations[0]),
-			 err, errlen);
-	if (!nm->db)
-		return -errno;
 	ret = nm_load_nets(nm->db, "SELECT cidr FROM subnets ORDER BY pos", nm->subnets,
 			   NM_MAX_FAMILIES, &nm->n_subnets);
 	if (ret < 0)
@@ -428,6 +422,50 @@ err_close:
 	snprintf(err, errlen, "loading state from `%s' failed: %s", path, strerror(-ret));
 	nm_state_close(nm);
 	return ret;
+}
+
+int nm_state_open(struct nm *nm, char *err, size_t errlen)
+{
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s/node.db", nm->cfg.state_dir);
+	nm->db = db_open(path, nm_state_migrations,
+			 sizeof(nm_state_migrations) / sizeof(nm_state_migrations[0]),
+			 err, errlen);
+	if (!nm->db)
+		return -errno;
+	return nm_state_load(nm, path, err, errlen);
+}
+
+/* A running daemon keeps writing (WAL): readers do not block it. */
+int nm_state_open_readonly(struct nm *nm, char *err, size_t errlen)
+{
+	const int want = (int)(sizeof(nm_state_migrations) / sizeof(nm_state_migrations[0]));
+	sqlite3_stmt *st = NULL;
+	char path[4096];
+	int rc, version = -1;
+
+	snprintf(path, sizeof(path), "%s/node.db", nm->cfg.state_dir);
+	rc = sqlite3_open_v2(path, &nm->db, SQLITE_OPEN_READONLY, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_busy_timeout(nm->db, 5000);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(nm->db, "PRAGMA user_version", -1, &st, NULL);
+	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+		version = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_OK || version != want) {
+		if (rc != SQLITE_OK)
+			snprintf(err, errlen, "opening `%s' read-only failed: %s", path,
+				 nm->db ? sqlite3_errmsg(nm->db) : sqlite3_errstr(rc));
+		else
+			snprintf(err, errlen, "`%s' has schema version %d, this program %d", path,
+				 version, want);
+		sqlite3_close(nm->db);
+		nm->db = NULL;
+		return rc != SQLITE_OK ? db_errno(rc) : -EPROTO;
+	}
+	return nm_state_load(nm, path, err, errlen);
 }
 
 void nm_state_close(struct nm *nm)
