@@ -611,7 +611,7 @@ int nm_iface_setup(struct nm *nm, struct nm_plan *plan)
 	ret = wg_backend_of(cfg->ifname);
 	if (ret >= 0) {
 		nm->backend = (enum wg_backend)ret;
-		if (!plan || !plan->dry)
+		if (!nm->iface_ready && (!plan || !plan->dry))
 			log_info("adopting existing interface", "interface=%s backend=%s",
 				 cfg->ifname, wg_backend_name(nm->backend));
 	} else {

@@ -222,28 +222,53 @@ static int v6_insert(const char *chain, const struct fw_rule *r, struct xtc_hand
 	return ret;
 }
 
-/* Same matches and targets, rule by rule (counters aside). */
+/* Same matches and targets, rule by rule (counters aside). libiptc walks a
+ * chain with one iterator per handle, so each chain is collected on its own
+ * before the two are compared. */
+#define FW_CMP_MAX 64
+
+#define FW_COLLECT(type, first, next, chain, h, out, n)                        \
+	do {                                                                   \
+		const type *e_;                                                \
+		for (e_ = first(chain, h); e_; e_ = next(e_, h)) {             \
+			if (n == FW_CMP_MAX)                                   \
+				return false;                                  \
+			out[n++] = e_;                                         \
+		}                                                              \
+	} while (0)
+
 static bool v4_chains_same(const char *a, const char *b, struct xtc_handle *h)
 {
-	const struct ipt_entry *x = iptc_first_rule(a, h), *y = iptc_first_rule(b, h);
+	const struct ipt_entry *x[FW_CMP_MAX], *y[FW_CMP_MAX];
+	size_t nx = 0, ny = 0;
 
-	for (; x && y; x = iptc_next_rule(x, h), y = iptc_next_rule(y, h))
-		if (memcmp(&x->ip, &y->ip, sizeof(x->ip)) || x->next_offset != y->next_offset ||
-		    strcmp(iptc_get_target(x, h), iptc_get_target(y, h)))
+	FW_COLLECT(struct ipt_entry, iptc_first_rule, iptc_next_rule, a, h, x, nx);
+	FW_COLLECT(struct ipt_entry, iptc_first_rule, iptc_next_rule, b, h, y, ny);
+	if (nx != ny)
+		return false;
+	for (size_t i = 0; i < nx; i++)
+		if (memcmp(&x[i]->ip, &y[i]->ip, sizeof(x[i]->ip)) ||
+		    x[i]->next_offset != y[i]->next_offset ||
+		    strcmp(iptc_get_target(x[i], h), iptc_get_target(y[i], h)))
 			return false;
-	return !x && !y;
+	return true;
 }
 
 static bool v6_chains_same(const char *a, const char *b, struct xtc_handle *h)
 {
-	const struct ip6t_entry *x = ip6tc_first_rule(a, h), *y = ip6tc_first_rule(b, h);
+	const struct ip6t_entry *x[FW_CMP_MAX], *y[FW_CMP_MAX];
+	size_t nx = 0, ny = 0;
 
-	for (; x && y; x = ip6tc_next_rule(x, h), y = ip6tc_next_rule(y, h))
-		if (memcmp(&x->ipv6, &y->ipv6, sizeof(x->ipv6)) ||
-		    x->next_offset != y->next_offset ||
-		    strcmp(ip6tc_get_target(x, h), ip6tc_get_target(y, h)))
+	FW_COLLECT(struct ip6t_entry, ip6tc_first_rule, ip6tc_next_rule, a, h, x, nx);
+	FW_COLLECT(struct ip6t_entry, ip6tc_first_rule, ip6tc_next_rule, b, h, y, ny);
+	if (nx != ny)
+		return false;
+	for (size_t i = 0; i < nx; i++)
+		if (memcmp(&x[i]->ipv6, &y[i]->ipv6, sizeof(x[i]->ipv6)) ||
+		    x[i]->next_offset != y[i]->next_offset ||
+		    strcmp(ip6tc_get_target(x[i], h), ip6tc_get_target(y[i], h)))
 			return false;
-	return !x && !y;
+	return true;
 }
 
 static const struct fw_family families[] = {
