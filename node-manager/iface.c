@@ -207,6 +207,42 @@ static bool nm_container_like(const struct nm *nm, const struct wg_peer *p)
 	return true;
 }
 
+/*
+ * Container peers put back on the interface (a restart or a repair after
+ * someone removed them): the container still holds its old session, sends
+ * with it and never hears back, so only WireGuard's 15 s dead-session
+ * timeout would end the silence. A persistent keepalive switched on sends at
+ * once, which makes the node initiate a fresh handshake now; switched off
+ * again right after, the peer is left as configured.
+ */
+static int nm_iface_kick(struct nm *nm, const struct wg_device *dev,
+			 const struct nm_want *want, size_t n_want)
+{
+	struct wg_device d = { 0 };
+	int ret = 0;
+
+	d.peers = calloc(n_want + 1, sizeof(*d.peers));
+	if (!d.peers)
+		return -ENOMEM;
+	snprintf(d.name, sizeof(d.name), "%s", nm->cfg.ifname);
+	for (size_t i = 0; i < n_want; i++) {
+		if (want[i].keepalive || strcmp(want[i].kind, "container") ||
+		    nm_dev_peer(dev, want[i].key))
+			continue;
+		memcpy(d.peers[d.n_peers].public_key, want[i].key, WG_KEY_LEN);
+		d.peers[d.n_peers].flags = WGPEER_HAS_KEEPALIVE | WGPEER_UPDATE_ONLY;
+		d.peers[d.n_peers++].keepalive = NM_NODE_KEEPALIVE;
+	}
+	if (d.n_peers)
+		ret = wg_set(&d);
+	for (size_t i = 0; ret == 0 && i < d.n_peers; i++)
+		d.peers[i].keepalive = 0;
+	if (ret == 0 && d.n_peers)
+		ret = wg_set(&d);
+	free(d.peers);
+	return ret;
+}
+
 /* Bring the interface to want (reordered), with one incremental wg_set.
  * Both lists are sorted so that thousands of peers cost n log n. */
 static int nm_iface_apply(struct nm *nm, struct nm_want *want, size_t n_want,
@@ -266,6 +302,9 @@ static int nm_iface_apply(struct nm *nm, struct nm_want *want, size_t n_want,
 		if (ret < 0)
 			log_error("configuring peers failed", "interface=%s peers=%zu err=%s",
 				  nm->cfg.ifname, d.n_peers, strerror(-ret));
+		else if (nm_iface_kick(nm, dev, want, n_want) < 0)
+			log_warnx("starting handshakes with restored container peers failed",
+				  "interface=%s", nm->cfg.ifname);
 	}
 out:
 	nm_set_free(&d);
