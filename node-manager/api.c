@@ -586,6 +586,12 @@ int nm_api_metrics(struct prom *p, void *ctx)
 	ret |= prom_family(p, "wgcni_sync_errors_total", PROM_COUNTER,
 			   "Failed rounds with the cluster manager.");
 	ret |= prom_sample(p, (double)nm->sync_errors, (const char *)NULL);
+	ret |= prom_family(p, "wgcni_drift_repairs_total", PROM_COUNTER,
+			   "Changes made by hand that the drift repair put back.");
+	ret |= prom_sample(p, (double)nm->repairs, (const char *)NULL);
+	ret |= prom_family(p, "wgcni_key_rotations_total", PROM_COUNTER,
+			   "Node key rotations (RotateKey).");
+	ret |= prom_sample(p, (double)nm->rotations, (const char *)NULL);
 	pthread_mutex_unlock(&nm->lock);
 	wg_device_free(dev);
 	return ret < 0 ? -ENOMEM : 0;

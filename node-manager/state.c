@@ -10,11 +10,13 @@
 #include "db.h"
 #include "log.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *const nm_state_migrations[] = {
 	"CREATE TABLE subnets(pos INTEGER PRIMARY KEY, cidr TEXT NOT NULL UNIQUE);"
@@ -437,16 +439,46 @@ int nm_state_open(struct nm *nm, char *err, size_t errlen)
 	return nm_state_load(nm, path, err, errlen);
 }
 
-/* A running daemon keeps writing (WAL): readers do not block it. */
+/* path as an SQLite URI (file:...), with immutable=1 when asked. */
+static int nm_state_uri(const char *path, bool immutable, char *out, size_t len)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t o = (size_t)snprintf(out, len, "file:");
+
+	for (const unsigned char *c = (const unsigned char *)path; *c; c++) {
+		if (o + 4 >= len)
+			return -ENAMETOOLONG;
+		if (isalnum(*c) || strchr("/-._~", *c)) {
+			out[o++] = (char)*c;
+		} else {
+			out[o++] = '%';
+			out[o++] = hex[*c >> 4];
+			out[o++] = hex[*c & 15];
+		}
+	}
+	if (o + sizeof("?immutable=1") > len)
+		return -ENAMETOOLONG;
+	snprintf(out + o, len - o, "%s", immutable ? "?immutable=1" : "");
+	return 0;
+}
+
+/* A running daemon keeps writing (WAL): readers do not block it. Without a
+ * -wal file no daemon has the database open, and it is opened immutable:
+ * a read-only connection would otherwise leave -wal and -shm behind. */
 int nm_state_open_readonly(struct nm *nm, char *err, size_t errlen)
 {
 	const int want = (int)(sizeof(nm_state_migrations) / sizeof(nm_state_migrations[0]));
 	sqlite3_stmt *st = NULL;
-	char path[4096];
+	char path[4096], wal[4200], uri[3 * 4096 + 32];
 	int rc, version = -1;
 
 	snprintf(path, sizeof(path), "%s/node.db", nm->cfg.state_dir);
-	rc = sqlite3_open_v2(path, &nm->db, SQLITE_OPEN_READONLY, NULL);
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	if (nm_state_uri(path, access(wal, F_OK) < 0, uri, sizeof(uri)) < 0) {
+		snprintf(err, errlen, "state path too long: `%s'", path);
+		return -ENAMETOOLONG;
+	}
+	rc = sqlite3_open_v2(uri, &nm->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_busy_timeout(nm->db, 5000);
 	if (rc == SQLITE_OK)

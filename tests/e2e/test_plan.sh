@@ -50,6 +50,7 @@ c_nm_stop 1
 pp nq h1 wg set "$IF1" peer "$K2" remove
 pp nq h1 ip route del "$C_CIDR" dev "$IF1"
 fw_before=$(c_fw_rules h1)
+state_before=$(ls -A "$T_TMP/h1/state")
 t_eq "plan with the node manager stopped: exit 2" 2 "$(plan_out 1)"
 t_ok "plan names the removed node peer" grep -q "^peer add $K2 node=node2 " "$T_TMP/plan.out"
 t_ok "plan names the removed route" grep -qx "route add $C_CIDR dev $IF1" "$T_TMP/plan.out"
@@ -57,6 +58,7 @@ t_eq "plan names only those two changes" 2 "$(grep -c . "$T_TMP/plan.out")"
 t_ok "plan left the peer absent" no_peer "$K2"
 t_ok "plan left the route absent" test -z "$(nq h1 ip route show "$C_CIDR" dev "$IF1")"
 t_eq "plan left the firewall as it was" "$fw_before" "$(c_fw_rules h1)"
+t_eq "plan left the state directory as it was ($state_before)" "$state_before" "$(ls -A "$T_TMP/h1/state")"
 t_ok "plan registered nothing (the cluster still has node 1's key)" \
 	test "$(c_cm_rpc ListNodes '{}' | jq -r '.nodes[] | select(.name == "node1") | .publicKey')" = "$(c_node_key 1)"
 
