@@ -732,7 +732,7 @@ int nm_iface_repair(struct nm *nm)
 	if (ret == 0)
 		ret = nm_iface_reconcile_peers(nm, nm->peers, nm->n_peers, false, &plan);
 	for (size_t i = 0; i < plan.n; i++)
-		log_warnx("drift repaired", "interface=%s change=\"%s\"", nm->cfg.ifname,
+		log_warnx("drift repaired", "interface=%s change=%s", nm->cfg.ifname,
 			  plan.lines[i]);
 	nm->repairs += plan.n;
 	nm_plan_free(&plan);

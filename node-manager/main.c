@@ -404,7 +404,7 @@ static int nm_cmd_run(struct nm_opts *o)
 		ret = nm_iface_reconcile_peers(nm, nm->peers, nm->n_peers, false, &plan);
 	pthread_mutex_unlock(&nm->lock);
 	for (size_t i = 0; i < plan.n; i++)
-		log_info("start: changed", "change=\"%s\"", plan.lines[i]);
+		log_info("start: changed", "change=%s", plan.lines[i]);
 	nm_plan_free(&plan);
 	if (ret < 0)
 		goto err_close_state;
@@ -418,7 +418,7 @@ static int nm_cmd_run(struct nm_opts *o)
 		goto err_free_server;
 	ret = nm_repair_start(nm);
 	if (ret < 0)
-		log_error("starting drift repair failed", "err=\"%s\"", strerror(-ret));
+		log_error("starting drift repair failed", "err=%s", strerror(-ret));
 	log_info("ready", "socket=\"%s\" listen=\"%s\"", nm->cfg.socket_path,
 		 nm->cfg.listen ? nm->cfg.listen : "");
 	ret = connect_server_run(nm->srv, &nm_stop_flag);
@@ -498,7 +498,7 @@ static int nm_cmd_rotate_key(struct nm_opts *o)
 	snprintf(url, sizeof(url), "unix://%s", o->cfg.socket_path);
 	rpc = rpc_client_new(url, NULL, 30000);
 	if (!rpc) {
-		log_error("node manager client failed", "socket=\"%s\"", o->cfg.socket_path);
+		log_error("node manager client failed", "socket=%s", o->cfg.socket_path);
 		return 1;
 	}
 	ret = rpc_call(rpc, "/wgcni.node.v1.NodeService/RotateKey", &req.base,

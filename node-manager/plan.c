@@ -172,7 +172,7 @@ static int nm_plan_node(struct nm *nm, const Wgcni__Cluster__V1__ListNodesRespon
 			   &n_subnets);
 	if (ret < 0 || !n_subnets) {
 		log_error("the cluster manager lists no valid subnet for this node",
-			  "node=\"%s\"", nm->cfg.node_name);
+			  "node=%s", nm->cfg.node_name);
 		return ret < 0 ? ret : -EPROTO;
 	}
 	if (!nm->n_subnets) {
@@ -203,7 +203,7 @@ static int nm_plan_key(struct nm *nm, bool *have_key, struct nm_plan *plan)
 	if (ret == -ENOENT)
 		return nm_plan_add(plan, "state: create private key %s", path);
 	if (ret < 0) {
-		log_error("reading private key failed", "path=\"%s\" err=\"%s\"", path,
+		log_error("reading private key failed", "path=%s err=%s", path,
 			  strerror(-ret));
 		return ret;
 	}
@@ -228,7 +228,7 @@ static int nm_plan_state(struct nm *nm, struct nm_plan *plan)
 	}
 	ret = nm_state_open_readonly(nm, err, sizeof(err));
 	if (ret < 0)
-		log_error("opening state failed", "err=\"%s\"", err);
+		log_error("opening state failed", "err=%s", err);
 	return ret;
 }
 
@@ -248,7 +248,7 @@ static int nm_plan_cluster(struct nm *nm, bool have_key, struct nm_plan *plan,
 		       &wgcni__cluster__v1__list_nodes_response__descriptor, &resp,
 		       NM_PLAN_CALL_TIMEOUT_MS, &err);
 	if (ret < 0) {
-		log_error("ListNodes failed", "url=\"%s\" err=\"%s\" message=\"%s\"",
+		log_error("ListNodes failed", "url=%s err=%s message=%s",
 			  nm->cfg.cluster_manager, strerror(-ret), err.message);
 		goto out;
 	}
@@ -298,7 +298,7 @@ int nm_plan_run(struct nm *nm)
 			printf("nothing to change\n");
 		fflush(stdout);
 	} else {
-		log_error("plan failed", "err=\"%s\"", strerror(-ret));
+		log_error("plan failed", "err=%s", strerror(-ret));
 	}
 	ret = ret < 0 ? 1 : plan.n ? 2 : 0;
 	nm_peers_free(peers, n_peers);

@@ -448,13 +448,10 @@ static int nm_state_uri(const char *path, bool immutable, char *out, size_t len)
 	for (const unsigned char *c = (const unsigned char *)path; *c; c++) {
 		if (o + 4 >= len)
 			return -ENAMETOOLONG;
-		if (isalnum(*c) || strchr("/-._~", *c)) {
+		if (isalnum(*c) || strchr("/-._~", *c))
 			out[o++] = (char)*c;
-		} else {
-			out[o++] = '%';
-			out[o++] = hex[*c >> 4];
-			out[o++] = hex[*c & 15];
-		}
+		else
+			o += (size_t)snprintf(out + o, len - o, "%%%c%c", hex[*c >> 4], hex[*c & 15]);
 	}
 	if (o + sizeof("?immutable=1") > len)
 		return -ENAMETOOLONG;
@@ -487,12 +484,8 @@ int nm_state_open_readonly(struct nm *nm, char *err, size_t errlen)
 		version = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_OK || version != want) {
-		if (rc != SQLITE_OK)
-			snprintf(err, errlen, "opening `%s' read-only failed: %s", path,
-				 nm->db ? sqlite3_errmsg(nm->db) : sqlite3_errstr(rc));
-		else
-			snprintf(err, errlen, "`%s' has schema version %d, this program %d", path,
-				 version, want);
+		snprintf(err, errlen, "opening `%s' read-only failed: %s (schema %d, want %d)",
+			 path, nm->db ? sqlite3_errmsg(nm->db) : sqlite3_errstr(rc), version, want);
 		sqlite3_close(nm->db);
 		nm->db = NULL;
 		return rc != SQLITE_OK ? db_errno(rc) : -EPROTO;
