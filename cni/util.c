@@ -1,6 +1,7 @@
 #include "cni.h"
 
 #include "key.h"
+#include "names.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -67,19 +68,5 @@ json_t *cni_versions_json(void)
 int cni_tmp_ifname(const char *containerid, const char *ifname,
 		   char out[static IFNAMSIZ])
 {
-	uint8_t hash[crypto_generichash_BYTES_MIN];
-	crypto_generichash_state st;
-
-	if (key_init())
-		return -EIO;
-	/* The NUL separates the two, so ("ab","c") and ("a","bc") differ. */
-	if (crypto_generichash_init(&st, NULL, 0, sizeof(hash)) ||
-	    crypto_generichash_update(&st, (const uint8_t *)containerid,
-				      strlen(containerid) + 1) ||
-	    crypto_generichash_update(&st, (const uint8_t *)ifname, strlen(ifname)) ||
-	    crypto_generichash_final(&st, hash, sizeof(hash)))
-		return -EIO;
-	snprintf(out, IFNAMSIZ, "wgc%02x%02x%02x%02x%02x%02x", hash[0], hash[1],
-		 hash[2], hash[3], hash[4], hash[5]);
-	return 0;
+	return name_wg_device(containerid, ifname, out);
 }

@@ -456,6 +456,30 @@ static int nm_api_gc(struct connect_call *call, void *ctx)
 	return connect_reply(call, &resp->base);
 }
 
+static int nm_api_rotate_key(struct connect_call *call, void *ctx)
+{
+	Wgcni__Node__V1__RotateKeyResponse *resp;
+	struct nm *nm = ctx;
+	char old[WG_KEY_B64_LEN + 1] = "", err[512] = "";
+	int ret;
+
+	resp = connect_call_alloc(call, sizeof(*resp));
+	if (!resp)
+		return connect_fail(call, CONNECT_INTERNAL, "out of memory");
+	wgcni__node__v1__rotate_key_response__init(resp);
+	ret = nm_rotate_key(nm, old, err, sizeof(err));
+	if (ret < 0)
+		return connect_fail(call, ret == -EAGAIN ? CONNECT_UNAVAILABLE : CONNECT_INTERNAL,
+				    "rotating the node key failed: %s", err);
+	pthread_mutex_lock(&nm->lock);
+	resp->public_key = connect_call_strdup(call, nm->public_b64);
+	pthread_mutex_unlock(&nm->lock);
+	resp->previous_public_key = connect_call_strdup(call, old);
+	if (!resp->public_key || !resp->previous_public_key)
+		return connect_fail(call, CONNECT_INTERNAL, "out of memory");
+	return connect_reply(call, &resp->base);
+}
+
 #define NM_METHOD(name, req, resp, fn)                                         \
 	{                                                                      \
 		.path = "/wgcni.node.v1.NodeService/" name,                    \
@@ -472,6 +496,7 @@ const struct connect_method nm_api_methods[] = {
 		  nm_api_list_allocations),
 	NM_METHOD("GetNode", get_node_request, get_node_response, nm_api_get_node),
 	NM_METHOD("GC", gcrequest, gcresponse, nm_api_gc),
+	NM_METHOD("RotateKey", rotate_key_request, rotate_key_response, nm_api_rotate_key),
 };
 const size_t nm_api_n_methods = sizeof(nm_api_methods) / sizeof(nm_api_methods[0]);
 
@@ -561,6 +586,12 @@ int nm_api_metrics(struct prom *p, void *ctx)
 	ret |= prom_family(p, "wgcni_sync_errors_total", PROM_COUNTER,
 			   "Failed rounds with the cluster manager.");
 	ret |= prom_sample(p, (double)nm->sync_errors, (const char *)NULL);
+	ret |= prom_family(p, "wgcni_drift_repairs_total", PROM_COUNTER,
+			   "Changes made by hand that the drift repair put back.");
+	ret |= prom_sample(p, (double)nm->repairs, (const char *)NULL);
+	ret |= prom_family(p, "wgcni_key_rotations_total", PROM_COUNTER,
+			   "Node key rotations (RotateKey).");
+	ret |= prom_sample(p, (double)nm->rotations, (const char *)NULL);
 	pthread_mutex_unlock(&nm->lock);
 	wg_device_free(dev);
 	return ret < 0 ? -ENOMEM : 0;

@@ -11,6 +11,7 @@
 #include "netdev.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@ struct nm_want {
 	const struct ipnet *allowed;
 	size_t n_allowed;
 	uint16_t keepalive;
+	const char *kind, *name; /* for the plan: "node" node2, "container" id */
 };
 
 static bool nm_sockaddr_equal(const struct wg_peer *a, const struct wg_peer *b)
@@ -82,8 +84,45 @@ static void nm_set_free(struct wg_device *d)
 	d->n_peers = 0;
 }
 
+static void nm_nets_format(const struct ipnet *nets, size_t n, char *buf, size_t len)
+{
+	char one[IPNET_STRLEN];
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < n && off < len; i++)
+		off += (size_t)snprintf(buf + off, len - off, "%s%s", i ? "," : "",
+					ipnet_format(&nets[i], one));
+}
+
+/* The plan line of one peer change. */
+static int nm_plan_peer(struct nm_plan *plan, const struct nm_want *w,
+			const struct wg_peer *cur, const struct wg_peer *p)
+{
+	char key[WG_KEY_B64_LEN + 1], nets[512], fields[64] = "";
+	bool ep;
+
+	if (!plan)
+		return 0;
+	key_to_base64(key, w->key);
+	nm_nets_format(w->allowed, w->n_allowed, nets, sizeof(nets));
+	if (!cur)
+		return nm_plan_add(plan, "peer add %s %s=%s endpoint=%s allowed-ips=%s keepalive=%u",
+				   key, w->kind, w->name, w->endpoint[0] ? w->endpoint : "(none)",
+				   nets, w->keepalive);
+	ep = (p->flags & WGPEER_HAS_ENDPOINT) && !nm_sockaddr_equal(cur, p);
+	snprintf(fields, sizeof(fields), "%s%s%s", ep ? ",endpoint" : "",
+		 ipnet_set_equal(cur->allowedips, cur->n_allowedips, w->allowed, w->n_allowed)
+			 ? "" : ",allowed-ips",
+		 cur->keepalive != w->keepalive ? ",keepalive" : "");
+	return nm_plan_add(plan, "peer update %s %s=%s changed=%s endpoint=%s allowed-ips=%s"
+			   " keepalive=%u", key, w->kind, w->name, fields + 1,
+			   w->endpoint[0] ? w->endpoint : "(none)", nets, w->keepalive);
+}
+
 /* Append want to d unless cur already matches it. */
-static int nm_set_want(struct wg_device *d, const struct nm_want *w, const struct wg_peer *cur)
+static int nm_set_want(struct wg_device *d, const struct nm_want *w, const struct wg_peer *cur,
+		       struct nm_plan *plan)
 {
 	struct wg_peer *p = &d->peers[d->n_peers];
 	char err[256];
@@ -100,15 +139,26 @@ static int nm_set_want(struct wg_device *d, const struct nm_want *w, const struc
 	    ipnet_set_equal(cur->allowedips, cur->n_allowedips, w->allowed, w->n_allowed) &&
 	    (!(p->flags & WGPEER_HAS_ENDPOINT) || nm_sockaddr_equal(cur, p)))
 		return 0;
-	for (size_t i = 0; i < w->n_allowed; i++) {
+	ret = nm_plan_peer(plan, w, cur, p);
+	for (size_t i = 0; ret == 0 && i < w->n_allowed; i++)
 		ret = wg_peer_add_allowedip(p, &w->allowed[i]);
-		if (ret < 0) {
-			wg_peer_clear(p);
-			return ret;
-		}
+	if (ret < 0) {
+		wg_peer_clear(p);
+		return ret;
 	}
 	d->n_peers++;
 	return 0;
+}
+
+static int nm_plan_remove(struct nm_plan *plan, const struct wg_peer *cur)
+{
+	char key[WG_KEY_B64_LEN + 1], nets[512];
+
+	if (!plan)
+		return 0;
+	key_to_base64(key, cur->public_key);
+	nm_nets_format(cur->allowedips, cur->n_allowedips, nets, sizeof(nets));
+	return nm_plan_add(plan, "peer remove %s allowed-ips=%s", key, nets[0] ? nets : "(none)");
 }
 
 static void nm_set_remove(struct wg_device *d, const uint8_t *key)
@@ -139,16 +189,57 @@ static bool nm_container_like(const struct nm *nm, const struct wg_peer *p)
 	return true;
 }
 
+/*
+ * Container peers put back on the interface (a restart or a repair after
+ * someone removed them): the container still holds its old session, sends
+ * with it and never hears back, so only WireGuard's 15 s dead-session
+ * timeout would end the silence. A persistent keepalive switched on sends at
+ * once, which makes the node initiate a fresh handshake now; switched off
+ * again right after, the peer is left as configured.
+ */
+static int nm_iface_kick(struct nm *nm, const struct wg_device *dev,
+			 const struct nm_want *want, size_t n_want)
+{
+	struct wg_device d = { 0 };
+	int ret = 0;
+
+	d.peers = calloc(n_want + 1, sizeof(*d.peers));
+	if (!d.peers)
+		return -ENOMEM;
+	snprintf(d.name, sizeof(d.name), "%s", nm->cfg.ifname);
+	for (size_t i = 0; i < n_want; i++) {
+		if (want[i].keepalive || strcmp(want[i].kind, "container") ||
+		    nm_dev_peer(dev, want[i].key))
+			continue;
+		memcpy(d.peers[d.n_peers].public_key, want[i].key, WG_KEY_LEN);
+		d.peers[d.n_peers].flags = WGPEER_HAS_KEEPALIVE | WGPEER_UPDATE_ONLY;
+		d.peers[d.n_peers++].keepalive = NM_NODE_KEEPALIVE;
+	}
+	if (d.n_peers)
+		ret = wg_set(&d);
+	for (size_t i = 0; ret == 0 && i < d.n_peers; i++)
+		d.peers[i].keepalive = 0;
+	if (ret == 0 && d.n_peers)
+		ret = wg_set(&d);
+	free(d.peers);
+	return ret;
+}
+
 /* Bring the interface to want (reordered), with one incremental wg_set.
  * Both lists are sorted so that thousands of peers cost n log n. */
 static int nm_iface_apply(struct nm *nm, struct nm_want *want, size_t n_want,
-			  enum nm_unknown policy, size_t *changed)
+			  enum nm_unknown policy, size_t *changed, struct nm_plan *plan)
 {
 	struct wg_device *dev = NULL;
 	struct wg_device d = { 0 };
 	int ret;
 
-	ret = wg_get(nm->cfg.ifname, &dev);
+	if (plan && plan->absent) {
+		dev = calloc(1, sizeof(*dev));
+		ret = dev ? 0 : -ENOMEM;
+	} else {
+		ret = wg_get(nm->cfg.ifname, &dev);
+	}
 	if (ret < 0) {
 		log_error("reading the node interface failed", "interface=%s err=%s",
 			  nm->cfg.ifname, strerror(-ret));
@@ -174,21 +265,28 @@ static int nm_iface_apply(struct nm *nm, struct nm_want *want, size_t n_want,
 			remove = nm_container_like(nm, p);
 		else
 			remove = !nm_state_find_key(nm, p->public_key);
-		if (remove)
-			nm_set_remove(&d, p->public_key);
+		if (!remove)
+			continue;
+		ret = nm_plan_remove(plan, p);
+		if (ret < 0)
+			goto out;
+		nm_set_remove(&d, p->public_key);
 	}
 	for (size_t i = 0; i < n_want; i++) {
-		ret = nm_set_want(&d, &want[i], nm_dev_peer(dev, want[i].key));
+		ret = nm_set_want(&d, &want[i], nm_dev_peer(dev, want[i].key), plan);
 		if (ret < 0)
 			goto out;
 	}
 	if (changed)
 		*changed = d.n_peers;
-	if (d.n_peers) {
+	if (d.n_peers && !(plan && plan->dry)) {
 		ret = wg_set(&d);
 		if (ret < 0)
 			log_error("configuring peers failed", "interface=%s peers=%zu err=%s",
 				  nm->cfg.ifname, d.n_peers, strerror(-ret));
+		else if (nm_iface_kick(nm, dev, want, n_want) < 0)
+			log_warnx("starting handshakes with restored container peers failed",
+				  "interface=%s", nm->cfg.ifname);
 	}
 out:
 	nm_set_free(&d);
@@ -215,18 +313,21 @@ static size_t nm_want_nodes(const struct nm *nm, const struct nm_peer *peers, si
 			.allowed = peers[i].allowed,
 			.n_allowed = peers[i].n_allowed,
 			.keepalive = NM_NODE_KEEPALIVE,
+			.kind = "node",
+			.name = peers[i].name,
 		};
 	}
 	return k;
 }
 
-int nm_iface_reconcile(struct nm *nm)
+int nm_iface_reconcile_peers(struct nm *nm, const struct nm_peer *peers, size_t n,
+			     bool remove_unknown, struct nm_plan *plan)
 {
 	struct nm_want *want;
 	size_t k = 0, changed = 0;
 	int ret;
 
-	want = calloc(nm->n_allocs + nm->n_peers + 1, sizeof(*want));
+	want = calloc(nm->n_allocs + n + 1, sizeof(*want));
 	if (!want)
 		return -ENOMEM;
 	for (size_t i = 0; i < nm->n_allocs; i++) {
@@ -239,15 +340,24 @@ int nm_iface_reconcile(struct nm *nm)
 			.endpoint = a->endpoint,
 			.allowed = a->addrs,
 			.n_allowed = a->n_addrs,
+			.kind = "container",
+			.name = a->container_id,
 		};
 	}
-	k += nm_want_nodes(nm, nm->peers, nm->n_peers, want + k);
-	ret = nm_iface_apply(nm, want, k, NM_REMOVE_CONTAINER_LIKE, &changed);
+	k += nm_want_nodes(nm, peers, n, want + k);
+	ret = nm_iface_apply(nm, want, k,
+			     remove_unknown ? NM_REMOVE_NON_CONTAINER : NM_REMOVE_CONTAINER_LIKE,
+			     &changed, plan);
 	free(want);
-	if (ret == 0)
+	if (ret == 0 && !(plan && plan->dry) && (changed || !plan))
 		log_info("peers reconciled", "interface=%s changed=%zu", nm->cfg.ifname,
 			 changed);
 	return ret;
+}
+
+int nm_iface_reconcile(struct nm *nm)
+{
+	return nm_iface_reconcile_peers(nm, nm->peers, nm->n_peers, false, NULL);
 }
 
 int nm_iface_apply_node_peers(struct nm *nm, const struct nm_peer *peers, size_t n,
@@ -261,7 +371,7 @@ int nm_iface_apply_node_peers(struct nm *nm, const struct nm_peer *peers, size_t
 	if (!want)
 		return -ENOMEM;
 	k = nm_want_nodes(nm, peers, n, want);
-	ret = nm_iface_apply(nm, want, k, NM_REMOVE_NON_CONTAINER, changed);
+	ret = nm_iface_apply(nm, want, k, NM_REMOVE_NON_CONTAINER, changed, NULL);
 	free(want);
 	return ret;
 }
@@ -315,12 +425,40 @@ int nm_iface_peer_remove(struct nm *nm, const uint8_t key[static WG_KEY_LEN])
 	return ret;
 }
 
-int nm_iface_add_routes(struct nm *nm)
+/* A plan line; in a dry plan that is all, else the caller acts on it. */
+static bool nm_plan_step(struct nm_plan *plan, int *ret, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static bool nm_plan_step(struct nm_plan *plan, int *ret, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+
+	*ret = 0;
+	if (!plan)
+		return true;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	*ret = nm_plan_add(plan, "%s", line);
+	return *ret == 0 && !plan->dry;
+}
+
+static int nm_iface_routes(struct nm *nm, struct nm_plan *plan)
 {
 	char buf[IPNET_STRLEN];
 	int ret;
 
 	for (size_t i = 0; i < nm->n_cidrs; i++) {
+		ret = plan && plan->absent ? 0 : netdev_route_exists(&nm->cidrs[i], nm->cfg.ifname);
+		if (ret > 0)
+			continue;
+		if (ret < 0 ||
+		    !nm_plan_step(plan, &ret, "route add %s dev %s", ipnet_format(&nm->cidrs[i], buf),
+				  nm->cfg.ifname)) {
+			if (ret < 0)
+				return ret;
+			continue;
+		}
 		ret = netdev_route_add(&nm->cidrs[i], nm->cfg.ifname, NULL);
 		if (ret < 0) {
 			log_error("adding cluster route failed", "cidr=%s interface=%s err=%s",
@@ -331,13 +469,23 @@ int nm_iface_add_routes(struct nm *nm)
 	return 0;
 }
 
+int nm_iface_add_routes(struct nm *nm)
+{
+	return nm_iface_routes(nm, NULL);
+}
+
 /* Private key and listen port, only when they differ. */
-static int nm_iface_configure(struct nm *nm)
+static int nm_iface_configure(struct nm *nm, struct nm_plan *plan)
 {
 	struct wg_device *dev = NULL;
 	struct wg_device d = { 0 };
 	int ret;
 
+	if (plan && plan->absent) {
+		nm_plan_step(plan, &ret, "interface %s: set private key (public key %s), listen port %u",
+			     nm->cfg.ifname, nm->public_b64, nm->cfg.listen_port);
+		return ret;
+	}
 	ret = wg_get(nm->cfg.ifname, &dev);
 	if (ret < 0)
 		return ret;
@@ -345,26 +493,33 @@ static int nm_iface_configure(struct nm *nm)
 	if (memcmp(dev->private_key, nm->private_key, WG_KEY_LEN)) {
 		d.flags |= WGDEVICE_HAS_PRIVATE_KEY;
 		memcpy(d.private_key, nm->private_key, WG_KEY_LEN);
+		if (!nm_plan_step(plan, &ret, "interface %s: set private key (public key %s)",
+				  nm->cfg.ifname, nm->public_b64))
+			d.flags &= ~WGDEVICE_HAS_PRIVATE_KEY;
 	}
-	if (dev->listen_port != nm->cfg.listen_port) {
+	if (ret == 0 && dev->listen_port != nm->cfg.listen_port) {
 		d.flags |= WGDEVICE_HAS_LISTEN_PORT;
 		d.listen_port = nm->cfg.listen_port;
+		if (!nm_plan_step(plan, &ret, "interface %s: set listen port %u (now %u)",
+				  nm->cfg.ifname, nm->cfg.listen_port, dev->listen_port))
+			d.flags &= ~WGDEVICE_HAS_LISTEN_PORT;
 	}
-	if (d.flags)
+	if (ret == 0 && d.flags)
 		ret = wg_set(&d);
 	key_wipe(d.private_key, sizeof(d.private_key));
 	wg_device_free(dev);
 	return ret;
 }
 
-static int nm_iface_addresses(struct nm *nm)
+static int nm_iface_addresses(struct nm *nm, struct nm_plan *plan)
 {
 	struct ipnet *have = NULL;
 	size_t n_have = 0;
 	char buf[IPNET_STRLEN];
-	int ret;
+	int ret = 0;
 
-	ret = netdev_addr_list(nm->cfg.ifname, &have, &n_have);
+	if (!(plan && plan->absent))
+		ret = netdev_addr_list(nm->cfg.ifname, &have, &n_have);
 	if (ret < 0)
 		return ret;
 	for (size_t i = 0; i < nm->n_subnets; i++) {
@@ -375,6 +530,12 @@ static int nm_iface_addresses(struct nm *nm)
 			goto out;
 		if (ipnet_set_contains(have, n_have, &want))
 			continue;
+		if (!nm_plan_step(plan, &ret, "address add %s dev %s", ipnet_format(&want, buf),
+				  nm->cfg.ifname)) {
+			if (ret < 0)
+				goto out;
+			continue;
+		}
 		ret = netdev_addr_add(nm->cfg.ifname, &want);
 		if (ret == -EEXIST)
 			ret = 0;
@@ -389,69 +550,131 @@ out:
 	return ret;
 }
 
-int nm_iface_setup(struct nm *nm)
+/* 1 when forwarding is on for family, 0 off, negative errno. */
+static int nm_forwarding_on(int family)
+{
+	const char *path = family == AF_INET ? "/proc/sys/net/ipv4/ip_forward"
+					     : "/proc/sys/net/ipv6/conf/all/forwarding";
+	char c = '0';
+	FILE *f = fopen(path, "re");
+	int ret;
+
+	if (!f)
+		return -errno;
+	ret = fread(&c, 1, 1, f) == 1 ? c != '0' : -EIO;
+	fclose(f);
+	return ret;
+}
+
+static int nm_iface_link(struct nm *nm, struct nm_plan *plan)
 {
 	const struct nm_config *cfg = &nm->cfg;
-	struct netdev_info info;
-	struct fw_config fwc;
+	struct netdev_info info = { .mtu = 0, .up = false };
+	int ret = 0;
+
+	if (!(plan && plan->absent))
+		ret = netdev_get(cfg->ifname, &info);
+	if (ret < 0)
+		return ret;
+	if (info.mtu != cfg->mtu &&
+	    nm_plan_step(plan, &ret, "interface %s: set mtu %u", cfg->ifname, cfg->mtu))
+		ret = netdev_set_mtu(cfg->ifname, cfg->mtu);
+	if (ret == 0 && !info.up &&
+	    nm_plan_step(plan, &ret, "interface %s: set up", cfg->ifname))
+		ret = netdev_set_up(cfg->ifname, true);
+	return ret;
+}
+
+static int nm_iface_forwarding(struct nm *nm, struct nm_plan *plan)
+{
+	int ret = 0;
+
+	for (size_t i = 0; ret == 0 && i < nm->n_subnets; i++) {
+		int af = nm->subnets[i].addr.family;
+
+		ret = nm_forwarding_on(af);
+		if (ret == 0 && nm_plan_step(plan, &ret, "sysctl: enable %s forwarding",
+					     af == AF_INET ? "IPv4" : "IPv6"))
+			ret = netdev_enable_forwarding(af);
+		else if (ret > 0)
+			ret = 0;
+	}
+	return ret;
+}
+
+static int nm_iface_firewall(struct nm *nm, struct nm_plan *plan)
+{
+	const struct fw_config fwc = {
+		.ifname = nm->cfg.ifname,
+		.node_subnets = nm->subnets,
+		.n_node_subnets = nm->n_subnets,
+		.cluster_cidrs = nm->cidrs,
+		.n_cluster_cidrs = nm->n_cidrs,
+		.masquerade = nm->cfg.masquerade,
+	};
+	char what[256] = "";
+	int ret;
+
+	ret = fw_check(&fwc, what, sizeof(what));
+	if (ret <= 0)
+		return ret;
+	if (nm_plan_step(plan, &ret, "firewall: %s", what))
+		ret = fw_install(&fwc);
+	return ret;
+}
+
+int nm_iface_setup(struct nm *nm, struct nm_plan *plan)
+{
+	const struct nm_config *cfg = &nm->cfg;
 	const char *step;
 	int ret;
 
 	ret = wg_backend_of(cfg->ifname);
 	if (ret >= 0) {
 		nm->backend = (enum wg_backend)ret;
-		log_info("adopting existing interface", "interface=%s backend=%s",
-			 cfg->ifname, wg_backend_name(nm->backend));
+		if (!nm->iface_ready && (!plan || !plan->dry))
+			log_info("adopting existing interface", "interface=%s backend=%s",
+				 cfg->ifname, wg_backend_name(nm->backend));
 	} else {
 		nm->backend = wg_backend_resolve(cfg->backend);
 		step = "create";
-		ret = wg_create(cfg->ifname, nm->backend, cfg->impl);
+		if (nm_plan_step(plan, &ret, "interface %s: create (backend %s)", cfg->ifname,
+				 wg_backend_name(nm->backend)))
+			ret = wg_create(cfg->ifname, nm->backend, cfg->impl);
 		if (ret < 0)
 			goto err;
-		log_info("interface created", "interface=%s backend=%s", cfg->ifname,
-			 wg_backend_name(nm->backend));
+		if (plan && plan->dry)
+			plan->absent = true;
+		else
+			log_info("interface created", "interface=%s backend=%s", cfg->ifname,
+				 wg_backend_name(nm->backend));
 	}
 	step = "configure key and port";
-	ret = nm_iface_configure(nm);
+	ret = nm_iface_configure(nm, plan);
 	if (ret < 0)
 		goto err;
 	step = "add address";
-	ret = nm_iface_addresses(nm);
+	ret = nm_iface_addresses(nm, plan);
 	if (ret < 0)
 		goto err;
-	step = "read link";
-	ret = netdev_get(cfg->ifname, &info);
+	step = "set mtu and up";
+	ret = nm_iface_link(nm, plan);
 	if (ret < 0)
-		goto err;
-	step = "set mtu";
-	if (info.mtu != cfg->mtu && (ret = netdev_set_mtu(cfg->ifname, cfg->mtu)) < 0)
-		goto err;
-	step = "set up";
-	if (!info.up && (ret = netdev_set_up(cfg->ifname, true)) < 0)
 		goto err;
 	step = "add routes";
-	ret = nm_iface_add_routes(nm);
+	ret = nm_iface_routes(nm, plan);
 	if (ret < 0)
 		goto err;
 	step = "enable forwarding";
-	for (size_t i = 0; i < nm->n_subnets; i++) {
-		ret = netdev_enable_forwarding(nm->subnets[i].addr.family);
-		if (ret < 0)
-			goto err;
-	}
-	step = "install firewall";
-	fwc = (struct fw_config){
-		.ifname = cfg->ifname,
-		.node_subnets = nm->subnets,
-		.n_node_subnets = nm->n_subnets,
-		.cluster_cidrs = nm->cidrs,
-		.n_cluster_cidrs = nm->n_cidrs,
-		.masquerade = cfg->masquerade,
-	};
-	ret = fw_install(&fwc);
+	ret = nm_iface_forwarding(nm, plan);
 	if (ret < 0)
 		goto err;
-	nm->iface_ready = true;
+	step = "install firewall";
+	ret = nm_iface_firewall(nm, plan);
+	if (ret < 0)
+		goto err;
+	if (!plan || !plan->dry)
+		nm->iface_ready = true;
 	return 0;
 
 err:
@@ -470,9 +693,31 @@ int nm_iface_ensure(struct nm *nm)
 	 * until it is back, so recreate it with everything it carried. */
 	log_warnx("node interface vanished; recreating it", "interface=%s", nm->cfg.ifname);
 	nm->iface_ready = false;
-	ret = nm_iface_setup(nm);
+	ret = nm_iface_setup(nm, NULL);
 	if (ret == 0)
 		ret = nm_iface_reconcile(nm);
+	return ret;
+}
+
+int nm_iface_repair(struct nm *nm)
+{
+	struct nm_plan plan = { .dry = false };
+	int ret;
+
+	if (!nm->iface_ready)
+		return 0;
+	ret = nm_iface_ensure(nm);
+	if (ret == 0)
+		ret = nm_iface_setup(nm, &plan);
+	/* Node peers the cluster no longer lists are the sync's to remove:
+	 * here only what the state holds goes back. */
+	if (ret == 0)
+		ret = nm_iface_reconcile_peers(nm, nm->peers, nm->n_peers, false, &plan);
+	for (size_t i = 0; i < plan.n; i++)
+		log_warnx("drift repaired", "interface=%s change=%s", nm->cfg.ifname,
+			  plan.lines[i]);
+	nm->repairs += plan.n;
+	nm_plan_free(&plan);
 	return ret;
 }
 

@@ -1,7 +1,9 @@
 /*
  * wgcni-node-manager: runs the node's WireGuard interface, hands container
  * addresses out of the node subnet and keeps the node peers in sync with
- * the cluster manager. `wgcni-node-manager cleanup` removes what it created.
+ * the cluster manager. `wgcni-node-manager cleanup` removes what it created,
+ * `plan` prints what a start would change, `rotate-key` asks the running
+ * daemon for a new node key.
  */
 #include "nm.h"
 
@@ -9,6 +11,7 @@
 #include "netdev.h"
 #include "opts.h"
 #include "sys.h"
+#include "wgcni/node/v1/node.pb-c.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -63,11 +66,14 @@ static const struct option nm_longopts[] = {
 };
 
 static const char nm_usage[] =
-	"Usage: " NM_PROG " [OPTIONS] [run|cleanup]\n"
+	"Usage: " NM_PROG " [OPTIONS] [run|plan|rotate-key|cleanup]\n"
 	"\n"
 	"Runs the node's WireGuard interface, gives containers addresses from the\n"
-	"node subnet and keeps the other nodes as peers. `cleanup' removes the\n"
-	"interface, routes, firewall chains and socket it created.\n"
+	"node subnet and keeps the other nodes as peers. `plan' prints every change\n"
+	"a start would make (one line each) and changes nothing: exit 0 nothing to\n"
+	"change, 2 changes, 1 error. `rotate-key' makes the running node manager\n"
+	"(--socket) switch to a new node key. `cleanup' removes the interface,\n"
+	"routes, firewall chains and socket it created.\n"
 	"\n"
 	"  --cluster-manager URL          cluster manager (http://host:port)\n"
 	"  --node-name NAME               node name (default: the hostname)\n"
@@ -89,7 +95,8 @@ static const char nm_usage[] =
 	"\n"
 	"Every option can also be set as WGCNI_<OPTION> (e.g. WGCNI_NODE_NAME).\n"
 	"SIGTERM/SIGINT stop without touching the interface; SIGHUP re-reads the\n"
-	"token file.\n";
+	"token file. While running, drift (a peer, route, address or firewall rule\n"
+	"changed by hand) is repaired every 5 s.\n";
 
 struct nm_opts {
 	struct nm_config cfg;
@@ -295,6 +302,7 @@ err_free:
 static int nm_cmd_run(struct nm_opts *o)
 {
 	struct nm *nm = &nm_daemon;
+	struct nm_plan plan = { .dry = false };
 	char err[512] = "";
 	bool joined = true;
 	int ret;
@@ -342,12 +350,14 @@ static int nm_cmd_run(struct nm_opts *o)
 		if (ret < 0)
 			goto err_close_state;
 	}
-	ret = nm_iface_setup(nm);
-	if (ret < 0)
-		goto err_close_state;
+	ret = nm_iface_setup(nm, &plan);
 	pthread_mutex_lock(&nm->lock);
-	ret = nm_iface_reconcile(nm);
+	if (ret == 0)
+		ret = nm_iface_reconcile_peers(nm, nm->peers, nm->n_peers, false, &plan);
 	pthread_mutex_unlock(&nm->lock);
+	for (size_t i = 0; i < plan.n; i++)
+		log_info("start: changed", "change=%s", plan.lines[i]);
+	nm_plan_free(&plan);
 	if (ret < 0)
 		goto err_close_state;
 	nm->srv = nm_serve(nm);
@@ -358,6 +368,9 @@ static int nm_cmd_run(struct nm_opts *o)
 	ret = nm_sync_start(nm);
 	if (ret < 0)
 		goto err_free_server;
+	ret = nm_repair_start(nm);
+	if (ret < 0)
+		log_error("starting drift repair failed", "err=%s", strerror(-ret));
 	log_info("ready", "socket=%s listen=%s", nm->cfg.socket_path,
 		 nm->cfg.listen ? nm->cfg.listen : "");
 	ret = connect_server_run(nm->srv, &nm_stop_flag);
@@ -365,6 +378,7 @@ static int nm_cmd_run(struct nm_opts *o)
 		log_error("API server failed", "err=%s", strerror(-ret));
 	nm_stop_flag = 1;
 	log_info("stopping; the interface keeps running", "interface=%s", nm->cfg.ifname);
+	nm_repair_stop(nm);
 
 	/* The sync thread's call in flight is cancelled; libcurl notices
 	 * within about a second. */
@@ -413,11 +427,53 @@ static int nm_cmd_cleanup(struct nm_opts *o)
 	return ret < 0 ? 1 : 0;
 }
 
+static int nm_cmd_plan(struct nm_opts *o)
+{
+	struct nm *nm = &nm_daemon;
+
+	nm->cfg = o->cfg;
+	nm->stop = &nm_stop_flag;
+	nm->reload = &nm_reload_flag;
+	return nm_plan_run(nm);
+}
+
+static int nm_cmd_rotate_key(struct nm_opts *o)
+{
+	Wgcni__Node__V1__RotateKeyRequest req = WGCNI__NODE__V1__ROTATE_KEY_REQUEST__INIT;
+	Wgcni__Node__V1__RotateKeyResponse *r;
+	ProtobufCMessage *resp = NULL;
+	struct rpc_error err = { 0 };
+	struct rpc_client *rpc;
+	char url[PATH_MAX + 16];
+	int ret;
+
+	snprintf(url, sizeof(url), "unix://%s", o->cfg.socket_path);
+	rpc = rpc_client_new(url, NULL, 30000);
+	if (!rpc) {
+		log_error("node manager client failed", "socket=%s", o->cfg.socket_path);
+		return 1;
+	}
+	ret = rpc_call(rpc, "/wgcni.node.v1.NodeService/RotateKey", &req.base,
+		       &wgcni__node__v1__rotate_key_response__descriptor, &resp, 30000, &err);
+	if (ret < 0) {
+		fprintf(stderr, "%s: rotate-key failed: %s%s%s\n", NM_PROG, strerror(-ret),
+			err.message[0] ? ": " : "", err.message);
+	} else {
+		r = (Wgcni__Node__V1__RotateKeyResponse *)resp;
+		printf("public key %s (was %s)\n", r->public_key, r->previous_public_key);
+		protobuf_c_message_free_unpacked(resp, NULL);
+	}
+	rpc_client_free(rpc);
+	return ret < 0 ? 1 : 0;
+}
+
 static const struct {
 	const char *name;
 	int (*fn)(struct nm_opts *o);
 } nm_commands[] = {
 	{ "run", nm_cmd_run },
+	{ "plan", nm_cmd_plan },
+	{ "rotate-key", nm_cmd_rotate_key },
 	{ "cleanup", nm_cmd_cleanup },
 };
 

@@ -111,10 +111,49 @@ struct nm {
 	 * nm_sync_stop can cancel a long poll in flight. */
 	pthread_mutex_t sync_rpc_lock;
 	struct rpc_client *sync_rpc;
+
+	pthread_t repair_thread;
+	bool repair_started;
+	uint64_t repairs; /* changes made by drift repair */
+	uint64_t rotations;
 };
+
+/*
+ * A plan: every change that brings the host to what the node manager wants,
+ * one printable line each. The one diff in iface.c fills it for `plan' (dry:
+ * record, change nothing) and for start and drift repair (record and apply,
+ * so the log says what was changed). A NULL plan applies without recording.
+ */
+struct nm_plan {
+	bool dry;
+	bool absent; /* dry: the interface does not exist yet */
+	char **lines;
+	size_t n, cap;
+};
+
+/* plan.c */
+int nm_plan_add(struct nm_plan *p, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void nm_plan_free(struct nm_plan *p);
+/* `wgcni-node-manager plan': 0 nothing to change, 2 changes, 1 error. */
+int nm_plan_run(struct nm *nm);
+/* The drift repair thread: nm_iface_repair every NM_REPAIR_PERIOD_MS. */
+#define NM_REPAIR_PERIOD_MS 5000U
+int nm_repair_start(struct nm *nm);
+void nm_repair_stop(struct nm *nm);
+
+/* rotate.c: replace the node key (RotateKey); old_b64 gets the previous
+ * public key. Takes nm->lock itself. */
+int nm_rotate_key(struct nm *nm, char old_b64[static WG_KEY_B64_LEN + 1], char *err,
+		  size_t errlen);
+/* The container interface for a's WireGuard device ("wgc" + hash), as the
+ * plugin names it. */
+int nm_container_device(const struct nm_alloc *a, char out[static IFNAMSIZ]);
 
 /* state.c: the state database and the in-memory copy of it. */
 int nm_state_open(struct nm *nm, char *err, size_t errlen);
+/* The same, read only: no migration, no write (`plan'). */
+int nm_state_open_readonly(struct nm *nm, char *err, size_t errlen);
 void nm_state_close(struct nm *nm);
 /* Store the subnets and cluster CIDRs (first time) and build the pools. */
 int nm_state_set_subnets(struct nm *nm, const struct ipnet *subnets, size_t n,
@@ -144,11 +183,18 @@ uint64_t nm_state_pool_used(const struct nm *nm);
 uint64_t nm_state_pool_free(const struct nm *nm);
 
 /* iface.c: the node interface. Callers hold nm->lock (setup excepted). */
-int nm_iface_setup(struct nm *nm);
+int nm_iface_setup(struct nm *nm, struct nm_plan *plan);
 /* Recreate the interface (and its peers) when it vanished while running. */
 int nm_iface_ensure(struct nm *nm);
 /* Startup: container peers and stored node peers onto the interface. */
 int nm_iface_reconcile(struct nm *nm);
+/* Container peers and peers (node peers) onto the interface; unknown peers
+ * removed when remove_unknown, else only container-like ones. */
+int nm_iface_reconcile_peers(struct nm *nm, const struct nm_peer *peers, size_t n,
+			     bool remove_unknown, struct nm_plan *plan);
+/* Drift repair while running: interface, key, addresses, routes, firewall
+ * and every peer back to what the state says. Logs each change. */
+int nm_iface_repair(struct nm *nm);
 /* Bring the node peers to peers, touching only what differs. */
 int nm_iface_apply_node_peers(struct nm *nm, const struct nm_peer *peers, size_t n,
 			      size_t *changed);

@@ -10,11 +10,13 @@
 #include "db.h"
 #include "log.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *const nm_state_migrations[] = {
 	"CREATE TABLE subnets(pos INTEGER PRIMARY KEY, cidr TEXT NOT NULL UNIQUE);"
@@ -394,17 +396,11 @@ out:
 	return ret;
 }
 
-int nm_state_open(struct nm *nm, char *err, size_t errlen)
+/* The in-memory copy from the opened nm->db. */
+static int nm_state_load(struct nm *nm, const char *path, char *err, size_t errlen)
 {
-	char path[4096];
 	int ret;
 
-	snprintf(path, sizeof(path), "%s/node.db", nm->cfg.state_dir);
-	nm->db = db_open(path, nm_state_migrations,
-			 sizeof(nm_state_migrations) / sizeof(nm_state_migrations[0]),
-			 err, errlen);
-	if (!nm->db)
-		return -errno;
 	ret = nm_load_nets(nm->db, "SELECT cidr FROM subnets ORDER BY pos", nm->subnets,
 			   NM_MAX_FAMILIES, &nm->n_subnets);
 	if (ret < 0)
@@ -428,6 +424,73 @@ err_close:
 	snprintf(err, errlen, "loading state from `%s' failed: %s", path, strerror(-ret));
 	nm_state_close(nm);
 	return ret;
+}
+
+int nm_state_open(struct nm *nm, char *err, size_t errlen)
+{
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s/node.db", nm->cfg.state_dir);
+	nm->db = db_open(path, nm_state_migrations,
+			 sizeof(nm_state_migrations) / sizeof(nm_state_migrations[0]),
+			 err, errlen);
+	if (!nm->db)
+		return -errno;
+	return nm_state_load(nm, path, err, errlen);
+}
+
+/* path as an SQLite URI (file:...), with immutable=1 when asked. */
+static int nm_state_uri(const char *path, bool immutable, char *out, size_t len)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t o = (size_t)snprintf(out, len, "file:");
+
+	for (const unsigned char *c = (const unsigned char *)path; *c; c++) {
+		if (o + 4 >= len)
+			return -ENAMETOOLONG;
+		if (isalnum(*c) || strchr("/-._~", *c))
+			out[o++] = (char)*c;
+		else
+			o += (size_t)snprintf(out + o, len - o, "%%%c%c", hex[*c >> 4], hex[*c & 15]);
+	}
+	if (o + sizeof("?immutable=1") > len)
+		return -ENAMETOOLONG;
+	snprintf(out + o, len - o, "%s", immutable ? "?immutable=1" : "");
+	return 0;
+}
+
+/* A running daemon keeps writing (WAL): readers do not block it. Without a
+ * -wal file no daemon has the database open, and it is opened immutable:
+ * a read-only connection would otherwise leave -wal and -shm behind. */
+int nm_state_open_readonly(struct nm *nm, char *err, size_t errlen)
+{
+	const int want = (int)(sizeof(nm_state_migrations) / sizeof(nm_state_migrations[0]));
+	sqlite3_stmt *st = NULL;
+	char path[4096], wal[4200], uri[3 * 4096 + 32];
+	int rc, version = -1;
+
+	snprintf(path, sizeof(path), "%s/node.db", nm->cfg.state_dir);
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	if (nm_state_uri(path, access(wal, F_OK) < 0, uri, sizeof(uri)) < 0) {
+		snprintf(err, errlen, "state path too long: `%s'", path);
+		return -ENAMETOOLONG;
+	}
+	rc = sqlite3_open_v2(uri, &nm->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_busy_timeout(nm->db, 5000);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(nm->db, "PRAGMA user_version", -1, &st, NULL);
+	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+		version = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_OK || version != want) {
+		snprintf(err, errlen, "opening `%s' read-only failed: %s (schema %d, want %d)",
+			 path, nm->db ? sqlite3_errmsg(nm->db) : sqlite3_errstr(rc), version, want);
+		sqlite3_close(nm->db);
+		nm->db = NULL;
+		return rc != SQLITE_OK ? db_errno(rc) : -EPROTO;
+	}
+	return nm_state_load(nm, path, err, errlen);
 }
 
 void nm_state_close(struct nm *nm)

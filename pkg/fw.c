@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -58,6 +59,7 @@ struct fw_family {
 	const char *(*rule_target)(const char *chain, unsigned int n, struct xtc_handle *h);
 	int (*append)(const char *chain, const struct fw_rule *r, struct xtc_handle *h);
 	int (*insert)(const char *chain, const struct fw_rule *r, struct xtc_handle *h);
+	bool (*chains_same)(const char *a, const char *b, struct xtc_handle *h);
 };
 
 static void set_iface(const char *name, char iface[IFNAMSIZ], unsigned char mask[IFNAMSIZ])
@@ -220,6 +222,55 @@ static int v6_insert(const char *chain, const struct fw_rule *r, struct xtc_hand
 	return ret;
 }
 
+/* Same matches and targets, rule by rule (counters aside). libiptc walks a
+ * chain with one iterator per handle, so each chain is collected on its own
+ * before the two are compared. */
+#define FW_CMP_MAX 64
+
+#define FW_COLLECT(type, first, next, chain, h, out, n)                        \
+	do {                                                                   \
+		const type *e_;                                                \
+		for (e_ = first(chain, h); e_; e_ = next(e_, h)) {             \
+			if (n == FW_CMP_MAX)                                   \
+				return false;                                  \
+			out[n++] = e_;                                         \
+		}                                                              \
+	} while (0)
+
+static bool v4_chains_same(const char *a, const char *b, struct xtc_handle *h)
+{
+	const struct ipt_entry *x[FW_CMP_MAX], *y[FW_CMP_MAX];
+	size_t nx = 0, ny = 0;
+
+	FW_COLLECT(struct ipt_entry, iptc_first_rule, iptc_next_rule, a, h, x, nx);
+	FW_COLLECT(struct ipt_entry, iptc_first_rule, iptc_next_rule, b, h, y, ny);
+	if (nx != ny)
+		return false;
+	for (size_t i = 0; i < nx; i++)
+		if (memcmp(&x[i]->ip, &y[i]->ip, sizeof(x[i]->ip)) ||
+		    x[i]->next_offset != y[i]->next_offset ||
+		    strcmp(iptc_get_target(x[i], h), iptc_get_target(y[i], h)))
+			return false;
+	return true;
+}
+
+static bool v6_chains_same(const char *a, const char *b, struct xtc_handle *h)
+{
+	const struct ip6t_entry *x[FW_CMP_MAX], *y[FW_CMP_MAX];
+	size_t nx = 0, ny = 0;
+
+	FW_COLLECT(struct ip6t_entry, ip6tc_first_rule, ip6tc_next_rule, a, h, x, nx);
+	FW_COLLECT(struct ip6t_entry, ip6tc_first_rule, ip6tc_next_rule, b, h, y, ny);
+	if (nx != ny)
+		return false;
+	for (size_t i = 0; i < nx; i++)
+		if (memcmp(&x[i]->ipv6, &y[i]->ipv6, sizeof(x[i]->ipv6)) ||
+		    x[i]->next_offset != y[i]->next_offset ||
+		    strcmp(ip6tc_get_target(x[i], h), ip6tc_get_target(y[i], h)))
+			return false;
+	return true;
+}
+
 static const struct fw_family families[] = {
 	{
 		.af = AF_INET, .name = "ipv4",
@@ -228,6 +279,7 @@ static const struct fw_family families[] = {
 		.create_chain = iptc_create_chain, .flush = iptc_flush_entries,
 		.delete_chain = iptc_delete_chain, .delete_num = iptc_delete_num_entry,
 		.rule_target = v4_rule_target, .append = v4_append, .insert = v4_insert,
+		.chains_same = v4_chains_same,
 	},
 	{
 		.af = AF_INET6, .name = "ipv6",
@@ -236,6 +288,7 @@ static const struct fw_family families[] = {
 		.create_chain = ip6tc_create_chain, .flush = ip6tc_flush_entries,
 		.delete_chain = ip6tc_delete_chain, .delete_num = ip6tc_delete_num_entry,
 		.rule_target = v6_rule_target, .append = v6_append, .insert = v6_insert,
+		.chains_same = v6_chains_same,
 	},
 };
 
@@ -450,6 +503,46 @@ out_free:
 	return ret;
 }
 
+/* What chain_install would change, read only: the wanted rules are built in
+ * a scratch chain of a handle that is never committed. 0 in place, 1 not. */
+static int chain_check(const struct fw_family *f, const struct fw_chain *c,
+		       const struct fw_config *cfg, char *what, size_t len)
+{
+	static const char scratch[] = "WGCNI-CHECK";
+	struct xtc_handle *h;
+	int ret;
+
+	ret = table_open(f, c->table, &h);
+	if (ret < 0)
+		return ret;
+	ret = 1;
+	if (!f->is_chain(c->chain, h)) {
+		snprintf(what, len, "%s %s: create chain %s and its jump from %s", f->name,
+			 c->table, c->chain, c->builtin);
+		goto out_free;
+	}
+	if (!f->create_chain(scratch, h)) {
+		ret = errno ? -errno : -EIO;
+		goto out_free;
+	}
+	ret = c->fill(f, cfg, scratch, h);
+	if (ret < 0)
+		goto out_free;
+	ret = 0;
+	if (!f->chains_same(c->chain, scratch, h)) {
+		snprintf(what, len, "%s %s: refill chain %s (rules differ)", f->name, c->table,
+			 c->chain);
+		ret = 1;
+	} else if (!has_jump(f, c->builtin, c->chain, h)) {
+		snprintf(what, len, "%s %s: add the jump %s -> %s", f->name, c->table,
+			 c->builtin, c->chain);
+		ret = 1;
+	}
+out_free:
+	f->free(h);
+	return ret;
+}
+
 static bool config_has_family(const struct fw_config *cfg, int af)
 {
 	for (size_t i = 0; i < cfg->n_node_subnets; i++)
@@ -505,6 +598,27 @@ int fw_install(const struct fw_config *cfg)
 out_unlock:
 	fw_unlock(lock);
 	return ret;
+}
+
+int fw_check(const struct fw_config *cfg, char *what, size_t len)
+{
+	int ret;
+
+	ret = check_config(cfg);
+	if (ret < 0)
+		return ret;
+	for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
+		const struct fw_family *f = &families[i];
+
+		for (size_t j = 0; j < sizeof(chains) / sizeof(chains[0]); j++) {
+			ret = chain_check(f, &chains[j], cfg, what, len);
+			if (ret < 0 && f->af == AF_INET6 && !config_has_family(cfg, AF_INET6))
+				ret = 0;
+			if (ret != 0)
+				return ret;
+		}
+	}
+	return 0;
 }
 
 int fw_remove(void)

@@ -37,6 +37,12 @@ struct fw_config {
  * IPv6 tables failing is an error only when the config has IPv6 prefixes.
  */
 int fw_install(const struct fw_config *cfg);
+/*
+ * What fw_install would change, without changing anything (no lock, no
+ * commit): 0 when everything is in place, 1 when install would change
+ * something (what then names the first difference), negative errno.
+ */
+int fw_check(const struct fw_config *cfg, char *what, size_t len);
 /* Remove jumps and chains of both families; 0 when already gone. */
 int fw_remove(void);
 

@@ -220,12 +220,13 @@ static int fsync_parent(const char *path)
 }
 
 /*
- * Write a fresh key to a temporary, fsync it, then move it into place without
- * replacing anything: if another process created the file meanwhile, -EEXIST
- * tells the caller to load that one instead, so two racing starters end up
- * with the same key.
+ * Write a fresh key to a temporary, fsync it, then move it into place. Without
+ * replace nothing is replaced: if another process created the file meanwhile,
+ * -EEXIST tells the caller to load that one instead, so two racing starters
+ * end up with the same key. With replace (rotation) the rename swaps the old
+ * key out atomically: a crash leaves either the old or the new one.
  */
-static int create_key_file(const char *path, uint8_t priv[static WG_KEY_LEN])
+static int create_key_file(const char *path, uint8_t priv[static WG_KEY_LEN], bool replace)
 {
 	char tmp[PATH_MAX], b64[WG_KEY_B64_LEN + 2];
 	uint32_t rnd;
@@ -267,7 +268,12 @@ static int create_key_file(const char *path, uint8_t priv[static WG_KEY_LEN])
 		goto err_wipe;
 	}
 	fd = -1;
-	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) < 0) {
+	if (replace) {
+		if (rename(tmp, path) < 0) {
+			ret = -errno;
+			goto err_wipe;
+		}
+	} else if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) < 0) {
 		ret = -errno;
 		/* Filesystems without RENAME_NOREPLACE: link() also refuses to
 		 * replace an existing file. */
@@ -309,11 +315,38 @@ int key_load_or_create(const char *path, uint8_t priv[static WG_KEY_LEN])
 	ret = read_key_file(path, priv);
 	if (ret != -ENOENT)
 		goto out;
-	ret = create_key_file(path, priv);
+	ret = create_key_file(path, priv, false);
 	if (ret == -EEXIST)
 		ret = read_key_file(path, priv);
 out:
 	if (ret < 0)
 		sodium_memzero(priv, WG_KEY_LEN);
 	return ret;
+}
+
+int key_load(const char *path, uint8_t priv[static WG_KEY_LEN])
+{
+	int ret;
+
+	if (!path || !*path)
+		return -EINVAL;
+	ret = key_init();
+	if (ret < 0)
+		return ret;
+	ret = read_key_file(path, priv);
+	if (ret < 0)
+		sodium_memzero(priv, WG_KEY_LEN);
+	return ret;
+}
+
+int key_replace(const char *path, uint8_t priv[static WG_KEY_LEN])
+{
+	int ret;
+
+	if (!path || !*path)
+		return -EINVAL;
+	ret = key_init();
+	if (ret < 0)
+		return ret;
+	return create_key_file(path, priv, true);
 }

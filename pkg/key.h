@@ -37,5 +37,10 @@ void key_wipe(void *buf, size_t len);
  * readable by group or others (-EPERM). 0 or negative errno.
  */
 int key_load_or_create(const char *path, uint8_t priv[static WG_KEY_LEN]);
+/* Load an existing key file only (-ENOENT when there is none). */
+int key_load(const char *path, uint8_t priv[static WG_KEY_LEN]);
+/* Rotation: a fresh key into priv and atomically over the file (same checks
+ * and modes as creating it). On error the file keeps the old key. */
+int key_replace(const char *path, uint8_t priv[static WG_KEY_LEN]);
 
 #endif

@@ -1,4 +1,9 @@
 #include "names.h"
+#include "key.h"
+
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
 
 #include <net/if.h>
 #include <string.h>
@@ -55,4 +60,23 @@ const char *name_node_check(const char *s)
 		if (!name_alnum(s[i]) && s[i] != '.' && s[i] != '_' && s[i] != '-')
 			return "only letters, digits, '.', '_' and '-' are allowed";
 	return NULL;
+}
+
+int name_wg_device(const char *containerid, const char *ifname, char out[static 16])
+{
+	uint8_t hash[crypto_generichash_BYTES_MIN];
+	crypto_generichash_state st;
+
+	if (key_init())
+		return -EIO;
+	/* The NUL separates the two, so ("ab","c") and ("a","bc") differ. */
+	if (crypto_generichash_init(&st, NULL, 0, sizeof(hash)) ||
+	    crypto_generichash_update(&st, (const uint8_t *)containerid,
+				      strlen(containerid) + 1) ||
+	    crypto_generichash_update(&st, (const uint8_t *)ifname, strlen(ifname)) ||
+	    crypto_generichash_final(&st, hash, sizeof(hash)))
+		return -EIO;
+	snprintf(out, 16, "wgc%02x%02x%02x%02x%02x%02x", hash[0], hash[1], hash[2], hash[3],
+		 hash[4], hash[5]);
+	return 0;
 }

@@ -24,6 +24,13 @@
 const char *name_container_id_check(const char *s);
 const char *name_ifname_check(const char *s);
 const char *name_node_check(const char *s);
+/*
+ * The WireGuard device of container attachment (containerid, ifname):
+ * "wgc" + 12 hex digits of a hash of both. The plugin creates it under this
+ * name (and, userspace, its control socket keeps it); the node manager finds
+ * it by the same name to rotate the node key. 0 or negative errno.
+ */
+int name_wg_device(const char *containerid, const char *ifname, char out[static 16]);
 
 static inline bool name_container_id_valid(const char *s)
 {

@@ -5,7 +5,8 @@
  * differs. wg_get and wg_set are replaced at link time (-Wl,--wrap) by a
  * fake interface held in memory, so no device and no network is needed;
  * the fake applies each wg_set as the kernel would, so a second pass over
- * the same list must change nothing.
+ * the same list must change nothing. The plan (a dry pass) lists the same
+ * changes without calling wg_set.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -497,6 +498,70 @@ static void test_reconcile(void **state)
 	nm.n_peers = 0;
 }
 
+/* --- plan: the same diff, printed (dry) or applied --- */
+
+static bool plan_has(const struct nm_plan *plan, const char *verb, unsigned int k,
+		     const char *rest)
+{
+	uint8_t key[WG_KEY_LEN];
+	char b64[WG_KEY_B64_LEN + 1], want[256];
+
+	key_of(key, k);
+	key_to_base64(b64, key);
+	snprintf(want, sizeof(want), "peer %s %s %s", verb, b64, rest);
+	for (size_t i = 0; i < plan->n; i++)
+		if (!strncmp(plan->lines[i], want, strlen(want)))
+			return true;
+	return false;
+}
+
+static void test_plan(void **state)
+{
+	static struct ipnet n1[1], n2[1];
+	struct nm_peer peers[2];
+	struct nm_plan plan = { .dry = true };
+
+	add_container(3, "10.100.3.7/32");
+	n1[0] = net("10.100.1.0/24");
+	n2[0] = net("10.100.2.0/24");
+	peers[0] = node(1, "192.0.2.1:51820", n1, 1);
+	peers[1] = node(2, "192.0.2.2:51820", n2, 1);
+	iface_add(1, "192.0.2.9:51820", NM_NODE_KEEPALIVE, "10.100.1.0/24", NULL);
+	iface_add(6, NULL, 0, "10.100.6.0/24", NULL);
+
+	assert_int_equal(nm_iface_reconcile_peers(&nm, peers, 2, true, &plan), 0);
+	assert_int_equal(set_calls, 0); /* dry: nothing touched */
+	assert_int_equal(plan.n, 4);
+	assert_true(plan_has(&plan, "update", 1, "node=node changed=endpoint endpoint=192.0.2.1:51820"));
+	assert_true(plan_has(&plan, "remove", 6, "allowed-ips=10.100.6.0/24"));
+	assert_true(plan_has(&plan, "add", 2, "node=node endpoint=192.0.2.2:51820 allowed-ips=10.100.2.0/24 keepalive=25"));
+	assert_true(plan_has(&plan, "add", 3, "container=c3 endpoint=(none) allowed-ips=10.100.3.7/32 keepalive=0"));
+	assert_non_null(iface_peer(6));
+	assert_null(iface_peer(3));
+	nm_plan_free(&plan);
+
+	/* Applied: the same four changes in one wg_set, then the container
+	 * peer put back gets its keepalive switched on and off (two more). */
+	plan.dry = false;
+	assert_int_equal(nm_iface_reconcile_peers(&nm, peers, 2, true, &plan), 0);
+	assert_int_equal(plan.n, 4);
+	assert_int_equal(set_calls, 3);
+	assert_non_null(set_peer(3));
+	assert_int_equal(set_peer(3)->keepalive, 0);
+	assert_int_equal(last_set.n_peers, 1);
+	assert_null(iface_peer(6));
+	assert_non_null(iface_peer(2));
+	assert_int_equal(iface_peer(3)->keepalive, 0);
+	nm_plan_free(&plan);
+
+	/* Nothing left to plan. */
+	plan.dry = true;
+	assert_int_equal(nm_iface_reconcile_peers(&nm, peers, 2, true, &plan), 0);
+	assert_int_equal(plan.n, 0);
+	assert_int_equal(set_calls, 3);
+	nm_plan_free(&plan);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -507,6 +572,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reconcile, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plan, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

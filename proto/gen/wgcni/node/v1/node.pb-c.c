@@ -727,6 +727,96 @@ void   wgcni__node__v1__gcresponse__free_unpacked
   assert(message->base.descriptor == &wgcni__node__v1__gcresponse__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   wgcni__node__v1__rotate_key_request__init
+                     (Wgcni__Node__V1__RotateKeyRequest         *message)
+{
+  static const Wgcni__Node__V1__RotateKeyRequest init_value = WGCNI__NODE__V1__ROTATE_KEY_REQUEST__INIT;
+  *message = init_value;
+}
+size_t wgcni__node__v1__rotate_key_request__get_packed_size
+                     (const Wgcni__Node__V1__RotateKeyRequest *message)
+{
+  assert(message->base.descriptor == &wgcni__node__v1__rotate_key_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t wgcni__node__v1__rotate_key_request__pack
+                     (const Wgcni__Node__V1__RotateKeyRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &wgcni__node__v1__rotate_key_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t wgcni__node__v1__rotate_key_request__pack_to_buffer
+                     (const Wgcni__Node__V1__RotateKeyRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &wgcni__node__v1__rotate_key_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Wgcni__Node__V1__RotateKeyRequest *
+       wgcni__node__v1__rotate_key_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Wgcni__Node__V1__RotateKeyRequest *)
+     protobuf_c_message_unpack (&wgcni__node__v1__rotate_key_request__descriptor,
+                                allocator, len, data);
+}
+void   wgcni__node__v1__rotate_key_request__free_unpacked
+                     (Wgcni__Node__V1__RotateKeyRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &wgcni__node__v1__rotate_key_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   wgcni__node__v1__rotate_key_response__init
+                     (Wgcni__Node__V1__RotateKeyResponse         *message)
+{
+  static const Wgcni__Node__V1__RotateKeyResponse init_value = WGCNI__NODE__V1__ROTATE_KEY_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t wgcni__node__v1__rotate_key_response__get_packed_size
+                     (const Wgcni__Node__V1__RotateKeyResponse *message)
+{
+  assert(message->base.descriptor == &wgcni__node__v1__rotate_key_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t wgcni__node__v1__rotate_key_response__pack
+                     (const Wgcni__Node__V1__RotateKeyResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &wgcni__node__v1__rotate_key_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t wgcni__node__v1__rotate_key_response__pack_to_buffer
+                     (const Wgcni__Node__V1__RotateKeyResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &wgcni__node__v1__rotate_key_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Wgcni__Node__V1__RotateKeyResponse *
+       wgcni__node__v1__rotate_key_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Wgcni__Node__V1__RotateKeyResponse *)
+     protobuf_c_message_unpack (&wgcni__node__v1__rotate_key_response__descriptor,
+                                allocator, len, data);
+}
+void   wgcni__node__v1__rotate_key_response__free_unpacked
+                     (Wgcni__Node__V1__RotateKeyResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &wgcni__node__v1__rotate_key_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor wgcni__node__v1__node__field_descriptors[12] =
 {
   {
@@ -1613,7 +1703,76 @@ const ProtobufCMessageDescriptor wgcni__node__v1__gcresponse__descriptor =
   (ProtobufCMessageInit) wgcni__node__v1__gcresponse__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCMethodDescriptor wgcni__node__v1__node_service__method_descriptors[6] =
+#define wgcni__node__v1__rotate_key_request__field_descriptors NULL
+#define wgcni__node__v1__rotate_key_request__field_indices_by_name NULL
+#define wgcni__node__v1__rotate_key_request__number_ranges NULL
+const ProtobufCMessageDescriptor wgcni__node__v1__rotate_key_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "wgcni.node.v1.RotateKeyRequest",
+  "RotateKeyRequest",
+  "Wgcni__Node__V1__RotateKeyRequest",
+  "wgcni.node.v1",
+  sizeof(Wgcni__Node__V1__RotateKeyRequest),
+  0,
+  wgcni__node__v1__rotate_key_request__field_descriptors,
+  wgcni__node__v1__rotate_key_request__field_indices_by_name,
+  0,  wgcni__node__v1__rotate_key_request__number_ranges,
+  (ProtobufCMessageInit) wgcni__node__v1__rotate_key_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor wgcni__node__v1__rotate_key_response__field_descriptors[2] =
+{
+  {
+    "public_key",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Wgcni__Node__V1__RotateKeyResponse, public_key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "previous_public_key",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Wgcni__Node__V1__RotateKeyResponse, previous_public_key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned wgcni__node__v1__rotate_key_response__field_indices_by_name[] = {
+  1,   /* field[1] = previous_public_key */
+  0,   /* field[0] = public_key */
+};
+static const ProtobufCIntRange wgcni__node__v1__rotate_key_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor wgcni__node__v1__rotate_key_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "wgcni.node.v1.RotateKeyResponse",
+  "RotateKeyResponse",
+  "Wgcni__Node__V1__RotateKeyResponse",
+  "wgcni.node.v1",
+  sizeof(Wgcni__Node__V1__RotateKeyResponse),
+  2,
+  wgcni__node__v1__rotate_key_response__field_descriptors,
+  wgcni__node__v1__rotate_key_response__field_indices_by_name,
+  1,  wgcni__node__v1__rotate_key_response__number_ranges,
+  (ProtobufCMessageInit) wgcni__node__v1__rotate_key_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCMethodDescriptor wgcni__node__v1__node_service__method_descriptors[7] =
 {
   { "AllocateIP", &wgcni__node__v1__allocate_iprequest__descriptor, &wgcni__node__v1__allocate_ipresponse__descriptor },
   { "RegisterKey", &wgcni__node__v1__register_key_request__descriptor, &wgcni__node__v1__register_key_response__descriptor },
@@ -1621,6 +1780,7 @@ static const ProtobufCMethodDescriptor wgcni__node__v1__node_service__method_des
   { "ListAllocations", &wgcni__node__v1__list_allocations_request__descriptor, &wgcni__node__v1__list_allocations_response__descriptor },
   { "GetNode", &wgcni__node__v1__get_node_request__descriptor, &wgcni__node__v1__get_node_response__descriptor },
   { "GC", &wgcni__node__v1__gcrequest__descriptor, &wgcni__node__v1__gcresponse__descriptor },
+  { "RotateKey", &wgcni__node__v1__rotate_key_request__descriptor, &wgcni__node__v1__rotate_key_response__descriptor },
 };
 const unsigned wgcni__node__v1__node_service__method_indices_by_name[] = {
   0,        /* AllocateIP */
@@ -1628,7 +1788,8 @@ const unsigned wgcni__node__v1__node_service__method_indices_by_name[] = {
   4,        /* GetNode */
   3,        /* ListAllocations */
   1,        /* RegisterKey */
-  2         /* Release */
+  2,        /* Release */
+  6         /* RotateKey */
 };
 const ProtobufCServiceDescriptor wgcni__node__v1__node_service__descriptor =
 {
@@ -1637,7 +1798,7 @@ const ProtobufCServiceDescriptor wgcni__node__v1__node_service__descriptor =
   "NodeService",
   "Wgcni__Node__V1__NodeService",
   "wgcni.node.v1",
-  6,
+  7,
   wgcni__node__v1__node_service__method_descriptors,
   wgcni__node__v1__node_service__method_indices_by_name
 };
@@ -1688,6 +1849,14 @@ void wgcni__node__v1__node_service__gc(ProtobufCService *service,
 {
   assert(service->descriptor == &wgcni__node__v1__node_service__descriptor);
   service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void wgcni__node__v1__node_service__rotate_key(ProtobufCService *service,
+                                               const Wgcni__Node__V1__RotateKeyRequest *input,
+                                               Wgcni__Node__V1__RotateKeyResponse_Closure closure,
+                                               void *closure_data)
+{
+  assert(service->descriptor == &wgcni__node__v1__node_service__descriptor);
+  service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void wgcni__node__v1__node_service__init (Wgcni__Node__V1__NodeService_Service *service,
                                           Wgcni__Node__V1__NodeService_ServiceDestroy destroy)

@@ -31,6 +31,8 @@ typedef struct Wgcni__Node__V1__GetNodeResponse Wgcni__Node__V1__GetNodeResponse
 typedef struct Wgcni__Node__V1__Attachment Wgcni__Node__V1__Attachment;
 typedef struct Wgcni__Node__V1__GCRequest Wgcni__Node__V1__GCRequest;
 typedef struct Wgcni__Node__V1__GCResponse Wgcni__Node__V1__GCResponse;
+typedef struct Wgcni__Node__V1__RotateKeyRequest Wgcni__Node__V1__RotateKeyRequest;
+typedef struct Wgcni__Node__V1__RotateKeyResponse Wgcni__Node__V1__RotateKeyResponse;
 
 
 /* --- enums --- */
@@ -258,6 +260,31 @@ struct  Wgcni__Node__V1__GCResponse
 #define WGCNI__NODE__V1__GCRESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&wgcni__node__v1__gcresponse__descriptor) \
     , 0,NULL }
+
+
+/*
+ * RotateKey: a new node key, on the node interface, at the cluster manager
+ * and in every container interface's node peer. The other nodes follow
+ * through their peer long polls.
+ */
+struct  Wgcni__Node__V1__RotateKeyRequest
+{
+  ProtobufCMessage base;
+};
+#define WGCNI__NODE__V1__ROTATE_KEY_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&wgcni__node__v1__rotate_key_request__descriptor) \
+     }
+
+
+struct  Wgcni__Node__V1__RotateKeyResponse
+{
+  ProtobufCMessage base;
+  char *public_key;
+  char *previous_public_key;
+};
+#define WGCNI__NODE__V1__ROTATE_KEY_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&wgcni__node__v1__rotate_key_response__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 /* Wgcni__Node__V1__Node methods */
@@ -564,6 +591,44 @@ Wgcni__Node__V1__GCResponse *
 void   wgcni__node__v1__gcresponse__free_unpacked
                      (Wgcni__Node__V1__GCResponse *message,
                       ProtobufCAllocator *allocator);
+/* Wgcni__Node__V1__RotateKeyRequest methods */
+void   wgcni__node__v1__rotate_key_request__init
+                     (Wgcni__Node__V1__RotateKeyRequest         *message);
+size_t wgcni__node__v1__rotate_key_request__get_packed_size
+                     (const Wgcni__Node__V1__RotateKeyRequest   *message);
+size_t wgcni__node__v1__rotate_key_request__pack
+                     (const Wgcni__Node__V1__RotateKeyRequest   *message,
+                      uint8_t             *out);
+size_t wgcni__node__v1__rotate_key_request__pack_to_buffer
+                     (const Wgcni__Node__V1__RotateKeyRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Wgcni__Node__V1__RotateKeyRequest *
+       wgcni__node__v1__rotate_key_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   wgcni__node__v1__rotate_key_request__free_unpacked
+                     (Wgcni__Node__V1__RotateKeyRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Wgcni__Node__V1__RotateKeyResponse methods */
+void   wgcni__node__v1__rotate_key_response__init
+                     (Wgcni__Node__V1__RotateKeyResponse         *message);
+size_t wgcni__node__v1__rotate_key_response__get_packed_size
+                     (const Wgcni__Node__V1__RotateKeyResponse   *message);
+size_t wgcni__node__v1__rotate_key_response__pack
+                     (const Wgcni__Node__V1__RotateKeyResponse   *message,
+                      uint8_t             *out);
+size_t wgcni__node__v1__rotate_key_response__pack_to_buffer
+                     (const Wgcni__Node__V1__RotateKeyResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Wgcni__Node__V1__RotateKeyResponse *
+       wgcni__node__v1__rotate_key_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   wgcni__node__v1__rotate_key_response__free_unpacked
+                     (Wgcni__Node__V1__RotateKeyResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Wgcni__Node__V1__Node_Closure)
@@ -614,6 +679,12 @@ typedef void (*Wgcni__Node__V1__GCRequest_Closure)
 typedef void (*Wgcni__Node__V1__GCResponse_Closure)
                  (const Wgcni__Node__V1__GCResponse *message,
                   void *closure_data);
+typedef void (*Wgcni__Node__V1__RotateKeyRequest_Closure)
+                 (const Wgcni__Node__V1__RotateKeyRequest *message,
+                  void *closure_data);
+typedef void (*Wgcni__Node__V1__RotateKeyResponse_Closure)
+                 (const Wgcni__Node__V1__RotateKeyResponse *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -645,6 +716,10 @@ struct Wgcni__Node__V1__NodeService_Service
              const Wgcni__Node__V1__GCRequest *input,
              Wgcni__Node__V1__GCResponse_Closure closure,
              void *closure_data);
+  void (*rotate_key)(Wgcni__Node__V1__NodeService_Service *service,
+                     const Wgcni__Node__V1__RotateKeyRequest *input,
+                     Wgcni__Node__V1__RotateKeyResponse_Closure closure,
+                     void *closure_data);
 };
 typedef void (*Wgcni__Node__V1__NodeService_ServiceDestroy)(Wgcni__Node__V1__NodeService_Service *);
 void wgcni__node__v1__node_service__init (Wgcni__Node__V1__NodeService_Service *service,
@@ -658,7 +733,8 @@ void wgcni__node__v1__node_service__init (Wgcni__Node__V1__NodeService_Service *
       function_prefix__ ## release,\
       function_prefix__ ## list_allocations,\
       function_prefix__ ## get_node,\
-      function_prefix__ ## gc  }
+      function_prefix__ ## gc,\
+      function_prefix__ ## rotate_key  }
 void wgcni__node__v1__node_service__allocate_ip(ProtobufCService *service,
                                                 const Wgcni__Node__V1__AllocateIPRequest *input,
                                                 Wgcni__Node__V1__AllocateIPResponse_Closure closure,
@@ -683,6 +759,10 @@ void wgcni__node__v1__node_service__gc(ProtobufCService *service,
                                        const Wgcni__Node__V1__GCRequest *input,
                                        Wgcni__Node__V1__GCResponse_Closure closure,
                                        void *closure_data);
+void wgcni__node__v1__node_service__rotate_key(ProtobufCService *service,
+                                               const Wgcni__Node__V1__RotateKeyRequest *input,
+                                               Wgcni__Node__V1__RotateKeyResponse_Closure closure,
+                                               void *closure_data);
 
 /* --- descriptors --- */
 
@@ -702,6 +782,8 @@ extern const ProtobufCMessageDescriptor wgcni__node__v1__get_node_response__desc
 extern const ProtobufCMessageDescriptor wgcni__node__v1__attachment__descriptor;
 extern const ProtobufCMessageDescriptor wgcni__node__v1__gcrequest__descriptor;
 extern const ProtobufCMessageDescriptor wgcni__node__v1__gcresponse__descriptor;
+extern const ProtobufCMessageDescriptor wgcni__node__v1__rotate_key_request__descriptor;
+extern const ProtobufCMessageDescriptor wgcni__node__v1__rotate_key_response__descriptor;
 extern const ProtobufCServiceDescriptor wgcni__node__v1__node_service__descriptor;
 
 PROTOBUF_C__END_DECLS
