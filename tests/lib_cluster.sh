@@ -241,7 +241,7 @@ c_cm_start() {
 	c_cm_url_set
 	C_CM_RUNS=$((C_CM_RUNS + 1))
 	C_CM_LOG=$C_LOGDIR/cm.$C_CM_RUNS.log
-	mkdir -p "$C_CM_STATE"
+	# The state directory is the daemon's to make (0700 whatever the umask).
 	# shellcheck disable=SC2086 # C_CM_WRAP and ds are word lists
 	c_spawn cm "$C_CM_LOG" ip netns exec "$(t_ns cm)" ${C_CM_WRAP:-} "$C_CM_BIN" \
 		--listen "$C_CM_ADDR:$C_CM_PORT" --state-dir "$C_CM_STATE" $ds \
@@ -305,6 +305,35 @@ c_cm_json() {
 		return 1
 	fi
 	echo "$out"
+}
+# c_cm_parallel Method BODIES: one call of Method per line (a JSON body) of
+# the file BODIES with the run's token (if any), 32 at a time over one curl;
+# the HTTP codes, one a line.
+c_cm_parallel() {
+	python3 - "$C_CM_URL/$C_CM_SVC/$1" "$2" "$(c_auth_h)" \
+		"$([ "$C_TLS" != 1 ] || echo "$C_TLS_CA")" \
+		>"$T_TMP/parallel.cfg" <<'PY'
+import sys
+url, bodies, auth, ca = sys.argv[1:5]
+def q(s):
+    return '"%s"' % s.replace("\\", "\\\\").replace('"', '\\"')
+first = True
+for body in open(bodies):
+    if not first:
+        print("next")
+    first = False
+    print("url = " + q(url))
+    print("header = " + q("Content-Type: application/json"))
+    if auth:
+        print("header = " + q(auth))
+    if ca:
+        print("cacert = " + q(ca))
+    print("data = " + q(body.rstrip("\n")))
+    print("output = /dev/null")
+    print("max-time = 60")
+    print('write-out = "%{http_code}\\n"')
+PY
+	nq cm curl -sS --no-progress-meter -Z --parallel-max 32 -K "$T_TMP/parallel.cfg"
 }
 c_cm_metrics() { nq cm curl -sS -m 10 "${C_CURL[@]}" "$C_CM_URL/metrics"; }
 # Value of one sample line, e.g. c_cm_metric 'wgcni_nodes'
