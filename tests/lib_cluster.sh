@@ -572,9 +572,10 @@ c_leak_socks() {
 # attached through c_ctr_add (twice: DEL is idempotent), check the running
 # node managers hold nothing, stop every node manager ever started, run
 # `cleanup` on each, check every host (links, firewall chains and rules,
-# routes), stop the etcd members, then that no process is left in this
-# run's namespaces (but the cluster manager), no sanitizer report in the logs and no UAPI socket of
-# this run. A scenario with only a cluster manager gets the last three.
+# routes), stop the etcd members (c_etcd_stop), then that no process is
+# left in this run's namespaces (but the cluster manager), no sanitizer
+# report in the logs and no UAPI socket of this run. A scenario with only a
+# cluster manager gets the last three.
 c_leak_check() {
 	local c i h
 	c_scan_wg
