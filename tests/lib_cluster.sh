@@ -15,7 +15,8 @@
 # The pieces also work one by one: c_underlay, c_cm_host + c_cm_start FLAGS
 # (a cluster manager alone, e.g. with 127.0.0.1 as C_CM_ADDR: no underlay),
 # c_node_host I + c_nm_start I FLAGS (a node manager with its own flags,
-# whether or not a cluster manager answers), c_nm_wait I.
+# whether or not a cluster manager answers), c_nm_wait I, c_etcd_start N
+# (N etcd members; tests/lib_etcd.sh, sourced at the end of this file).
 #
 # Topology (every name carries the run's PID through t_ns):
 #   ul    a bridge br0; one veth per host, underlay $C_UL.0/24
@@ -41,8 +42,11 @@
 #                   certificate is its own CA: $C_TLS_CA); curl and wgcnictl
 #                   trust it (the node manager has no CA option yet, so a
 #                   TLS cluster with node managers needs one first)
-#   C_DATASTORE     the cluster manager's store: sqlite (in its state dir);
-#                   c_cm_datastore_flags is the hook for another one
+#   C_DATASTORE     the cluster manager's store: sqlite (in its state dir)
+#                   or etcd (--datastore etcd --etcd-endpoints
+#                   $C_ETCD_ENDPOINTS; c_cm_start starts C_ETCD_N members,
+#                   1 by default, if none runs yet: a hook for the etcd
+#                   datastore to come, the flags do not exist yet)
 #   C_CIDR, C_CIDR6 cluster CIDRs (10.100.0.0/16; none); empty: no flag
 #   C_NODE_PREFIX, C_NODE_PREFIX6  node prefix lengths (24; 64 with C_CIDR6)
 #   C_CM_FLAGS      array: more cluster manager flags, every start
@@ -224,6 +228,10 @@ c_tls_make() {
 c_cm_datastore_flags() {
 	case $C_DATASTORE in
 	sqlite) ;;
+	etcd)
+		[ -n "$C_ETCD_ENDPOINTS" ] || { t_log "C_DATASTORE=etcd: no etcd running (c_etcd_start)"; return 1; }
+		echo --datastore etcd --etcd-endpoints "$C_ETCD_ENDPOINTS"
+		;;
 	*) t_log "unknown C_DATASTORE $C_DATASTORE"; return 1 ;;
 	esac
 }
@@ -235,13 +243,18 @@ c_cm_healthy() { nq cm curl -sf -m 2 "${C_CURL[@]}" -o /dev/null "$C_CM_URL/heal
 # $C_CM_LOG (cm.N.log, N counting the starts), its PID $C_CM_PID.
 c_cm_start() {
 	local ds
+	if [ "$C_DATASTORE" = etcd ] && [ -z "$C_ETCD_ENDPOINTS" ]; then
+		# beside a cluster manager on loopback, etcd shares its namespace
+		case $C_CM_ADDR in 127.*) C_ETCD_NS=${C_ETCD_NS:-cm} ;; esac
+		c_etcd_start "${C_ETCD_N:-1}" || return 1
+	fi
 	ds=$(c_cm_datastore_flags) || return 1
 	if [ "$C_AUTH" = token ] && [ ! -s "$C_TOKEN" ]; then c_token; fi
 	if [ "$C_TLS" = 1 ] && [ ! -s "$C_TLS_CERT" ]; then c_tls_make; fi
 	c_cm_url_set
 	C_CM_RUNS=$((C_CM_RUNS + 1))
 	C_CM_LOG=$C_LOGDIR/cm.$C_CM_RUNS.log
-	mkdir -p "$C_CM_STATE"
+	# The state directory is the daemon's to make (0700 whatever the umask).
 	# shellcheck disable=SC2086 # C_CM_WRAP and ds are word lists
 	c_spawn cm "$C_CM_LOG" ip netns exec "$(t_ns cm)" ${C_CM_WRAP:-} "$C_CM_BIN" \
 		--listen "$C_CM_ADDR:$C_CM_PORT" --state-dir "$C_CM_STATE" $ds \
@@ -305,6 +318,35 @@ c_cm_json() {
 		return 1
 	fi
 	echo "$out"
+}
+# c_cm_parallel Method BODIES: one call of Method per line (a JSON body) of
+# the file BODIES with the run's token (if any), 32 at a time over one curl;
+# the HTTP codes, one a line.
+c_cm_parallel() {
+	python3 - "$C_CM_URL/$C_CM_SVC/$1" "$2" "$(c_auth_h)" \
+		"$([ "$C_TLS" != 1 ] || echo "$C_TLS_CA")" \
+		>"$T_TMP/parallel.cfg" <<'PY'
+import sys
+url, bodies, auth, ca = sys.argv[1:5]
+def q(s):
+    return '"%s"' % s.replace("\\", "\\\\").replace('"', '\\"')
+first = True
+for body in open(bodies):
+    if not first:
+        print("next")
+    first = False
+    print("url = " + q(url))
+    print("header = " + q("Content-Type: application/json"))
+    if auth:
+        print("header = " + q(auth))
+    if ca:
+        print("cacert = " + q(ca))
+    print("data = " + q(body.rstrip("\n")))
+    print("output = /dev/null")
+    print("max-time = 60")
+    print('write-out = "%{http_code}\\n"')
+PY
+	nq cm curl -sS --no-progress-meter -Z --parallel-max 32 -K "$T_TMP/parallel.cfg"
 }
 c_cm_metrics() { nq cm curl -sS -m 10 "${C_CURL[@]}" "$C_CM_URL/metrics"; }
 # Value of one sample line, e.g. c_cm_metric 'wgcni_nodes'
@@ -530,9 +572,10 @@ c_leak_socks() {
 # attached through c_ctr_add (twice: DEL is idempotent), check the running
 # node managers hold nothing, stop every node manager ever started, run
 # `cleanup` on each, check every host (links, firewall chains and rules,
-# routes), then that no process is left in this run's namespaces (but the
-# cluster manager), no sanitizer report in the logs and no UAPI socket of
-# this run. A scenario with only a cluster manager gets the last three.
+# routes), stop the etcd members (c_etcd_stop), then that no process is
+# left in this run's namespaces (but the cluster manager), no sanitizer
+# report in the logs and no UAPI socket of this run. A scenario with only a
+# cluster manager gets the last three.
 c_leak_check() {
 	local c i h
 	c_scan_wg
@@ -560,6 +603,7 @@ c_leak_check() {
 		t_eq "$h: no IPv6 routes beyond link-local" "" \
 			"$(nq "$h" ip -6 route show | awk '$1 != "fe80::/64" {print $1}' | xargs)"
 	done
+	[ ${#C_ETCD_MEMBERS[@]} = 0 ] || c_etcd_stop
 	t_eq "no process left in this run's namespaces" "" "$(c_leak_procs)"
 	t_eq "no sanitizer report from the daemons or the plugin" "" \
 		"$(grep -l -E 'AddressSanitizer|LeakSanitizer|runtime error:' "$T_TMP"/*.log 2>/dev/null | xargs -r -n1 basename | xargs)"
@@ -577,7 +621,8 @@ c_exit() {
 	local rc=$? leftover socks f
 	set +e
 	if [ "$rc" != 0 ] || [ "$T_FAIL" != 0 ]; then
-		for f in "$C_LOGDIR"/cm*.log "$C_LOGDIR"/nm*.log "$T_TMP"/cni.log "$C_LOGDIR"/cleanup.log; do
+		for f in "$C_LOGDIR"/cm*.log "$C_LOGDIR"/nm*.log "$T_TMP"/cni.log "$C_LOGDIR"/cleanup.log \
+			"$C_LOGDIR"/etcd*.log; do
 			[ -e "$f" ] || continue
 			echo "# ---- last lines of $(basename "$f")"
 			tail -n 15 "$f" | sed 's/^/#   /'
@@ -607,5 +652,6 @@ c_exit() {
 [ -n "${T_NO_TRAP:-}" ] || trap c_exit EXIT
 
 # Containers (libcni and the plugin run directly), API attachments, wgcnictl
-# and traffic measurements on this cluster.
+# and traffic measurements on this cluster; etcd members.
 . "$(dirname "${BASH_SOURCE[0]}")/lib_workload.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/lib_etcd.sh"

@@ -2,12 +2,17 @@
 # `wgcnictl status` on a node without --cluster-manager checks the cluster
 # managers that node manager uses (GetNode's clusterManagers), not the
 # default http://127.0.0.1:8080 (nothing listens there in h1: the cluster
-# manager is on 192.168.79.1). An explicit --cluster-manager still wins, and
-# may list several (comma separated): each is checked.
-. "$(dirname "$0")/../lib.sh"
-. "$(dirname "$0")/cli_lib.sh"
+# manager is on 192.168.77.1, in its own namespace). An explicit
+# --cluster-manager still wins, and may list several (comma separated):
+# each is checked.
+# Two nodes with the token; each node manager also serves its API on
+# 127.0.0.1:5242 in its namespace.
+C_NM_FLAGS=(--listen 127.0.0.1:5242)
+. "$(dirname "$0")/../lib_cluster.sh"
 
-cli_cluster
+c_need_ctl
+c_cluster 2
+t_wait "handshake between the nodes" 30 c_handshaken 1 2
 
 # run_ctl NAME cmd...: stdout/stderr/status into $T_TMP/NAME.{out,err,rc}.
 run_ctl() {
@@ -18,17 +23,17 @@ run_ctl() {
 rc() { cat "$T_TMP/$1.rc"; }
 # On node 1 as an operator would: the node manager's socket, the token, no
 # --cluster-manager (nor WGCNI_CLUSTER_MANAGER).
-on_node() { nq h1 env -u WGCNI_CLUSTER_MANAGER "$CLI_CTL" --node-manager "unix://$(cli_sock 1)" \
-	--token-file "$CLI_TOKEN" "$@"; }
+on_node() { nq h1 env -u WGCNI_CLUSTER_MANAGER "$C_CTL" --node-manager "unix://$(c_sock 1)" \
+	--token-file "$C_TOKEN" "$@"; }
 
-t_eq "GetNode: clusterManagers are the node manager's --cluster-manager" "[\"$CLI_CM_URL\"]" \
-	"$(cli_nm_rpc 1 GetNode '{}' | jq -c .node.clusterManagers)"
+t_eq "GetNode: clusterManagers are the node manager's --cluster-manager" "[\"$C_CM_URL\"]" \
+	"$(c_nm_rpc 1 GetNode '{}' | jq -c .node.clusterManagers)"
 t_fail "nothing answers the default URL in h1" nq h1 curl -sf -m 2 http://127.0.0.1:8080/healthz
 
 run_ctl st on_node status
 t_eq "status without --cluster-manager: exit 0 on a healthy node" 0 "$(rc st)"
 t_ok "cluster manager ok: the node manager's" \
-	grep -Eq "^cluster manager +ok +$CLI_CM_URL healthy" "$T_TMP/st.out"
+	grep -Eq "^cluster manager +ok +$C_CM_URL healthy" "$T_TMP/st.out"
 t_ok "registered ok" grep -Eq "^registered +ok +node \`node1' registered" "$T_TMP/st.out"
 t_eq "nothing on stderr" "" "$(cat "$T_TMP/st.err")"
 
@@ -36,7 +41,7 @@ run_ctl stj on_node -o json status
 t_eq "-o json: ok" true "$(jq .ok "$T_TMP/stj.out")"
 t_eq "-o json: every check ok" "ok ok ok ok ok" \
 	"$(jq -r '[.checks[].state] | join(" ")' "$T_TMP/stj.out")"
-t_eq "-o json: the cluster managers checked" "[{\"url\":\"$CLI_CM_URL\",\"healthy\":true}]" \
+t_eq "-o json: the cluster managers checked" "[{\"url\":\"$C_CM_URL\",\"healthy\":true}]" \
 	"$(jq -c .clusterManagers "$T_TMP/stj.out")"
 
 # An explicit --cluster-manager wins over the node manager's.
@@ -45,14 +50,14 @@ t_eq "--cluster-manager given: exit 1 when it is down" 1 "$(rc stx)"
 t_ok "--cluster-manager given: that one is checked" \
 	grep -Eq "^cluster manager +FAIL +cannot reach the cluster manager at \`http://127.0.0.1:1'" "$T_TMP/stx.out"
 t_ok "--cluster-manager given: registered skipped" grep -Eq "^registered +- " "$T_TMP/stx.out"
-run_ctl stenv nq h1 env WGCNI_CLUSTER_MANAGER=http://127.0.0.1:1 "$CLI_CTL" \
-	--node-manager "unix://$(cli_sock 1)" --token-file "$CLI_TOKEN" status
+run_ctl stenv nq h1 env WGCNI_CLUSTER_MANAGER=http://127.0.0.1:1 "$C_CTL" \
+	--node-manager "unix://$(c_sock 1)" --token-file "$C_TOKEN" status
 t_eq "WGCNI_CLUSTER_MANAGER wins too" 1 "$(rc stenv)"
 
 # A list: each is checked; one healthy is enough (a warning, exit 0).
-run_ctl stl on_node --cluster-manager "http://127.0.0.1:1,$CLI_CM_URL" -o json status
+run_ctl stl on_node --cluster-manager "http://127.0.0.1:1,$C_CM_URL" -o json status
 t_eq "list: exit 0 with one of two healthy" 0 "$(rc stl)"
-t_eq "list: both checked, in order" "http://127.0.0.1:1 false $CLI_CM_URL true" \
+t_eq "list: both checked, in order" "http://127.0.0.1:1 false $C_CM_URL true" \
 	"$(jq -r '[.clusterManagers[] | "\(.url) \(.healthy)"] | join(" ")' "$T_TMP/stl.out")"
 t_eq "list: cluster manager warn" warn "$(jq -r '.checks["cluster manager"].state' "$T_TMP/stl.out")"
 t_ok "list: detail counts 1/2 healthy" \
@@ -61,7 +66,7 @@ t_eq "list: registered checked on the healthy one" ok \
 	"$(jq -r '.checks.registered.state' "$T_TMP/stl.out")"
 
 # Node manager down and no --cluster-manager: only the default is left.
-run_ctl stdown nq h1 env -u WGCNI_CLUSTER_MANAGER "$CLI_CTL" \
+run_ctl stdown nq h1 env -u WGCNI_CLUSTER_MANAGER "$C_CTL" \
 	--node-manager "unix://$T_TMP/none.sock" status
 t_eq "node manager down: exit 1" 1 "$(rc stdown)"
 t_ok "node manager down: the default cluster manager URL is checked" \
@@ -70,5 +75,5 @@ t_ok "node manager down: the default cluster manager URL is checked" \
 # Every run above used the ASan/UBSan build: none may have complained.
 t_fail "no sanitizer reports from wgcnictl" grep -lE 'AddressSanitizer|LeakSanitizer|runtime error' "$T_TMP"/*.err
 
-cli_teardown_check
+c_leak_check
 t_done

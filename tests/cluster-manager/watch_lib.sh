@@ -1,26 +1,30 @@
-# Helpers for the WatchPeers tests (sourced after cm_lib.sh).
+# WatchPeers helpers for the cluster manager tests (sourced after
+# ../lib_cluster.sh, whose cluster manager they call):
 #
-#   cm_watch NODE SINCE [WAIT]  the JSON answer, normalized: revision as a
-#                               number, full as a boolean, peers sorted by
-#                               name, removed sorted
-#   cm_watch_proto NODE SINCE   the same call in application/proto, decoded
-#                               and normalized the same way
-#   cm_peer_set JSON            a normalized answer's peers as {name: peer}
-#   cm_apply SET JSON           SET after the answer (full: replaced)
+#   watch_peers NODE SINCE [WAIT]  the JSON answer, normalized: revision as
+#                                  a number, full as a boolean, peers sorted
+#                                  by name, removed sorted
+#   watch_proto NODE SINCE         the same call in application/proto,
+#                                  decoded and normalized the same way
+#   watch_peer_set JSON            a normalized answer's peers as {name: peer}
+#   watch_apply SET JSON           SET after the answer (full: replaced)
+#   watch_names JSON               the answer's peer names, in order
 
-CM_NORM='{revision: ((.revision // "0") | tonumber), full: (.full // false),
+WATCH_NORM='{revision: ((.revision // "0") | tonumber), full: (.full // false),
 	peers: ([.peers[]? | {name, publicKey, endpoint, allowedIps: (.allowedIps // [])}]
 		| sort_by(.name)),
 	removed: ((.removed // []) | sort)}'
 
-cm_watch() {
+watch_peers() {
 	local body
-	body=$(cm_json WatchPeers "{\"nodeName\":\"$1\",\"sinceRevision\":\"$2\",\"waitSeconds\":${3:-0}}")
-	jq -cS "$CM_NORM" <<<"$body"
+	body=$(c_cm_json WatchPeers "{\"nodeName\":\"$1\",\"sinceRevision\":\"$2\",\"waitSeconds\":${3:-0}}")
+	jq -cS "$WATCH_NORM" <<<"$body"
 }
 
 # A tiny protobuf wire codec: enough for WatchPeersRequest/Response.
-cm_watch_proto() {
+watch_proto() {
+	local auth
+	auth=$(c_auth_h)
 	python3 - "$1" "$2" >"$T_TMP/watch_req.pb" <<'PY'
 import sys
 def varint(n):
@@ -35,11 +39,12 @@ name = sys.argv[1].encode()
 msg = b"\x0a" + varint(len(name)) + name + b"\x10" + varint(int(sys.argv[2]))
 sys.stdout.buffer.write(msg)
 PY
-	nq cm curl -sS -m 10 -o "$T_TMP/watch_resp.pb" -w '%{http_code}' \
-		-H 'Content-Type: application/proto' --data-binary @"$T_TMP/watch_req.pb" \
-		"$CM_URL/$CM_SVC/WatchPeers" >"$T_TMP/watch_proto.code"
+	nq cm curl -sS -m 10 "${C_CURL[@]}" -o "$T_TMP/watch_resp.pb" -w '%{http_code}' \
+		-H 'Content-Type: application/proto' ${auth:+-H "$auth"} \
+		--data-binary @"$T_TMP/watch_req.pb" \
+		"$C_CM_URL/$C_CM_SVC/WatchPeers" >"$T_TMP/watch_proto.code"
 	[ "$(cat "$T_TMP/watch_proto.code")" = 200 ] || return 1
-	python3 - "$T_TMP/watch_resp.pb" <<'PY' | jq -cS "$CM_NORM"
+	python3 - "$T_TMP/watch_resp.pb" <<'PY' | jq -cS "$WATCH_NORM"
 import json, sys
 def fields(buf):
     i = 0
@@ -77,33 +82,12 @@ print(json.dumps(resp))
 PY
 }
 
-cm_peer_set() { jq -cS '[.peers[] | {(.name): .}] | add // {}' <<<"$1"; }
+watch_peer_set() { jq -cS '[.peers[] | {(.name): .}] | add // {}' <<<"$1"; }
 
-cm_apply() {
+watch_apply() {
 	jq -cSn --argjson s "$1" --argjson d "$2" '
 		($d.peers | map({(.name): .}) | add // {}) as $up
 		| if $d.full then $up else ($s | del(.[$d.removed[]])) + $up end'
 }
 
-cm_names() { jq -c '[.peers[].name]' <<<"$1"; }
-
-# cm_parallel METHOD BODIES: one call of METHOD per line (a JSON body) of
-# the file BODIES, 32 at a time over one curl; the HTTP codes, one a line.
-cm_parallel() {
-	python3 - "$CM_URL/$CM_SVC/$1" "$2" >"$T_TMP/parallel.cfg" <<'PY'
-import sys
-url, bodies = sys.argv[1], sys.argv[2]
-first = True
-for body in open(bodies):
-    body = body.rstrip("\n")
-    if not first:
-        print("next")
-    first = False
-    print('url = "%s"' % url)
-    print('header = "Content-Type: application/json"')
-    print('data = "%s"' % body.replace("\\", "\\\\").replace('"', '\\"'))
-    print("output = /dev/null")
-    print('write-out = "%{http_code}\\n"')
-PY
-	nq cm curl -sS --no-progress-meter -Z --parallel-max 32 -m 60 -K "$T_TMP/parallel.cfg"
-}
+watch_names() { jq -c '[.peers[].name]' <<<"$1"; }

@@ -6,7 +6,7 @@
 # and a peer and the route removed by hand, plan exits 2, names both, and
 # changes nothing (the peer is still absent afterwards); started, the node
 # manager restores them and plan exits 0 again.
-. "$(dirname "$0")/lib_cluster.sh"
+. "$(dirname "$0")/../lib_cluster.sh"
 
 c_cluster 2
 t_ok "ADD c1a" c_ctr_add 1 c1a
@@ -42,7 +42,7 @@ t_ok "plan while running sees the drift: exit 2" test "$(plan_out 1)" = 2
 t_ok "running: node peer restored within the repair period" t_wait "node peer back" 15 has_peer "$K2"
 t_ok "running: container peer restored" t_wait "container peer back" 5 has_peer "$KC"
 t_ok "running: cluster route restored" t_wait "route back" 5 has_route
-t_ok "the log says what drift was repaired" grep -q 'drift repaired.*peer add' "$T_TMP/nm1.log"
+t_ok "the log says what drift was repaired" grep -q 'drift repaired.*peer add' "$(c_nm_log 1)"
 t_ok "c1a -> c2a after the repair" c_ping c1a "${C_ADDR[c2a]}"
 
 # --- drift while stopped -----------------------------------------------------

@@ -5,7 +5,7 @@
 # cluster manager and in node 1's container interface; the ping recovers,
 # and what it lost is measured and reported (bounded: under 1 s of loss).
 # A restart keeps the new key (it is in the key file).
-. "$(dirname "$0")/lib_cluster.sh"
+. "$(dirname "$0")/../lib_cluster.sh"
 
 c_cluster 3
 t_ok "ADD c1a" c_ctr_add 1 c1a

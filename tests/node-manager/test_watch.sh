@@ -5,37 +5,31 @@
 # undo); a node that missed revisions (node manager stopped meanwhile)
 # catches up exactly; a cluster manager restart (kill -9) keeps the
 # revision, so the node goes on with deltas.
-. "$(dirname "$0")/../lib.sh"
-. "$(dirname "$0")/nm_lib.sh"
+# Sanitized daemons, no token, node n1.
+C_BUILD=asan C_AUTH=none C_HOSTP=n C_NODEP=n C_NODE_PREFIX=
+. "$(dirname "$0")/../lib_cluster.sh"
 
-nm_need "$NM_BIN" "$CM_BIN"
-nm_underlay
-nm_node_ns n1 1
-nm_cm_start
-IF1=$(nm_if 1)
+c_need
+c_cm_host
+c_node_host 1
+c_cm_start
+IF1=$(c_ifname 1)
 
-svc=wgcni.cluster.v1.ClusterService
 fake() { # fake NAME KEY ENDPOINT: a node that only registers
-	nq cm curl -sf -m 10 -H 'Content-Type: application/json' \
-		-d "{\"nodeName\":\"$1\"}" "$CM_URL/$svc/AllocateSubnet" >/dev/null
-	nq cm curl -sf -m 10 -H 'Content-Type: application/json' \
-		-d "{\"nodeName\":\"$1\",\"publicKey\":\"$2\",\"endpoint\":\"$3\"}" \
-		"$CM_URL/$svc/RegisterKey" >/dev/null
+	c_cm_rpc AllocateSubnet "{\"nodeName\":\"$1\"}" >/dev/null
+	c_cm_rpc RegisterKey "{\"nodeName\":\"$1\",\"publicKey\":\"$2\",\"endpoint\":\"$3\"}" >/dev/null
 }
-delete() {
-	nq cm curl -sf -m 10 -H 'Content-Type: application/json' \
-		-d "{\"nodeName\":\"$1\"}" "$CM_URL/$svc/DeleteNode" >/dev/null
-}
+delete() { c_cm_rpc DeleteNode "{\"nodeName\":\"$1\"}" >/dev/null; }
 has_peer() { wg show "$IF1" peers | grep -qx "$1"; }
 no_peer() { ! wg show "$IF1" peers | grep -qx "$1"; }
 keepalive() { wg show "$IF1" dump | awk -v k="$1" '$1 == k { print $8 }'; }
-syncs() { grep -c "node peers synced.*full=$1" "$T_TMP/nm-n1.log" || true; }
+syncs() { grep -c "node peers synced.*full=$1" "$(c_nm_log n1)" || true; }
 
 kf1=$(wg genkey | wg pubkey); kf2=$(wg genkey | wg pubkey); kf3=$(wg genkey | wg pubkey)
 fake f1 "$kf1" 192.168.77.201:51820
 fake f2 "$kf2" 192.168.77.202:51820
-nm_start n1 1
-nm_wait_ready n1
+c_nm_start n1
+c_nm_wait_healthy n1
 t_ok "n1 has f1 and f2" t_wait "f1, f2 on n1" 20 bash -c \
 	"wg show $IF1 peers | grep -qx '$kf1' && wg show $IF1 peers | grep -qx '$kf2'"
 t_eq "one full answer at start" 1 "$(syncs true)"
@@ -60,8 +54,8 @@ t_eq "exactly f1 and f2's new key on n1" "$(printf '%s\n' "$kf1" "$kf2b" | sort)
 	"$(wg show "$IF1" peers | sort)"
 
 # The cluster manager restarts (kill -9): the revision survives, deltas go on.
-t_stop_pid "$T_PID_cm" KILL
-nm_cm_start
+c_cm_stop KILL
+c_cm_start
 kf4=$(wg genkey | wg pubkey)
 fake f4 "$kf4" 192.168.77.204:51820
 t_ok "after a cluster manager restart: f4 arrives" t_wait "f4 on n1" 40 has_peer "$kf4"
@@ -70,17 +64,17 @@ t_eq "after a cluster manager restart: f1's mark stays" 7 "$(keepalive "$kf1")"
 
 # n1 stops and misses revisions; on start (full, diffed against the
 # interface) it holds exactly the current set.
-pid=$(nm_pid n1); kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+pid=$(c_nm_pid n1); kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
 delete f4
 kf1b=$(wg genkey | wg pubkey)
 fake f1 "$kf1b" 192.168.77.211:51820
 kf5=$(wg genkey | wg pubkey)
 fake f5 "$kf5" 192.168.77.205:51820
-nm_start n1 1
-nm_wait_ready n1
+c_nm_start n1
+c_nm_wait_healthy n1
 want=$(printf '%s\n' "$kf1b" "$kf2b" "$kf5" | sort)
 t_ok "a node that missed revisions catches up exactly" t_wait_eq "n1 caught up" 20 "$want" \
 	bash -c "wg show $IF1 peers | sort"
 
-t_stop_pid "$(nm_pid n1)"
+c_leak_check
 t_done

@@ -1,0 +1,169 @@
+# etcd for the test cluster harness: members of a real etcd (Debian's
+# etcd-server) for the etcd client's tests and for a cluster manager on the
+# etcd datastore (C_DATASTORE=etcd). Sourced by lib_cluster.sh, never on its
+# own.
+#
+#   c_etcd_need              etcd and etcdctl installed, or exit 77 (skipped)
+#   c_etcd_start N [FLAGS]   a new etcd cluster of N members, numbered on from
+#                            any started before; member I serves clients on
+#                            port C_ETCD_PORT + 10000 * (I - 1) (2379, 12379,
+#                            ...), peers on the next port; FLAGS go to every
+#                            member. Waits (C_ETCD_START_TIMEOUT, 60 s) until
+#                            all N are healthy. Its client URLs, comma
+#                            separated, are then in C_ETCD_ENDPOINTS.
+#                            C_ETCD_TLS=1: clients need TLS and a client
+#                            certificate ($C_ETCD_CA, $C_ETCD_CERT, $C_ETCD_KEY,
+#                            made once by c_etcd_pki)
+#   c_etcd_url I, c_etcd_pid I   member I's client URL, its PID
+#   c_etcd_kill I [SIG]      signal member I (KILL), wait until it is gone
+#                            (bounded) and reap it
+#   c_etcd_down I            member I's process is gone (or a zombie not yet
+#                            reaped, e.g. killed by a test program)
+#   c_etcdctl ARGS           etcdctl v3 on C_ETCD_ENDPOINTS (TLS as started)
+#   c_etcd_stop              stop every member (TERM, then KILL), reap and
+#                            assert each is gone; c_leak_check calls it
+#
+# Where: namespace $C_ETCD_NS (etcd). If that namespace exists already
+# (e.g. C_ETCD_NS=cm, beside a cluster manager on 127.0.0.1), on its
+# loopback; else, if there is an underlay, as host $C_ETCD_NS on it at
+# $C_UL.$C_ETCD_OCTET (3); else a namespace of its own, on loopback. The
+# address is in C_ETCD_ADDR. Data directories under $T_TMP/etcd, logs
+# $C_LOGDIR/etcdI.log; members are started by c_spawn, so lib.sh's cleanup
+# stops them by PID whatever happens.
+
+C_ETCD_NS=${C_ETCD_NS:-}
+C_ETCD_OCTET=${C_ETCD_OCTET:-3}
+C_ETCD_PORT=${C_ETCD_PORT:-2379}
+C_ETCD_TLS=${C_ETCD_TLS:-0}
+C_ETCD_ENDPOINTS=${C_ETCD_ENDPOINTS:-}
+C_ETCD_ADDR=
+C_ETCD_PKI=$T_TMP/etcd-pki
+C_ETCD_CA=$C_ETCD_PKI/ca.pem
+C_ETCD_CERT=$C_ETCD_PKI/client.pem
+C_ETCD_KEY=$C_ETCD_PKI/client.key
+C_ETCD_MEMBERS=()          # the member indexes c_etcd_stop has to stop
+C_ETCD_COUNT=0             # members ever started (indexes are never reused)
+declare -A C_ETCD_SCHEME   # member index -> http or https
+
+c_etcd_need() {
+	if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null; then
+		echo "# etcd-server / etcd-client not installed: skipped"
+		exit 77
+	fi
+}
+
+c_etcd_port() { echo $((C_ETCD_PORT + 10000 * ($1 - 1))); }
+c_etcd_url() { echo "${C_ETCD_SCHEME[$1]:-http}://$C_ETCD_ADDR:$(c_etcd_port "$1")"; }
+c_etcd_peer_url() { echo "http://$C_ETCD_ADDR:$(( $(c_etcd_port "$1") + 1 ))"; }
+c_etcd_pid() { local v=T_PID_etcd$1; echo "${!v:-}"; }
+
+c_etcd_place() {
+	[ -z "$C_ETCD_ADDR" ] || return 0
+	C_ETCD_NS=${C_ETCD_NS:-etcd}
+	if c_has_ns "$C_ETCD_NS"; then
+		C_ETCD_ADDR=127.0.0.1
+	elif c_has_ns ul; then
+		c_host_add "$C_ETCD_NS" "$C_ETCD_OCTET"
+		C_ETCD_ADDR=$C_UL.$C_ETCD_OCTET
+	else
+		t_netns_add "$C_ETCD_NS"
+		C_ETCD_ADDR=127.0.0.1
+	fi
+	mkdir -p "$T_TMP/etcd"
+}
+
+# c_etcd_pki: a CA, a server certificate for C_ETCD_ADDR and a client
+# certificate, each good for both ends.
+c_etcd_pki() {
+	local who
+	[ ! -s "$C_ETCD_CA" ] || return 0
+	command -v openssl >/dev/null || { t_log "openssl not installed (needed for etcd TLS)"; return 1; }
+	mkdir -p "$C_ETCD_PKI"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+		-subj /CN=wgcni-test-ca -keyout "$C_ETCD_PKI/ca.key" -out "$C_ETCD_CA" >/dev/null 2>&1 || return 1
+	for who in server client; do
+		openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$who" \
+			-keyout "$C_ETCD_PKI/$who.key" -out "$C_ETCD_PKI/$who.csr" >/dev/null 2>&1 || return 1
+		printf 'subjectAltName=IP:%s\nextendedKeyUsage=serverAuth,clientAuth\n' "$C_ETCD_ADDR" \
+			>"$C_ETCD_PKI/$who.ext"
+		openssl x509 -req -in "$C_ETCD_PKI/$who.csr" -CA "$C_ETCD_CA" -CAkey "$C_ETCD_PKI/ca.key" \
+			-CAcreateserial -days 1 -extfile "$C_ETCD_PKI/$who.ext" -out "$C_ETCD_PKI/$who.pem" \
+			>/dev/null 2>&1 || return 1
+	done
+}
+
+c_etcd_tls_args() {
+	[ "$C_ETCD_TLS" != 1 ] || echo --cacert "$C_ETCD_CA" --cert "$C_ETCD_CERT" --key "$C_ETCD_KEY"
+}
+c_etcdctl() {
+	# shellcheck disable=SC2046 # the TLS arguments are words (paths without spaces)
+	ETCDCTL_API=3 nq "$C_ETCD_NS" etcdctl --endpoints "$C_ETCD_ENDPOINTS" $(c_etcd_tls_args) "$@"
+}
+c_etcd_healthy() { c_etcdctl --command-timeout=2s endpoint health; }
+
+c_etcd_start() {
+	local n=$1 first i cluster="" eps="" tls=(); shift
+	first=$((C_ETCD_COUNT + 1))
+	[ "$n" -ge 1 ] && [ $((first + n - 1)) -le 6 ] ||
+		{ t_log "c_etcd_start $n: 1 to 6 members in all (ports up to 62380)"; return 1; }
+	c_etcd_place
+	if [ "$C_ETCD_TLS" = 1 ]; then
+		c_etcd_pki || { t_log "cannot make the etcd certificates"; return 1; }
+		tls=(--cert-file "$C_ETCD_PKI/server.pem" --key-file "$C_ETCD_PKI/server.key"
+			--client-cert-auth --trusted-ca-file "$C_ETCD_CA")
+	fi
+	for i in $(seq "$first" $((first + n - 1))); do
+		C_ETCD_SCHEME[$i]=$([ "$C_ETCD_TLS" = 1 ] && echo https || echo http)
+		cluster=${cluster:+$cluster,}m$i=$(c_etcd_peer_url "$i")
+		eps=${eps:+$eps,}$(c_etcd_url "$i")
+	done
+	for i in $(seq "$first" $((first + n - 1))); do
+		c_spawn "etcd$i" "$C_LOGDIR/etcd$i.log" ip netns exec "$(t_ns "$C_ETCD_NS")" etcd --name "m$i" \
+			--data-dir "$T_TMP/etcd/m$i" \
+			--listen-client-urls "$(c_etcd_url "$i")" --advertise-client-urls "$(c_etcd_url "$i")" \
+			--listen-peer-urls "$(c_etcd_peer_url "$i")" \
+			--initial-advertise-peer-urls "$(c_etcd_peer_url "$i")" \
+			--initial-cluster "$cluster" --initial-cluster-state new \
+			--initial-cluster-token "$T_ID-m$first" "${tls[@]}" "$@"
+		C_ETCD_MEMBERS+=("$i")
+		C_ETCD_COUNT=$i
+	done
+	C_ETCD_ENDPOINTS=$eps
+	if ! t_wait "$n etcd members healthy" "${C_ETCD_START_TIMEOUT:-60}" c_etcd_healthy; then
+		for i in $(seq "$first" $((first + n - 1))); do
+			t_log "etcd member m$i log:"; tail -n 20 "$C_LOGDIR/etcd$i.log" >&2
+		done
+		return 1
+	fi
+}
+
+c_pid_gone() {
+	kill -0 "$1" 2>/dev/null || return 0
+	case $(ps -o stat= -p "$1" 2>/dev/null) in Z*) return 0 ;; esac
+	return 1
+}
+c_etcd_down() { c_pid_gone "$(c_etcd_pid "$1")"; }
+
+# Call these two from the main shell: a $(subshell) cannot reap our children.
+c_etcd_kill() {
+	local pid; pid=$(c_etcd_pid "$1")
+	kill "-${2:-KILL}" "$pid" 2>/dev/null || true
+	t_wait "etcd member m$1 gone" 10 c_pid_gone "$pid" || kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+
+c_etcd_stop() {
+	local i pid
+	for i in "${C_ETCD_MEMBERS[@]}"; do
+		pid=$(c_etcd_pid "$i")
+		c_pid_gone "$pid" || kill -TERM "$pid" 2>/dev/null || true
+	done
+	for i in "${C_ETCD_MEMBERS[@]}"; do
+		pid=$(c_etcd_pid "$i")
+		t_wait "etcd member m$i stopped" 10 c_pid_gone "$pid" || kill -KILL "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+		t_fail "etcd member m$i stopped" kill -0 "$pid" 2>/dev/null
+	done
+	C_ETCD_MEMBERS=()
+	C_ETCD_ENDPOINTS=
+}
