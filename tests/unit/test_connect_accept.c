@@ -5,7 +5,8 @@
  * opens all must be answered within a bound of turns and of time. MHD
  * 0.9.75 left to accept by itself takes at most 10 a turn (50 turns here;
  * the bound is 10).
- * The same for a unix socket listener.
+ * The same for a unix socket listener. And at the connection limit the
+ * connections over it wait in the backlog, none is dropped.
  */
 #include <errno.h>
 #include <poll.h>
@@ -22,6 +23,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <time.h>
@@ -74,7 +76,7 @@ static int setup(void **state)
 {
 	const struct connect_server_config cfg = { .after_run = after_run };
 
-	log_init("test_connect_accept", getenv("TEST_DEBUG") ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR);
+	srv_stop = 0;
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_connect_accept.XXXXXX");
 	if (!mkdtemp(tmpdir))
 		return -1;
@@ -96,6 +98,7 @@ static int teardown(void **state)
 		connect_server_wake(srv);
 		pthread_join(srv_thread, NULL);
 		connect_server_free(srv);
+		srv = NULL;
 	}
 	rmdir(tmpdir);
 	return srv_ret;
@@ -193,6 +196,133 @@ static void burst(bool tcp, int n)
 	assert_true(used <= MAX_TURNS);
 }
 
+/*
+ * The connection limit holds: a server in a child process whose descriptor
+ * limit makes its connection limit 1036 gets 1036 idle connections, then 50
+ * more with a request each (Connection: close), then the first ones'
+ * requests. Those over the limit wait in the backlog and are served as the
+ * first ones close; none is dropped (MHD_add_connection over the limit
+ * would close them unanswered).
+ */
+enum { LIMIT_FDS = 1100, LIMIT_CONNS = LIMIT_FDS - 64, N_OVER = LIMIT_CONNS + 50 };
+
+static volatile sig_atomic_t child_stop;
+
+static void on_term(int sig)
+{
+	child_stop = 1;
+}
+
+static int limit_child(int wfd)
+{
+	struct rlimit rl = { LIMIT_FDS, LIMIT_FDS };
+	struct connect_server *s;
+	uint16_t port;
+
+	signal(SIGTERM, on_term);
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return 2;
+	s = connect_server_new(&(struct connect_server_config){ 0 });
+	if (!s || connect_server_listen_tcp(s, "127.0.0.1:0") < 0)
+		return 3;
+	port = connect_server_port(s, 0);
+	if (write(wfd, &port, sizeof(port)) != sizeof(port))
+		return 4;
+	close(wfd);
+	connect_server_run(s, &child_stop);
+	connect_server_free(s);
+	return 0;
+}
+
+static void test_limit_backlog(void **state)
+{
+	static const char req[] = "GET /healthz HTTP/1.1\r\nHost: test\r\n"
+				  "Connection: close\r\n\r\n";
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	static struct pollfd pfd[N_OVER];
+	static char got[N_OVER][16];
+	static size_t got_len[N_OVER];
+	int fds[2], status = -1, open_ = 0, ok = 0;
+	struct rlimit rl;
+	uint16_t port = 0;
+	uint64_t start;
+	pid_t pid;
+
+	getrlimit(RLIMIT_NOFILE, &rl);
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < N_OVER + 64)
+		skip();
+	rl.rlim_cur = rl.rlim_max;
+	setrlimit(RLIMIT_NOFILE, &rl);
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(fds[0]);
+		_exit(limit_child(fds[1]));
+	}
+	close(fds[1]);
+	assert_int_equal(read(fds[0], &port, sizeof(port)), (ssize_t)sizeof(port));
+	close(fds[0]);
+	sin.sin_port = htons(port);
+	inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+
+	/* The first LIMIT_CONNS idle (they fill the server), the rest with
+	 * their request at once; then the first ones' requests. */
+	for (int i = 0; i < N_OVER; i++) {
+		pfd[i].fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		assert_true(pfd[i].fd >= 0);
+		assert_int_equal(connect(pfd[i].fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+		if (i >= LIMIT_CONNS)
+			assert_int_equal(write(pfd[i].fd, req, sizeof(req) - 1),
+					 (ssize_t)sizeof(req) - 1);
+		pfd[i].events = POLLIN;
+		got_len[i] = 0;
+		open_++;
+	}
+	for (int i = 0; i < LIMIT_CONNS; i++)
+		assert_int_equal(write(pfd[i].fd, req, sizeof(req) - 1), (ssize_t)sizeof(req) - 1);
+	start = now_ms();
+	while (open_ && now_ms() - start < BOUND_MS) {
+		if (poll(pfd, N_OVER, 100) <= 0)
+			continue;
+		for (int i = 0; i < N_OVER; i++) {
+			char buf[512];
+			ssize_t r;
+
+			if (pfd[i].fd < 0 || !(pfd[i].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			r = read(pfd[i].fd, buf, sizeof(buf));
+			if (r > 0) {
+				size_t take = (size_t)r;
+
+				if (take > sizeof(got[i]) - got_len[i])
+					take = sizeof(got[i]) - got_len[i];
+				memcpy(got[i] + got_len[i], buf, take);
+				got_len[i] += take;
+				continue;
+			}
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (got_len[i] >= 12 && !memcmp(got[i], "HTTP/1.1 200", 12))
+				ok++;
+			close(pfd[i].fd);
+			pfd[i].fd = -1;
+			open_--;
+		}
+	}
+	for (int i = 0; i < N_OVER; i++)
+		if (pfd[i].fd >= 0)
+			close(pfd[i].fd);
+	kill(pid, SIGTERM);
+	waitpid(pid, &status, 0);
+	print_message("limit: %d of %d answered, %llu ms\n", ok, N_OVER,
+		      (unsigned long long)(now_ms() - start));
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(open_, 0);
+	assert_int_equal(ok, N_OVER);
+}
+
 static void test_burst_tcp(void **state)
 {
 	burst(true, N_BURST);
@@ -205,10 +335,13 @@ static void test_burst_unix(void **state)
 
 int main(void)
 {
+	/* The fork comes first, before the server thread of the others. */
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_burst_tcp),
-		cmocka_unit_test(test_burst_unix),
+		cmocka_unit_test(test_limit_backlog),
+		cmocka_unit_test_setup_teardown(test_burst_tcp, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_burst_unix, setup, teardown),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	log_init("test_connect_accept", getenv("TEST_DEBUG") ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR);
+	return cmocka_run_group_tests(tests, NULL, NULL);
 }
