@@ -68,18 +68,16 @@ void connect_listen_accept(struct connect_server *srv, size_t i)
 		}
 		fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-			    errno == ENOMEM) {
-				log_warn("cannot accept connections, pausing", "connections=%u",
-					 have);
-				l->rearm_ms = (uint64_t)sys_now_ms() + CONNECT_ACCEPT_PAUSE_MS;
-				connect_listen_arm(srv, i, false);
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				return;
-			}
 			if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
 				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				log_warn("accept failed", "tcp=%s", l->tcp ? "yes" : "no");
+			/* EMFILE, ENOBUFS and the like: the socket stays readable,
+			 * so pause rather than spin (and log) every turn. */
+			log_warn("cannot accept connections, pausing", "connections=%u pause_ms=%u",
+				 have, CONNECT_ACCEPT_PAUSE_MS);
+			l->rearm_ms = (uint64_t)sys_now_ms() + CONNECT_ACCEPT_PAUSE_MS;
+			connect_listen_arm(srv, i, false);
 			return;
 		}
 		/* MHD closes the socket when it cannot take it, and says why. */

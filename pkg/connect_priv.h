@@ -46,7 +46,7 @@
 #define CONNECT_CONN_MEMORY (8 * 1024)
 /* Connections accepted per listener and loop turn; the rest next turn. */
 #define CONNECT_ACCEPT_BATCH 1000U
-/* After accept failed for want of descriptors or memory: retry after this. */
+/* After accept failed (no descriptors, no memory): retry after this. */
 #define CONNECT_ACCEPT_PAUSE_MS 100U
 /* epoll data of our set: 0 the wake eventfd, i + 1 listener i's MHD epoll fd,
  * CONNECT_EV_LISTEN | i listener i's listening socket. */
