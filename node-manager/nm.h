@@ -159,8 +159,18 @@ void nm_state_close(struct nm *nm);
 int nm_state_set_subnets(struct nm *nm, const struct ipnet *subnets, size_t n,
 			 const struct ipnet *cidrs, size_t n_cidrs);
 int nm_state_set_cidrs(struct nm *nm, const struct ipnet *cidrs, size_t n);
-/* Replace the stored node peers with peers (ownership taken; sorted by key). */
+/* state_peers.c: the stored node peers, written as differences only. */
+/* nm->peers from the opened database (called by nm_state_open). */
+int nm_state_load_peers(struct nm *nm);
+/* Replace the stored node peers with peers (ownership taken; sorted by key,
+ * one per key). One transaction that writes only the rows that differ. */
 int nm_state_replace_peers(struct nm *nm, struct nm_peer *peers, size_t n);
+/* Insert or update the peers upsert (ownership taken) and delete the peers
+ * of the n_removed keys removed (a key also upserted is kept), in one
+ * transaction that writes only those rows: O(changes), not O(peers). On
+ * error nothing changed. */
+int nm_state_change_peers(struct nm *nm, struct nm_peer *upsert, size_t n_upsert,
+			  const uint8_t (*removed)[WG_KEY_LEN], size_t n_removed);
 const struct nm_peer *nm_state_find_peer(const struct nm *nm,
 					 const uint8_t key[static WG_KEY_LEN]);
 /* peers (sorted by key) equal the stored ones. */

@@ -93,60 +93,6 @@ static const char *nm_col(sqlite3_stmt *st, int i)
 	return s ? (const char *)s : "";
 }
 
-void nm_peers_free(struct nm_peer *peers, size_t n)
-{
-	if (!peers)
-		return;
-	for (size_t i = 0; i < n; i++) {
-		free(peers[i].name);
-		free(peers[i].allowed);
-	}
-	free(peers);
-}
-
-static int nm_peer_cmp(const void *a, const void *b)
-{
-	return memcmp(((const struct nm_peer *)a)->public_key,
-		      ((const struct nm_peer *)b)->public_key, WG_KEY_LEN);
-}
-
-/* Node peers are kept sorted by key: a sync round and a metrics scrape look
- * every interface peer up, and a cluster may have thousands of nodes. */
-void nm_peers_sort(struct nm_peer *peers, size_t n)
-{
-	if (n > 1)
-		qsort(peers, n, sizeof(*peers), nm_peer_cmp);
-}
-
-const struct nm_peer *nm_state_find_peer(const struct nm *nm,
-					 const uint8_t key[static WG_KEY_LEN])
-{
-	struct nm_peer probe;
-
-	if (!nm->n_peers)
-		return NULL;
-	memcpy(probe.public_key, key, WG_KEY_LEN);
-	return bsearch(&probe, nm->peers, nm->n_peers, sizeof(*nm->peers), nm_peer_cmp);
-}
-
-bool nm_state_peers_same(const struct nm *nm, const struct nm_peer *peers, size_t n)
-{
-	if (n != nm->n_peers)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		const struct nm_peer *a = &peers[i], *b = &nm->peers[i];
-
-		if (memcmp(a->public_key, b->public_key, WG_KEY_LEN) || strcmp(a->name, b->name) ||
-		    strcmp(a->endpoint, b->endpoint) || a->n_allowed != b->n_allowed)
-			return false;
-		for (size_t j = 0; j < a->n_allowed; j++)
-			if (a->allowed[j].prefixlen != b->allowed[j].prefixlen ||
-			    !ipaddr_equal(&a->allowed[j].addr, &b->allowed[j].addr))
-				return false;
-	}
-	return true;
-}
-
 static void nm_pools_free(struct nm *nm)
 {
 	for (size_t i = 0; i < NM_MAX_FAMILIES; i++) {
@@ -221,97 +167,6 @@ static int nm_load_nets(sqlite3 *db, const char *sql, struct ipnet *out, size_t 
 	}
 	ret = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_errno(rc);
 out:
-	sqlite3_finalize(st);
-	return ret;
-}
-
-/* "a,b,c" -> nets. */
-static int nm_parse_net_list(const char *s, struct ipnet **out, size_t *n)
-{
-	char *copy, *tok, *save = NULL;
-	struct ipnet *nets = NULL, *tmp;
-	int ret = 0;
-
-	*out = NULL;
-	*n = 0;
-	copy = strdup(s);
-	if (!copy)
-		return -ENOMEM;
-	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		tmp = reallocarray(nets, *n + 1, sizeof(*nets));
-		if (!tmp) {
-			ret = -ENOMEM;
-			goto err_free;
-		}
-		nets = tmp;
-		ret = ipnet_parse(tok, &nets[*n], false);
-		if (ret < 0)
-			goto err_free;
-		ipnet_mask(&nets[*n]);
-		(*n)++;
-	}
-	free(copy);
-	*out = nets;
-	return 0;
-
-err_free:
-	free(nets);
-	free(copy);
-	*n = 0;
-	return ret;
-}
-
-static int nm_load_peers(struct nm *nm)
-{
-	sqlite3_stmt *st = NULL;
-	struct nm_peer *peers = NULL, *tmp;
-	size_t n = 0;
-	int rc, ret;
-
-	ret = nm_stmt(nm->db, &st,
-		      "SELECT public_key, name, endpoint, allowed_ips FROM node_peers"
-		      " ORDER BY name", (const char *)NULL);
-	if (ret < 0)
-		return ret;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct nm_peer *p;
-
-		tmp = reallocarray(peers, n + 1, sizeof(*peers));
-		if (!tmp) {
-			ret = -ENOMEM;
-			goto err_free_peers;
-		}
-		peers = tmp;
-		p = &peers[n];
-		memset(p, 0, sizeof(*p));
-		n++;
-		if (key_from_base64(p->public_key, nm_col(st, 0), NULL, 0) < 0) {
-			ret = -EINVAL;
-			goto err_free_peers;
-		}
-		p->name = strdup(nm_col(st, 1));
-		if (!p->name) {
-			ret = -ENOMEM;
-			goto err_free_peers;
-		}
-		snprintf(p->endpoint, sizeof(p->endpoint), "%s", nm_col(st, 2));
-		ret = nm_parse_net_list(nm_col(st, 3), &p->allowed, &p->n_allowed);
-		if (ret < 0)
-			goto err_free_peers;
-	}
-	if (rc != SQLITE_DONE) {
-		ret = db_errno(rc);
-		goto err_free_peers;
-	}
-	sqlite3_finalize(st);
-	nm_peers_sort(peers, n);
-	nm_peers_free(nm->peers, nm->n_peers);
-	nm->peers = peers;
-	nm->n_peers = n;
-	return 0;
-
-err_free_peers:
-	nm_peers_free(peers, n);
 	sqlite3_finalize(st);
 	return ret;
 }
@@ -412,7 +267,7 @@ static int nm_state_load(struct nm *nm, const char *path, char *err, size_t errl
 	ret = nm_pools_build(nm);
 	if (ret < 0)
 		goto err_close;
-	ret = nm_load_peers(nm);
+	ret = nm_state_load_peers(nm);
 	if (ret < 0)
 		goto err_close;
 	ret = nm_load_allocs(nm);
@@ -581,55 +436,6 @@ int nm_state_set_cidrs(struct nm *nm, const struct ipnet *cidrs, size_t n)
 
 err_rollback:
 	db_rollback(nm->db);
-	return ret;
-}
-
-int nm_state_replace_peers(struct nm *nm, struct nm_peer *peers, size_t n)
-{
-	char key[WG_KEY_B64_LEN + 1], buf[IPNET_STRLEN];
-	char *list = NULL;
-	int ret;
-
-	nm_peers_sort(peers, n);
-	ret = db_begin(nm->db);
-	if (ret < 0)
-		goto err_free;
-	ret = nm_exec(nm->db, "DELETE FROM node_peers", (const char *)NULL);
-	if (ret < 0)
-		goto err_rollback;
-	for (size_t i = 0; i < n; i++) {
-		size_t len = 0, cap = peers[i].n_allowed * (IPNET_STRLEN + 1) + 1;
-
-		list = calloc(1, cap);
-		if (!list) {
-			ret = -ENOMEM;
-			goto err_rollback;
-		}
-		for (size_t j = 0; j < peers[i].n_allowed; j++)
-			len += (size_t)snprintf(list + len, cap - len, "%s%s", j ? "," : "",
-						ipnet_format(&peers[i].allowed[j], buf));
-		key_to_base64(key, peers[i].public_key);
-		ret = nm_exec(nm->db,
-			      "INSERT OR REPLACE INTO node_peers(public_key, name, endpoint,"
-			      " allowed_ips) VALUES(?, ?, ?, ?)",
-			      key, peers[i].name, peers[i].endpoint, list, (const char *)NULL);
-		free(list);
-		list = NULL;
-		if (ret < 0)
-			goto err_rollback;
-	}
-	ret = db_commit(nm->db);
-	if (ret < 0)
-		goto err_rollback;
-	nm_peers_free(nm->peers, nm->n_peers);
-	nm->peers = peers;
-	nm->n_peers = n;
-	return 0;
-
-err_rollback:
-	db_rollback(nm->db);
-err_free:
-	nm_peers_free(peers, n);
 	return ret;
 }
 

@@ -241,32 +241,6 @@ static void nm_sync_error(struct nm *nm)
 	pthread_mutex_unlock(&nm->lock);
 }
 
-static int nm_name_cmp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* names sorted by nm_name_cmp. */
-static bool nm_name_in(char *const *names, size_t n, const char *name)
-{
-	return n && bsearch(&name, names, n, sizeof(*names), nm_name_cmp);
-}
-
-static int nm_peer_copy(struct nm_peer *dst, const struct nm_peer *src)
-{
-	*dst = *src;
-	dst->name = strdup(src->name);
-	dst->allowed = calloc(src->n_allowed + 1, sizeof(*dst->allowed));
-	if (!dst->name || !dst->allowed) {
-		free(dst->name);
-		free(dst->allowed);
-		memset(dst, 0, sizeof(*dst));
-		return -ENOMEM;
-	}
-	memcpy(dst->allowed, src->allowed, src->n_allowed * sizeof(*src->allowed));
-	return 0;
-}
-
 /* The stored peer named name, or NULL (names sorted, pointing at peers). */
 static const struct nm_peer *nm_by_name(const struct nm_peer *const *by_name, size_t n,
 					const char *name)
@@ -343,31 +317,33 @@ static void nm_delta_remove(struct wg_device *d, const uint8_t *key)
 
 /*
  * A delta: the changed peers (ownership taken) and removed names onto the
- * interface as exactly those changes, then the stored list becomes the old
- * one with them applied. Called with nm->lock held.
+ * interface as exactly those changes, then into the stored list as exactly
+ * those rows (nm_state_change_peers). The interface goes first: a kill in
+ * between leaves the old list stored, which the restart puts back and the
+ * first (full) answer then corrects. Called with nm->lock held.
  */
 static int nm_apply_delta(struct nm *nm, struct nm_peer *changed, size_t n_changed,
 			  char **removed, size_t n_removed, size_t *n_set)
 {
 	const struct nm_peer **by = NULL;
 	struct wg_device d = { 0 };
-	struct nm_peer *merged = NULL;
-	char **names = NULL;
-	size_t n = 0;
+	uint8_t (*gone)[WG_KEY_LEN] = NULL;
+	size_t n_gone = 0;
 	int ret = -ENOMEM;
 
 	by = nm_peers_by_name(nm);
-	names = calloc(n_changed + n_removed + 1, sizeof(*names));
-	merged = calloc(nm->n_peers + n_changed + 1, sizeof(*merged));
+	gone = calloc(n_changed + n_removed + 1, sizeof(*gone));
 	d.peers = calloc(n_removed + 2 * n_changed + 1, sizeof(*d.peers));
-	if (!by || !names || !merged || !d.peers)
+	if (!by || !gone || !d.peers)
 		goto out;
 	snprintf(d.name, sizeof(d.name), "%s", nm->cfg.ifname);
 	for (size_t i = 0; i < n_removed; i++) {
 		const struct nm_peer *old = nm_by_name(by, nm->n_peers, removed[i]);
 
-		names[i] = removed[i];
-		if (old && memcmp(old->public_key, nm->public_key, WG_KEY_LEN) &&
+		if (!old)
+			continue;
+		memcpy(gone[n_gone++], old->public_key, WG_KEY_LEN);
+		if (memcmp(old->public_key, nm->public_key, WG_KEY_LEN) &&
 		    !nm_state_find_key(nm, old->public_key))
 			nm_delta_remove(&d, old->public_key);
 	}
@@ -375,12 +351,13 @@ static int nm_apply_delta(struct nm *nm, struct nm_peer *changed, size_t n_chang
 		const struct nm_peer *p = &changed[i];
 		const struct nm_peer *old = nm_by_name(by, nm->n_peers, p->name);
 
-		names[n_removed + i] = p->name;
 		/* A new key for the node: its old peer goes. */
-		if (old && memcmp(old->public_key, p->public_key, WG_KEY_LEN) &&
-		    memcmp(old->public_key, nm->public_key, WG_KEY_LEN) &&
-		    !nm_state_find_key(nm, old->public_key))
-			nm_delta_remove(&d, old->public_key);
+		if (old && memcmp(old->public_key, p->public_key, WG_KEY_LEN)) {
+			memcpy(gone[n_gone++], old->public_key, WG_KEY_LEN);
+			if (memcmp(old->public_key, nm->public_key, WG_KEY_LEN) &&
+			    !nm_state_find_key(nm, old->public_key))
+				nm_delta_remove(&d, old->public_key);
+		}
 		if (!memcmp(p->public_key, nm->public_key, WG_KEY_LEN))
 			continue; /* ourselves */
 		if (nm_state_find_key(nm, p->public_key)) {
@@ -392,18 +369,6 @@ static int nm_apply_delta(struct nm *nm, struct nm_peer *changed, size_t n_chang
 		if (ret < 0)
 			goto out;
 	}
-	if (n_changed + n_removed > 1)
-		qsort(names, n_changed + n_removed, sizeof(*names), nm_name_cmp);
-	/* The stored list: the old peers not named in the delta, then the
-	 * changed ones. */
-	for (size_t i = 0; i < nm->n_peers; i++) {
-		if (nm_name_in(names, n_changed + n_removed, nm->peers[i].name))
-			continue;
-		ret = nm_peer_copy(&merged[n], &nm->peers[i]);
-		if (ret < 0)
-			goto out;
-		n++;
-	}
 	ret = 0;
 	if (d.n_peers) {
 		ret = wg_set(&d);
@@ -414,18 +379,16 @@ static int nm_apply_delta(struct nm *nm, struct nm_peer *changed, size_t n_chang
 		}
 	}
 	*n_set = d.n_peers;
-	memcpy(merged + n, changed, n_changed * sizeof(*changed));
-	memset(changed, 0, n_changed * sizeof(*changed));
-	n += n_changed;
-	ret = nm_state_replace_peers(nm, merged, n); /* takes merged */
-	merged = NULL;
-	n = 0;
+	ret = nm_state_change_peers(nm, changed, n_changed,
+				    (const uint8_t (*)[WG_KEY_LEN])gone, n_gone); /* takes changed */
+	changed = NULL;
+	n_changed = 0;
 out:
-	nm_peers_free(merged, n);
+	nm_peers_free(changed, n_changed);
 	for (size_t i = 0; i < d.n_peers; i++)
 		wg_peer_clear(&d.peers[i]);
 	free(d.peers);
-	free(names);
+	free(gone);
 	free(by);
 	return ret;
 }
@@ -496,8 +459,8 @@ static int nm_sync_round(struct nm *nm, struct rpc_client *rpc, uint64_t *revisi
 		else
 			nm_peers_free(peers, n);
 	} else if (ret == 0) {
-		ret = nm_apply_delta(nm, peers, n, r->removed, r->n_removed, &changed);
-		nm_peers_free(peers, n); /* emptied by nm_apply_delta */
+		ret = nm_apply_delta(nm, peers, n, r->removed, r->n_removed,
+				     &changed); /* takes peers */
 	} else {
 		nm_peers_free(peers, n);
 	}

@@ -16,8 +16,10 @@
 #include <unistd.h>
 
 /*
- * Listeners: a bound, listening socket (TCP, TCP with TLS, or unix) handed
- * to an MHD daemon of its own, whose epoll fd the server's loop watches.
+ * Listeners: a bound, listening socket (TCP, TCP with TLS, or unix) and an
+ * MHD daemon of its own without a listening socket: the server's loop
+ * watches both the socket and the daemon's epoll fd, accepts in batches and
+ * hands each connection to the daemon (see connect_priv.h for why).
  */
 
 static void connect_free_pem(char *cert, char *key)
@@ -28,7 +30,83 @@ static void connect_free_pem(char *cert, char *key)
 	free(cert);
 }
 
-/* Hands a bound, listening socket to a new MHD daemon (takes fd, and cert
+static int connect_listen_arm(struct connect_server *srv, size_t i, bool on)
+{
+	struct connect_listener *l = &srv->listeners[i];
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = CONNECT_EV_LISTEN | i };
+
+	if (l->armed == on)
+		return 0;
+	if (epoll_ctl(srv->epfd, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, l->fd, &ev) < 0)
+		return -errno;
+	l->armed = on;
+	return 0;
+}
+
+static unsigned int connect_listen_count(const struct connect_listener *l)
+{
+	const union MHD_DaemonInfo *info =
+		MHD_get_daemon_info(l->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+
+	return info ? info->num_connections : 0;
+}
+
+void connect_listen_accept(struct connect_server *srv, size_t i)
+{
+	struct connect_listener *l = &srv->listeners[i];
+	unsigned int have = connect_listen_count(l);
+
+	for (unsigned int n = 0; n < CONNECT_ACCEPT_BATCH; n++) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		int fd;
+
+		if (have >= srv->conn_limit) {
+			/* Full: the rest wait in the backlog until one closes. */
+			connect_listen_arm(srv, i, false);
+			return;
+		}
+		fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+				continue;
+			/* EMFILE, ENOBUFS and the like: the socket stays readable,
+			 * so pause rather than spin (and log) every turn. */
+			log_warn("cannot accept connections, pausing", "connections=%u pause_ms=%u",
+				 have, CONNECT_ACCEPT_PAUSE_MS);
+			l->rearm_ms = (uint64_t)sys_now_ms() + CONNECT_ACCEPT_PAUSE_MS;
+			connect_listen_arm(srv, i, false);
+			return;
+		}
+		/* MHD closes the socket when it cannot take it, and says why. */
+		if (MHD_add_connection(l->daemon, fd, (struct sockaddr *)&ss, len) == MHD_YES)
+			have++;
+	}
+}
+
+void connect_listen_rearm(struct connect_server *srv)
+{
+	uint64_t now = 0;
+
+	for (size_t i = 0; i < srv->n_listeners; i++) {
+		struct connect_listener *l = &srv->listeners[i];
+
+		if (l->armed)
+			continue;
+		if (l->rearm_ms) {
+			now = now ? now : (uint64_t)sys_now_ms();
+			if (now < l->rearm_ms)
+				continue;
+			l->rearm_ms = 0;
+		}
+		if (connect_listen_count(l) < srv->conn_limit)
+			connect_listen_arm(srv, i, true);
+	}
+}
+
+/* A new MHD daemon serving a bound, listening socket (takes fd, and cert
  * and key when not NULL: then it serves HTTPS). */
 static int connect_add_listener(struct connect_server *srv, int fd, bool tcp,
 				uint16_t port, const char *path, char *cert, char *key)
@@ -58,10 +136,9 @@ static int connect_add_listener(struct connect_server *srv, int fd, bool tcp,
 
 	ret = -EIO;
 	l->daemon = MHD_start_daemon(
-		MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
-			(cert ? MHD_USE_TLS : 0),
+		MHD_USE_EPOLL | MHD_USE_NO_LISTEN_SOCKET | MHD_ALLOW_SUSPEND_RESUME |
+			MHD_USE_ERROR_LOG | (cert ? MHD_USE_TLS : 0),
 		0, NULL, NULL, connect_route_access, srv,
-		MHD_OPTION_LISTEN_SOCKET, fd,
 		MHD_OPTION_ARRAY, cert ? tls : &tls[2],
 		MHD_OPTION_NOTIFY_COMPLETED, connect_route_completed, srv,
 		MHD_OPTION_CONNECTION_LIMIT, srv->conn_limit,
@@ -70,12 +147,8 @@ static int connect_add_listener(struct connect_server *srv, int fd, bool tcp,
 		MHD_OPTION_EXTERNAL_LOGGER, connect_route_log, srv,
 		MHD_OPTION_END);
 	if (!l->daemon) {
-		/* Whether a failed start closed the passed socket is not
-		 * documented: leak it rather than risk closing a reused fd. */
 		log_warnx("cannot start the HTTP server", "tls=%s", cert ? "yes" : "no");
-		free(l->path);
-		connect_free_pem(cert, key);
-		return ret;
+		goto err_free_path;
 	}
 	info = MHD_get_daemon_info(l->daemon, MHD_DAEMON_INFO_EPOLL_FD);
 	if (!info)
@@ -87,14 +160,18 @@ static int connect_add_listener(struct connect_server *srv, int fd, bool tcp,
 		ret = -errno;
 		goto err_stop;
 	}
+	ret = connect_listen_arm(srv, srv->n_listeners, true);
+	if (ret < 0)
+		goto err_unwatch;
 	srv->n_listeners++;
 	return 0;
 
+err_unwatch:
+	epoll_ctl(srv->epfd, EPOLL_CTL_DEL, l->epoll_fd, NULL);
 err_stop:
-	MHD_stop_daemon(l->daemon); /* closes fd */
+	MHD_stop_daemon(l->daemon);
+err_free_path:
 	free(l->path);
-	connect_free_pem(cert, key);
-	return ret;
 err_close:
 	close(fd);
 	connect_free_pem(cert, key);
@@ -288,12 +365,11 @@ uint16_t connect_server_port(const struct connect_server *srv, size_t n)
 
 void connect_listen_close(struct connect_listener *l)
 {
-	MHD_socket fd = MHD_quiesce_daemon(l->daemon);
-
-	/* MHD closes a listen socket it still holds; a quiesced one is ours. */
+	/* Closing the socket also takes it out of the server's epoll set. */
+	close(l->fd);
+	l->fd = -1;
+	l->armed = false;
 	MHD_stop_daemon(l->daemon);
-	if (fd != MHD_INVALID_SOCKET)
-		close(fd);
 	if (l->path)
 		unlink(l->path);
 	free(l->path);

@@ -3,8 +3,16 @@
  * connect_server.c and connect_listen.c share. Not for callers.
  *
  * One event loop, one MHD daemon per listener, every daemon in external
- * epoll mode: connect_server_run() waits on the daemons' epoll fds, an
- * eventfd for connect_server_wake() and the nearest deferred deadline. A
+ * epoll mode: connect_server_run() waits on the daemons' epoll fds, the
+ * listening sockets, an eventfd for connect_server_wake() and the nearest
+ * deferred deadline. The listening sockets are ours, not MHD's (its daemons
+ * run with MHD_USE_NO_LISTEN_SOCKET): MHD 0.9.75 accepts at most 10
+ * connections per MHD_run, which at thousands of nodes reconnecting while
+ * the loop is busy answering long polls makes accepting the bottleneck. We
+ * accept in batches (CONNECT_ACCEPT_BATCH a turn) and hand each socket to
+ * MHD_add_connection(), staying under the connection limit: at the limit
+ * the listening socket leaves the epoll set and new connections wait in the
+ * kernel's backlog, as MHD itself does. A
  * deferred call's connection is suspended (MHD_suspend_connection) and sits
  * in a min-heap on its deadline; a wake resumes all of them, a deadline the
  * due ones. MHD then calls the access handler again, which re-runs the
@@ -36,12 +44,21 @@
  * collected elsewhere (connect_append), answers are sent from their own
  * buffers. */
 #define CONNECT_CONN_MEMORY (8 * 1024)
+/* Connections accepted per listener and loop turn; the rest next turn. */
+#define CONNECT_ACCEPT_BATCH 1000U
+/* After accept failed (no descriptors, no memory): retry after this. */
+#define CONNECT_ACCEPT_PAUSE_MS 100U
+/* epoll data of our set: 0 the wake eventfd, i + 1 listener i's MHD epoll fd,
+ * CONNECT_EV_LISTEN | i listener i's listening socket. */
+#define CONNECT_EV_LISTEN (1ULL << 32)
 
 struct connect_listener {
 	struct connect_server *srv;
 	struct MHD_Daemon *daemon;
-	int fd;
+	int fd;       /* the listening socket, ours (closed at free) */
 	int epoll_fd; /* MHD's, watched by ours */
+	bool armed;   /* fd is in the server's epoll set */
+	uint64_t rearm_ms; /* not before (after EMFILE and the like) */
 	bool tcp;
 	uint16_t port;
 	char *path; /* unix socket path, unlinked at free */
@@ -153,5 +170,9 @@ int connect_server_suspend(struct connect_server *srv, struct connect_call *call
 
 /* connect_listen.c: stops the listener's daemon and frees what it holds. */
 void connect_listen_close(struct connect_listener *l);
+/* Accepts what is pending on listener i (bounded) into its daemon. */
+void connect_listen_accept(struct connect_server *srv, size_t i);
+/* Puts listening sockets taken out at the limit back once there is room. */
+void connect_listen_rearm(struct connect_server *srv);
 
 #endif

@@ -249,14 +249,21 @@ int connect_server_run(struct connect_server *srv, volatile sig_atomic_t *stop)
 		if (n < 0 && errno != EINTR)
 			return -errno;
 		for (int i = 0; i < n; i++) {
-			if (ev[i].data.u64 == 0 &&
+			uint64_t tag = ev[i].data.u64;
+
+			if (tag == 0 &&
 			    read(srv->wakefd, &count, sizeof(count)) == sizeof(count))
 				connect_wake_all(srv);
+			else if (tag & CONNECT_EV_LISTEN &&
+				 (tag & ~CONNECT_EV_LISTEN) < srv->n_listeners)
+				connect_listen_accept(srv, (size_t)(tag & ~CONNECT_EV_LISTEN));
 		}
 		connect_expire(srv);
 		/* MHD's own epoll is non-blocking inside MHD_run: running every
-		 * daemon each turn also serves the connections just resumed. */
+		 * daemon each turn also serves the connections just resumed and
+		 * just accepted. */
 		connect_run_daemons(srv);
+		connect_listen_rearm(srv);
 		if (srv->after_run) {
 			int ret = srv->after_run(srv->ctx);
 

@@ -3,7 +3,10 @@
  * container allocations (one address per node subnet, never the network,
  * gateway or broadcast address, never one address twice), a duplicate
  * attachment refused without side effects, release, exhaustion that changes
- * nothing, keys, and everything surviving a close and reopen.
+ * nothing, keys, and everything surviving a close and reopen. The node
+ * peers: upserts and deletes written as just those rows, a replacement
+ * written as the difference, and a one-peer delta at ten thousand stored
+ * peers costing one row (sqlite3_total_changes).
  */
 #include <errno.h>
 #include <limits.h>
@@ -374,6 +377,243 @@ static void test_node_peers(void **state)
 	nm_peers_free(NULL, 0);
 }
 
+/* Peer i of a large cluster: key, name and subnet all derived from i. */
+static void peer_make(struct nm_peer *p, size_t i, const char *endpoint)
+{
+	char name[32], net[32];
+
+	memset(p, 0, sizeof(*p));
+	memset(p->public_key, 0x5a, WG_KEY_LEN);
+	p->public_key[0] = (uint8_t)(i >> 16);
+	p->public_key[1] = (uint8_t)(i >> 8);
+	p->public_key[2] = (uint8_t)i;
+	snprintf(name, sizeof(name), "node-%zu", i);
+	p->name = strdup(name);
+	assert_non_null(p->name);
+	snprintf(p->endpoint, sizeof(p->endpoint), "%s", endpoint);
+	p->allowed = calloc(1, sizeof(*p->allowed));
+	assert_non_null(p->allowed);
+	snprintf(net, sizeof(net), "10.%zu.%zu.0/24", (i >> 8) & 255, i & 255);
+	assert_int_equal(ipnet_parse(net, &p->allowed[0], true), 0);
+	p->n_allowed = 1;
+}
+
+static struct nm_peer *peers_range(size_t from, size_t n, const char *endpoint)
+{
+	struct nm_peer *p = calloc(n + 1, sizeof(*p));
+
+	assert_non_null(p);
+	for (size_t i = 0; i < n; i++)
+		peer_make(&p[i], from + i, endpoint);
+	return p;
+}
+
+static const struct nm_peer *find_i(size_t i)
+{
+	struct nm_peer probe;
+	const struct nm_peer *found;
+
+	peer_make(&probe, i, "");
+	found = nm_state_find_peer(&nm, probe.public_key);
+	free(probe.name);
+	free(probe.allowed);
+	return found;
+}
+
+/* The rows of node_peers, read back from the file (not the copy). */
+static int stored_rows(void)
+{
+	sqlite3_stmt *st;
+	int n = -1;
+
+	assert_int_equal(sqlite3_prepare_v2(nm.db, "SELECT count(*) FROM node_peers", -1,
+					    &st, NULL), SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return n;
+}
+
+static void assert_sorted_unique(void)
+{
+	for (size_t i = 1; i < nm.n_peers; i++)
+		assert_true(memcmp(nm.peers[i - 1].public_key, nm.peers[i].public_key,
+				   WG_KEY_LEN) < 0);
+}
+
+static void test_peers_upsert_delete(void **state)
+{
+	uint8_t gone[2][WG_KEY_LEN];
+	struct nm_peer *p;
+	int changes;
+
+	open_state();
+	assert_int_equal(nm_state_change_peers(&nm, peers_range(0, 5, "192.0.2.1:51820"), 5,
+					       NULL, 0), 0);
+	assert_int_equal(nm.n_peers, 5);
+	assert_int_equal(stored_rows(), 5);
+	assert_sorted_unique();
+
+	/* Upsert: one changed (endpoint), one new, one unchanged (not written). */
+	p = peers_range(3, 3, "192.0.2.1:51820");
+	snprintf(p[0].endpoint, sizeof(p[0].endpoint), "192.0.2.99:51820");
+	changes = sqlite3_total_changes(nm.db);
+	assert_int_equal(nm_state_change_peers(&nm, p, 3, NULL, 0), 0);
+	assert_int_equal(sqlite3_total_changes(nm.db) - changes, 2);
+	assert_int_equal(nm.n_peers, 6);
+	assert_int_equal(stored_rows(), 6);
+	assert_sorted_unique();
+	assert_string_equal(find_i(3)->endpoint, "192.0.2.99:51820");
+	assert_string_equal(find_i(4)->endpoint, "192.0.2.1:51820");
+	assert_string_equal(find_i(5)->name, "node-5");
+
+	/* Delete two (one of them twice), one unknown key changes nothing. */
+	memcpy(gone[0], find_i(1)->public_key, WG_KEY_LEN);
+	memcpy(gone[1], find_i(4)->public_key, WG_KEY_LEN);
+	{
+		uint8_t keys[4][WG_KEY_LEN];
+
+		memcpy(keys[0], gone[0], WG_KEY_LEN);
+		memcpy(keys[1], gone[1], WG_KEY_LEN);
+		memcpy(keys[2], gone[0], WG_KEY_LEN);
+		memset(keys[3], 0x01, WG_KEY_LEN);
+		changes = sqlite3_total_changes(nm.db);
+		assert_int_equal(nm_state_change_peers(&nm, NULL, 0,
+						       (const uint8_t (*)[WG_KEY_LEN])keys, 4), 0);
+		assert_int_equal(sqlite3_total_changes(nm.db) - changes, 2);
+	}
+	assert_int_equal(nm.n_peers, 4);
+	assert_int_equal(stored_rows(), 4);
+	assert_null(find_i(1));
+	assert_null(find_i(4));
+	assert_non_null(find_i(0));
+	assert_sorted_unique();
+
+	/* A key both removed and upserted stays (a key rotation: old out, new
+	 * in, the same delta). */
+	p = peers_range(7, 1, "192.0.2.7:51820");
+	{
+		uint8_t keys[2][WG_KEY_LEN];
+
+		memcpy(keys[0], find_i(0)->public_key, WG_KEY_LEN);
+		memcpy(keys[1], p[0].public_key, WG_KEY_LEN);
+		assert_int_equal(nm_state_change_peers(&nm, p, 1,
+						       (const uint8_t (*)[WG_KEY_LEN])keys, 2), 0);
+	}
+	assert_null(find_i(0));
+	assert_non_null(find_i(7));
+	assert_int_equal(nm.n_peers, 4);
+
+	/* Everything survives a restart, as the copy said. */
+	reopen();
+	assert_int_equal(nm.n_peers, 4);
+	assert_null(find_i(0));
+	assert_null(find_i(1));
+	assert_null(find_i(4));
+	assert_string_equal(find_i(3)->endpoint, "192.0.2.99:51820");
+	assert_string_equal(find_i(5)->endpoint, "192.0.2.1:51820");
+	assert_string_equal(find_i(7)->name, "node-7");
+	assert_string_equal(fmt(&find_i(7)->allowed[0]), "10.0.7.0/24");
+	assert_sorted_unique();
+}
+
+static void test_peers_replace_diff(void **state)
+{
+	struct nm_peer *p;
+	int changes;
+
+	open_state();
+	assert_int_equal(nm_state_replace_peers(&nm, peers_range(0, 100, "192.0.2.1:51820"),
+						100), 0);
+	assert_int_equal(stored_rows(), 100);
+
+	/* The same list again writes nothing. */
+	changes = sqlite3_total_changes(nm.db);
+	assert_int_equal(nm_state_replace_peers(&nm, peers_range(0, 100, "192.0.2.1:51820"),
+						100), 0);
+	assert_int_equal(sqlite3_total_changes(nm.db) - changes, 0);
+
+	/* 0..9 gone, 100..104 new, 50 changed: 16 rows, not 100. Duplicate
+	 * keys in the answer are stored once. */
+	p = peers_range(10, 96, "192.0.2.1:51820");
+	snprintf(p[40].endpoint, sizeof(p[40].endpoint), "192.0.2.50:51820");
+	free(p[95].name);
+	free(p[95].allowed);
+	peer_make(&p[95], 104, "192.0.2.1:51820"); /* a duplicate of p[94] */
+	changes = sqlite3_total_changes(nm.db);
+	assert_int_equal(nm_state_replace_peers(&nm, p, 96), 0);
+	assert_int_equal(sqlite3_total_changes(nm.db) - changes, 16);
+	assert_int_equal(nm.n_peers, 95);
+	assert_int_equal(stored_rows(), 95);
+	assert_null(find_i(9));
+	assert_non_null(find_i(104));
+	assert_string_equal(find_i(50)->endpoint, "192.0.2.50:51820");
+	assert_sorted_unique();
+
+	reopen();
+	assert_int_equal(nm.n_peers, 95);
+	assert_null(find_i(0));
+	assert_string_equal(find_i(50)->endpoint, "192.0.2.50:51820");
+	assert_string_equal(find_i(10)->endpoint, "192.0.2.1:51820");
+	assert_sorted_unique();
+}
+
+/* At ten thousand stored peers a one-peer delta writes one row (two for a
+ * key rotation), in one transaction. */
+static void test_peers_delta_is_o1(void **state)
+{
+	enum { N = 10000 };
+	uint8_t old[1][WG_KEY_LEN];
+	struct nm_peer *p;
+	int changes;
+
+	open_state();
+	changes = sqlite3_total_changes(nm.db);
+	assert_int_equal(nm_state_replace_peers(&nm, peers_range(0, N, "192.0.2.1:51820"), N),
+			 0);
+	assert_int_equal(sqlite3_total_changes(nm.db) - changes, N);
+	assert_int_equal(stored_rows(), N);
+
+	/* One peer's endpoint changes. */
+	p = peers_range(1234, 1, "192.0.2.2:51820");
+	changes = sqlite3_total_changes(nm.db);
+	assert_int_equal(nm_state_change_peers(&nm, p, 1, NULL, 0), 0);
+	assert_int_equal(sqlite3_total_changes(nm.db) - changes, 1);
+	assert_string_equal(find_i(1234)->endpoint, "192.0.2.2:51820");
+
+	/* One node joins. */
+	p = peers_range(N, 1, "192.0.2.3:51820");
+	changes = sqlite3_total_changes(nm.db);
+	assert_int_equal(nm_state_change_peers(&nm, p, 1, NULL, 0), 0);
+	assert_int_equal(sqlite3_total_changes(nm.db) - changes, 1);
+
+	/* One node rotates its key: the old row out, the new in. */
+	memcpy(old[0], find_i(77)->public_key, WG_KEY_LEN);
+	p = peers_range(N + 1, 1, "192.0.2.4:51820");
+	changes = sqlite3_total_changes(nm.db);
+	assert_int_equal(nm_state_change_peers(&nm, p, 1,
+					       (const uint8_t (*)[WG_KEY_LEN])old, 1), 0);
+	assert_int_equal(sqlite3_total_changes(nm.db) - changes, 2);
+	assert_int_equal(nm.n_peers, N + 1);
+
+	/* One node leaves. */
+	memcpy(old[0], find_i(5)->public_key, WG_KEY_LEN);
+	changes = sqlite3_total_changes(nm.db);
+	assert_int_equal(nm_state_change_peers(&nm, NULL, 0,
+					       (const uint8_t (*)[WG_KEY_LEN])old, 1), 0);
+	assert_int_equal(sqlite3_total_changes(nm.db) - changes, 1);
+	assert_int_equal(nm.n_peers, N);
+	assert_sorted_unique();
+
+	reopen();
+	assert_int_equal(nm.n_peers, N);
+	assert_int_equal(stored_rows(), N);
+	assert_null(find_i(5));
+	assert_null(find_i(77));
+	assert_non_null(find_i(N + 1));
+	assert_string_equal(find_i(1234)->endpoint, "192.0.2.2:51820");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -385,6 +625,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reopen_keeps_everything, setup_dir,
 						teardown_dir),
 		cmocka_unit_test_setup_teardown(test_node_peers, setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(test_peers_upsert_delete, setup_dir,
+						teardown_dir),
+		cmocka_unit_test_setup_teardown(test_peers_replace_diff, setup_dir,
+						teardown_dir),
+		cmocka_unit_test_setup_teardown(test_peers_delta_is_o1, setup_dir,
+						teardown_dir),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
