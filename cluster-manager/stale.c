@@ -118,7 +118,12 @@ static int cm_stale_revive(struct cm_state *st, struct cm_node *node, time_t now
 		st->revision++;
 		cm_touch_mod(st, node, st->revision);
 	}
-	node->seen_dirty = !peer && node->last_seen != now;
+	/* A peer's row was written with its lastSeen; a keyless node's
+	 * lastSeen is saved later, as for any touch. */
+	if (peer)
+		node->seen_dirty = false;
+	else if (node->last_seen != now)
+		node->seen_dirty = true;
 	node->last_seen = now;
 	cm_stale_seen(st, node);
 	log_info("node live again", "node=%s", node->name);
