@@ -177,15 +177,21 @@ static int cm_stale_mark(struct cm_state *st, struct cm_node *node, uint64_t now
 	return 0;
 }
 
+/* After a failure (the database refused), the next try waits this long
+ * rather than failing, and logging, every loop turn. */
+#define CM_EXPIRE_RETRY_MS 1000
+
 int cm_state_expire(struct cm_state *st)
 {
 	uint64_t now = cm_now(st);
-	int n = 0, ret;
+	int n = 0, ret = 0;
 
+	if (now < st->expire_retry_ms)
+		return 0;
 	while (st->ttl_ms && st->live_first && now - st->live_first->seen_ms > st->ttl_ms) {
 		ret = cm_stale_mark(st, st->live_first, now);
 		if (ret)
-			return ret;
+			goto err;
 		n++;
 	}
 	while (st->delete_after_ms && st->stale_first &&
@@ -195,12 +201,16 @@ int cm_state_expire(struct cm_state *st)
 		snprintf(name, sizeof(name), "%s", st->stale_first->name);
 		ret = cm_state_delete(st, name);
 		if (ret)
-			return ret;
+			goto err;
 		log_info("stale node deleted", "node=%s delete_after_ms=%llu", name,
 			 (unsigned long long)st->delete_after_ms);
 		n++;
 	}
 	return n;
+
+err:
+	st->expire_retry_ms = now + CM_EXPIRE_RETRY_MS;
+	return ret;
 }
 
 void cm_state_set_expiry(struct cm_state *st, uint64_t ttl_ms, uint64_t delete_after_ms)

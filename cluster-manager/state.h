@@ -128,7 +128,7 @@ void cm_state_set_expiry(struct cm_state *st, uint64_t ttl_ms, uint64_t delete_a
 void cm_state_set_clock(struct cm_state *st, uint64_t (*now_ms)(void));
 /* Marks and deletes what is due: the number of nodes changed (>= 0; the
  * revision moved when a peer did), or a negative errno (what was done
- * stays). O(1) when nothing is due. */
+ * stays; the next try is a second later). O(1) when nothing is due. */
 int cm_state_expire(struct cm_state *st);
 size_t cm_state_stale_count(const struct cm_state *st);
 /* How long a long poll may wait so that a waiting node is seen again

@@ -37,6 +37,7 @@ struct cm_state {
 	struct cm_node *live_first, *live_last, *stale_first, *stale_last;
 	size_t n_stale;
 	uint64_t ttl_ms, delete_after_ms;
+	uint64_t expire_retry_ms; /* after a failure, no try before this */
 	uint64_t (*now_ms)(void);
 };
 
