@@ -43,6 +43,27 @@ static void cm_api_changed(struct cm_api *api)
 	api->generation++;
 }
 
+int cm_api_seen(struct cm_api *api, struct cm_node *node)
+{
+	int ret = cm_state_touch(api->st, node);
+
+	if (ret < 0)
+		log_warnx("could not bring a stale node back", "node=%s err=%s", node->name,
+			  strerror(-ret));
+	else if (ret > 0)
+		cm_api_changed(api);
+	return ret;
+}
+
+unsigned int cm_api_wait_ms(const struct cm_api *api, unsigned int wait_seconds)
+{
+	uint64_t ms = (uint64_t)(wait_seconds > CM_MAX_WAIT_SECONDS ? CM_MAX_WAIT_SECONDS :
+				 wait_seconds) * 1000u;
+	uint64_t cap = cm_state_wait_cap_ms(api->st);
+
+	return (unsigned int)(ms < cap ? ms : cap);
+}
+
 static char *cm_rfc3339(struct connect_call *call, time_t t)
 {
 	struct tm tm;
@@ -66,6 +87,7 @@ static cm_node_msg *cm_node_to_msg(struct connect_call *call, struct cm_node *n,
 	msg->endpoint = n->endpoint;
 	msg->address = n->address;
 	msg->last_seen = cm_rfc3339(call, n->last_seen);
+	msg->stale = n->stale;
 	return msg->last_seen ? msg : NULL;
 }
 
@@ -124,6 +146,7 @@ static int cm_register_key(struct connect_call *call, void *ctx)
 	struct endpoint ep;
 	cm_node_msg *msg;
 	char why[256];
+	uint64_t before;
 	bool changed;
 	size_t n;
 	int ret;
@@ -155,10 +178,11 @@ static int cm_register_key(struct connect_call *call, void *ctx)
 			return connect_fail(call, CONNECT_ALREADY_EXISTS,
 					    "publicKey \"%s\" is already registered by node \"%s\"",
 					    canon, nodes[i]->name);
+	before = cm_state_revision(api->st);
 	ret = cm_state_register(api->st, node, canon, req->endpoint, &changed);
 	if (ret)
 		return cm_fail_state(call, "registering the key", req->node_name, ret);
-	if (changed)
+	if (cm_state_revision(api->st) != before)
 		cm_api_changed(api);
 	cm_state_maybe_flush_seen(api->st, CM_SEEN_FLUSH_SECONDS);
 
@@ -221,7 +245,7 @@ static const struct cm_peer_cache *cm_peer_cache(struct cm_api *api)
 		struct cm_node *o = nodes[i];
 		cm_peer_msg *p = &c->msgs[c->n];
 
-		if (!o->public_key[0])
+		if (!o->public_key[0] || o->stale)
 			continue;
 		wgcni__cluster__v1__peer__init(p);
 		p->name = o->name;
@@ -256,19 +280,14 @@ static int cm_list_peers(struct connect_call *call, void *ctx)
 		return connect_fail(call, CONNECT_NOT_FOUND,
 				    "node \"%s\" not found: call AllocateSubnet first",
 				    req->node_name);
-	cm_state_touch(api->st, self);
+	cm_api_seen(api, self);
 	cm_state_maybe_flush_seen(api->st, CM_SEEN_FLUSH_SECONDS);
 
 	/* Only a change wakes a deferred call, so a re-run that is not expired
 	 * normally finds the revision moved; if not, it waits again. */
 	if (req->wait_seconds && cm_state_revision(api->st) == req->since_revision &&
-	    !connect_call_expired(call)) {
-		unsigned int s = req->wait_seconds;
-
-		if (s > CM_MAX_WAIT_SECONDS)
-			s = CM_MAX_WAIT_SECONDS;
-		return connect_call_defer(call, s * 1000u);
-	}
+	    !connect_call_expired(call))
+		return connect_call_defer(call, cm_api_wait_ms(api, req->wait_seconds));
 
 	cache = cm_peer_cache(api);
 	if (!cache)
@@ -356,8 +375,16 @@ CM_HELD(cm_watch_peers)
 int cm_api_after_run(void *ctx)
 {
 	struct cm_api *api = ctx;
+	uint64_t before = cm_state_revision(api->st);
 	int ret;
 
+	/* Stale nodes leave with the turn's other changes; a failure is
+	 * retried next turn (what was done is kept). */
+	ret = cm_state_expire(api->st);
+	if (ret < 0)
+		log_warnx("marking stale nodes failed", "err=%s", strerror(-ret));
+	if (cm_state_revision(api->st) != before)
+		cm_api_changed(api);
 	if (!cm_state_pending(api->st))
 		return 0;
 	ret = cm_state_commit(api->st);
@@ -414,6 +441,12 @@ int cm_api_metrics(struct prom *p, void *ctx)
 			ret = prom_sample(p, (double)(cap - used), "family", fam_names[f],
 					  "state", "free", NULL);
 	}
+	if (!ret)
+		ret = prom_family(p, "wgcni_stale_nodes", PROM_GAUGE,
+				  "Nodes not seen for longer than --node-ttl (out of every "
+				  "peer list, subnets kept).");
+	if (!ret)
+		ret = prom_sample(p, (double)cm_state_stale_count(api->st), NULL);
 	if (!ret)
 		ret = prom_family(p, "wgcni_revision", PROM_GAUGE,
 				  "Revision of the peer set (moves on every change).");

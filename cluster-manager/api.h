@@ -16,7 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* ListPeers waits at most this long, whatever waitSeconds asks. */
+/* ListPeers and WatchPeers wait at most this long, whatever waitSeconds
+ * asks (and at most half the node ttl: cm_api_wait_ms). */
 #define CM_MAX_WAIT_SECONDS 300
 /* lastSeen is written to disk at most this often (and at shutdown). */
 #define CM_SEEN_FLUSH_SECONDS 30
@@ -53,6 +54,12 @@ int cm_watch_peers(struct connect_call *call, void *ctx);
 void cm_watch_release(struct cm_api *api);
 int cm_watch_metrics(struct cm_api *api, struct prom *p);
 
-/* "" when name is a valid node name, else what is wrong with it. */
+/* The node called: cm_state_touch, and the waiters are woken when that
+ * brought a stale node back. Its result (a failure is logged). */
+int cm_api_seen(struct cm_api *api, struct cm_node *node);
+/* A long poll's wait: waitSeconds, at most CM_MAX_WAIT_SECONDS and at most
+ * half the node ttl, so a node waiting in a long poll is seen again before
+ * it could turn stale, whatever its client asked. */
+unsigned int cm_api_wait_ms(const struct cm_api *api, unsigned int wait_seconds);
 
 #endif

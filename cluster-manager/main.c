@@ -33,6 +33,8 @@ enum {
 	OPT_TLS_CERT,
 	OPT_TLS_KEY,
 	OPT_EXTERNAL_CIDR,
+	OPT_NODE_TTL,
+	OPT_DELETE_AFTER,
 	OPT_LOG_LEVEL,
 	OPT_HELP = 'h',
 	OPT_VERSION = 'V',
@@ -48,6 +50,8 @@ static const struct option cm_options[] = {
 	{ "tls-cert", required_argument, NULL, OPT_TLS_CERT },
 	{ "tls-key", required_argument, NULL, OPT_TLS_KEY },
 	{ "external-cidr", required_argument, NULL, OPT_EXTERNAL_CIDR },
+	{ "node-ttl", required_argument, NULL, OPT_NODE_TTL },
+	{ "delete-after", required_argument, NULL, OPT_DELETE_AFTER },
 	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ "version", no_argument, NULL, OPT_VERSION },
@@ -67,6 +71,7 @@ struct cm_opts {
 	 * manager itself routes nothing. */
 	struct ipnet external[CM_MAX_EXTERNAL];
 	size_t n_external;
+	uint64_t node_ttl_ms, delete_after_ms; /* 0: never */
 	enum log_level level;
 	bool help, version;
 };
@@ -103,6 +108,12 @@ static void cm_usage(FILE *f)
 		"                                and private key (read at start)\n"
 		"  --external-cidr CIDR          CIDR reachable outside the cluster; accepted and\n"
 		"                                logged for operators (repeatable)\n"
+		"  --node-ttl DURATION           a node not seen (no call) for longer is stale: out\n"
+		"                                of every peer list, subnet kept, live again on its\n"
+		"                                next call (e.g. 10m; default 0, never). Long polls\n"
+		"                                wait at most half of it\n"
+		"  --delete-after DURATION       delete a node stale for that long, freeing its\n"
+		"                                subnet (default 0, never)\n"
 		"  --log-level LEVEL             error, warn, info (default) or debug\n"
 		"  -h, --help                    this text\n"
 		"  -V, --version                 print the version\n"
@@ -233,6 +244,18 @@ static int cm_apply(int val, const char *arg, void *ctx, char *err, size_t errle
 		return 0;
 	case OPT_EXTERNAL_CIDR:
 		return cm_each(o, arg, cm_add_external, err, errlen);
+	case OPT_NODE_TTL:
+	case OPT_DELETE_AFTER: {
+		const char *name = val == OPT_NODE_TTL ? "--node-ttl" : "--delete-after";
+		uint64_t *out = val == OPT_NODE_TTL ? &o->node_ttl_ms : &o->delete_after_ms;
+
+		if (opts_parse_duration(arg, out)) {
+			snprintf(err, errlen, "%s: invalid duration `%s' (want e.g. 0, 30s, 10m, "
+				 "1h30m)", name, arg);
+			return -EINVAL;
+		}
+		return 0;
+	}
 	case OPT_LOG_LEVEL:
 		if (log_level_parse(arg, &o->level)) {
 			snprintf(err, errlen, "--log-level: unknown level `%s' "
@@ -272,6 +295,12 @@ static int cm_validate(struct cm_opts *o, char *err, size_t errlen)
 				 c->prefixlen + 64);
 			return -EINVAL;
 		}
+	}
+	/* Long polls wait half the ttl: under a second they would spin. */
+	if (o->node_ttl_ms && o->node_ttl_ms < 1000) {
+		snprintf(err, errlen, "--node-ttl: %llums is too short (0 or at least 1s)",
+			 (unsigned long long)o->node_ttl_ms);
+		return -EINVAL;
 	}
 	if (!!o->tls_cert != !!o->tls_key) {
 		snprintf(err, errlen, "--tls-cert and --tls-key go together");
@@ -412,8 +441,11 @@ static void cm_log_started(const struct cm_opts *o, const struct cm_api *api, bo
 	cm_state_nodes(api->st, &nodes);
 	log_info("started", "version=%s listen=%s tls=%s token=%s state_dir=%s "
 		 "cluster_cidrs=%s node_prefix_lengths=%s external_cidrs=%s nodes=%zu "
-		 "revision=%llu", WGCNI_VERSION, o->listen, o->tls_cert ? "yes" : "no",
+		 "stale_nodes=%zu node_ttl_ms=%llu delete_after_ms=%llu revision=%llu",
+		 WGCNI_VERSION, o->listen, o->tls_cert ? "yes" : "no",
 		 token ? "yes" : "no", o->state_dir, cidrs, lens, external, nodes,
+		 cm_state_stale_count(api->st), (unsigned long long)o->node_ttl_ms,
+		 (unsigned long long)o->delete_after_ms,
 		 (unsigned long long)cm_state_revision(api->st));
 }
 
@@ -485,6 +517,7 @@ int main(int argc, char **argv)
 		log_error("cannot open the state", "state_dir=%s err=%s", o.state_dir, err);
 		goto err_free_token;
 	}
+	cm_state_set_expiry(api.st, o.node_ttl_ms, o.delete_after_ms);
 	api.srv = cm_server_new(&api, token, &o);
 	if (!api.srv) {
 		ret = errno ? -errno : -EIO;

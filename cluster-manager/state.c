@@ -385,8 +385,10 @@ static int cm_load(struct cm_state *st, char *err, size_t errlen)
 	ret = cm_load_history(st, err, errlen);
 	if (ret)
 		return ret;
-	for (size_t i = 0; i < st->n_nodes; i++)
+	for (size_t i = 0; i < st->n_nodes; i++) {
 		cm_node_refresh(st->nodes[i]);
+		cm_stale_link(st, st->nodes[i]);
+	}
 	return 0;
 
 err_sql:
@@ -404,6 +406,8 @@ static void cm_free_nodes(struct cm_state *st)
 	st->nodes = NULL;
 	st->n_nodes = st->cap_nodes = 0;
 	st->mod_first = st->mod_last = NULL;
+	st->live_first = st->live_last = st->stale_first = st->stale_last = NULL;
+	st->n_stale = 0;
 	free(st->tombs);
 	st->tombs = NULL;
 	st->n_tombs = st->cap_tombs = 0;
@@ -517,7 +521,9 @@ int cm_state_allocate(struct cm_state *st, const char *name, struct cm_node **ou
 		want[f] = any = true;
 	}
 	if (node && !any) {
-		cm_state_touch(st, node);
+		ret = cm_state_touch(st, node);
+		if (ret < 0)
+			return ret;
 		*out = node;
 		return 0;
 	}
@@ -573,6 +579,7 @@ int cm_state_allocate(struct cm_state *st, const char *name, struct cm_node **ou
 	cm_node_refresh(node);
 	node->last_seen = now;
 	node->seen_dirty = false;
+	cm_stale_seen(st, node);
 	st->revision++;
 	cm_touch_mod(st, node, st->revision);
 	*out = node;
@@ -597,8 +604,8 @@ int cm_state_register(struct cm_state *st, struct cm_node *node,
 
 	*changed = strcmp(node->public_key, public_key) || strcmp(node->endpoint, endpoint);
 	if (!*changed) {
-		cm_state_touch(st, node);
-		return 0;
+		ret = cm_state_touch(st, node);
+		return ret < 0 ? ret : 0;
 	}
 	ret = -EINVAL;
 	if (strlen(public_key) > WG_KEY_B64_LEN || strlen(endpoint) > CM_ENDPOINT_MAX)
@@ -619,6 +626,7 @@ int cm_state_register(struct cm_state *st, struct cm_node *node,
 	strcpy(node->endpoint, endpoint);
 	node->last_seen = now;
 	node->seen_dirty = false;
+	cm_stale_seen(st, node);
 	st->revision++;
 	cm_touch_mod(st, node, st->revision);
 	log_info("key registered", "node=%s public_key=%s endpoint=%s", node->name,
@@ -662,8 +670,10 @@ int cm_state_delete(struct cm_state *st, const char *name)
 	if (node->public_key[0])
 		ret = cm_sql(st, "INSERT OR REPLACE INTO tombstones (name, revision) "
 			     "VALUES (?, ?)", "ti", name, (int64_t)st->revision + 1);
+	/* The tombstones of stale nodes stay: they are what marks them. */
 	if (!ret)
-		ret = cm_sql(st, "DELETE FROM tombstones WHERE revision <= ?", "i",
+		ret = cm_sql(st, "DELETE FROM tombstones WHERE revision <= ? "
+			     "AND name NOT IN (SELECT name FROM nodes)", "i",
 			     (int64_t)(st->n_tombs + 1 > CM_HISTORY_TOMBSTONES ?
 				       st->tombs[st->n_tombs - CM_HISTORY_TOMBSTONES].revision :
 				       0));
@@ -681,6 +691,7 @@ int cm_state_delete(struct cm_state *st, const char *name)
 	st->n_nodes--;
 	st->revision++;
 	cm_mod_unlink(st, node);
+	cm_stale_unlink(st, node);
 	if (node->public_key[0]) {
 		cm_tomb_push(st, node->name, st->revision);
 		cm_tomb_prune(st);
@@ -693,16 +704,6 @@ err_rollback:
 	cm_tx_undo(st);
 err:
 	return ret;
-}
-
-void cm_state_touch(struct cm_state *st, struct cm_node *node)
-{
-	time_t now = time(NULL);
-
-	if (node->last_seen != now) {
-		node->last_seen = now;
-		node->seen_dirty = true;
-	}
 }
 
 int cm_state_flush_seen(struct cm_state *st)

@@ -55,6 +55,13 @@ struct cm_node {
 	 * history (cm_state_last_changed). */
 	uint64_t mod_revision;
 	struct cm_node *mod_prev, *mod_next;
+	/* Staleness (stale.c): when the node was last seen (live) or turned
+	 * stale, on the state's monotonic clock, and its place in the live or
+	 * the stale list, each in that order. */
+	bool stale;
+	bool linked;
+	uint64_t seen_ms, stale_ms;
+	struct cm_node *seen_prev, *seen_next;
 };
 
 /* A deleted peer. */
@@ -99,8 +106,34 @@ int cm_state_register(struct cm_state *st, struct cm_node *node,
 /* Deletes the node and frees its subnets: 0, -ENOENT, or negative errno. */
 int cm_state_delete(struct cm_state *st, const char *name);
 
-/* Marks the node seen now (memory only). */
-void cm_state_touch(struct cm_state *st, struct cm_node *node);
+/*
+ * Marks the node seen now. A stale node is live again: 1 (a change to the
+ * peer set, committed with the turn's others), else 0 (memory only), or a
+ * negative errno (it stays stale).
+ */
+int cm_state_touch(struct cm_state *st, struct cm_node *node);
+
+/*
+ * Stale nodes (stale.c). A node not seen for longer than ttl_ms (0: never)
+ * turns stale: it leaves the peer set (the revision moves, a tombstone says
+ * it is gone, as for a deletion) but keeps its row and subnets; its next
+ * call (cm_state_touch, or any change of its row) brings it back with a new
+ * mod_revision. A node stale for longer than delete_after_ms (0: never) is
+ * deleted (cm_state_delete). Time is measured on a monotonic clock from
+ * start: after a restart every live node has one ttl of grace, and nodes
+ * stale before stay stale (a stale peer is a tombstone newer than its row).
+ */
+void cm_state_set_expiry(struct cm_state *st, uint64_t ttl_ms, uint64_t delete_after_ms);
+/* Replaces the monotonic clock (tests); it restarts every node's time. */
+void cm_state_set_clock(struct cm_state *st, uint64_t (*now_ms)(void));
+/* Marks and deletes what is due: the number of nodes changed (>= 0; the
+ * revision moved when a peer did), or a negative errno (what was done
+ * stays; the next try is a second later). O(1) when nothing is due. */
+int cm_state_expire(struct cm_state *st);
+size_t cm_state_stale_count(const struct cm_state *st);
+/* How long a long poll may wait so that a waiting node is seen again
+ * before it could turn stale: half the ttl, or UINT64_MAX without one. */
+uint64_t cm_state_wait_cap_ms(const struct cm_state *st);
 /* Writes every pending lastSeen in one transaction: 0 or negative errno. */
 int cm_state_flush_seen(struct cm_state *st);
 /* Flushes when the last flush is older than max_age seconds. */

@@ -226,16 +226,25 @@ int cm_load_history(struct cm_state *st, char *err, size_t errlen)
 		goto err_sql;
 	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
 		const char *name = (const char *)sqlite3_column_text(stmt, 0);
+		uint64_t rev = (uint64_t)sqlite3_column_int64(stmt, 1);
+		struct cm_node *node;
 
 		ret = -EPROTO;
 		if (!name || strlen(name) > CM_NAME_MAX) {
 			snprintf(err, errlen, "corrupt tombstone row in database");
 			goto err_finalize;
 		}
+		/* A peer's tombstone newer than its row: it is stale (stale.c). */
+		node = cm_state_find(st, name);
+		if (node && node->public_key[0] && rev > node->mod_revision)
+			node->stale = true;
+		/* Kept only to mark a stale node: below the history. */
+		if (rev <= st->floor)
+			continue;
 		ret = cm_tomb_reserve(st);
 		if (ret)
 			goto err_finalize;
-		cm_tomb_push(st, name, (uint64_t)sqlite3_column_int64(stmt, 1));
+		cm_tomb_push(st, name, rev);
 	}
 	ret = db_errno(rc == SQLITE_DONE ? SQLITE_OK : rc);
 	if (ret)

@@ -32,6 +32,13 @@ struct cm_state {
 	bool in_batch; /* a transaction is open: changes not yet on disk */
 	uint64_t commits;
 	time_t last_flush;
+	/* Staleness (stale.c): live nodes by seen_ms, stale ones by stale_ms,
+	 * oldest first. */
+	struct cm_node *live_first, *live_last, *stale_first, *stale_last;
+	size_t n_stale;
+	uint64_t ttl_ms, delete_after_ms;
+	uint64_t expire_retry_ms; /* after a failure, no try before this */
+	uint64_t (*now_ms)(void);
 };
 
 /* One statement to completion; types: 't' const char *, 'i' int64_t per
@@ -52,6 +59,13 @@ void cm_touch_mod(struct cm_state *st, struct cm_node *node, uint64_t rev);
 int cm_tomb_reserve(struct cm_state *st);
 void cm_tomb_push(struct cm_state *st, const char *name, uint64_t rev);
 void cm_tomb_prune(struct cm_state *st);
+
+/* stale.c: a node enters the live list (new, loaded) or leaves its list
+ * (deleted); cm_stale_seen: its row changed at a new revision, so it is
+ * live and seen now. */
+void cm_stale_link(struct cm_state *st, struct cm_node *node);
+void cm_stale_unlink(struct cm_state *st, struct cm_node *node);
+void cm_stale_seen(struct cm_state *st, struct cm_node *node);
 
 /* After the nodes are loaded: their history order, tombstones, floor. */
 int cm_load_history(struct cm_state *st, char *err, size_t errlen);

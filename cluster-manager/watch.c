@@ -126,7 +126,7 @@ static int cm_watch_full(struct cm_api *api, struct cm_watch_answer *a)
 	if (!a->peers || !a->ptrs)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
-		if (!nodes[i]->public_key[0])
+		if (!nodes[i]->public_key[0] || nodes[i]->stale)
 			continue;
 		cm_watch_peer(&a->peers[a->msg.n_peers], nodes[i]);
 		a->ptrs[a->msg.n_peers] = &a->peers[a->msg.n_peers];
@@ -155,16 +155,21 @@ static int cm_watch_delta(struct cm_api *api, struct cm_watch_answer *a)
 		return -ENOMEM;
 	for (o = cm_state_last_changed(api->st); o && o->mod_revision > since; o = o->mod_prev) {
 		/* Not committed yet: the next round. A node never loses its
-		 * key: one without was never a peer. */
-		if (o->mod_revision > rev || !o->public_key[0])
+		 * key: one without was never a peer. A stale node is among
+		 * the tombstones (it left at a revision after its row's). */
+		if (o->mod_revision > rev || !o->public_key[0] || o->stale)
 			continue;
 		cm_watch_peer(&a->peers[a->msg.n_peers], o);
 		a->ptrs[a->msg.n_peers] = &a->peers[a->msg.n_peers];
 		a->msg.n_peers++;
 	}
-	for (size_t i = 0; i < n_tombs && tombs[i].revision <= rev; i++)
-		if (!cm_state_find(api->st, tombs[i].name))
+	/* Gone: deleted, or stale (a node back again has a newer row). */
+	for (size_t i = 0; i < n_tombs && tombs[i].revision <= rev; i++) {
+		const struct cm_node *t = cm_state_find(api->st, tombs[i].name);
+
+		if (!t || t->stale)
 			a->removed[k++] = (char *)tombs[i].name;
+	}
 	/* A name deleted twice has two tombstones. */
 	if (k > 1)
 		qsort(a->removed, k, sizeof(*a->removed), cm_str_cmp);
@@ -276,15 +281,11 @@ int cm_watch_peers(struct connect_call *call, void *ctx)
 		return connect_fail(call, CONNECT_NOT_FOUND,
 				    "node \"%s\" not found: call AllocateSubnet first",
 				    req->node_name);
-	cm_state_touch(api->st, self);
+	cm_api_seen(api, self);
 	cm_state_maybe_flush_seen(api->st, CM_SEEN_FLUSH_SECONDS);
 
-	if (req->wait_seconds && since == rev && !connect_call_expired(call)) {
-		unsigned int s = req->wait_seconds;
-
-		return connect_call_defer(call, (s > CM_MAX_WAIT_SECONDS ? CM_MAX_WAIT_SECONDS : s) *
-						1000u);
-	}
+	if (req->wait_seconds && since == rev && !connect_call_expired(call))
+		return connect_call_defer(call, cm_api_wait_ms(api, req->wait_seconds));
 	/* Older than the history, or from another life of the state (a
 	 * revision this manager never reached): the full set. */
 	if (since < cm_state_floor(api->st) || since > rev)

@@ -231,3 +231,59 @@ int opts_parse_ulong(const char *arg, unsigned long min, unsigned long max,
 	*out = v;
 	return 0;
 }
+
+int opts_parse_duration(const char *arg, uint64_t *ms)
+{
+	static const struct {
+		const char *unit;
+		uint64_t ms;
+	} units[] = {
+		{ "ms", 1 }, { "s", 1000 }, { "m", 60000 }, { "h", 3600000 }, { "d", 86400000 },
+	};
+	const char *p = arg;
+	uint64_t total = 0;
+
+	if (!arg || *arg < '0' || *arg > '9')
+		return -EINVAL;
+	/* Bare digits are seconds. */
+	if (!arg[strspn(arg, "0123456789")]) {
+		unsigned long long v;
+		char *end;
+
+		errno = 0;
+		v = strtoull(arg, &end, 10);
+		if (errno || v > UINT64_MAX / 1000)
+			return -ERANGE;
+		*ms = v * 1000;
+		return 0;
+	}
+	while (*p) {
+		uint64_t v = 0, mul = 0;
+		size_t len = 0;
+
+		if (*p < '0' || *p > '9')
+			return -EINVAL;
+		for (; *p >= '0' && *p <= '9'; p++) {
+			if (v > (UINT64_MAX - 9) / 10)
+				return -ERANGE;
+			v = v * 10 + (uint64_t)(*p - '0');
+		}
+		/* The longest unit that matches: "ms" before "m". */
+		for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+			size_t l = strlen(units[i].unit);
+
+			if (!strncmp(p, units[i].unit, l) && l > len) {
+				len = l;
+				mul = units[i].ms;
+			}
+		}
+		if (!mul)
+			return -EINVAL;
+		p += len;
+		if (v > UINT64_MAX / mul || total > UINT64_MAX - v * mul)
+			return -ERANGE;
+		total += v * mul;
+	}
+	*ms = total;
+	return 0;
+}

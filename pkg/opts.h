@@ -14,6 +14,7 @@
 
 #include <getopt.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Called for each option found: val as in struct option, arg or NULL.
  * Return 0, or negative errno with a message in err to stop parsing. */
@@ -36,6 +37,12 @@ int opts_parse(int argc, char **argv, const char *shortopts,
  * trailing text. 0 and *out set, else -EINVAL (*out untouched). */
 int opts_parse_ulong(const char *arg, unsigned long min, unsigned long max,
 		     unsigned long *out);
+
+/* A duration: "0", or one or more <digits><unit> with units ms, s, m, h, d
+ * ("10m", "1h30m", "500ms"); bare digits are seconds ("30"). *ms set to the
+ * total in milliseconds and 0, else -EINVAL (syntax) or -ERANGE (overflow),
+ * *ms untouched. */
+int opts_parse_duration(const char *arg, uint64_t *ms);
 
 /* "WGCNI_" + upper(name) with '-' -> '_' into out. */
 void opts_env_name(const char *longname, char *out, size_t outlen);

@@ -53,7 +53,8 @@ int cmd_nodes(struct ctl *ctl, int argc, char **argv)
 		ret = ctl_print_message(&resp->base);
 		goto out_free_resp;
 	}
-	t = fmt_table_new("NAME", "SUBNETS", "ENDPOINT", "ADDRESS", "LAST SEEN", "PUBLIC KEY", NULL);
+	t = fmt_table_new("NAME", "SUBNETS", "ENDPOINT", "ADDRESS", "LAST SEEN", "STALE",
+			  "PUBLIC KEY", NULL);
 	ret = t ? 0 : -ENOMEM;
 	for (size_t i = 0; i < resp->n_nodes && !ret; i++) {
 		const Wgcni__Cluster__V1__Node *n = resp->nodes[i];
@@ -62,7 +63,7 @@ int cmd_nodes(struct ctl *ctl, int argc, char **argv)
 		fmt_join(n->subnets, n->n_subnets, ",", subnets, sizeof(subnets));
 		last_seen(ctl, n->last_seen, seen, sizeof(seen));
 		ret = fmt_table_add(t, n->name, subnets, n->endpoint, n->address, seen,
-				    n->public_key);
+				    n->stale ? "yes" : "no", n->public_key);
 	}
 	ret = ctl_print_table(t, ret, "nodes");
 out_free_resp:
@@ -98,11 +99,13 @@ int cmd_node(struct ctl *ctl, int argc, char **argv)
 	       "Address:     %s\n"
 	       "Endpoint:    %s\n"
 	       "Public key:  %s\n"
-	       "Last seen:   %s%s%s%s\n",
+	       "Last seen:   %s%s%s%s\n"
+	       "Stale:       %s\n",
 	       n->name, subnets, *n->address ? n->address : "-",
 	       *n->endpoint ? n->endpoint : "- (not registered)",
 	       *n->public_key ? n->public_key : "- (not registered)", seen,
-	       *n->last_seen ? " (" : "", n->last_seen, *n->last_seen ? ")" : "");
+	       *n->last_seen ? " (" : "", n->last_seen, *n->last_seen ? ")" : "",
+	       n->stale ? "yes (out of every peer list until it calls again)" : "no");
 	ret = CTL_OK;
 out_free_resp:
 	protobuf_c_message_free_unpacked(&resp->base, NULL);

@@ -75,12 +75,13 @@ t_eq "--timeout 0: exit 2" 2 "$(rc badtimeout)"
 # --- nodes ------------------------------------------------------------------
 run_ctl nodes c_ctl nodes
 t_eq "nodes: exit 0" 0 "$(rc nodes)"
-t_ok "nodes: header" grep -Eq '^NAME +SUBNETS +ENDPOINT +ADDRESS +LAST SEEN +PUBLIC KEY$' "$T_TMP/nodes.out"
+t_ok "nodes: header" grep -Eq '^NAME +SUBNETS +ENDPOINT +ADDRESS +LAST SEEN +STALE +PUBLIC KEY$' "$T_TMP/nodes.out"
 t_eq "nodes: one row per node" 3 "$(grep -c . "$T_TMP/nodes.out")"
 t_ok "nodes: node1 row" row "$T_TMP/nodes.out" node1 "$sub1" "$(c_endpoint 1)"
 t_ok "nodes: node2 row" row "$T_TMP/nodes.out" node2 "$sub2" "$(c_endpoint 2)"
 t_ok "nodes: node1 key" grep -q "^node1 .*$key1\$" "$T_TMP/nodes.out"
 t_ok "nodes: last seen is relative" grep -Eq '^node1 .* [0-9]+s ago ' "$T_TMP/nodes.out"
+t_ok "nodes: live nodes are not stale" grep -Eq '^node1 .* ago +no ' "$T_TMP/nodes.out"
 # Columns line up: every row has PUBLIC KEY at the header's offset.
 col=$(head -1 "$T_TMP/nodes.out" | awk '{ print index($0, "PUBLIC KEY") }')
 t_eq "nodes: columns aligned" "$col $col" \

@@ -442,6 +442,48 @@ static void test_parse_ulong(void **state)
 	assert_int_equal(v, 42); /* untouched on every failure */
 }
 
+static void test_parse_duration(void **state)
+{
+	uint64_t ms = 42;
+
+	assert_int_equal(opts_parse_duration("0", &ms), 0);
+	assert_int_equal(ms, 0);
+	assert_int_equal(opts_parse_duration("30s", &ms), 0);
+	assert_int_equal(ms, 30000);
+	assert_int_equal(opts_parse_duration("10m", &ms), 0);
+	assert_int_equal(ms, 600000);
+	assert_int_equal(opts_parse_duration("1h", &ms), 0);
+	assert_int_equal(ms, 3600000);
+	assert_int_equal(opts_parse_duration("2d", &ms), 0);
+	assert_int_equal(ms, 172800000);
+	assert_int_equal(opts_parse_duration("1h30m", &ms), 0);
+	assert_int_equal(ms, 5400000);
+	assert_int_equal(opts_parse_duration("500ms", &ms), 0);
+	assert_int_equal(ms, 500);
+	assert_int_equal(opts_parse_duration("1m500ms", &ms), 0);
+	assert_int_equal(ms, 60500);
+	assert_int_equal(opts_parse_duration("45", &ms), 0);
+	assert_int_equal(ms, 45000);
+	assert_int_equal(opts_parse_duration("0s", &ms), 0);
+	assert_int_equal(ms, 0);
+	ms = 42;
+	assert_int_equal(opts_parse_duration("", &ms), -EINVAL);
+	assert_int_equal(opts_parse_duration(NULL, &ms), -EINVAL);
+	assert_int_equal(opts_parse_duration("m", &ms), -EINVAL);
+	assert_int_equal(opts_parse_duration("10x", &ms), -EINVAL);
+	assert_int_equal(opts_parse_duration("10 m", &ms), -EINVAL);
+	assert_int_equal(opts_parse_duration(" 10m", &ms), -EINVAL);
+	assert_int_equal(opts_parse_duration("10m ", &ms), -EINVAL);
+	assert_int_equal(opts_parse_duration("-1s", &ms), -EINVAL);
+	assert_int_equal(opts_parse_duration("1h30", &ms), -EINVAL);
+	assert_int_equal(opts_parse_duration("1.5h", &ms), -EINVAL);
+	assert_int_equal(opts_parse_duration("10M", &ms), -EINVAL);
+	assert_int_equal(opts_parse_duration("99999999999999999999d", &ms), -ERANGE);
+	assert_int_equal(opts_parse_duration("999999999999999d", &ms), -ERANGE);
+	assert_int_equal(opts_parse_duration("99999999999999999999", &ms), -ERANGE);
+	assert_int_equal(ms, 42); /* untouched on every failure */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -454,6 +496,7 @@ int main(void)
 		cmocka_unit_test(test_env_name),
 		cmocka_unit_test(test_split),
 		cmocka_unit_test(test_parse_ulong),
+		cmocka_unit_test(test_parse_duration),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -637,7 +637,7 @@ void   wgcni__cluster__v1__watch_peers_response__free_unpacked
   assert(message->base.descriptor == &wgcni__cluster__v1__watch_peers_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor wgcni__cluster__v1__node__field_descriptors[6] =
+static const ProtobufCFieldDescriptor wgcni__cluster__v1__node__field_descriptors[7] =
 {
   {
     "name",
@@ -711,6 +711,18 @@ static const ProtobufCFieldDescriptor wgcni__cluster__v1__node__field_descriptor
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "stale",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Wgcni__Cluster__V1__Node, stale),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned wgcni__cluster__v1__node__field_indices_by_name[] = {
   4,   /* field[4] = address */
@@ -718,12 +730,13 @@ static const unsigned wgcni__cluster__v1__node__field_indices_by_name[] = {
   5,   /* field[5] = last_seen */
   0,   /* field[0] = name */
   2,   /* field[2] = public_key */
+  6,   /* field[6] = stale */
   1,   /* field[1] = subnets */
 };
 static const ProtobufCIntRange wgcni__cluster__v1__node__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor wgcni__cluster__v1__node__descriptor =
 {
@@ -733,7 +746,7 @@ const ProtobufCMessageDescriptor wgcni__cluster__v1__node__descriptor =
   "Wgcni__Cluster__V1__Node",
   "wgcni.cluster.v1",
   sizeof(Wgcni__Cluster__V1__Node),
-  6,
+  7,
   wgcni__cluster__v1__node__field_descriptors,
   wgcni__cluster__v1__node__field_indices_by_name,
   1,  wgcni__cluster__v1__node__number_ranges,

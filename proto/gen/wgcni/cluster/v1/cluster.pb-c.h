@@ -64,10 +64,15 @@ struct  Wgcni__Cluster__V1__Node
    * RFC 3339 time of the node's last AllocateSubnet, RegisterKey or ListPeers.
    */
   char *last_seen;
+  /*
+   * Not seen for longer than the cluster manager's --node-ttl: left out of
+   * every peer list, its subnet kept; its next call makes it live again.
+   */
+  protobuf_c_boolean stale;
 };
 #define WGCNI__CLUSTER__V1__NODE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&wgcni__cluster__v1__node__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
 
 
 /*
