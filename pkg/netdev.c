@@ -89,8 +89,6 @@ out_sock:
 
 static int link_ifindex(struct nl_sock *sk, struct rtnl_link *link, void *arg)
 {
-	(void)sk;
-	(void)arg;
 	return rtnl_link_get_ifindex(link);
 }
 
@@ -136,7 +134,6 @@ out_sock:
 
 static int link_delete(struct nl_sock *sk, struct rtnl_link *link, void *arg)
 {
-	(void)arg;
 	return nlerr_errno(rtnl_link_delete(sk, link));
 }
 
@@ -223,7 +220,6 @@ static int link_info(struct nl_sock *sk, struct rtnl_link *link, void *arg)
 	struct netdev_info *info = arg;
 	const char *kind;
 
-	(void)sk;
 	memset(info, 0, sizeof(*info));
 	info->ifindex = rtnl_link_get_ifindex(link);
 	info->mtu = rtnl_link_get_mtu(link);
