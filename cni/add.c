@@ -423,6 +423,12 @@ static void add_delete_link(struct add *a)
 			  "name=%s err=%s", a->link.tmp, strerror(-ret));
 }
 
+/* After the link exists, in order; any failure deletes the link. */
+static int (*const add_link_steps[])(struct add *a) = {
+	add_set_key, add_move, add_configure_in_netns, add_wait_port,
+	add_register, add_set_peer, add_routes,
+};
+
 int cni_cmd_add(struct cni_ctx *ctx)
 {
 	struct add a = { .ctx = ctx };
@@ -469,27 +475,11 @@ int cni_cmd_add(struct cni_ctx *ctx)
 		goto err_release;
 	if (ret)
 		goto err_delete_link;
-	ret = add_set_key(&a);
-	if (ret)
-		goto err_delete_link;
-	ret = add_move(&a);
-	if (ret)
-		goto err_delete_link;
-	ret = add_configure_in_netns(&a);
-	if (ret)
-		goto err_delete_link;
-	ret = add_wait_port(&a);
-	if (ret)
-		goto err_delete_link;
-	ret = add_register(&a);
-	if (ret)
-		goto err_delete_link;
-	ret = add_set_peer(&a);
-	if (ret)
-		goto err_delete_link;
-	ret = add_routes(&a);
-	if (ret)
-		goto err_delete_link;
+	for (size_t i = 0; i < sizeof(add_link_steps) / sizeof(add_link_steps[0]); i++) {
+		ret = add_link_steps[i](&a);
+		if (ret)
+			goto err_delete_link;
+	}
 	ret = cni_result_build(&ctx->conf, &ctx->env, a.mtu, a.addrs, a.n_addrs,
 			       a.has_gateway ? &a.gateway : NULL, &ctx->output, e);
 	if (ret)

@@ -198,7 +198,6 @@ static int nm_signals(void)
 
 static int nm_load_key(struct nm *nm)
 {
-	char path[PATH_MAX];
 	int ret;
 
 	ret = key_init();
@@ -210,18 +209,7 @@ static int nm_load_key(struct nm *nm)
 			  nm->cfg.state_dir, strerror(-ret));
 		return ret;
 	}
-	snprintf(path, sizeof(path), "%s/private.key", nm->cfg.state_dir);
-	ret = key_load_or_create(path, nm->private_key);
-	if (ret < 0) {
-		log_error("loading private key failed", "path=%s err=%s", path,
-			  strerror(-ret));
-		return ret;
-	}
-	ret = key_public_from_private(nm->public_key, nm->private_key);
-	if (ret < 0)
-		return ret;
-	key_to_base64(nm->public_b64, nm->public_key);
-	return 0;
+	return nm_key_load(nm, true);
 }
 
 /* Without a stored subnet nothing can be served: wait for the cluster

@@ -23,6 +23,7 @@
 #include "rpc.h"
 #include "wg.h"
 
+#include <limits.h>
 #include <net/if.h>
 #include <pthread.h>
 #include <signal.h>
@@ -141,6 +142,13 @@ int nm_plan_run(struct nm *nm);
 #define NM_REPAIR_PERIOD_MS 5000U
 int nm_repair_start(struct nm *nm);
 void nm_repair_stop(struct nm *nm);
+
+/* key.c: the node key pair in state_dir/private.key. nm_key_load reads it
+ * (create: or creates it) and derives the public key; -ENOENT without create
+ * when there is none. nm_key_set takes priv as the private key. */
+void nm_key_path(const struct nm *nm, char path[static PATH_MAX]);
+int nm_key_load(struct nm *nm, bool create);
+int nm_key_set(struct nm *nm, const uint8_t priv[static WG_KEY_LEN]);
 
 /* rotate.c: replace the node key (RotateKey); old_b64 gets the previous
  * public key. Takes nm->lock itself. */

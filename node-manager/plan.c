@@ -195,22 +195,13 @@ static int nm_plan_key(struct nm *nm, bool *have_key, struct nm_plan *plan)
 	int ret;
 
 	*have_key = false;
-	ret = key_init();
-	if (ret < 0)
-		return ret;
-	snprintf(path, sizeof(path), "%s/private.key", nm->cfg.state_dir);
-	ret = key_load(path, nm->private_key);
-	if (ret == -ENOENT)
+	ret = nm_key_load(nm, false);
+	if (ret == -ENOENT) {
+		nm_key_path(nm, path);
 		return nm_plan_add(plan, "state: create private key %s", path);
-	if (ret < 0) {
-		log_error("reading private key failed", "path=%s err=%s", path,
-			  strerror(-ret));
-		return ret;
 	}
-	ret = key_public_from_private(nm->public_key, nm->private_key);
 	if (ret < 0)
 		return ret;
-	key_to_base64(nm->public_b64, nm->public_key);
 	*have_key = true;
 	return 0;
 }

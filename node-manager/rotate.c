@@ -145,7 +145,7 @@ int nm_rotate_key(struct nm *nm, char old_b64[static WG_KEY_B64_LEN + 1], char *
 		snprintf(err, errlen, "the node interface is not set up yet");
 		goto out_unlock;
 	}
-	snprintf(path, sizeof(path), "%s/private.key", nm->cfg.state_dir);
+	nm_key_path(nm, path);
 	ret = key_replace(path, priv);
 	if (ret < 0) {
 		snprintf(err, errlen, "writing the new key to `%s' failed: %s", path,
@@ -163,11 +163,9 @@ int nm_rotate_key(struct nm *nm, char old_b64[static WG_KEY_B64_LEN + 1], char *
 	}
 	memcpy(old_pub, nm->public_key, WG_KEY_LEN);
 	memcpy(old_b64, nm->public_b64, WG_KEY_B64_LEN + 1);
-	memcpy(nm->private_key, priv, WG_KEY_LEN);
-	ret = key_public_from_private(nm->public_key, nm->private_key);
+	ret = nm_key_set(nm, priv);
 	if (ret < 0)
 		goto out_unlock;
-	key_to_base64(nm->public_b64, nm->public_key);
 
 	ret = nm_rotate_register(nm, err, errlen);
 	if (ret < 0)

@@ -1,5 +1,6 @@
 #include "etcd.h"
 
+#include "curlx.h"
 #include "etcd_codec.h"
 #include "etcd_priv.h"
 #include "log.h"
@@ -52,37 +53,11 @@ int etcd_errno(CURLcode cc, long http_status, const char *body, size_t len)
 	char msg[256];
 	int code, ret;
 
-	switch (cc) {
-	case CURLE_OK:
-		break;
-	case CURLE_COULDNT_CONNECT:
-		return -ECONNREFUSED;
-	case CURLE_OPERATION_TIMEDOUT:
-		return -ETIMEDOUT;
-	case CURLE_COULDNT_RESOLVE_HOST:
-	case CURLE_COULDNT_RESOLVE_PROXY:
-		return -EHOSTUNREACH;
-	case CURLE_GOT_NOTHING:
-	case CURLE_SEND_ERROR:
-	case CURLE_RECV_ERROR:
-	case CURLE_PARTIAL_FILE:
-		return -ECONNRESET;
-	case CURLE_OUT_OF_MEMORY:
-		return -ENOMEM;
-	case CURLE_WRITE_ERROR: /* our write callback said no */
-		return -EMSGSIZE;
-	case CURLE_URL_MALFORMAT:
-		return -EINVAL;
-	case CURLE_ABORTED_BY_CALLBACK:
-		return -ECANCELED;
-	case CURLE_PEER_FAILED_VERIFICATION:
-	case CURLE_SSL_CACERT_BADFILE:
-	case CURLE_SSL_CERTPROBLEM:
-	case CURLE_SSL_CONNECT_ERROR:
+	/* A client certificate refused, a handshake that failed: TLS too. */
+	if (cc == CURLE_SSL_CERTPROBLEM || cc == CURLE_SSL_CONNECT_ERROR)
 		return -EKEYREJECTED;
-	default:
-		return -EIO;
-	}
+	if (cc != CURLE_OK)
+		return curlx_errno(cc);
 	if (http_status == 200)
 		return 0;
 	if (etcd_codec_error(body, len, &code, msg, sizeof(msg)) == 0 && code) {
@@ -97,29 +72,14 @@ int etcd_errno(CURLcode cc, long http_status, const char *body, size_t len)
 	return -EPROTO;
 }
 
-static int etcd_progress(void *userdata, curl_off_t dltotal, curl_off_t dlnow,
-			 curl_off_t ultotal, curl_off_t ulnow)
-{
-	const struct etcd *e = userdata;
-
-	return atomic_load(&e->cancelled) ? 1 : 0;
-}
-
 void etcd_curl_setup(struct etcd *e, CURL *h, size_t i, const char *path)
 {
 	char url[512];
 
 	snprintf(url, sizeof(url), "%s%s", e->endpoints[i], path);
-	curl_easy_setopt(h, CURLOPT_URL, url); /* libcurl copies it */
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	curlx_setup(h, url, e->ca_file, &e->cancelled);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, e->dial_timeout_ms);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, e->headers);
-	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, etcd_progress);
-	curl_easy_setopt(h, CURLOPT_XFERINFODATA, e);
-	if (e->ca_file)
-		curl_easy_setopt(h, CURLOPT_CAINFO, e->ca_file);
 	if (e->cert_file) {
 		curl_easy_setopt(h, CURLOPT_SSLCERT, e->cert_file);
 		curl_easy_setopt(h, CURLOPT_SSLKEY, e->key_file);

@@ -102,8 +102,9 @@ void etcd_kvs_free(struct etcd_kvs *kvs)
 	memset(kvs, 0, sizeof(*kvs));
 }
 
-static int codec_kv(const json_t *o, struct etcd_kv *kv)
+static int codec_kv(const json_t *o, void *elem)
 {
+	struct etcd_kv *kv = elem;
 	int ret;
 
 	memset(kv, 0, sizeof(*kv));
@@ -150,10 +151,38 @@ static int codec_header(const json_t *o, int64_t *revision)
 	return 0;
 }
 
+typedef int (*codec_elem_fn)(const json_t *o, void *elem);
+
+/*
+ * Decode each element of array a (NULL: none) with fn into *v, a fresh
+ * vector of elements size bytes each. *n counts the elements decoded, on
+ * failure too, so that the caller's destructor frees them.
+ */
+static int codec_array(const json_t *a, size_t size, codec_elem_fn fn, void **v, size_t *n)
+{
+	size_t i;
+	char *p;
+	int ret;
+
+	if (!a || !json_array_size(a))
+		return 0;
+	p = calloc(json_array_size(a), size);
+	if (!p)
+		return -ENOMEM;
+	*v = p;
+	for (i = 0; i < json_array_size(a); i++) {
+		ret = fn(json_array_get(a, i), p + i * size);
+		if (ret)
+			return ret;
+		++*n;
+	}
+	return 0;
+}
+
 static int codec_range_obj_resp(const json_t *o, struct etcd_kvs *out)
 {
 	const json_t *a = json_object_get(o, "kvs");
-	size_t i;
+	void *v = NULL;
 	int ret;
 
 	memset(out, 0, sizeof(*out));
@@ -165,18 +194,10 @@ static int codec_range_obj_resp(const json_t *o, struct etcd_kvs *out)
 		ret = codec_get_bool(o, "more", &out->more);
 	if (ret)
 		goto err;
-	if (a && json_array_size(a)) {
-		ret = -ENOMEM;
-		out->kvs = calloc(json_array_size(a), sizeof(*out->kvs));
-		if (!out->kvs)
-			goto err;
-		for (i = 0; i < json_array_size(a); i++) {
-			ret = codec_kv(json_array_get(a, i), &out->kvs[i]);
-			if (ret)
-				goto err;
-			out->n++;
-		}
-	}
+	ret = codec_array(a, sizeof(*out->kvs), codec_kv, &v, &out->n);
+	out->kvs = v;
+	if (ret)
+		goto err;
 	return 0;
 err:
 	etcd_kvs_free(out);
@@ -292,8 +313,9 @@ void etcd_txn_result_free(struct etcd_txn_result *r)
 }
 
 /* {"response_range":{..}} or {"response_put":{..}} or {"response_delete_range":{..}} */
-static int codec_op_result(const json_t *o, struct etcd_op_result *res)
+static int codec_op_result(const json_t *o, void *elem)
 {
+	struct etcd_op_result *res = elem;
 	const json_t *j;
 
 	memset(res, 0, sizeof(*res));
@@ -318,7 +340,7 @@ int etcd_codec_txn_resp(const char *buf, size_t len, struct etcd_txn_result *out
 {
 	json_t *o = codec_load(buf, len);
 	const json_t *a;
-	size_t i;
+	void *v = NULL;
 	int ret;
 
 	memset(out, 0, sizeof(*out));
@@ -333,18 +355,10 @@ int etcd_codec_txn_resp(const char *buf, size_t len, struct etcd_txn_result *out
 		ret = codec_get_bool(o, "succeeded", &out->succeeded);
 	if (ret)
 		goto err;
-	if (a && json_array_size(a)) {
-		ret = -ENOMEM;
-		out->results = calloc(json_array_size(a), sizeof(*out->results));
-		if (!out->results)
-			goto err;
-		for (i = 0; i < json_array_size(a); i++) {
-			ret = codec_op_result(json_array_get(a, i), &out->results[i]);
-			if (ret)
-				goto err;
-			out->n++;
-		}
-	}
+	ret = codec_array(a, sizeof(*out->results), codec_op_result, &v, &out->n);
+	out->results = v;
+	if (ret)
+		goto err;
 	json_decref(o);
 	return 0;
 err:
@@ -365,8 +379,9 @@ void etcd_codec_watch_free(struct etcd_codec_watch *w)
 	memset(w, 0, sizeof(*w));
 }
 
-static int codec_event(const json_t *o, struct etcd_event *ev)
+static int codec_event(const json_t *o, void *elem)
 {
+	struct etcd_event *ev = elem;
 	const json_t *t, *prev;
 	int ret;
 
@@ -404,6 +419,7 @@ int etcd_codec_watch_msg(const char *buf, size_t len, struct etcd_codec_watch *o
 {
 	json_t *o = codec_load(buf, len);
 	const json_t *r, *a;
+	void *v = NULL;
 	size_t i;
 	int ret;
 
@@ -434,25 +450,15 @@ int etcd_codec_watch_msg(const char *buf, size_t len, struct etcd_codec_watch *o
 		ret = codec_get_bool(r, "canceled", &out->canceled);
 	if (ret)
 		goto err;
-	if (a && json_array_size(a)) {
-		ret = -ENOMEM;
-		out->events = calloc(json_array_size(a), sizeof(*out->events));
-		if (!out->events)
+	ret = codec_array(a, sizeof(*out->events), codec_event, &v, &out->n);
+	out->events = v;
+	if (ret)
+		goto err;
+	/* In revision order, or we could not resume after it. */
+	ret = -EPROTO;
+	for (i = 1; i < out->n; i++)
+		if (out->events[i].kv.mod_revision < out->events[i - 1].kv.mod_revision)
 			goto err;
-		for (i = 0; i < json_array_size(a); i++) {
-			ret = codec_event(json_array_get(a, i), &out->events[i]);
-			if (ret)
-				goto err;
-			/* In revision order, or we could not resume after it. */
-			if (i && out->events[i].kv.mod_revision <
-					 out->events[i - 1].kv.mod_revision) {
-				out->n++;
-				ret = -EPROTO;
-				goto err;
-			}
-			out->n++;
-		}
-	}
 	ret = 0;
 	goto out;
 err:

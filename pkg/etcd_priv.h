@@ -37,8 +37,8 @@ int etcd_request(struct etcd *e, const char *path, char *body, bool write,
  * the dial timeout, no signals, http(s) only, the cancellation callback. */
 void etcd_curl_setup(struct etcd *e, CURL *h, size_t i, const char *path);
 
-/* The one translation of foreign codes into a negative errno: libcurl's
- * code, then the HTTP status with etcd's error body (gRPC code, message). 0
+/* Foreign codes as a negative errno: libcurl's code (curlx_errno, and the
+ * TLS failures of a client certificate), then the HTTP status with etcd's error body (gRPC code, message). 0
  * for CURLE_OK with HTTP 200. */
 int etcd_errno(CURLcode cc, long http_status, const char *body, size_t len);
 

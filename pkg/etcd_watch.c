@@ -39,8 +39,7 @@ struct etcd_watch {
 	atomic_bool stop;
 
 	/* The current stream. */
-	char *buf;
-	size_t len, cap;
+	struct buf b;   /* max ETCD_MAX_RESPONSE: the part of a line not yet handled */
 	int err;        /* why we cut the stream short, 0 if we did not */
 	bool delivered; /* a message came: the stream was healthy */
 	bool compacted;
@@ -113,32 +112,16 @@ static size_t watch_write(char *ptr, size_t size, size_t nmemb, void *userdata)
 
 	if (w->err || watch_stopping(w))
 		return 0;
-	if (n > ETCD_MAX_RESPONSE - w->len) {
-		w->err = -EMSGSIZE;
+	ret = buf_append(&w->b, ptr, n);
+	if (ret) {
+		w->err = ret == -E2BIG ? -EMSGSIZE : ret;
 		return 0;
 	}
-	if (w->len + n + 1 > w->cap) {
-		size_t cap = w->cap ? w->cap : 4096;
-		char *buf;
-
-		while (cap < w->len + n + 1)
-			cap *= 2;
-		buf = realloc(w->buf, cap);
-		if (!buf) {
-			w->err = -ENOMEM;
-			return 0;
-		}
-		w->buf = buf;
-		w->cap = cap;
-	}
-	memcpy(w->buf + w->len, ptr, n);
-	w->len += n;
-	w->buf[w->len] = '\0';
-	while ((nl = memchr(w->buf + start, '\n', w->len - start))) {
-		size_t line_len = (size_t)(nl - (w->buf + start));
+	while ((nl = memchr(w->b.data + start, '\n', w->b.len - start))) {
+		size_t line_len = (size_t)(nl - (w->b.data + start));
 
 		if (line_len) {
-			ret = watch_handle(w, w->buf + start, line_len);
+			ret = watch_handle(w, w->b.data + start, line_len);
 			if (ret) {
 				w->err = ret;
 				return 0;
@@ -146,8 +129,8 @@ static size_t watch_write(char *ptr, size_t size, size_t nmemb, void *userdata)
 		}
 		start += line_len + 1;
 	}
-	memmove(w->buf, w->buf + start, w->len - start);
-	w->len -= start;
+	memmove(w->b.data, w->b.data + start, w->b.len - start);
+	w->b.len -= start;
 	return n;
 }
 
@@ -169,7 +152,8 @@ static int watch_stream(struct etcd_watch *w)
 	h = curl_easy_init();
 	if (!h)
 		goto err_free_body;
-	w->len = 0;
+	w->b.len = 0;
+	w->b.too_big = false;
 	w->err = 0;
 	w->delivered = false;
 	etcd_curl_setup(w->e, h, w->endpoint, "/v3/watch");
@@ -209,7 +193,7 @@ static int watch_stream(struct etcd_watch *w)
 	else if (cc == CURLE_OK && status == 200)
 		ret = -ECONNRESET; /* etcd ended the stream */
 	else
-		ret = etcd_errno(cc, status, w->buf, w->len);
+		ret = etcd_errno(cc, status, w->b.data, w->b.len);
 	if (ret == 0)
 		ret = -EPROTO;
 	curl_multi_remove_handle(w->multi, h);
@@ -268,7 +252,7 @@ static void watch_free(struct etcd_watch *w)
 	if (w->multi)
 		curl_multi_cleanup(w->multi);
 	curl_slist_free_all(w->headers);
-	free(w->buf);
+	buf_free(&w->b);
 	free(w->key);
 	free(w->range_end);
 	free(w);
@@ -292,6 +276,7 @@ struct etcd_watch *etcd_watch_start(struct etcd *e, const char *key, const char 
 	w->cb = cb;
 	w->ctx = ctx;
 	w->next_rev = start_revision;
+	w->b.max = ETCD_MAX_RESPONSE;
 	w->endpoint = atomic_load(&e->current) % e->n_endpoints;
 	w->key = strdup(key);
 	w->range_end = range_end ? strdup(range_end) : NULL;

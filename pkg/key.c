@@ -303,7 +303,9 @@ err_unlink:
 	return ret;
 }
 
-int key_load_or_create(const char *path, uint8_t priv[static WG_KEY_LEN])
+enum key_how { KEY_READ, KEY_READ_OR_CREATE, KEY_REPLACE };
+
+static int key_file(const char *path, uint8_t priv[static WG_KEY_LEN], enum key_how how)
 {
 	int ret;
 
@@ -312,41 +314,31 @@ int key_load_or_create(const char *path, uint8_t priv[static WG_KEY_LEN])
 	ret = key_init();
 	if (ret < 0)
 		return ret;
+	/* create_key_file wipes priv itself when it fails. */
+	if (how == KEY_REPLACE)
+		return create_key_file(path, priv, true);
 	ret = read_key_file(path, priv);
-	if (ret != -ENOENT)
-		goto out;
-	ret = create_key_file(path, priv, false);
-	if (ret == -EEXIST)
-		ret = read_key_file(path, priv);
-out:
+	if (ret == -ENOENT && how == KEY_READ_OR_CREATE) {
+		ret = create_key_file(path, priv, false);
+		if (ret == -EEXIST)
+			ret = read_key_file(path, priv);
+	}
 	if (ret < 0)
 		sodium_memzero(priv, WG_KEY_LEN);
 	return ret;
+}
+
+int key_load_or_create(const char *path, uint8_t priv[static WG_KEY_LEN])
+{
+	return key_file(path, priv, KEY_READ_OR_CREATE);
 }
 
 int key_load(const char *path, uint8_t priv[static WG_KEY_LEN])
 {
-	int ret;
-
-	if (!path || !*path)
-		return -EINVAL;
-	ret = key_init();
-	if (ret < 0)
-		return ret;
-	ret = read_key_file(path, priv);
-	if (ret < 0)
-		sodium_memzero(priv, WG_KEY_LEN);
-	return ret;
+	return key_file(path, priv, KEY_READ);
 }
 
 int key_replace(const char *path, uint8_t priv[static WG_KEY_LEN])
 {
-	int ret;
-
-	if (!path || !*path)
-		return -EINVAL;
-	ret = key_init();
-	if (ret < 0)
-		return ret;
-	return create_key_file(path, priv, true);
+	return key_file(path, priv, KEY_REPLACE);
 }

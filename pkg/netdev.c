@@ -65,7 +65,10 @@ static int link_get(struct nl_sock *sk, const char *name, struct rtnl_link **lin
 	return 0;
 }
 
-int netdev_index(const char *name)
+typedef int (*link_fn)(struct nl_sock *sk, struct rtnl_link *link, void *arg);
+
+/* Run fn on the kernel's view of link name, over a socket of its own. */
+static int link_with(const char *name, link_fn fn, void *arg)
 {
 	struct rtnl_link *link = NULL;
 	struct nl_sock *sk = NULL;
@@ -77,11 +80,21 @@ int netdev_index(const char *name)
 	ret = link_get(sk, name, &link);
 	if (ret < 0)
 		goto out_sock;
-	ret = rtnl_link_get_ifindex(link);
+	ret = fn(sk, link, arg);
 	rtnl_link_put(link);
 out_sock:
 	nl_socket_free(sk);
 	return ret;
+}
+
+static int link_ifindex(struct nl_sock *sk, struct rtnl_link *link, void *arg)
+{
+	return rtnl_link_get_ifindex(link);
+}
+
+int netdev_index(const char *name)
+{
+	return link_with(name, link_ifindex, NULL);
 }
 
 bool netdev_exists(const char *name)
@@ -119,43 +132,20 @@ out_sock:
 	return ret;
 }
 
-int netdev_delete(const char *name)
+static int link_delete(struct nl_sock *sk, struct rtnl_link *link, void *arg)
 {
-	struct rtnl_link *link = NULL;
-	struct nl_sock *sk = NULL;
-	int ret;
-
-	ret = rtnl_open(&sk);
-	if (ret < 0)
-		return ret;
-	ret = link_get(sk, name, &link);
-	if (ret < 0)
-		goto out_sock;
-	ret = nlerr_errno(rtnl_link_delete(sk, link));
-	rtnl_link_put(link);
-out_sock:
-	nl_socket_free(sk);
-	return ret;
+	return nlerr_errno(rtnl_link_delete(sk, link));
 }
 
-/* Apply the attributes set in change to the existing link name. */
-static int link_change(const char *name, struct rtnl_link *change)
+int netdev_delete(const char *name)
 {
-	struct rtnl_link *link = NULL;
-	struct nl_sock *sk = NULL;
-	int ret;
+	return link_with(name, link_delete, NULL);
+}
 
-	ret = rtnl_open(&sk);
-	if (ret < 0)
-		return ret;
-	ret = link_get(sk, name, &link);
-	if (ret < 0)
-		goto out_sock;
-	ret = nlerr_errno(rtnl_link_change(sk, link, change, 0));
-	rtnl_link_put(link);
-out_sock:
-	nl_socket_free(sk);
-	return ret;
+/* Apply the attributes set in change (arg) to the link. */
+static int link_change(struct nl_sock *sk, struct rtnl_link *link, void *change)
+{
+	return nlerr_errno(rtnl_link_change(sk, link, change, 0));
 }
 
 typedef void (*link_setter)(struct rtnl_link *change, const void *arg);
@@ -169,7 +159,7 @@ static int link_set(const char *name, link_setter set, const void *arg)
 	if (!change)
 		return -ENOMEM;
 	set(change, arg);
-	ret = link_change(name, change);
+	ret = link_with(name, link_change, change);
 	rtnl_link_put(change);
 	return ret;
 }
@@ -225,21 +215,11 @@ int netdev_move_to_netns(const char *name, int netns_fd)
 	return link_set(name, set_ns_fd, &netns_fd);
 }
 
-int netdev_get(const char *name, struct netdev_info *info)
+static int link_info(struct nl_sock *sk, struct rtnl_link *link, void *arg)
 {
-	struct rtnl_link *link = NULL;
-	struct nl_sock *sk = NULL;
+	struct netdev_info *info = arg;
 	const char *kind;
-	int ret;
 
-	if (!info)
-		return -EINVAL;
-	ret = rtnl_open(&sk);
-	if (ret < 0)
-		return ret;
-	ret = link_get(sk, name, &link);
-	if (ret < 0)
-		goto out_sock;
 	memset(info, 0, sizeof(*info));
 	info->ifindex = rtnl_link_get_ifindex(link);
 	info->mtu = rtnl_link_get_mtu(link);
@@ -249,11 +229,14 @@ int netdev_get(const char *name, struct netdev_info *info)
 	kind = rtnl_link_get_type(link);
 	if (kind)
 		snprintf(info->kind, sizeof(info->kind), "%s", kind);
-	rtnl_link_put(link);
-	ret = 0;
-out_sock:
-	nl_socket_free(sk);
-	return ret;
+	return 0;
+}
+
+int netdev_get(const char *name, struct netdev_info *info)
+{
+	if (!info)
+		return -EINVAL;
+	return link_with(name, link_info, info);
 }
 
 /* --- addresses -------------------------------------------------------- */
@@ -374,6 +357,37 @@ int netdev_addr_del(const char *name, const struct ipnet *addr)
 	return addr_change(name, addr, false);
 }
 
+typedef void (*dump_fn)(struct nl_object *obj, void *arg);
+
+/*
+ * Walk a fresh dump of the addresses (routes false) or of the family's
+ * routes, after storing dev's index in *ifindex for fn to match on.
+ */
+static int dump_walk(const char *dev, bool routes, int family, int *ifindex,
+		     dump_fn fn, void *arg)
+{
+	struct nl_cache *cache = NULL;
+	struct nl_sock *sk = NULL;
+	int ret;
+
+	ret = netdev_index(dev);
+	if (ret < 0)
+		return ret;
+	*ifindex = ret;
+	ret = rtnl_open(&sk);
+	if (ret < 0)
+		return ret;
+	ret = nlerr_errno(routes ? rtnl_route_alloc_cache(sk, family, 0, &cache)
+				 : rtnl_addr_alloc_cache(sk, &cache));
+	if (ret < 0)
+		goto out_sock;
+	nl_cache_foreach(cache, fn, arg);
+	nl_cache_free(cache);
+out_sock:
+	nl_socket_free(sk);
+	return ret;
+}
+
 struct addr_collect {
 	int ifindex;
 	struct ipnet *v;
@@ -415,34 +429,20 @@ static void addr_collect_one(struct nl_object *obj, void *arg)
 int netdev_addr_list(const char *name, struct ipnet **addrs, size_t *n)
 {
 	struct addr_collect c = { 0 };
-	struct nl_cache *cache = NULL;
-	struct nl_sock *sk = NULL;
 	int ret;
 
 	if (!addrs || !n)
 		return -EINVAL;
-	ret = netdev_index(name);
-	if (ret < 0)
-		return ret;
-	c.ifindex = ret;
-	ret = rtnl_open(&sk);
-	if (ret < 0)
-		return ret;
-	ret = nlerr_errno(rtnl_addr_alloc_cache(sk, &cache));
-	if (ret < 0)
-		goto out_sock;
-	nl_cache_foreach(cache, addr_collect_one, &c);
-	nl_cache_free(cache);
-	ret = c.err;
+	ret = dump_walk(name, false, AF_UNSPEC, &c.ifindex, addr_collect_one, &c);
+	if (ret == 0)
+		ret = c.err;
 	if (ret < 0) {
 		free(c.v);
-		goto out_sock;
+		return ret;
 	}
 	*addrs = c.v;
 	*n = c.n;
-out_sock:
-	nl_socket_free(sk);
-	return ret;
+	return 0;
 }
 
 /* --- routes ----------------------------------------------------------- */
@@ -498,7 +498,9 @@ out_d:
 	return ret;
 }
 
-int netdev_route_add(const struct ipnet *dst, const char *dev, const struct ipaddr *via)
+/* Add (NLM_F_REPLACE) or delete the route to dst through dev. */
+static int route_change(const struct ipnet *dst, const char *dev, const struct ipaddr *via,
+			bool add)
 {
 	struct rtnl_route *r = NULL;
 	struct nl_sock *sk = NULL;
@@ -512,43 +514,31 @@ int netdev_route_add(const struct ipnet *dst, const char *dev, const struct ipad
 	ret = route_build(dst, ret, via, &r);
 	if (ret < 0)
 		return ret;
+	if (!add) {
+		/* The kernel matches any scope when RT_SCOPE_NOWHERE is given,
+		 * so a gatewayed route is found as well as an on-link one. */
+		rtnl_route_set_scope(r, RT_SCOPE_NOWHERE);
+		rtnl_route_set_protocol(r, RTPROT_UNSPEC);
+	}
 	ret = rtnl_open(&sk);
 	if (ret < 0)
 		goto out_route;
-	ret = nlerr_errno(rtnl_route_add(sk, r, NLM_F_REPLACE));
+	ret = nlerr_errno(add ? rtnl_route_add(sk, r, NLM_F_REPLACE) : rtnl_route_delete(sk, r, 0));
 	nl_socket_free(sk);
 out_route:
 	rtnl_route_put(r);
 	return ret;
 }
 
+int netdev_route_add(const struct ipnet *dst, const char *dev, const struct ipaddr *via)
+{
+	return route_change(dst, dev, via, true);
+}
+
 /* -ENOENT when there is no such route. */
 int netdev_route_del(const struct ipnet *dst, const char *dev)
 {
-	struct rtnl_route *r = NULL;
-	struct nl_sock *sk = NULL;
-	int ret;
-
-	if (!dst)
-		return -EINVAL;
-	ret = netdev_index(dev);
-	if (ret < 0)
-		return ret;
-	ret = route_build(dst, ret, NULL, &r);
-	if (ret < 0)
-		return ret;
-	/* The kernel matches any scope when RT_SCOPE_NOWHERE is given, so a
-	 * gatewayed route is found as well as an on-link one. */
-	rtnl_route_set_scope(r, RT_SCOPE_NOWHERE);
-	rtnl_route_set_protocol(r, RTPROT_UNSPEC);
-	ret = rtnl_open(&sk);
-	if (ret < 0)
-		goto out_route;
-	ret = nlerr_errno(rtnl_route_delete(sk, r, 0));
-	nl_socket_free(sk);
-out_route:
-	rtnl_route_put(r);
-	return ret;
+	return route_change(dst, dev, NULL, false);
 }
 
 struct route_match {
@@ -588,28 +578,12 @@ static void route_match_one(struct nl_object *obj, void *arg)
 int netdev_route_exists(const struct ipnet *dst, const char *dev)
 {
 	struct route_match m = { .dst = dst };
-	struct nl_cache *cache = NULL;
-	struct nl_sock *sk = NULL;
 	int ret;
 
 	if (!dst || addr_len(dst->addr.family) < 0)
 		return -EINVAL;
-	ret = netdev_index(dev);
-	if (ret < 0)
-		return ret;
-	m.ifindex = ret;
-	ret = rtnl_open(&sk);
-	if (ret < 0)
-		return ret;
-	ret = nlerr_errno(rtnl_route_alloc_cache(sk, dst->addr.family, 0, &cache));
-	if (ret < 0)
-		goto out_sock;
-	nl_cache_foreach(cache, route_match_one, &m);
-	nl_cache_free(cache);
-	ret = m.found;
-out_sock:
-	nl_socket_free(sk);
-	return ret;
+	ret = dump_walk(dev, true, dst->addr.family, &m.ifindex, route_match_one, &m);
+	return ret < 0 ? ret : m.found;
 }
 
 int netdev_enable_forwarding(int family)

@@ -1,5 +1,6 @@
 #include "rpc.h"
 #include "buf.h"
+#include "curlx.h"
 
 #include "log.h"
 
@@ -164,58 +165,22 @@ int rpc_client_set_ca_file(struct rpc_client *c, const char *path)
 	return 0;
 }
 
-/* libcurl calls this at least once a second during a transfer, also while
- * a long poll waits for its answer: the cancellation point. */
-static int rpc_progress(void *userdata, curl_off_t dltotal, curl_off_t dlnow,
-			curl_off_t ultotal, curl_off_t ulnow)
-{
-	const struct rpc_client *c = userdata;
-
-	return atomic_load(&c->cancelled) ? 1 : 0;
-}
-
 void rpc_client_cancel(struct rpc_client *c)
 {
 	if (c)
 		atomic_store(&c->cancelled, true);
 }
 
-/* The one place CURLcode becomes an errno. */
+/* CURLcode as an errno (curlx.c), knowing the socket path. */
 static int rpc_curl_errno(const struct rpc_client *c, CURLcode cc)
 {
 	struct stat st;
 
-	switch (cc) {
-	case CURLE_OK:
-		return 0;
-	case CURLE_COULDNT_CONNECT:
-		if (c->unix_path && stat(c->unix_path, &st) < 0 && errno == ENOENT)
-			return -ENOENT;
-		return -ECONNREFUSED;
-	case CURLE_OPERATION_TIMEDOUT:
-		return -ETIMEDOUT;
-	case CURLE_COULDNT_RESOLVE_HOST:
-	case CURLE_COULDNT_RESOLVE_PROXY:
-		return -EHOSTUNREACH;
-	case CURLE_GOT_NOTHING:
-	case CURLE_SEND_ERROR:
-	case CURLE_RECV_ERROR:
-	case CURLE_PARTIAL_FILE:
-		return -ECONNRESET;
-	case CURLE_OUT_OF_MEMORY:
-		return -ENOMEM;
-	case CURLE_WRITE_ERROR:
-		return -EMSGSIZE;
-	case CURLE_URL_MALFORMAT:
-		return -EINVAL;
-	case CURLE_ABORTED_BY_CALLBACK:
-		return -ECANCELED;
-	case CURLE_PEER_FAILED_VERIFICATION:
-	case CURLE_SSL_CACERT_BADFILE:
-		return -EKEYREJECTED;
-	default:
-		return -EIO;
-	}
+	/* A unix socket that is not there says more than "refused". */
+	if (cc == CURLE_COULDNT_CONNECT && c->unix_path && stat(c->unix_path, &st) < 0 &&
+	    errno == ENOENT)
+		return -ENOENT;
+	return curlx_errno(cc);
 }
 
 static void rpc_error_set(struct rpc_error *err, enum connect_code code, int status,
@@ -269,19 +234,12 @@ static int rpc_perform(struct rpc_client *c, const char *path, const void *body,
 	deadline = (struct curl_slist){ .data = hdr, .next = c->headers };
 	snprintf(url, len, "%s%s", c->base, path);
 	curl_easy_reset(c->curl);
-	curl_easy_setopt(c->curl, CURLOPT_URL, url);
-	curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
+	curlx_setup(c->curl, url, c->ca_file, &c->cancelled);
 	curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, timeout);
 	curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, buf_curl_write);
 	curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, b);
-	curl_easy_setopt(c->curl, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(c->curl, CURLOPT_NOPROGRESS, 0L);
-	curl_easy_setopt(c->curl, CURLOPT_XFERINFOFUNCTION, rpc_progress);
-	curl_easy_setopt(c->curl, CURLOPT_XFERINFODATA, c);
 	if (c->unix_path)
 		curl_easy_setopt(c->curl, CURLOPT_UNIX_SOCKET_PATH, c->unix_path);
-	if (c->ca_file)
-		curl_easy_setopt(c->curl, CURLOPT_CAINFO, c->ca_file);
 	curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, post ? &deadline : c->headers);
 	if (post) {
 		curl_easy_setopt(c->curl, CURLOPT_POST, 1L);

@@ -78,18 +78,26 @@ static double sim_cpu_self(void)
 	       (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
+/* /proc/PID/file of the daemon, or NULL. */
+static FILE *sim_daemon_proc(pid_t pid, const char *file)
+{
+	char path[64];
+
+	if (pid <= 0)
+		return NULL;
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
+	return fopen(path, "r");
+}
+
 /* utime + stime of the daemon in seconds, or -1. */
 static double sim_cpu_daemon(pid_t pid)
 {
-	char path[64], buf[1024], *p;
+	char buf[1024], *p;
 	unsigned long long ut, st;
 	FILE *f;
 	size_t n;
 
-	if (pid <= 0)
-		return -1;
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "r");
+	f = sim_daemon_proc(pid, "stat");
 	if (!f)
 		return -1;
 	n = fread(buf, 1, sizeof(buf) - 1, f);
@@ -105,15 +113,12 @@ static double sim_cpu_daemon(pid_t pid)
 /* A "VmHWM:"-style field of /proc/PID/status in KiB, or -1. */
 static long sim_daemon_status(pid_t pid, const char *field)
 {
-	char path[64], line[256];
+	char line[256];
 	size_t fl = strlen(field);
 	long v = -1;
 	FILE *f;
 
-	if (pid <= 0)
-		return -1;
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	f = fopen(path, "r");
+	f = sim_daemon_proc(pid, "status");
 	if (!f)
 		return -1;
 	while (fgets(line, sizeof(line), f))

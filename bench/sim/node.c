@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,6 +104,27 @@ static void node_lost(struct sim *s, struct node *n, bool error)
 {
 	node_close(s, n);
 	node_again(s, n, error);
+}
+
+/* An answer we refuse: counted, said (the first one), and the node tries
+ * again, on a new connection when lost. */
+static void node_refuse(struct sim *s, struct node *n, bool lost, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void node_refuse(struct sim *s, struct node *n, bool lost, const char *fmt, ...)
+{
+	char what[200];
+	va_list ap;
+
+	s->proto_errors++;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	sim_error(s, "%s: %s", n->name, what);
+	if (lost)
+		node_lost(s, n, true);
+	else
+		node_again(s, n, true);
 }
 
 int node_start(struct sim *s, struct node *n)
@@ -486,9 +508,7 @@ static void node_answer(struct sim *s, struct node *n)
 
 		protobuf_c_message_free_unpacked(r ? &r->base : NULL, NULL);
 		if (!ok) {
-			s->proto_errors++;
-			sim_error(s, "%s: AllocateSubnet: no subnet in the answer", n->name);
-			node_again(s, n, true);
+			node_refuse(s, n, false, "AllocateSubnet: no subnet in the answer");
 			return;
 		}
 		n->step = S_REGISTER;
@@ -502,9 +522,7 @@ static void node_answer(struct sim *s, struct node *n)
 
 		protobuf_c_message_free_unpacked(r ? &r->base : NULL, NULL);
 		if (!ok) {
-			s->proto_errors++;
-			sim_error(s, "%s: RegisterKey: the answer does not hold our key", n->name);
-			node_again(s, n, true);
+			node_refuse(s, n, false, "RegisterKey: the answer does not hold our key");
 			return;
 		}
 		n->step = S_POLL;
@@ -557,24 +575,18 @@ static void node_read(struct sim *s, struct node *n)
 		n->rx += (uint64_t)r;
 		n->rx_phase += (uint64_t)r;
 		if (!n->in_flight) {
-			s->proto_errors++;
-			sim_error(s, "%s: %zd bytes nobody asked for", n->name, r);
-			node_lost(s, n, true);
+			node_refuse(s, n, true, "%zd bytes nobody asked for", r);
 			return;
 		}
 		used = hresp_feed(&n->h, s->rbuf, (size_t)r, node_body, n);
 		if (used < 0) {
-			s->proto_errors++;
-			sim_error(s, "%s: bad answer: %s", n->name, strerror((int)-used));
-			node_lost(s, n, true);
+			node_refuse(s, n, true, "bad answer: %s", strerror((int)-used));
 			return;
 		}
 		if (!hresp_done(&n->h))
 			continue;
 		if (used != r) {
-			s->proto_errors++;
-			sim_error(s, "%s: %zd bytes after the answer", n->name, r - used);
-			node_lost(s, n, true);
+			node_refuse(s, n, true, "%zd bytes after the answer", r - used);
 			return;
 		}
 		node_answer(s, n);
