@@ -206,6 +206,15 @@ c_cm_host() {
 	esac
 }
 
+# c_hosts N: what a test needs checked (c_need), the cluster manager's
+# host and the hosts of nodes 1..N, no daemon started yet.
+c_hosts() {
+	local i
+	c_need
+	c_cm_host
+	for ((i = 1; i <= $1; i++)); do c_node_host "$i"; done
+}
+
 # c_token [VALUE]: the token file every daemon and client of the run uses.
 c_token() {
 	if [ $# -gt 0 ]; then echo "$1"; else head -c 24 /dev/urandom | base64; fi >"$C_TOKEN"

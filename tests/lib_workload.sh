@@ -246,3 +246,15 @@ c_stats_kept() {
 }
 # c_ms_since T0_NS
 c_ms_since() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+
+# c_run NAME cmd...: stdout, stderr and exit status into $T_TMP/NAME.{out,err,rc}
+# (a command expected to fail does not stop the test); c_rc, c_out, c_err
+# NAME read them back.
+c_run() {
+	local name=$1; shift
+	"$@" >"$T_TMP/$name.out" 2>"$T_TMP/$name.err" && echo 0 >"$T_TMP/$name.rc" ||
+		echo $? >"$T_TMP/$name.rc"
+}
+c_rc() { cat "$T_TMP/$1.rc"; }
+c_out() { cat "$T_TMP/$1.out"; }
+c_err() { cat "$T_TMP/$1.err"; }

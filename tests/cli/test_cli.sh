@@ -15,20 +15,11 @@ c_need_ctl
 c_cluster 2
 t_wait "handshake between the nodes" 30 c_handshaken 1 2
 
-# run_ctl NAME cmd...: stdout/stderr/status into $T_TMP/NAME.{out,err,rc}.
-run_ctl() {
-	local name=$1; shift
-	"$@" >"$T_TMP/$name.out" 2>"$T_TMP/$name.err" && echo 0 >"$T_TMP/$name.rc" ||
-		echo $? >"$T_TMP/$name.rc"
-}
-rc() { cat "$T_TMP/$1.rc"; }
-out() { cat "$T_TMP/$1.out"; }
-err() { cat "$T_TMP/$1.err"; }
 # The one-line error contract.
 t_error_line() { # what NAME regex
 	t_eq "$1: one line on stderr" 1 "$(grep -c . "$T_TMP/$2.err")"
 	t_ok "$1: message" grep -Eq "^wgcnictl: .*$3" "$T_TMP/$2.err"
-	t_eq "$1: nothing on stdout" "" "$(out "$2")"
+	t_eq "$1: nothing on stdout" "" "$(c_out "$2")"
 }
 # row TABLE_FILE FIELD1 FIELD2...: a line whose whitespace-separated fields
 # start with the given ones.
@@ -47,34 +38,34 @@ sub2=$(jq -r '.nodes[] | select(.name == "node2") | .subnets | join(",")' <<<"$a
 t_ok "API gave node subnets" test -n "$sub1" -a -n "$sub2"
 
 # --- usage ----------------------------------------------------------------
-run_ctl help "$C_CTL" --help
-t_eq "--help exits 0" 0 "$(rc help)"
+c_run help "$C_CTL" --help
+t_eq "--help exits 0" 0 "$(c_rc help)"
 for c in nodes node delete-node peers allocations status; do
 	t_ok "--help lists $c" grep -Eq "^  $c( |$)" "$T_TMP/help.out"
 done
 t_ok "--help names the environment" grep -q WGCNI_CLUSTER_MANAGER "$T_TMP/help.out"
-run_ctl version "$C_CTL" --version
-t_eq "--version" "wgcnictl $(sed -n 's/^VERSION := *//p' "$T_ROOT/Makefile")" "$(out version)"
-run_ctl noargs "$C_CTL"
-t_eq "no command: exit 2" 2 "$(rc noargs)"
-run_ctl unknown "$C_CTL" frobnicate
-t_eq "unknown command: exit 2" 2 "$(rc unknown)"
+c_run version "$C_CTL" --version
+t_eq "--version" "wgcnictl $(sed -n 's/^VERSION := *//p' "$T_ROOT/Makefile")" "$(c_out version)"
+c_run noargs "$C_CTL"
+t_eq "no command: exit 2" 2 "$(c_rc noargs)"
+c_run unknown "$C_CTL" frobnicate
+t_eq "unknown command: exit 2" 2 "$(c_rc unknown)"
 t_ok "unknown command: named" grep -q "^wgcnictl: unknown command \`frobnicate'" "$T_TMP/unknown.err"
-run_ctl noname "$C_CTL" node
-t_eq "node without NAME: exit 2" 2 "$(rc noname)"
-run_ctl extra "$C_CTL" nodes extra
-t_eq "nodes with an argument: exit 2" 2 "$(rc extra)"
-run_ctl badout "$C_CTL" -o yaml nodes
-t_eq "-o yaml: exit 2" 2 "$(rc badout)"
+c_run noname "$C_CTL" node
+t_eq "node without NAME: exit 2" 2 "$(c_rc noname)"
+c_run extra "$C_CTL" nodes extra
+t_eq "nodes with an argument: exit 2" 2 "$(c_rc extra)"
+c_run badout "$C_CTL" -o yaml nodes
+t_eq "-o yaml: exit 2" 2 "$(c_rc badout)"
 t_ok "-o yaml: says why" grep -q "unknown output format \`yaml'" "$T_TMP/badout.err"
-run_ctl badopt "$C_CTL" --frob nodes
-t_eq "unknown option: exit 2" 2 "$(rc badopt)"
-run_ctl badtimeout "$C_CTL" --timeout 0 nodes
-t_eq "--timeout 0: exit 2" 2 "$(rc badtimeout)"
+c_run badopt "$C_CTL" --frob nodes
+t_eq "unknown option: exit 2" 2 "$(c_rc badopt)"
+c_run badtimeout "$C_CTL" --timeout 0 nodes
+t_eq "--timeout 0: exit 2" 2 "$(c_rc badtimeout)"
 
 # --- nodes ------------------------------------------------------------------
-run_ctl nodes c_ctl nodes
-t_eq "nodes: exit 0" 0 "$(rc nodes)"
+c_run nodes c_ctl nodes
+t_eq "nodes: exit 0" 0 "$(c_rc nodes)"
 t_ok "nodes: header" grep -Eq '^NAME +SUBNETS +ENDPOINT +ADDRESS +LAST SEEN +STALE +PUBLIC KEY$' "$T_TMP/nodes.out"
 t_eq "nodes: one row per node" 3 "$(grep -c . "$T_TMP/nodes.out")"
 t_ok "nodes: node1 row" row "$T_TMP/nodes.out" node1 "$sub1" "$(c_endpoint 1)"
@@ -87,8 +78,8 @@ col=$(head -1 "$T_TMP/nodes.out" | awk '{ print index($0, "PUBLIC KEY") }')
 t_eq "nodes: columns aligned" "$col $col" \
 	"$(tail -n +2 "$T_TMP/nodes.out" | awk -v k1="$key1" -v k2="$key2" '{ i = index($0, k1); if (!i) i = index($0, k2); printf "%s%d", (NR > 1 ? " " : ""), i }')"
 
-run_ctl nodes_json c_ctl -o json nodes
-t_eq "nodes -o json: exit 0" 0 "$(rc nodes_json)"
+c_run nodes_json c_ctl -o json nodes
+t_eq "nodes -o json: exit 0" 0 "$(c_rc nodes_json)"
 t_ok "nodes -o json parses" jq -e . "$T_TMP/nodes_json.out" >/dev/null
 # lastSeen moves with every long poll: compare the rest exactly.
 t_eq "nodes -o json is ListNodes" \
@@ -97,19 +88,19 @@ t_eq "nodes -o json is ListNodes" \
 t_eq "nodes -o json has lastSeen" 2 "$(jq '[.nodes[].lastSeen | select(. != null and . != "")] | length' "$T_TMP/nodes_json.out")"
 
 # --- node NAME --------------------------------------------------------------
-run_ctl node1 c_ctl node node1
-t_eq "node node1: exit 0" 0 "$(rc node1)"
+c_run node1 c_ctl node node1
+t_eq "node node1: exit 0" 0 "$(c_rc node1)"
 t_ok "node node1: name" grep -qx "Name: *node1" "$T_TMP/node1.out"
 t_ok "node node1: subnets" grep -qx "Subnets: *${sub1//,/, }" "$T_TMP/node1.out"
 t_ok "node node1: endpoint" grep -qx "Endpoint: *$(c_endpoint 1)" "$T_TMP/node1.out"
 t_ok "node node1: key" grep -qx "Public key: *$key1" "$T_TMP/node1.out"
 t_ok "node node1: last seen" grep -Eq "^Last seen: *[0-9]+s ago \(.*\)$" "$T_TMP/node1.out"
-run_ctl node1_json c_ctl -o json node node1
+c_run node1_json c_ctl -o json node node1
 t_eq "node -o json is the API's Node" \
 	"$(c_cm_rpc ListNodes '{}' | jq -cS '.nodes[] | select(.name == "node1") | del(.lastSeen)')" \
 	"$(jq -cS 'del(.lastSeen)' "$T_TMP/node1_json.out")"
-run_ctl nosuch c_ctl node nosuch
-t_eq "node nosuch: exit 1" 1 "$(rc nosuch)"
+c_run nosuch c_ctl node nosuch
+t_eq "node nosuch: exit 1" 1 "$(c_rc nosuch)"
 t_error_line "node nosuch" nosuch "node \`nosuch' not found"
 
 # --- allocations ------------------------------------------------------------
@@ -122,19 +113,19 @@ addr_a=$(jq -r --arg id "$id_a" '.allocations[] | select(.containerId == $id) | 
 addr_b=$(jq -r --arg id "$id_b" '.allocations[] | select(.containerId == $id) | .addresses | join(",")' <<<"$api_allocs")
 t_ok "API gave addresses" test -n "$addr_a" -a -n "$addr_b"
 
-run_ctl allocs c_ctl_nm 1 allocations
-t_eq "allocations: exit 0" 0 "$(rc allocs)"
+c_run allocs c_ctl_nm 1 allocations
+t_eq "allocations: exit 0" 0 "$(c_rc allocs)"
 t_ok "allocations: header" grep -Eq '^CONTAINER +IFNAME +ADDRESSES +NETNS +PUBLIC KEY$' "$T_TMP/allocs.out"
 t_eq "allocations: one row each" 3 "$(grep -c . "$T_TMP/allocs.out")"
 t_ok "allocations: container a" row "$T_TMP/allocs.out" "${id_a:0:12}" eth0 "$addr_a" "/run/netns/$T_ID-$id_a" "$pub_a"
 t_ok "allocations: container b" row "$T_TMP/allocs.out" "${id_b:0:12}" net1 "$addr_b" "/run/netns/$T_ID-$id_b" "$pub_b"
-run_ctl allocs_json c_ctl_nm 1 -o json allocations
+c_run allocs_json c_ctl_nm 1 -o json allocations
 t_eq "allocations -o json is ListAllocations" \
 	"$(c_nm_rpc 1 ListAllocations '{}' | jq -cS '.allocations |= sort_by(.containerId)')" \
 	"$(jq -cS '.allocations |= sort_by(.containerId)' "$T_TMP/allocs_json.out")"
-run_ctl allocs_http nq h1 "$C_CTL" --node-manager http://127.0.0.1:5242 allocations
-t_eq "allocations over http:// is the same table" "$(out allocs)" "$(out allocs_http)"
-run_ctl allocs2 c_ctl_nm 2 allocations
+c_run allocs_http nq h1 "$C_CTL" --node-manager http://127.0.0.1:5242 allocations
+t_eq "allocations over http:// is the same table" "$(c_out allocs)" "$(c_out allocs_http)"
+c_run allocs2 c_ctl_nm 2 allocations
 t_eq "allocations on node2: header only" 1 "$(grep -c . "$T_TMP/allocs2.out")"
 
 # --- peers ------------------------------------------------------------------
@@ -144,9 +135,9 @@ a2=$(c_nm_rpc 2 GetNode '{}' | jq -r '.node.address' | cut -d, -f1 | cut -d/ -f1
 nq h1 ping -q -c 4 -i 0.2 -s 1200 -W 2 "$a2" >/dev/null
 rx2() { c_nm_metrics 1 | awk -v k="$key2" 'index($0, "wgcni_peer_rx_bytes{") == 1 && index($0, k) { print $2 }'; }
 rx_before=$(rx2)
-run_ctl peers c_ctl_nm 1 peers
+c_run peers c_ctl_nm 1 peers
 rx_after=$(rx2)
-t_eq "peers: exit 0" 0 "$(rc peers)"
+t_eq "peers: exit 0" 0 "$(c_rc peers)"
 t_ok "peers: header" grep -Eq '^NAME +KIND +ALLOWED IPS +ENDPOINT +RX +TX +HANDSHAKE +PUBLIC KEY$' "$T_TMP/peers.out"
 t_eq "peers: node2 and two containers" 4 "$(grep -c . "$T_TMP/peers.out")"
 # peer_row FILE NAME KIND ALLOWED HANDSHAKE_REGEX KEY: the row's fields
@@ -176,12 +167,12 @@ t_ok "peers: container b with its address, no handshake" \
 	peer_row "$T_TMP/peers.out" "${id_b:0:12}/net1" container "$addr_b" '^never$' "$pub_b"
 t_fail "peers: the node's own key is not a peer" grep -q "$key1" "$T_TMP/peers.out"
 # With --cluster-manager, node peers show their subnets and endpoints.
-run_ctl peers_cm nq h1 "$C_CTL" --node-manager "unix://$(c_sock 1)" \
+c_run peers_cm nq h1 "$C_CTL" --node-manager "unix://$(c_sock 1)" \
 	--cluster-manager "$C_CM_URL" --token-file "$C_TOKEN" peers
 t_ok "peers --cluster-manager: node2 subnet and endpoint" \
 	row "$T_TMP/peers_cm.out" node2 node "$sub2" "$(c_endpoint 2)"
 
-run_ctl peers_json c_ctl_nm 1 -o json peers
+c_run peers_json c_ctl_nm 1 -o json peers
 t_ok "peers -o json parses" jq -e . "$T_TMP/peers_json.out" >/dev/null
 t_eq "peers -o json: node is GetNode's" "$(c_nm_rpc 1 GetNode '{}' | jq -cS .node)" \
 	"$(jq -cS .node "$T_TMP/peers_json.out")"
@@ -199,16 +190,16 @@ t_eq "peers -o json: container a's allocation is ListAllocations'" \
 	"$(jq -cS --arg k "$pub_a" '.peers[] | select(.publicKey == $k) | .allocation' "$T_TMP/peers_json.out")"
 
 # --- status -----------------------------------------------------------------
-run_ctl status nq h1 "$C_CTL" --node-manager "unix://$(c_sock 1)" \
+c_run status nq h1 "$C_CTL" --node-manager "unix://$(c_sock 1)" \
 	--cluster-manager "$C_CM_URL" --token-file "$C_TOKEN" status
-t_eq "status: exit 0 when healthy" 0 "$(rc status)"
+t_eq "status: exit 0 when healthy" 0 "$(c_rc status)"
 for c in "node manager" "cluster manager" registered peers pool; do
 	t_ok "status: $c ok" grep -Eq "^$c +ok " "$T_TMP/status.out"
 done
 t_ok "status: peers handshaking" grep -Eq "^peers +ok +1/1 nodes handshaking .*2 containers" "$T_TMP/status.out"
 pool=$(c_nm_metrics 1 | awk '/^wgcni_pool_addresses\{.*state="used"/ { u += $2 } /^wgcni_pool_addresses\{.*state="free"/ { f += $2 } END { printf "%d used, %d free", u, f }')
 t_ok "status: pool usage ($pool)" grep -Eq "^pool +ok +$pool " "$T_TMP/status.out"
-run_ctl status_json nq h1 "$C_CTL" --node-manager "unix://$(c_sock 1)" \
+c_run status_json nq h1 "$C_CTL" --node-manager "unix://$(c_sock 1)" \
 	--cluster-manager "$C_CM_URL" --token-file "$C_TOKEN" -o json status
 t_eq "status -o json: ok" true "$(jq .ok "$T_TMP/status_json.out")"
 t_eq "status -o json: states" "ok ok ok ok ok" "$(jq -r '[.checks[].state] | join(" ")' "$T_TMP/status_json.out")"
@@ -216,57 +207,57 @@ t_eq "status -o json: container peers" 2 "$(jq .containerPeers "$T_TMP/status_js
 
 # Bad token: the cluster manager is up (/healthz is open) but refuses the rest.
 echo wrong-token >"$T_TMP/bad-token"
-run_ctl status_bad nq h1 "$C_CTL" --node-manager "unix://$(c_sock 1)" \
+c_run status_bad nq h1 "$C_CTL" --node-manager "unix://$(c_sock 1)" \
 	--cluster-manager "$C_CM_URL" --token-file "$T_TMP/bad-token" status
-t_eq "status with a bad token: exit 1" 1 "$(rc status_bad)"
+t_eq "status with a bad token: exit 1" 1 "$(c_rc status_bad)"
 t_ok "status with a bad token: registration FAIL, unauthenticated" \
 	grep -Eq "^registered +FAIL +.*unauthenticated" "$T_TMP/status_bad.out"
 
 # --- errors -----------------------------------------------------------------
-run_ctl badtoken nq h1 "$C_CTL" --cluster-manager "$C_CM_URL" --token-file "$T_TMP/bad-token" nodes
-t_eq "bad token: exit 1" 1 "$(rc badtoken)"
+c_run badtoken nq h1 "$C_CTL" --cluster-manager "$C_CM_URL" --token-file "$T_TMP/bad-token" nodes
+t_eq "bad token: exit 1" 1 "$(c_rc badtoken)"
 t_error_line "bad token" badtoken "unauthenticated.*--token-file"
-run_ctl notoken nq h1 "$C_CTL" --cluster-manager "$C_CM_URL" nodes
-t_eq "no token: exit 1" 1 "$(rc notoken)"
+c_run notoken nq h1 "$C_CTL" --cluster-manager "$C_CM_URL" nodes
+t_eq "no token: exit 1" 1 "$(c_rc notoken)"
 t_error_line "no token" notoken "unauthenticated"
-run_ctl tokenmissing c_ctl --token-file "$T_TMP/no-such-token" nodes
-t_eq "missing token file: exit 1" 1 "$(rc tokenmissing)"
+c_run tokenmissing c_ctl --token-file "$T_TMP/no-such-token" nodes
+t_eq "missing token file: exit 1" 1 "$(c_rc tokenmissing)"
 t_error_line "missing token file" tokenmissing "cannot read token file \`$T_TMP/no-such-token'"
-run_ctl cmdown nq h1 "$C_CTL" --cluster-manager "http://$C_UL.1:1" nodes
-t_eq "cluster manager down: exit 1" 1 "$(rc cmdown)"
+c_run cmdown nq h1 "$C_CTL" --cluster-manager "http://$C_UL.1:1" nodes
+t_eq "cluster manager down: exit 1" 1 "$(c_rc cmdown)"
 t_error_line "cluster manager down" cmdown "cannot reach the cluster manager at \`http://$C_UL.1:1'"
-run_ctl nmdown "$C_CTL" --node-manager "unix://$T_TMP/none.sock" allocations
-t_eq "node manager down: exit 1" 1 "$(rc nmdown)"
+c_run nmdown "$C_CTL" --node-manager "unix://$T_TMP/none.sock" allocations
+t_eq "node manager down: exit 1" 1 "$(c_rc nmdown)"
 t_error_line "node manager down" nmdown "cannot reach the node manager at \`unix://$T_TMP/none.sock'"
-run_ctl badurl "$C_CTL" --node-manager "ftp://x" peers
-t_eq "bad URL: exit 1" 1 "$(rc badurl)"
+c_run badurl "$C_CTL" --node-manager "ftp://x" peers
+t_eq "bad URL: exit 1" 1 "$(c_rc badurl)"
 t_error_line "bad URL" badurl "invalid node manager URL \`ftp://x'"
-run_ctl statusdown nq h1 "$C_CTL" --node-manager "unix://$T_TMP/none.sock" --cluster-manager "http://127.0.0.1:1" status
-t_eq "status, all down: exit 1" 1 "$(rc statusdown)"
+c_run statusdown nq h1 "$C_CTL" --node-manager "unix://$T_TMP/none.sock" --cluster-manager "http://127.0.0.1:1" status
+t_eq "status, all down: exit 1" 1 "$(c_rc statusdown)"
 t_ok "status, all down: node manager FAIL" grep -Eq "^node manager +FAIL +cannot reach" "$T_TMP/statusdown.out"
 
 # --- environment ------------------------------------------------------------
-run_ctl env nq h1 env WGCNI_CLUSTER_MANAGER="$C_CM_URL" WGCNI_TOKEN_FILE="$C_TOKEN" \
+c_run env nq h1 env WGCNI_CLUSTER_MANAGER="$C_CM_URL" WGCNI_TOKEN_FILE="$C_TOKEN" \
 	WGCNI_OUTPUT=json "$C_CTL" nodes
-t_eq "WGCNI_* environment: exit 0" 0 "$(rc env)"
+t_eq "WGCNI_* environment: exit 0" 0 "$(c_rc env)"
 t_eq "WGCNI_OUTPUT=json" "node1 node2" "$(jq -r '[.nodes[].name] | sort | join(" ")' "$T_TMP/env.out")"
-run_ctl envwins nq h1 env WGCNI_CLUSTER_MANAGER="http://$C_UL.1:1" "$C_CTL" \
+c_run envwins nq h1 env WGCNI_CLUSTER_MANAGER="http://$C_UL.1:1" "$C_CTL" \
 	--cluster-manager "$C_CM_URL" --token-file "$C_TOKEN" nodes
-t_eq "command line wins over the environment" 0 "$(rc envwins)"
-run_ctl envnm env WGCNI_NODE_MANAGER="unix://$(c_sock 2)" "$C_CTL" -o json allocations
-t_eq "WGCNI_NODE_MANAGER" 0 "$(rc envnm)"
+t_eq "command line wins over the environment" 0 "$(c_rc envwins)"
+c_run envnm env WGCNI_NODE_MANAGER="unix://$(c_sock 2)" "$C_CTL" -o json allocations
+t_eq "WGCNI_NODE_MANAGER" 0 "$(c_rc envnm)"
 
 # --- delete-node ------------------------------------------------------------
 # Stop node 2 first, or it would register itself again.
 t_stop_pid "$T_PID_nm2"
-run_ctl del c_ctl delete-node node2
-t_eq "delete-node node2: exit 0" 0 "$(rc del)"
-t_eq "delete-node node2: says so" "node \`node2' deleted" "$(out del)"
+c_run del c_ctl delete-node node2
+t_eq "delete-node node2: exit 0" 0 "$(c_rc del)"
+t_eq "delete-node node2: says so" "node \`node2' deleted" "$(c_out del)"
 t_eq "node2 gone from ListNodes" node1 "$(c_cm_rpc ListNodes '{}' | jq -r '[.nodes[].name] | join(" ")')"
-run_ctl nodes_after c_ctl nodes
+c_run nodes_after c_ctl nodes
 t_fail "nodes: no node2 row" grep -q '^node2 ' "$T_TMP/nodes_after.out"
-run_ctl del_again c_ctl delete-node node2
-t_eq "delete-node again: exit 1" 1 "$(rc del_again)"
+c_run del_again c_ctl delete-node node2
+t_eq "delete-node again: exit 1" 1 "$(c_rc del_again)"
 t_error_line "delete-node again" del_again "node \`node2' not found"
 peer_gone() { ! c_ctl_nm 1 peers | grep -q "$key2"; }
 t_wait "node1 dropped node2 as a peer" 30 peer_gone && r=0 || r=1

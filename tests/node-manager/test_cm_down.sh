@@ -7,11 +7,7 @@
 C_BUILD=asan C_AUTH=none C_HOSTP=n C_NODEP=n C_NODE_PREFIX=
 . "$(dirname "$0")/../lib_cluster.sh"
 
-c_need
-c_cm_host
-c_node_host 1
-c_node_host 2
-c_node_host 3
+c_hosts 3
 echo good-token >"$T_TMP/cm.token"
 echo good-token >"$T_TMP/n.token"
 c_cm_start --token-file "$T_TMP/cm.token"

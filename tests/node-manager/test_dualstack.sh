@@ -6,10 +6,7 @@
 C_BUILD=asan C_AUTH=none C_HOSTP=n C_NODEP=n C_NODE_PREFIX=
 . "$(dirname "$0")/../lib_cluster.sh"
 
-c_need
-c_cm_host
-c_node_host 1
-c_node_host 2
+c_hosts 2
 c_cm_start --cluster-cidr fd10:100::/48
 c_nm_start n1
 c_nm_start n2

@@ -7,9 +7,7 @@
 C_BUILD=asan C_AUTH=none C_HOSTP=n C_NODEP=n C_NODE_PREFIX=
 . "$(dirname "$0")/../lib_cluster.sh"
 
-c_need
-c_cm_host
-c_node_host 1
+c_hosts 1
 c_cm_start
 STATE=$(c_state n1)
 t_fail "no state directory before the start" test -e "$STATE"

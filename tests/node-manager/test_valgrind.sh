@@ -7,10 +7,7 @@ C_BUILD=asan C_AUTH=none C_HOSTP=n C_NODEP=n C_NODE_PREFIX=
 
 command -v valgrind >/dev/null || { t_log "valgrind not installed"; exit 77; }
 C_NM_BIN=$T_BIN/wgcni-node-manager
-c_need
-c_cm_host
-c_node_host 1
-c_node_host 2
+c_hosts 2
 c_cm_start
 c_nm_start n2
 VG="valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect,possible \

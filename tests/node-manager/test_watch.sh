@@ -9,9 +9,7 @@
 C_BUILD=asan C_AUTH=none C_HOSTP=n C_NODEP=n C_NODE_PREFIX=
 . "$(dirname "$0")/../lib_cluster.sh"
 
-c_need
-c_cm_host
-c_node_host 1
+c_hosts 1
 c_cm_start
 IF1=$(c_ifname 1)
 
