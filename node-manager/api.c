@@ -164,6 +164,18 @@ static int nm_api_register_key(struct connect_call *call, void *ctx)
 	wgcni__node__v1__register_key_response__init(resp);
 	wgcni__node__v1__node_peer__init(np);
 	resp->node_peer = np;
+	if (nm->has_psk) {
+		uint8_t psk[WG_KEY_LEN];
+		char b64[WG_KEY_B64_LEN + 1];
+
+		nm_psk(nm, key, psk);
+		key_to_base64(b64, psk);
+		resp->preshared_key = connect_call_strdup(call, b64);
+		key_wipe(psk, sizeof(psk));
+		key_wipe(b64, sizeof(b64));
+		if (!resp->preshared_key)
+			return connect_fail(call, CONNECT_INTERNAL, "out of memory");
+	}
 	np->public_key = connect_call_strdup(call, nm->public_b64);
 	np->endpoint = connect_call_printf(call, "127.0.0.1:%u", nm->cfg.listen_port);
 	if (!np->public_key || !np->endpoint)

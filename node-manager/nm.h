@@ -52,6 +52,10 @@ struct nm_config {
 	const char *impl;
 	unsigned int mtu;
 	bool masquerade;
+	const char *psk_file;
+	bool gateway;
+	const char *location;
+	const char *public_endpoint;
 };
 
 /* A container attachment: containerId + ifname. */
@@ -83,6 +87,8 @@ struct nm {
 	uint8_t private_key[WG_KEY_LEN];
 	uint8_t public_key[WG_KEY_LEN];
 	char public_b64[WG_KEY_B64_LEN + 1];
+	bool has_psk;
+	uint8_t psk_secret[WG_KEY_LEN]; /* --preshared-key-file; wiped at exit */
 
 	struct ipnet subnets[NM_MAX_FAMILIES];
 	size_t n_subnets;
@@ -149,6 +155,14 @@ int nm_rotate_key(struct nm *nm, char old_b64[static WG_KEY_B64_LEN + 1], char *
 /* The container interface for a's WireGuard device ("wgc" + hash), as the
  * plugin names it. */
 int nm_container_device(const struct nm_alloc *a, char out[static IFNAMSIZ]);
+
+/* psk.c: --preshared-key-file. Load (0, or an error logged); wipe. */
+int nm_psk_load(struct nm *nm);
+void nm_psk_wipe(struct nm *nm);
+/* The preshared key of our peering with peer_key into psk (true), or false
+ * without --preshared-key-file (psk zeroed). The caller wipes psk. */
+bool nm_psk(const struct nm *nm, const uint8_t peer_key[static WG_KEY_LEN],
+	    uint8_t psk[static WG_KEY_LEN]);
 
 /* state.c: the state database and the in-memory copy of it. */
 int nm_state_open(struct nm *nm, char *err, size_t errlen);

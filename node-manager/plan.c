@@ -276,6 +276,8 @@ int nm_plan_run(struct nm *nm)
 	}
 	ret = nm_plan_key(nm, &have_key, &plan);
 	if (ret == 0)
+		ret = nm_psk_load(nm);
+	if (ret == 0)
 		ret = nm_plan_state(nm, &plan);
 	if (ret == 0)
 		ret = nm_plan_cluster(nm, have_key, &plan, &peers, &n_peers);
@@ -304,6 +306,7 @@ int nm_plan_run(struct nm *nm)
 	nm_peers_free(peers, n_peers);
 	nm_plan_free(&plan);
 	nm_state_close(nm);
+	nm_psk_wipe(nm);
 	key_wipe(nm->private_key, sizeof(nm->private_key));
 	return ret;
 }
