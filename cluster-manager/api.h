@@ -53,6 +53,14 @@ int cm_watch_peers(struct connect_call *call, void *ctx);
 void cm_watch_release(struct cm_api *api);
 int cm_watch_metrics(struct cm_api *api, struct prom *p);
 
-/* "" when name is a valid node name, else what is wrong with it. */
+/* A change since the last commit: wake the waiters after it. */
+void cm_api_changed(struct cm_api *api);
+
+/* external_api.c: the external peer handlers and metrics. */
+int cm_register_external_peer(struct connect_call *call, void *ctx);
+int cm_list_external_peers(struct connect_call *call, void *ctx);
+int cm_delete_external_peer(struct connect_call *call, void *ctx);
+int cm_list_locations(struct connect_call *call, void *ctx);
+int cm_ext_metrics(struct cm_api *api, struct prom *p);
 
 #endif

@@ -32,6 +32,7 @@ struct cm_state {
 	bool in_batch; /* a transaction is open: changes not yet on disk */
 	uint64_t commits;
 	time_t last_flush;
+	struct cm_ext_state *ext; /* external peers (external.c) */
 };
 
 /* One statement to completion; types: 't' const char *, 'i' int64_t per
@@ -55,5 +56,15 @@ void cm_tomb_prune(struct cm_state *st);
 
 /* After the nodes are loaded: their history order, tombstones, floor. */
 int cm_load_history(struct cm_state *st, char *err, size_t errlen);
+
+/* external.c: load the external peers and the nodes' gateway columns after
+ * the nodes; free them. */
+int cm_ext_load(struct cm_state *st, char *err, size_t errlen);
+void cm_ext_free(struct cm_state *st);
+/* A node leaves (in its deletion's transaction): its external peers move
+ * to another gateway. 0 or negative errno (then nothing changed). */
+int cm_ext_node_gone(struct cm_state *st, struct cm_node *node);
+/* After the subnets of node changed: its allowed list again (cannot fail). */
+void cm_ext_node_refresh(struct cm_node *node);
 
 #endif
