@@ -525,7 +525,9 @@ static const char *nm_peer_name(struct nm *nm, const uint8_t *key, char *buf, si
 		return buf;
 	}
 	p = nm_state_find_peer(nm, key);
-	return p ? p->name : "";
+	if (p)
+		return p->name;
+	return nm_ext_find(nm, key) ? nm_ext_find(nm, key)->name : "";
 }
 
 static int nm_metrics_peers(struct prom *p, struct nm *nm, const struct wg_device *dev)
@@ -566,7 +568,7 @@ int nm_api_metrics(struct prom *p, void *ctx)
 {
 	struct nm *nm = ctx;
 	struct wg_device *dev = NULL;
-	size_t n_node = 0, n_container = 0;
+	size_t n_node = 0, n_container = 0, n_external = 0;
 	char name[NM_ID_MAX + IFNAMSIZ + 2];
 	int ret = 0;
 
@@ -582,12 +584,15 @@ int nm_api_metrics(struct prom *p, void *ctx)
 		nm_peer_name(nm, dev->peers[i].public_key, name, sizeof(name), &container);
 		if (container)
 			n_container++;
+		else if (nm_ext_find(nm, dev->peers[i].public_key))
+			n_external++;
 		else
 			n_node++;
 	}
 	ret |= prom_family(p, "wgcni_peers", PROM_GAUGE, "Peers on the node interface by kind.");
 	ret |= prom_sample(p, (double)n_node, "kind", "node", (const char *)NULL);
 	ret |= prom_sample(p, (double)n_container, "kind", "container", (const char *)NULL);
+	ret |= prom_sample(p, (double)n_external, "kind", "external", (const char *)NULL);
 	ret |= prom_family(p, "wgcni_allocations", PROM_GAUGE, "Container allocations.");
 	ret |= prom_sample(p, (double)nm->n_allocs, (const char *)NULL);
 	ret |= prom_family(p, "wgcni_pool_addresses", PROM_GAUGE,

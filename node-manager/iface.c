@@ -324,9 +324,10 @@ static size_t nm_want_nodes(const struct nm *nm, const struct nm_peer *peers, si
 	for (size_t i = 0; i < n; i++) {
 		if (!memcmp(peers[i].public_key, nm->public_key, WG_KEY_LEN))
 			continue;
-		if (nm_state_find_key((struct nm *)nm, peers[i].public_key)) {
-			log_warnx("node peer has a container's key, skipped", "name=%s",
-				  peers[i].name);
+		if (nm_state_find_key((struct nm *)nm, peers[i].public_key) ||
+		    nm_ext_find(nm, peers[i].public_key)) {
+			log_warnx("node peer has a container's or external peer's key, skipped",
+				  "name=%s", peers[i].name);
 			continue;
 		}
 		want[k++] = (struct nm_want){
@@ -342,6 +343,23 @@ static size_t nm_want_nodes(const struct nm *nm, const struct nm_peer *peers, si
 	return k;
 }
 
+/* A gateway's external peers: in every wanted list, so no reconciliation
+ * removes one. */
+static size_t nm_want_exts(const struct nm *nm, struct nm_want *want)
+{
+	for (size_t i = 0; i < nm->n_exts; i++)
+		want[i] = (struct nm_want){
+			.key = nm->exts[i].key,
+			.endpoint = "",
+			.allowed = nm->exts[i].addrs,
+			.n_allowed = nm->exts[i].n_addrs,
+			.kind = "external",
+			.name = nm->exts[i].name,
+			.external = true,
+		};
+	return nm->n_exts;
+}
+
 int nm_iface_reconcile_peers(struct nm *nm, const struct nm_peer *peers, size_t n,
 			     bool remove_unknown, struct nm_plan *plan)
 {
@@ -349,7 +367,7 @@ int nm_iface_reconcile_peers(struct nm *nm, const struct nm_peer *peers, size_t 
 	size_t k = 0, changed = 0;
 	int ret;
 
-	want = calloc(nm->n_allocs + n + 1, sizeof(*want));
+	want = calloc(nm->n_allocs + n + nm->n_exts + 1, sizeof(*want));
 	if (!want)
 		return -ENOMEM;
 	for (size_t i = 0; i < nm->n_allocs; i++) {
@@ -367,6 +385,7 @@ int nm_iface_reconcile_peers(struct nm *nm, const struct nm_peer *peers, size_t 
 		};
 	}
 	k += nm_want_nodes(nm, peers, n, want + k);
+	k += nm_want_exts(nm, want + k);
 	ret = nm_iface_apply(nm, want, k,
 			     remove_unknown ? NM_REMOVE_NON_CONTAINER : NM_REMOVE_CONTAINER_LIKE,
 			     &changed, plan);
@@ -389,10 +408,11 @@ int nm_iface_apply_node_peers(struct nm *nm, const struct nm_peer *peers, size_t
 	size_t k;
 	int ret;
 
-	want = calloc(n + 1, sizeof(*want));
+	want = calloc(n + nm->n_exts + 1, sizeof(*want));
 	if (!want)
 		return -ENOMEM;
 	k = nm_want_nodes(nm, peers, n, want);
+	k += nm_want_exts(nm, want + k);
 	ret = nm_iface_apply(nm, want, k, NM_REMOVE_NON_CONTAINER, changed, NULL);
 	free(want);
 	return ret;
@@ -737,6 +757,8 @@ int nm_iface_repair(struct nm *nm)
 	 * here only what the state holds goes back. */
 	if (ret == 0)
 		ret = nm_iface_reconcile_peers(nm, nm->peers, nm->n_peers, false, &plan);
+	if (ret == 0)
+		ret = nm_routes_sync(nm, true);
 	for (size_t i = 0; i < plan.n; i++)
 		log_warnx("drift repaired", "interface=%s change=%s", nm->cfg.ifname,
 			  plan.lines[i]);

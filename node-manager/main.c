@@ -426,8 +426,14 @@ err_free_server:
 		log_warn("removing socket failed", "path=%s", nm->cfg.socket_path);
 err_close_state:
 	/* A sync thread still running may yet touch the state: leave it to exit. */
-	if (joined)
+	if (joined) {
 		nm_state_close(nm);
+		nm_exts_free(nm->exts, nm->n_exts);
+		nm->exts = NULL;
+		nm->n_exts = 0;
+		free(nm->xroutes);
+		nm->xroutes = NULL;
+	}
 err_wipe_key:
 	nm_psk_wipe(nm);
 	key_wipe(nm->private_key, sizeof(nm->private_key));

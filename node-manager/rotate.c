@@ -137,9 +137,7 @@ static int nm_rotate_register(struct nm *nm, char *err, size_t errlen)
 		snprintf(err, errlen, "no cluster manager client");
 		return -EINVAL;
 	}
-	req.node_name = nm->cfg.node_name;
-	req.public_key = nm->public_b64;
-	req.endpoint = (char *)nm->cfg.endpoint;
+	nm_sync_fill_register(nm, &req);
 	ret = rpc_call(rpc, "/wgcni.cluster.v1.ClusterService/RegisterKey", &req.base,
 		       &wgcni__cluster__v1__register_key_response__descriptor, &resp,
 		       NM_ROTATE_CALL_TIMEOUT_MS, &rerr);
