@@ -56,7 +56,28 @@ for i in 1 2; do
 	t_eq "node $i: each preshared key is BLAKE2b(secret, sorted keys)" 0 "$bad"
 	t_eq "node $i: peers checked" "$([ "$i" = 1 ] && echo 3 || echo 2)" "$(grep -c . <<<"$dump")"
 done
+# check_psks I: every peer of node I has the key derived with node I's key.
+check_psks() {
+	local i=$1 me pub psk bad=0 dump
+	me=$(c_nm_rpc "$i" GetNode '{}' | jq -r .node.publicKey)
+	dump=$(c_wg "$i" show "$(c_ifname "$i")" dump | tail -n +2)
+	while read -r pub psk _; do
+		[ "$psk" = "$(want_psk "$me" "$pub")" ] || bad=$((bad + 1))
+	done <<<"$dump"
+	[ "$bad" = 0 ]
+}
 PSKS=$(for i in 1 2; do c_wg "$i" show "$(c_ifname "$i")" preshared-keys | awk '{print $2}'; done | sort -u)
+
+# --- a node key rotation re-derives every preshared key of that node
+out=$(nq h1 "$C_NM_BIN" rotate-key --socket "$(c_sock 1)") || t_log "rotate-key failed"
+NEW=$(awk '{print $3}' <<<"$out")
+t_ok "rotate-key on node 1 printed a new key" test -n "$NEW"
+t_ok "node 1: its peers' preshared keys follow the new node key" t_wait "node 1 keys" 15 check_psks 1
+t_ok "node 2: node 1's preshared key follows its new key" t_wait "node 2 keys" 15 check_psks 2
+t_ok "after the rotation c1a still reaches c2a" c_ping c1a "${C_ADDR[c2a]}"
+t_ok "after the rotation c2a still reaches c1b" c_ping c2a "${C_ADDR[c1b]}"
+PSKS="$PSKS $(for i in 1 2; do c_wg "$i" show "$(c_ifname "$i")" preshared-keys | awk '{print $2}'; done | sort -u)"
+C_KEY=()
 
 # --- a node with another secret: no handshake with anyone
 C_NODE_FLAGS[3]="--preshared-key-file $T_TMP/psk.other"
