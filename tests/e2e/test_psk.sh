@@ -36,6 +36,7 @@ t_ok "ADD c2a on node 2" c_ctr_add 2 c2a
 t_ok "c1a pings c2a (across nodes, preshared keys on both hops)" c_ping c1a "${C_ADDR[c2a]}"
 t_ok "c2a pings c1b" c_ping c2a "${C_ADDR[c1b]}"
 t_ok "c1a pings c1b (same node)" c_ping c1a "${C_ADDR[c1b]}"
+for c in c1a c2a; do t_ok "CHECK $c (with a preshared key)" c_cni check "${C_NODE[$c]}" "$c"; done
 
 # want_psk A B: SPEC §3's derivation, computed independently.
 want_psk() {
