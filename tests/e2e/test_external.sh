@@ -136,6 +136,24 @@ t_eq "node 3's peer entry for node 1: no external address left" 0 \
 t_fail "the laptop no longer reaches c3a" nq laptop ping -n -q -c 2 -i 0.3 -w 3 "${C_ADDR[c3a]}"
 t_eq "external list is empty" 0 "$(c_ctl -o json external list | jq '.externalPeers // [] | length')"
 
+# --- a deleted gateway's external peers move to another gateway
+has_peer() { c_wg "$1" show "$(c_ifname "$1")" peers | grep -qxF -- "$2"; }
+K4=$(wg genkey | wg pubkey)
+out=$(c_ctl -o json external add tablet --public-key "$K4" --location us)
+t_eq "tablet (us): node 2" "$(c_name 2)" "$(jq -r .gateway.name <<<"$out")"
+taddr=$(jq -r '.address | split(",")[0]' <<<"$out")
+t_ok "node 2 holds tablet" t_wait "tablet on node 2" 15 has_peer 2 "$K4"
+c_nm_stop 2
+c_node_forget 2
+t_ok "DeleteNode node 2" c_cm_rpc DeleteNode "{\"nodeName\":\"$(c_name 2)\"}" -o /dev/null
+t_eq "tablet moved to node 1" "$(c_name 1)" \
+	"$(c_ctl -o json external list | jq -r '.externalPeers[] | select(.name == "tablet") | .gateway.name')"
+t_ok "node 1 took tablet as a peer" t_wait "tablet on node 1" 15 has_peer 1 "$K4"
+route_on() { nq "$(c_host "$1")" ip route show "$2" | grep -q "dev $(c_ifname "$1")"; }
+t_ok "node 3 routes tablet's $taddr into its interface" t_wait "route" 15 route_on 3 "${taddr%/*}"
+c_ctl external delete tablet >/dev/null
+t_ok "node 1 dropped tablet after external delete" t_wait "tablet gone" 15 sh -c "! ip netns exec $(t_ns h1) wg show $(c_ifname 1) peers | grep -qxF -- '$K4'"
+
 t_stop_pid "$T_PID_laptopwg"
 t_ok "laptop's wireguard-go gone" t_wait "socket gone" 10 sh -c "! test -e /var/run/wireguard/$LIF.sock"
 c_leak_check
