@@ -37,7 +37,7 @@ static bool cm_name_ok(struct connect_call *call, const char *name, int *ret)
 }
 
 /* Waiters are woken after the commit (cm_api_after_run), once per commit. */
-static void cm_api_changed(struct cm_api *api)
+void cm_api_changed(struct cm_api *api)
 {
 	api->changed = true;
 	api->generation++;
@@ -86,6 +86,9 @@ static cm_node_msg *cm_node_to_msg(struct connect_call *call, struct cm_node *n,
 	msg->public_key = n->public_key;
 	msg->endpoint = n->endpoint;
 	msg->address = n->address;
+	msg->location = n->location;
+	msg->gateway = n->gateway;
+	msg->public_endpoint = n->public_endpoint;
 	msg->last_seen = cm_rfc3339(call, n->last_seen);
 	msg->stale = n->stale;
 	return msg->last_seen ? msg : NULL;
@@ -133,6 +136,36 @@ static int cm_allocate_subnet(struct connect_call *call, void *ctx)
 	return connect_reply(call, &resp.base);
 }
 
+/* RegisterKey's location and publicEndpoint (default: the endpoint); on
+ * failure answers the call and returns false. */
+static bool cm_register_gateway_ok(struct connect_call *call,
+				   const Wgcni__Cluster__V1__RegisterKeyRequest *req,
+				   const char **pub_ep, int *ret)
+{
+	const char *why;
+	char reason[256];
+	struct endpoint ep;
+
+	*pub_ep = req->public_endpoint[0] ? req->public_endpoint : req->endpoint;
+	if (req->location[0] && (why = name_node_check(req->location))) {
+		*ret = connect_fail(call, CONNECT_INVALID_ARGUMENT,
+				    "invalid location \"" CM_QUOTE "\": %s", req->location, why);
+		return false;
+	}
+	if (strlen(*pub_ep) > CM_ENDPOINT_MAX) {
+		*ret = connect_fail(call, CONNECT_INVALID_ARGUMENT,
+				    "invalid publicEndpoint: longer than %d characters",
+				    CM_ENDPOINT_MAX);
+		return false;
+	}
+	if (endpoint_parse(*pub_ep, &ep, reason, sizeof(reason))) {
+		*ret = connect_fail(call, CONNECT_INVALID_ARGUMENT, "invalid publicEndpoint: %s",
+				    reason);
+		return false;
+	}
+	return true;
+}
+
 static int cm_register_key(struct connect_call *call, void *ctx)
 {
 	const Wgcni__Cluster__V1__RegisterKeyRequest *req =
@@ -145,6 +178,7 @@ static int cm_register_key(struct connect_call *call, void *ctx)
 	char canon[WG_KEY_B64_LEN + 1];
 	struct endpoint ep;
 	cm_node_msg *msg;
+	const char *pub_ep;
 	char why[256];
 	uint64_t before;
 	bool changed;
@@ -178,11 +212,18 @@ static int cm_register_key(struct connect_call *call, void *ctx)
 			return connect_fail(call, CONNECT_ALREADY_EXISTS,
 					    "publicKey \"%s\" is already registered by node \"%s\"",
 					    canon, nodes[i]->name);
+	if (!cm_register_gateway_ok(call, req, &pub_ep, &ret))
+		return ret;
 	before = cm_state_revision(api->st);
 	ret = cm_state_register(api->st, node, canon, req->endpoint, &changed);
 	if (ret)
 		return cm_fail_state(call, "registering the key", req->node_name, ret);
 	if (cm_state_revision(api->st) != before)
+		cm_api_changed(api);
+	ret = cm_ext_node_info(api->st, node, req->location, req->gateway, pub_ep, &changed);
+	if (ret)
+		return cm_fail_state(call, "registering the gateway settings", req->node_name, ret);
+	if (changed)
 		cm_api_changed(api);
 	cm_state_maybe_flush_seen(api->st, CM_SEEN_FLUSH_SECONDS);
 
@@ -251,8 +292,7 @@ static const struct cm_peer_cache *cm_peer_cache(struct cm_api *api)
 		p->name = o->name;
 		p->public_key = o->public_key;
 		p->endpoint = o->endpoint;
-		p->n_allowed_ips = o->n_subnets;
-		p->allowed_ips = o->subnets;
+		p->allowed_ips = cm_node_allowed(o, &p->n_allowed_ips);
 		c->node[c->n++] = o;
 	}
 	c->revision = cm_state_revision(api->st);
@@ -371,6 +411,10 @@ CM_HELD(cm_list_peers)
 CM_HELD(cm_list_nodes)
 CM_HELD(cm_delete_node)
 CM_HELD(cm_watch_peers)
+CM_HELD(cm_register_external_peer)
+CM_HELD(cm_list_external_peers)
+CM_HELD(cm_delete_external_peer)
+CM_HELD(cm_list_locations)
 
 int cm_api_after_run(void *ctx)
 {
@@ -414,6 +458,14 @@ const struct connect_method cm_api_methods[] = {
 		  cm_delete_node),
 	CM_METHOD("WatchPeers", watch_peers_request, watch_peers_response,
 		  cm_watch_peers),
+	CM_METHOD("RegisterExternalPeer", register_external_peer_request,
+		  register_external_peer_response, cm_register_external_peer),
+	CM_METHOD("ListExternalPeers", list_external_peers_request,
+		  list_external_peers_response, cm_list_external_peers),
+	CM_METHOD("DeleteExternalPeer", delete_external_peer_request,
+		  delete_external_peer_response, cm_delete_external_peer),
+	CM_METHOD("ListLocations", list_locations_request, list_locations_response,
+		  cm_list_locations),
 };
 const size_t cm_api_n_methods = sizeof(cm_api_methods) / sizeof(cm_api_methods[0]);
 
@@ -459,6 +511,8 @@ int cm_api_metrics(struct prom *p, void *ctx)
 		ret = prom_sample(p, (double)connect_server_deferred(api->srv), NULL);
 	if (!ret && api->srv)
 		ret = cm_watch_metrics(api, p);
+	if (!ret)
+		ret = cm_ext_metrics(api, p);
 	if (!ret)
 		ret = prom_family(p, "wgcni_commits_total", PROM_COUNTER,
 				  "Transactions committed (one per group of concurrent changes).");

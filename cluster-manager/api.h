@@ -61,5 +61,14 @@ int cm_api_seen(struct cm_api *api, struct cm_node *node);
  * half the node ttl, so a node waiting in a long poll is seen again before
  * it could turn stale, whatever its client asked. */
 unsigned int cm_api_wait_ms(const struct cm_api *api, unsigned int wait_seconds);
+/* A change since the last commit: wake the waiters after it. */
+void cm_api_changed(struct cm_api *api);
+
+/* external_api.c: the external peer handlers and metrics. */
+int cm_register_external_peer(struct connect_call *call, void *ctx);
+int cm_list_external_peers(struct connect_call *call, void *ctx);
+int cm_delete_external_peer(struct connect_call *call, void *ctx);
+int cm_list_locations(struct connect_call *call, void *ctx);
+int cm_ext_metrics(struct cm_api *api, struct prom *p);
 
 #endif

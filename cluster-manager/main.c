@@ -21,7 +21,6 @@
 #include <sys/socket.h>
 
 #define PROG "wgcni-cluster-manager"
-#define CM_MAX_EXTERNAL 16
 
 enum {
 	OPT_LISTEN = 256,
@@ -67,10 +66,6 @@ struct cm_opts {
 	struct cm_config cfg;
 	bool cidr_given;
 	bool childlen_given[CM_NFAM];
-	/* Accepted and kept for the operator (logged at start); the cluster
-	 * manager itself routes nothing. */
-	struct ipnet external[CM_MAX_EXTERNAL];
-	size_t n_external;
 	uint64_t node_ttl_ms, delete_after_ms; /* 0: never */
 	enum log_level level;
 	bool help, version;
@@ -106,8 +101,8 @@ static void cm_usage(FILE *f)
 		"                                of FILE; re-read on SIGHUP); /healthz and /metrics stay open\n"
 		"  --tls-cert FILE --tls-key FILE  serve HTTPS with this PEM certificate (chain)\n"
 		"                                and private key (read at start)\n"
-		"  --external-cidr CIDR          CIDR reachable outside the cluster; accepted and\n"
-		"                                logged for operators (repeatable)\n"
+		"  --external-cidr CIDR          addresses for external peers (wgcnictl external),\n"
+		"                                one /32 or /128 each (repeatable, IPv4 and IPv6)\n"
 		"  --node-ttl DURATION           a node not seen (no call) for longer is stale: out\n"
 		"                                of every peer list, subnet kept, live again on its\n"
 		"                                next call (e.g. 10m; default 0, never). Long polls\n"
@@ -163,15 +158,15 @@ static int cm_add_cidr(struct cm_opts *o, const char *s, char *err, size_t errle
 
 static int cm_add_external(struct cm_opts *o, const char *s, char *err, size_t errlen)
 {
-	if (o->n_external == CM_MAX_EXTERNAL) {
+	if (o->cfg.n_external == CM_MAX_EXTERNAL) {
 		snprintf(err, errlen, "--external-cidr: more than %d CIDRs", CM_MAX_EXTERNAL);
 		return -E2BIG;
 	}
-	if (ipnet_parse(s, &o->external[o->n_external], true)) {
+	if (ipnet_parse(s, &o->cfg.external[o->cfg.n_external], true)) {
 		snprintf(err, errlen, "--external-cidr: invalid CIDR `%s'", s);
 		return -EINVAL;
 	}
-	o->n_external++;
+	o->cfg.n_external++;
 	return 0;
 }
 
@@ -301,6 +296,23 @@ static int cm_validate(struct cm_opts *o, char *err, size_t errlen)
 		snprintf(err, errlen, "--node-ttl: %llums is too short (0 or at least 1s)",
 			 (unsigned long long)o->node_ttl_ms);
 		return -EINVAL;
+	}
+	for (size_t i = 0; i < o->cfg.n_external; i++) {
+		const struct ipnet *e = &o->cfg.external[i];
+		char b1[IPNET_STRLEN], b2[IPNET_STRLEN];
+
+		for (int f = 0; f < CM_NFAM; f++)
+			if (o->cfg.has_cidr[f] && ipnet_overlaps(e, &o->cfg.cidr[f])) {
+				snprintf(err, errlen, "--external-cidr `%s' overlaps cluster CIDR `%s'",
+					 ipnet_format(e, b1), ipnet_format(&o->cfg.cidr[f], b2));
+				return -EINVAL;
+			}
+		for (size_t j = 0; j < i; j++)
+			if (ipnet_overlaps(e, &o->cfg.external[j])) {
+				snprintf(err, errlen, "--external-cidr `%s' overlaps `%s'",
+					 ipnet_format(e, b1), ipnet_format(&o->cfg.external[j], b2));
+				return -EINVAL;
+			}
 	}
 	if (!!o->tls_cert != !!o->tls_key) {
 		snprintf(err, errlen, "--tls-cert and --tls-key go together");
@@ -436,8 +448,8 @@ static void cm_log_started(const struct cm_opts *o, const struct cm_api *api, bo
 		snprintf(buf, sizeof(buf), "%u", o->cfg.childlen[f]);
 		cm_list_add(lens, sizeof(lens), &nl, buf);
 	}
-	for (size_t i = 0; i < o->n_external; i++)
-		cm_list_add(external, sizeof(external), &ne, ipnet_format(&o->external[i], buf));
+	for (size_t i = 0; i < o->cfg.n_external; i++)
+		cm_list_add(external, sizeof(external), &ne, ipnet_format(&o->cfg.external[i], buf));
 	cm_state_nodes(api->st, &nodes);
 	log_info("started", "version=%s listen=%s tls=%s token=%s state_dir=%s "
 		 "cluster_cidrs=%s node_prefix_lengths=%s external_cidrs=%s nodes=%zu "

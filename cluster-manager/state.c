@@ -50,6 +50,17 @@ static const char *const cm_migrations[] = {
 	") WITHOUT ROWID;"
 	"INSERT INTO meta (key, value) SELECT 'history_floor', value FROM meta"
 	"  WHERE key = 'revision';",
+	/* 2 -> 3: external peers and gateways (external.c). */
+	"ALTER TABLE nodes ADD COLUMN location TEXT NOT NULL DEFAULT '';"
+	"ALTER TABLE nodes ADD COLUMN gateway INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE nodes ADD COLUMN public_endpoint TEXT NOT NULL DEFAULT '';"
+	"CREATE TABLE external_peers ("
+	"  name TEXT PRIMARY KEY NOT NULL,"
+	"  public_key TEXT NOT NULL UNIQUE,"
+	"  address TEXT NOT NULL UNIQUE,"
+	"  location TEXT NOT NULL DEFAULT '',"
+	"  gateway TEXT NOT NULL DEFAULT ''"
+	") WITHOUT ROWID;",
 };
 
 static int fam_number(enum cm_family fam)
@@ -389,7 +400,7 @@ static int cm_load(struct cm_state *st, char *err, size_t errlen)
 		cm_node_refresh(st->nodes[i]);
 		cm_stale_link(st, st->nodes[i]);
 	}
-	return 0;
+	return cm_ext_load(st, err, errlen);
 
 err_sql:
 	snprintf(err, errlen, "reading the database failed: %s", sqlite3_errmsg(st->db));
@@ -400,8 +411,11 @@ err_finalize:
 
 static void cm_free_nodes(struct cm_state *st)
 {
-	for (size_t i = 0; i < st->n_nodes; i++)
+	cm_ext_free(st);
+	for (size_t i = 0; i < st->n_nodes; i++) {
+		free(st->nodes[i]->allowed);
 		free(st->nodes[i]);
+	}
 	free(st->nodes);
 	st->nodes = NULL;
 	st->n_nodes = st->cap_nodes = 0;
@@ -577,6 +591,7 @@ int cm_state_allocate(struct cm_state *st, const char *name, struct cm_node **ou
 			 ipnet_format(&got[f], buf));
 	}
 	cm_node_refresh(node);
+	cm_ext_node_refresh(node);
 	node->last_seen = now;
 	node->seen_dirty = false;
 	cm_stale_seen(st, node);
@@ -650,6 +665,10 @@ int cm_state_delete(struct cm_state *st, const char *name)
 	if (!found)
 		goto err;
 	node = st->nodes[i];
+	/* Its external peers move first (a change of its own). */
+	ret = cm_ext_node_gone(st, node);
+	if (ret)
+		goto err;
 	/* Room first: once the rows are gone, nothing may fail. */
 	ret = cm_tomb_reserve(st);
 	if (ret)
@@ -697,6 +716,7 @@ int cm_state_delete(struct cm_state *st, const char *name)
 		cm_tomb_prune(st);
 	}
 	log_info("node deleted", "node=%s", node->name);
+	free(node->allowed);
 	free(node);
 	return 0;
 

@@ -30,10 +30,15 @@
 /* Family slots, in answer order: IPv4 first. */
 enum cm_family { CM_V4 = 0, CM_V6, CM_NFAM };
 
+#define CM_MAX_EXTERNAL 16
+
 struct cm_config {
 	bool has_cidr[CM_NFAM];
 	struct ipnet cidr[CM_NFAM];
 	unsigned int childlen[CM_NFAM];
+	/* --external-cidr: the pools of external peer addresses. */
+	struct ipnet external[CM_MAX_EXTERNAL];
+	size_t n_external;
 };
 
 struct cm_node {
@@ -51,6 +56,15 @@ struct cm_node {
 	char endpoint[CM_ENDPOINT_MAX + 1];  /* "" until registered */
 	time_t last_seen;
 	bool seen_dirty;
+	/* External peers (external.c): where the node is, whether it accepts
+	 * external peers, what they dial; and its Peer allowedIps when it
+	 * serves some (its subnets, then their addresses; capacity
+	 * CM_NFAM + 2 * n_ext), else allowed is NULL and its subnets are. */
+	char location[CM_NAME_MAX + 1];
+	bool gateway;
+	char public_endpoint[CM_ENDPOINT_MAX + 1];
+	char **allowed;
+	size_t n_allowed, n_ext;
 	/* Revision of the node's last change, and its neighbours in the
 	 * history (cm_state_last_changed). */
 	uint64_t mod_revision;
@@ -166,6 +180,53 @@ int cm_state_commit(struct cm_state *st);
 uint64_t cm_state_committed(const struct cm_state *st);
 /* Transactions committed since start. */
 uint64_t cm_state_commits(const struct cm_state *st);
+
+/*
+ * External peers (external.c): machines outside the cluster, each with an
+ * address per --external-cidr family kept for its name, served by one
+ * gateway node, which has them as WireGuard peers; their addresses are in
+ * the gateway's Peer allowedIps, so a change of a gateway's external peers
+ * is a change of its peer entry (a new mod_revision).
+ */
+struct cm_ext {
+	char name[CM_NAME_MAX + 1];
+	char public_key[WG_KEY_B64_LEN + 1];
+	char location[CM_NAME_MAX + 1];
+	char gateway[CM_NAME_MAX + 1]; /* "" while no gateway exists */
+	struct ipnet addr[CM_NFAM];
+	char addr_str[CM_NFAM][IPNET_STRLEN];
+	size_t n_addr;
+	char address[CM_NFAM * IPNET_STRLEN + 1]; /* comma-separated */
+};
+
+/* Sorted by name; valid until the next change. */
+struct cm_ext *const *cm_ext_list(const struct cm_state *st, size_t *n);
+struct cm_ext *cm_ext_find(const struct cm_state *st, const char *name);
+/*
+ * Registers (or answers again) the external peer; *changed tells whether
+ * anything moved. 0; -ENXIO without --external-cidr; -ENODEV when no gateway
+ * exists; -EEXIST when the key belongs to a node or another external peer;
+ * -ENOSPC when no address is left; nothing changed on error.
+ */
+int cm_ext_register(struct cm_state *st, const char *name, const char *public_key,
+		    const char *location, struct cm_ext **out, bool *changed);
+/* 0 or -ENOENT, or another negative errno. */
+int cm_ext_delete(struct cm_state *st, const char *name);
+/* A node's location, gateway flag and public endpoint (RegisterKey). A node
+ * that stops being a gateway hands its external peers on; a new gateway
+ * takes those without one. */
+int cm_ext_node_info(struct cm_state *st, struct cm_node *node, const char *location,
+		     bool gateway, const char *public_endpoint, bool *changed);
+/* The node accepts external peers now (a gateway with a key). */
+bool cm_ext_is_gateway(const struct cm_node *node);
+
+/* The node's Peer allowedIps: its subnets and the addresses of the external
+ * peers it serves as gateway. */
+static inline char **cm_node_allowed(const struct cm_node *n, size_t *count)
+{
+	*count = n->allowed ? n->n_allowed : n->n_subnets;
+	return n->allowed ? n->allowed : (char **)n->subnets;
+}
 
 /* Subnet usage of a configured family (false when not configured). */
 bool cm_state_usage(const struct cm_state *st, enum cm_family fam,

@@ -39,6 +39,7 @@ struct cm_state {
 	uint64_t ttl_ms, delete_after_ms;
 	uint64_t expire_retry_ms; /* after a failure, no try before this */
 	uint64_t (*now_ms)(void);
+	struct cm_ext_state *ext; /* external peers (external.c) */
 };
 
 /* One statement to completion; types: 't' const char *, 'i' int64_t per
@@ -69,5 +70,15 @@ void cm_stale_seen(struct cm_state *st, struct cm_node *node);
 
 /* After the nodes are loaded: their history order, tombstones, floor. */
 int cm_load_history(struct cm_state *st, char *err, size_t errlen);
+
+/* external.c: load the external peers and the nodes' gateway columns after
+ * the nodes; free them. */
+int cm_ext_load(struct cm_state *st, char *err, size_t errlen);
+void cm_ext_free(struct cm_state *st);
+/* A node leaves (in its deletion's transaction): its external peers move
+ * to another gateway. 0 or negative errno (then nothing changed). */
+int cm_ext_node_gone(struct cm_state *st, struct cm_node *node);
+/* After the subnets of node changed: its allowed list again (cannot fail). */
+void cm_ext_node_refresh(struct cm_node *node);
 
 #endif

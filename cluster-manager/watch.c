@@ -104,8 +104,7 @@ static void cm_watch_peer(cm_peer_msg *p, const struct cm_node *o)
 	p->name = (char *)o->name;
 	p->public_key = (char *)o->public_key;
 	p->endpoint = (char *)o->endpoint;
-	p->n_allowed_ips = o->n_subnets;
-	p->allowed_ips = (char **)o->subnets;
+	p->allowed_ips = cm_node_allowed(o, &p->n_allowed_ips);
 }
 
 static int cm_str_cmp(const void *a, const void *b)

@@ -349,6 +349,17 @@ static int add_set_peer(struct add *a)
 	 * stall for the 5 s retry. */
 	peer.keepalive = ADD_KEEPALIVE_S;
 	peer.flags = WGPEER_HAS_ENDPOINT | WGPEER_REPLACE_ALLOWEDIPS | WGPEER_HAS_KEEPALIVE;
+	if (a->reg->preshared_key && a->reg->preshared_key[0]) {
+		ret = key_from_base64(peer.preshared_key, a->reg->preshared_key, why, sizeof(why));
+		/* Wiped in the answer as soon as it is decoded. */
+		key_wipe(a->reg->preshared_key, strlen(a->reg->preshared_key));
+		if (ret) {
+			cni_fail(e, CNI_ERR_NODE_MANAGER, ret,
+				 "node manager sent an invalid preshared key", "%s", why);
+			goto out;
+		}
+		peer.flags |= WGPEER_HAS_PRESHARED_KEY;
+	}
 	ret = ipnet_parse("0.0.0.0/0", &any, true);
 	if (!ret)
 		ret = wg_peer_add_allowedip(&peer, &any);

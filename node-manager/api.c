@@ -164,6 +164,18 @@ static int nm_api_register_key(struct connect_call *call, void *ctx)
 	wgcni__node__v1__register_key_response__init(resp);
 	wgcni__node__v1__node_peer__init(np);
 	resp->node_peer = np;
+	if (nm->has_psk) {
+		uint8_t psk[WG_KEY_LEN];
+		char b64[WG_KEY_B64_LEN + 1];
+
+		nm_psk(nm, key, psk);
+		key_to_base64(b64, psk);
+		resp->preshared_key = connect_call_strdup(call, b64);
+		key_wipe(psk, sizeof(psk));
+		key_wipe(b64, sizeof(b64));
+		if (!resp->preshared_key)
+			return connect_fail(call, CONNECT_INTERNAL, "out of memory");
+	}
 	np->public_key = connect_call_strdup(call, nm->public_b64);
 	np->endpoint = connect_call_printf(call, "127.0.0.1:%u", nm->cfg.listen_port);
 	if (!np->public_key || !np->endpoint)
@@ -513,7 +525,9 @@ static const char *nm_peer_name(struct nm *nm, const uint8_t *key, char *buf, si
 		return buf;
 	}
 	p = nm_state_find_peer(nm, key);
-	return p ? p->name : "";
+	if (p)
+		return p->name;
+	return nm_ext_find(nm, key) ? nm_ext_find(nm, key)->name : "";
 }
 
 static int nm_metrics_peers(struct prom *p, struct nm *nm, const struct wg_device *dev)
@@ -554,7 +568,7 @@ int nm_api_metrics(struct prom *p, void *ctx)
 {
 	struct nm *nm = ctx;
 	struct wg_device *dev = NULL;
-	size_t n_node = 0, n_container = 0;
+	size_t n_node = 0, n_container = 0, n_external = 0;
 	char name[NM_ID_MAX + IFNAMSIZ + 2];
 	int ret = 0;
 
@@ -570,12 +584,15 @@ int nm_api_metrics(struct prom *p, void *ctx)
 		nm_peer_name(nm, dev->peers[i].public_key, name, sizeof(name), &container);
 		if (container)
 			n_container++;
+		else if (nm_ext_find(nm, dev->peers[i].public_key))
+			n_external++;
 		else
 			n_node++;
 	}
 	ret |= prom_family(p, "wgcni_peers", PROM_GAUGE, "Peers on the node interface by kind.");
 	ret |= prom_sample(p, (double)n_node, "kind", "node", (const char *)NULL);
 	ret |= prom_sample(p, (double)n_container, "kind", "container", (const char *)NULL);
+	ret |= prom_sample(p, (double)n_external, "kind", "external", (const char *)NULL);
 	ret |= prom_family(p, "wgcni_allocations", PROM_GAUGE, "Container allocations.");
 	ret |= prom_sample(p, (double)nm->n_allocs, (const char *)NULL);
 	ret |= prom_family(p, "wgcni_pool_addresses", PROM_GAUGE,

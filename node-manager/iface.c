@@ -17,6 +17,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 /* A peer as we want it on the interface. */
 struct nm_want {
 	const uint8_t *key;
@@ -25,7 +27,18 @@ struct nm_want {
 	size_t n_allowed;
 	uint16_t keepalive;
 	const char *kind, *name; /* for the plan: "node" node2, "container" id */
+	bool external;           /* an external peer: no preshared key */
 };
+
+/* cur's preshared key is psk (all zero: none). */
+static bool nm_psk_equal(const struct wg_peer *cur, const uint8_t psk[static WG_KEY_LEN])
+{
+	static const uint8_t zero[WG_KEY_LEN];
+
+	if (cur->flags & WGPEER_HAS_PRESHARED_KEY)
+		return sodium_memcmp(cur->preshared_key, psk, WG_KEY_LEN) == 0;
+	return sodium_memcmp(zero, psk, WG_KEY_LEN) == 0;
+}
 
 static bool nm_sockaddr_equal(const struct wg_peer *a, const struct wg_peer *b)
 {
@@ -99,7 +112,7 @@ static void nm_nets_format(const struct ipnet *nets, size_t n, char *buf, size_t
 static int nm_plan_peer(struct nm_plan *plan, const struct nm_want *w,
 			const struct wg_peer *cur, const struct wg_peer *p)
 {
-	char key[WG_KEY_B64_LEN + 1], nets[512], fields[64] = "";
+	char key[WG_KEY_B64_LEN + 1], nets[512], fields[80] = "";
 	bool ep;
 
 	if (!plan)
@@ -111,18 +124,19 @@ static int nm_plan_peer(struct nm_plan *plan, const struct nm_want *w,
 				   key, w->kind, w->name, w->endpoint[0] ? w->endpoint : "(none)",
 				   nets, w->keepalive);
 	ep = (p->flags & WGPEER_HAS_ENDPOINT) && !nm_sockaddr_equal(cur, p);
-	snprintf(fields, sizeof(fields), "%s%s%s", ep ? ",endpoint" : "",
+	snprintf(fields, sizeof(fields), "%s%s%s%s", ep ? ",endpoint" : "",
 		 ipnet_set_equal(cur->allowedips, cur->n_allowedips, w->allowed, w->n_allowed)
 			 ? "" : ",allowed-ips",
-		 cur->keepalive != w->keepalive ? ",keepalive" : "");
+		 cur->keepalive != w->keepalive ? ",keepalive" : "",
+		 nm_psk_equal(cur, p->preshared_key) ? "" : ",preshared-key");
 	return nm_plan_add(plan, "peer update %s %s=%s changed=%s endpoint=%s allowed-ips=%s"
 			   " keepalive=%u", key, w->kind, w->name, fields + 1,
 			   w->endpoint[0] ? w->endpoint : "(none)", nets, w->keepalive);
 }
 
 /* Append want to d unless cur already matches it. */
-static int nm_set_want(struct wg_device *d, const struct nm_want *w, const struct wg_peer *cur,
-		       struct nm_plan *plan)
+static int nm_set_want(const struct nm *nm, struct wg_device *d, const struct nm_want *w,
+		       const struct wg_peer *cur, struct nm_plan *plan)
 {
 	struct wg_peer *p = &d->peers[d->n_peers];
 	char err[256];
@@ -132,13 +146,21 @@ static int nm_set_want(struct wg_device *d, const struct nm_want *w, const struc
 	memcpy(p->public_key, w->key, WG_KEY_LEN);
 	p->flags = WGPEER_REPLACE_ALLOWEDIPS | WGPEER_HAS_KEEPALIVE;
 	p->keepalive = w->keepalive;
+	/* Always set (all zero clears one left from an earlier secret); only
+	 * node and container peerings have one, external peers do not. */
+	if (!w->external)
+		nm_psk(nm, w->key, p->preshared_key);
+	p->flags |= WGPEER_HAS_PRESHARED_KEY;
 	if (w->endpoint[0] && wg_peer_set_endpoint(p, w->endpoint, err, sizeof(err)) < 0)
 		log_warnx("peer endpoint unusable", "endpoint=%s reason=%s",
 			  w->endpoint, err);
 	if (cur && cur->keepalive == w->keepalive &&
 	    ipnet_set_equal(cur->allowedips, cur->n_allowedips, w->allowed, w->n_allowed) &&
-	    (!(p->flags & WGPEER_HAS_ENDPOINT) || nm_sockaddr_equal(cur, p)))
+	    (!(p->flags & WGPEER_HAS_ENDPOINT) || nm_sockaddr_equal(cur, p)) &&
+	    nm_psk_equal(cur, p->preshared_key)) {
+		wg_peer_clear(p);
 		return 0;
+	}
 	ret = nm_plan_peer(plan, w, cur, p);
 	for (size_t i = 0; ret == 0 && i < w->n_allowed; i++)
 		ret = wg_peer_add_allowedip(p, &w->allowed[i]);
@@ -273,7 +295,7 @@ static int nm_iface_apply(struct nm *nm, struct nm_want *want, size_t n_want,
 		nm_set_remove(&d, p->public_key);
 	}
 	for (size_t i = 0; i < n_want; i++) {
-		ret = nm_set_want(&d, &want[i], nm_dev_peer(dev, want[i].key), plan);
+		ret = nm_set_want(nm, &d, &want[i], nm_dev_peer(dev, want[i].key), plan);
 		if (ret < 0)
 			goto out;
 	}
@@ -302,9 +324,10 @@ static size_t nm_want_nodes(const struct nm *nm, const struct nm_peer *peers, si
 	for (size_t i = 0; i < n; i++) {
 		if (!memcmp(peers[i].public_key, nm->public_key, WG_KEY_LEN))
 			continue;
-		if (nm_state_find_key((struct nm *)nm, peers[i].public_key)) {
-			log_warnx("node peer has a container's key, skipped", "name=%s",
-				  peers[i].name);
+		if (nm_state_find_key((struct nm *)nm, peers[i].public_key) ||
+		    nm_ext_find(nm, peers[i].public_key)) {
+			log_warnx("node peer has a container's or external peer's key, skipped",
+				  "name=%s", peers[i].name);
 			continue;
 		}
 		want[k++] = (struct nm_want){
@@ -320,6 +343,23 @@ static size_t nm_want_nodes(const struct nm *nm, const struct nm_peer *peers, si
 	return k;
 }
 
+/* A gateway's external peers: in every wanted list, so no reconciliation
+ * removes one. */
+static size_t nm_want_exts(const struct nm *nm, struct nm_want *want)
+{
+	for (size_t i = 0; i < nm->n_exts; i++)
+		want[i] = (struct nm_want){
+			.key = nm->exts[i].key,
+			.endpoint = "",
+			.allowed = nm->exts[i].addrs,
+			.n_allowed = nm->exts[i].n_addrs,
+			.kind = "external",
+			.name = nm->exts[i].name,
+			.external = true,
+		};
+	return nm->n_exts;
+}
+
 int nm_iface_reconcile_peers(struct nm *nm, const struct nm_peer *peers, size_t n,
 			     bool remove_unknown, struct nm_plan *plan)
 {
@@ -327,7 +367,7 @@ int nm_iface_reconcile_peers(struct nm *nm, const struct nm_peer *peers, size_t 
 	size_t k = 0, changed = 0;
 	int ret;
 
-	want = calloc(nm->n_allocs + n + 1, sizeof(*want));
+	want = calloc(nm->n_allocs + n + nm->n_exts + 1, sizeof(*want));
 	if (!want)
 		return -ENOMEM;
 	for (size_t i = 0; i < nm->n_allocs; i++) {
@@ -345,6 +385,7 @@ int nm_iface_reconcile_peers(struct nm *nm, const struct nm_peer *peers, size_t 
 		};
 	}
 	k += nm_want_nodes(nm, peers, n, want + k);
+	k += nm_want_exts(nm, want + k);
 	ret = nm_iface_apply(nm, want, k,
 			     remove_unknown ? NM_REMOVE_NON_CONTAINER : NM_REMOVE_CONTAINER_LIKE,
 			     &changed, plan);
@@ -367,10 +408,11 @@ int nm_iface_apply_node_peers(struct nm *nm, const struct nm_peer *peers, size_t
 	size_t k;
 	int ret;
 
-	want = calloc(n + 1, sizeof(*want));
+	want = calloc(n + nm->n_exts + 1, sizeof(*want));
 	if (!want)
 		return -ENOMEM;
 	k = nm_want_nodes(nm, peers, n, want);
+	k += nm_want_exts(nm, want + k);
 	ret = nm_iface_apply(nm, want, k, NM_REMOVE_NON_CONTAINER, changed, NULL);
 	free(want);
 	return ret;
@@ -391,9 +433,11 @@ int nm_iface_container_peer(struct nm *nm, const struct nm_alloc *a,
 		nm_set_remove(&d, old_key);
 	memcpy(peers[d.n_peers].public_key, new_key, WG_KEY_LEN);
 	peers[d.n_peers].flags = WGPEER_REPLACE_ALLOWEDIPS | WGPEER_HAS_KEEPALIVE;
+	if (nm_psk(nm, new_key, peers[d.n_peers].preshared_key))
+		peers[d.n_peers].flags |= WGPEER_HAS_PRESHARED_KEY;
 	ret = wg_peer_set_endpoint(&peers[d.n_peers], new_endpoint, err, sizeof(err));
 	if (ret < 0)
-		return ret;
+		goto out;
 	for (size_t i = 0; i < a->n_addrs; i++) {
 		ret = wg_peer_add_allowedip(&peers[d.n_peers], &a->addrs[i]);
 		if (ret < 0)
@@ -713,6 +757,8 @@ int nm_iface_repair(struct nm *nm)
 	 * here only what the state holds goes back. */
 	if (ret == 0)
 		ret = nm_iface_reconcile_peers(nm, nm->peers, nm->n_peers, false, &plan);
+	if (ret == 0)
+		ret = nm_routes_sync(nm, true);
 	for (size_t i = 0; i < plan.n; i++)
 		log_warnx("drift repaired", "interface=%s change=%s", nm->cfg.ifname,
 			  plan.lines[i]);

@@ -40,6 +40,10 @@ enum {
 	OPT_MASQUERADE,
 	OPT_NO_MASQUERADE,
 	OPT_LOG_LEVEL,
+	OPT_PSK_FILE,
+	OPT_GATEWAY,
+	OPT_LOCATION,
+	OPT_PUBLIC_ENDPOINT,
 	OPT_HELP = 'h',
 	OPT_VERSION = 'V',
 };
@@ -60,6 +64,10 @@ static const struct option nm_longopts[] = {
 	{ "masquerade", no_argument, NULL, OPT_MASQUERADE },
 	{ "no-masquerade", no_argument, NULL, OPT_NO_MASQUERADE },
 	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+	{ "preshared-key-file", required_argument, NULL, OPT_PSK_FILE },
+	{ "gateway", no_argument, NULL, OPT_GATEWAY },
+	{ "location", required_argument, NULL, OPT_LOCATION },
+	{ "public-endpoint", required_argument, NULL, OPT_PUBLIC_ENDPOINT },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ NULL, 0, NULL, 0 },
@@ -90,6 +98,11 @@ static const char nm_usage[] =
 	"  --mtu N                        interface MTU (default 1420)\n"
 	"  --masquerade | --no-masquerade masquerade traffic leaving the cluster\n"
 	"                                 (default on)\n"
+	"  --preshared-key-file FILE      secret (0600, base64) every node shares:\n"
+	"                                 a preshared key on every peering\n"
+	"  --gateway                      accept external peers (wgcnictl external)\n"
+	"  --location NAME                where this node is (gateway choice)\n"
+	"  --public-endpoint HOST:PORT    what external peers dial (default --endpoint)\n"
 	"  --log-level error|warn|info|debug\n"
 	"  --help, --version\n"
 	"\n"
@@ -150,6 +163,21 @@ static int nm_apply(int val, const char *arg, void *ctx, char *err, size_t errle
 		if (opts_parse_ulong(arg, 576, 65535, &v) < 0)
 			goto bad;
 		c->mtu = (unsigned int)v;
+		break;
+	case OPT_PSK_FILE: c->psk_file = arg; break;
+	case OPT_GATEWAY: c->gateway = true; break;
+	case OPT_LOCATION:
+		if (!name_node_valid(arg)) {
+			snprintf(err, errlen, "invalid --location `%.64s': %s", arg,
+				 name_node_check(arg));
+			return -EINVAL;
+		}
+		c->location = arg;
+		break;
+	case OPT_PUBLIC_ENDPOINT:
+		if (endpoint_parse(arg, &(struct endpoint){ 0 }, err, errlen) < 0)
+			goto bad;
+		c->public_endpoint = arg;
 		break;
 	case OPT_MASQUERADE: c->masquerade = true; break;
 	case OPT_NO_MASQUERADE: c->masquerade = false; break;
@@ -314,6 +342,8 @@ static int nm_cmd_run(struct nm_opts *o)
 	if (ret < 0)
 		goto err_destroy_lock;
 	ret = nm_load_key(nm);
+	if (ret == 0)
+		ret = nm_psk_load(nm);
 	if (ret < 0)
 		goto err_wipe_key;
 	ret = nm_state_open(nm, err, sizeof(err));
@@ -384,9 +414,16 @@ err_free_server:
 		log_warn("removing socket failed", "path=%s", nm->cfg.socket_path);
 err_close_state:
 	/* A sync thread still running may yet touch the state: leave it to exit. */
-	if (joined)
+	if (joined) {
 		nm_state_close(nm);
+		nm_exts_free(nm->exts, nm->n_exts);
+		nm->exts = NULL;
+		nm->n_exts = 0;
+		free(nm->xroutes);
+		nm->xroutes = NULL;
+	}
 err_wipe_key:
+	nm_psk_wipe(nm);
 	key_wipe(nm->private_key, sizeof(nm->private_key));
 err_destroy_lock:
 	if (joined)

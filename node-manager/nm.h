@@ -53,6 +53,10 @@ struct nm_config {
 	const char *impl;
 	unsigned int mtu;
 	bool masquerade;
+	const char *psk_file;
+	bool gateway;
+	const char *location;
+	const char *public_endpoint;
 };
 
 /* A container attachment: containerId + ifname. */
@@ -76,6 +80,14 @@ struct nm_peer {
 	size_t n_allowed;
 };
 
+/* An external peer this node serves as gateway (--gateway). */
+struct nm_ext {
+	char *name;
+	uint8_t key[WG_KEY_LEN];
+	struct ipnet addrs[NM_MAX_FAMILIES]; /* /32 and /128 */
+	size_t n_addrs;
+};
+
 struct nm {
 	struct nm_config cfg;
 	pthread_mutex_t lock;
@@ -84,6 +96,8 @@ struct nm {
 	uint8_t private_key[WG_KEY_LEN];
 	uint8_t public_key[WG_KEY_LEN];
 	char public_b64[WG_KEY_B64_LEN + 1];
+	bool has_psk;
+	uint8_t psk_secret[WG_KEY_LEN]; /* --preshared-key-file; wiped at exit */
 
 	struct ipnet subnets[NM_MAX_FAMILIES];
 	size_t n_subnets;
@@ -96,6 +110,10 @@ struct nm {
 	size_t n_allocs, cap_allocs;
 	struct nm_peer *peers;
 	size_t n_peers;
+	struct nm_ext *exts; /* sorted by key; gateways only */
+	size_t n_exts;
+	struct ipnet *xroutes; /* routes to external addresses we added */
+	size_t n_xroutes;
 
 	enum wg_backend backend; /* resolved */
 	bool iface_ready;
@@ -157,6 +175,29 @@ int nm_rotate_key(struct nm *nm, char old_b64[static WG_KEY_B64_LEN + 1], char *
 /* The container interface for a's WireGuard device ("wgc" + hash), as the
  * plugin names it. */
 int nm_container_device(const struct nm_alloc *a, char out[static IFNAMSIZ]);
+
+/* psk.c: --preshared-key-file. Load (0, or an error logged); wipe. */
+int nm_psk_load(struct nm *nm);
+void nm_psk_wipe(struct nm *nm);
+/* The preshared key of our peering with peer_key into psk (true), or false
+ * without --preshared-key-file (psk zeroed). The caller wipes psk. */
+bool nm_psk(const struct nm *nm, const uint8_t peer_key[static WG_KEY_LEN],
+	    uint8_t psk[static WG_KEY_LEN]);
+
+/* external.c: a gateway's external peers and every node's routes to
+ * external addresses. */
+const struct nm_ext *nm_ext_find(const struct nm *nm, const uint8_t key[static WG_KEY_LEN]);
+void nm_exts_free(struct nm_ext *v, size_t n);
+/* ListExternalPeers; the ones served here onto the interface. Takes
+ * nm->lock itself. 0 or negative errno (then nothing changed). */
+int nm_ext_fetch(struct nm *nm, struct rpc_client *rpc);
+/* Routes for external addresses (node peers' allowedIps outside the
+ * cluster, and our external peers) to match; verify: check each on the
+ * host, not only what we added. Called with nm->lock held. */
+int nm_routes_sync(struct nm *nm, bool verify);
+/* Fill a cluster manager RegisterKey request for this node (sync, rotate). */
+struct Wgcni__Cluster__V1__RegisterKeyRequest;
+void nm_sync_fill_register(const struct nm *nm, struct Wgcni__Cluster__V1__RegisterKeyRequest *r);
 
 /* state.c: the state database and the in-memory copy of it. */
 int nm_state_open(struct nm *nm, char *err, size_t errlen);

@@ -243,7 +243,13 @@ static int nm_plan_cluster(struct nm *nm, bool have_key, struct nm_plan *plan,
 			  nm->cfg.cluster_manager, strerror(-ret), err.message);
 		goto out;
 	}
-	ret = nm_plan_node(nm, (Wgcni__Cluster__V1__ListNodesResponse *)resp, have_key, plan);
+	/* A gateway's external peers are wanted peers, not ones to remove
+	 * (the interface is not touched: iface_ready is false here). */
+	if (nm->cfg.gateway)
+		ret = nm_ext_fetch(nm, rpc);
+	if (ret == 0)
+		ret = nm_plan_node(nm, (Wgcni__Cluster__V1__ListNodesResponse *)resp, have_key,
+				   plan);
 	if (ret == 0)
 		ret = nm_plan_peers((Wgcni__Cluster__V1__ListNodesResponse *)resp,
 				    nm->cfg.node_name, peers, n_peers);
@@ -266,6 +272,8 @@ int nm_plan_run(struct nm *nm)
 		return 1;
 	}
 	ret = nm_plan_key(nm, &have_key, &plan);
+	if (ret == 0)
+		ret = nm_psk_load(nm);
 	if (ret == 0)
 		ret = nm_plan_state(nm, &plan);
 	if (ret == 0)
@@ -295,6 +303,10 @@ int nm_plan_run(struct nm *nm)
 	nm_peers_free(peers, n_peers);
 	nm_plan_free(&plan);
 	nm_state_close(nm);
+	nm_exts_free(nm->exts, nm->n_exts);
+	nm->exts = NULL;
+	nm->n_exts = 0;
+	nm_psk_wipe(nm);
 	key_wipe(nm->private_key, sizeof(nm->private_key));
 	return ret;
 }

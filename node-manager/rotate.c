@@ -43,7 +43,7 @@ int nm_container_device(const struct nm_alloc *a, char out[static IFNAMSIZ])
  * with old_key becomes one with new_key, all else kept. 0 also when the
  * interface has no such peer (already rotated). */
 static int nm_rotate_peer_in(const char *dev, const uint8_t old_key[static WG_KEY_LEN],
-			     const uint8_t new_key[static WG_KEY_LEN])
+			     const uint8_t new_key[static WG_KEY_LEN], const uint8_t *psk)
 {
 	struct wg_device *cur = NULL;
 	struct wg_peer peers[2];
@@ -66,6 +66,10 @@ static int nm_rotate_peer_in(const char *dev, const uint8_t old_key[static WG_KE
 	memcpy(peers[1].public_key, new_key, WG_KEY_LEN);
 	peers[1].flags = WGPEER_REPLACE_ALLOWEDIPS | WGPEER_HAS_KEEPALIVE;
 	peers[1].keepalive = old->keepalive;
+	if (psk) {
+		memcpy(peers[1].preshared_key, psk, WG_KEY_LEN);
+		peers[1].flags |= WGPEER_HAS_PRESHARED_KEY;
+	}
 	if (old->endpoint.addr.sa_family == AF_INET || old->endpoint.addr.sa_family == AF_INET6) {
 		peers[1].endpoint = old->endpoint;
 		peers[1].flags |= WGPEER_HAS_ENDPOINT;
@@ -80,27 +84,44 @@ out:
 	return ret;
 }
 
-static int nm_rotate_container(const struct nm_alloc *a, const uint8_t *old_key,
+/* The container's peering has a new preshared key too (it hashes the node
+ * key): both ends get it, the node interface's peer first. */
+static int nm_rotate_container(struct nm *nm, const struct nm_alloc *a, const uint8_t *old_key,
 			       const uint8_t *new_key)
 {
+	uint8_t psk[WG_KEY_LEN];
+	bool has_psk;
 	char dev[IFNAMSIZ];
 	int ret, ret2, saved;
 
+	has_psk = nm_psk(nm, a->public_key, psk);
+	if (has_psk) {
+		ret = nm_iface_container_peer(nm, a, a->public_key, a->endpoint, NULL);
+		if (ret < 0)
+			goto out;
+	}
 	ret = nm_container_device(a, dev);
 	if (ret < 0)
-		return ret;
+		goto out;
 	/* Userspace: the control socket keeps the device's host-side name.
 	 * Kernel: the device is a->ifname inside the container's namespace. */
-	if (wg_backend_of(dev) == WG_BACKEND_USERSPACE)
-		return nm_rotate_peer_in(dev, old_key, new_key);
+	if (wg_backend_of(dev) == WG_BACKEND_USERSPACE) {
+		ret = nm_rotate_peer_in(dev, old_key, new_key, has_psk ? psk : NULL);
+		goto out;
+	}
+	ret = -ENOENT;
 	if (!a->netns || !a->netns[0])
-		return -ENOENT;
+		goto out;
 	ret = netns_enter_path(a->netns, &saved);
 	if (ret < 0)
-		return ret;
-	ret = nm_rotate_peer_in(a->ifname, old_key, new_key);
+		goto out;
+	ret = nm_rotate_peer_in(a->ifname, old_key, new_key, has_psk ? psk : NULL);
 	ret2 = netns_restore(saved);
-	return ret < 0 ? ret : ret2;
+	if (ret == 0)
+		ret = ret2;
+out:
+	key_wipe(psk, sizeof(psk));
+	return ret;
 }
 
 static int nm_rotate_register(struct nm *nm, char *err, size_t errlen)
@@ -116,9 +137,7 @@ static int nm_rotate_register(struct nm *nm, char *err, size_t errlen)
 		snprintf(err, errlen, "no cluster manager client");
 		return -EINVAL;
 	}
-	req.node_name = nm->cfg.node_name;
-	req.public_key = nm->public_b64;
-	req.endpoint = (char *)nm->cfg.endpoint;
+	nm_sync_fill_register(nm, &req);
 	ret = rpc_call(rpc, "/wgcni.cluster.v1.ClusterService/RegisterKey", &req.base,
 		       &wgcni__cluster__v1__register_key_response__descriptor, &resp,
 		       NM_ROTATE_CALL_TIMEOUT_MS, &rerr);
@@ -177,7 +196,7 @@ int nm_rotate_key(struct nm *nm, char old_b64[static WG_KEY_B64_LEN + 1], char *
 
 		if (!a->has_key)
 			continue;
-		r = nm_rotate_container(a, old_pub, nm->public_key);
+		r = nm_rotate_container(nm, a, old_pub, nm->public_key);
 		if (r < 0) {
 			failed++;
 			log_warnx("container peer keeps the old node key", "container=%s ifname=%s"

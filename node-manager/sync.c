@@ -137,6 +137,17 @@ static int nm_take_subnets(struct nm *nm, const Wgcni__Cluster__V1__AllocateSubn
 	return ret;
 }
 
+void nm_sync_fill_register(const struct nm *nm, Wgcni__Cluster__V1__RegisterKeyRequest *r)
+{
+	r->node_name = (char *)nm->cfg.node_name;
+	r->public_key = (char *)nm->public_b64;
+	r->endpoint = (char *)nm->cfg.endpoint;
+	r->gateway = nm->cfg.gateway;
+	r->location = (char *)(nm->cfg.location ? nm->cfg.location : "");
+	r->public_endpoint = (char *)(nm->cfg.public_endpoint ? nm->cfg.public_endpoint :
+				      nm->cfg.endpoint);
+}
+
 int nm_sync_register(struct nm *nm, struct rpc_client *rpc)
 {
 	Wgcni__Cluster__V1__AllocateSubnetRequest areq = WGCNI__CLUSTER__V1__ALLOCATE_SUBNET_REQUEST__INIT;
@@ -161,9 +172,7 @@ int nm_sync_register(struct nm *nm, struct rpc_client *rpc)
 	if (ret < 0)
 		return ret;
 
-	rreq.node_name = nm->cfg.node_name;
-	rreq.public_key = nm->public_b64;
-	rreq.endpoint = (char *)nm->cfg.endpoint;
+	nm_sync_fill_register(nm, &rreq);
 	ret = rpc_call(rpc, nm_path_register_key, &rreq.base,
 		       &wgcni__cluster__v1__register_key_response__descriptor, &resp,
 		       NM_CALL_TIMEOUT_MS, &err);
@@ -282,7 +291,7 @@ static const struct nm_peer **nm_peers_by_name(const struct nm *nm)
 }
 
 /* Appends to d the wg_set entry that makes p a node peer. */
-static int nm_delta_set(struct wg_device *d, const struct nm_peer *p)
+static int nm_delta_set(const struct nm *nm, struct wg_device *d, const struct nm_peer *p)
 {
 	struct wg_peer *w = &d->peers[d->n_peers];
 	char err[256];
@@ -292,6 +301,8 @@ static int nm_delta_set(struct wg_device *d, const struct nm_peer *p)
 	memcpy(w->public_key, p->public_key, WG_KEY_LEN);
 	w->flags = WGPEER_REPLACE_ALLOWEDIPS | WGPEER_HAS_KEEPALIVE;
 	w->keepalive = NM_NODE_KEEPALIVE;
+	if (nm_psk(nm, p->public_key, w->preshared_key))
+		w->flags |= WGPEER_HAS_PRESHARED_KEY;
 	if (p->endpoint[0] && wg_peer_set_endpoint(w, p->endpoint, err, sizeof(err)) < 0)
 		log_warnx("peer endpoint unusable", "endpoint=%s reason=%s", p->endpoint,
 			  err);
@@ -360,12 +371,12 @@ static int nm_apply_delta(struct nm *nm, struct nm_peer *changed, size_t n_chang
 		}
 		if (!memcmp(p->public_key, nm->public_key, WG_KEY_LEN))
 			continue; /* ourselves */
-		if (nm_state_find_key(nm, p->public_key)) {
-			log_warnx("node peer has a container's key, skipped", "name=%s",
-				  p->name);
+		if (nm_state_find_key(nm, p->public_key) || nm_ext_find(nm, p->public_key)) {
+			log_warnx("node peer has a container's or external peer's key, skipped",
+				  "name=%s", p->name);
 			continue;
 		}
-		ret = nm_delta_set(&d, p);
+		ret = nm_delta_set(nm, &d, p);
 		if (ret < 0)
 			goto out;
 	}
@@ -411,6 +422,14 @@ static void nm_drop_self(const struct nm *nm, struct nm_peer *peers, size_t *n)
 	*n = k;
 }
 
+static bool nm_self_in(const struct nm *nm, const Wgcni__Cluster__V1__WatchPeersResponse *r)
+{
+	for (size_t i = 0; i < r->n_peers; i++)
+		if (r->peers[i]->name && !strcmp(r->peers[i]->name, nm->cfg.node_name))
+			return true;
+	return false;
+}
+
 /* One WatchPeers round: wait for a change, apply it. */
 static int nm_sync_round(struct nm *nm, struct rpc_client *rpc, uint64_t *revision)
 {
@@ -444,6 +463,14 @@ static int nm_sync_round(struct nm *nm, struct rpc_client *rpc, uint64_t *revisi
 	}
 	if (r->revision == *revision && !r->n_peers && !r->n_removed && !r->full)
 		goto ok; /* the wait ended without a change */
+	/* A gateway's own entry changed (its allowedIps carry its external
+	 * peers) or the whole set came: its external peers first, so the
+	 * full diff below keeps them. */
+	if (nm->cfg.gateway && (r->full || nm_self_in(nm, r))) {
+		ret = nm_ext_fetch(nm, rpc);
+		if (ret < 0)
+			goto out;
+	}
 	ret = nm_peers_from(r->peers, r->n_peers, &peers, &n);
 	if (ret < 0)
 		goto out;
@@ -464,6 +491,8 @@ static int nm_sync_round(struct nm *nm, struct rpc_client *rpc, uint64_t *revisi
 	} else {
 		nm_peers_free(peers, n);
 	}
+	if (ret == 0)
+		ret = nm_routes_sync(nm, false);
 	pthread_mutex_unlock(&nm->lock);
 	if (ret < 0)
 		goto out;

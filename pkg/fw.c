@@ -7,6 +7,7 @@
  *   filter WGCNI-FORWARD:      -i IF -j ACCEPT
  *                              -o IF -j ACCEPT
  *   nat    WGCNI-POSTROUTING:  -s SUBNET -d CIDR -j RETURN   (each cluster CIDR)
+ *                              -s SUBNET -o IFNAME -j RETURN (if masquerade)
  *                              -s SUBNET -j MASQUERADE       (if masquerade)
  *
  * Each is jumped to from the top of FORWARD / POSTROUTING. The whole update
@@ -419,9 +420,14 @@ static int fill_postrouting(const struct fw_family *f, const struct fw_config *c
 				return ret;
 		}
 		if (cfg->masquerade) {
+			/* Through the node interface it stays in the WireGuard
+			 * network (external peers too): never NATed. */
+			struct fw_rule wg = { .src = sub, .out = cfg->ifname, .target = "RETURN" };
 			struct fw_rule r = { .src = sub, .target = "MASQUERADE" };
 
-			ret = f->append(chain, &r, h);
+			ret = f->append(chain, &wg, h);
+			if (ret == 0)
+				ret = f->append(chain, &r, h);
 			if (ret < 0)
 				return ret;
 		}

@@ -338,6 +338,24 @@ int key_load(const char *path, uint8_t priv[static WG_KEY_LEN])
 	return key_file(path, priv, KEY_READ);
 }
 
+int key_psk_derive(uint8_t psk[static WG_KEY_LEN], const uint8_t secret[static WG_KEY_LEN],
+		   const uint8_t a[static WG_KEY_LEN], const uint8_t b[static WG_KEY_LEN])
+{
+	uint8_t msg[2 * WG_KEY_LEN];
+	bool a_first = memcmp(a, b, WG_KEY_LEN) <= 0; /* public keys: no timing concern */
+	int ret = key_init();
+
+	if (ret < 0)
+		return ret;
+	memcpy(msg, a_first ? a : b, WG_KEY_LEN);
+	memcpy(msg + WG_KEY_LEN, a_first ? b : a, WG_KEY_LEN);
+	ret = crypto_generichash(psk, WG_KEY_LEN, msg, sizeof(msg), secret, WG_KEY_LEN) ? -EIO : 0;
+	sodium_memzero(msg, sizeof(msg));
+	if (ret < 0)
+		sodium_memzero(psk, WG_KEY_LEN);
+	return ret;
+}
+
 int key_replace(const char *path, uint8_t priv[static WG_KEY_LEN])
 {
 	return key_file(path, priv, KEY_REPLACE);

@@ -43,4 +43,12 @@ int key_load(const char *path, uint8_t priv[static WG_KEY_LEN]);
  * and modes as creating it). On error the file keeps the old key. */
 int key_replace(const char *path, uint8_t priv[static WG_KEY_LEN]);
 
+/*
+ * Preshared key of the peering between a and b (public keys):
+ * BLAKE2b-256(key = secret, message = a and b sorted bytewise, concatenated),
+ * so both ends derive the same key. The caller wipes psk. 0 or -EIO.
+ */
+int key_psk_derive(uint8_t psk[static WG_KEY_LEN], const uint8_t secret[static WG_KEY_LEN],
+		   const uint8_t a[static WG_KEY_LEN], const uint8_t b[static WG_KEY_LEN]);
+
 #endif

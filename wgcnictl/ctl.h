@@ -46,6 +46,10 @@ struct ctl {
 	struct rpc_client *cm, *nm;
 	/* Print errors (false while `status' probes). */
 	bool quiet;
+	/* external add: --public-key KEY | --generate-key, --location L */
+	const char *ext_public_key;
+	bool ext_generate;
+	const char *ext_location;
 };
 
 const char *ctl_url(const struct ctl *ctl, enum ctl_daemon d);
@@ -121,5 +125,8 @@ int cmd_delete_node(struct ctl *ctl, int argc, char **argv);
 int cmd_peers(struct ctl *ctl, int argc, char **argv);
 int cmd_allocations(struct ctl *ctl, int argc, char **argv);
 int cmd_status(struct ctl *ctl, int argc, char **argv);
+/* external.c */
+int cmd_external(struct ctl *ctl, int argc, char **argv);
+int cmd_locations(struct ctl *ctl, int argc, char **argv);
 
 #endif

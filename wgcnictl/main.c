@@ -37,6 +37,11 @@ static const struct ctl_cmd ctl_cmds[] = {
 	  "container addresses handed out by the node manager" },
 	{ "status", "", 0, 0, cmd_status,
 	  "health: daemons reachable, node registered, peers handshaking, pool usage" },
+	{ "external", "add NAME (--public-key KEY | --generate-key) [--location L]", 1, 2,
+	  cmd_external, "register an external peer; prints its wg-quick configuration" },
+	{ "external", "list | delete NAME", 1, 2, cmd_external,
+	  "the external peers and their gateways; delete one" },
+	{ "locations", "", 0, 0, cmd_locations, "the locations of the gateway nodes" },
 };
 
 enum {
@@ -45,6 +50,9 @@ enum {
 	OPT_TOKEN_FILE,
 	OPT_CA_FILE,
 	OPT_TIMEOUT,
+	OPT_PUBLIC_KEY,
+	OPT_GENERATE_KEY,
+	OPT_LOCATION,
 	OPT_OUTPUT = 'o',
 	OPT_HELP = 'h',
 	OPT_VERSION = 'V',
@@ -57,6 +65,9 @@ static const struct option ctl_options[] = {
 	{ "ca-file", required_argument, NULL, OPT_CA_FILE },
 	{ "output", required_argument, NULL, OPT_OUTPUT },
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+	{ "public-key", required_argument, NULL, OPT_PUBLIC_KEY },
+	{ "generate-key", no_argument, NULL, OPT_GENERATE_KEY },
+	{ "location", required_argument, NULL, OPT_LOCATION },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ NULL, 0, NULL, 0 },
@@ -90,7 +101,10 @@ static void usage(FILE *f)
 		char lhs[64];
 
 		snprintf(lhs, sizeof(lhs), "%s %s", ctl_cmds[i].name, ctl_cmds[i].args);
-		fprintf(f, "  %-18s %s\n", lhs, ctl_cmds[i].help);
+		if (strlen(lhs) > 18)
+			fprintf(f, "  %s\n  %-18s %s\n", lhs, "", ctl_cmds[i].help);
+		else
+			fprintf(f, "  %-18s %s\n", lhs, ctl_cmds[i].help);
 	}
 	fprintf(f,
 		"\n"
@@ -148,6 +162,15 @@ static int apply_option(int val, const char *arg, void *vctx, char *err, size_t 
 			return -EINVAL;
 		}
 		ctl->timeout_ms = v * 1000;
+		return 0;
+	case OPT_PUBLIC_KEY:
+		ctl->ext_public_key = arg;
+		return 0;
+	case OPT_GENERATE_KEY:
+		ctl->ext_generate = true;
+		return 0;
+	case OPT_LOCATION:
+		ctl->ext_location = arg;
 		return 0;
 	case OPT_HELP:
 		a->help = true;

@@ -74,12 +74,14 @@ static const char nat4[] =
 	"-A POSTROUTING -j WGCNI-POSTROUTING\n"
 	"-A WGCNI-POSTROUTING -s 10.100.3.0/24 -d 10.100.0.0/16 -j RETURN\n"
 	"-A WGCNI-POSTROUTING -s 10.100.3.0/24 -d 10.200.0.0/16 -j RETURN\n"
+	"-A WGCNI-POSTROUTING -s 10.100.3.0/24 -o wgcni0 -j RETURN\n"
 	"-A WGCNI-POSTROUTING -s 10.100.3.0/24 -j MASQUERADE\n";
 static const char nat6[] =
 	"-P PREROUTING ACCEPT\n-P INPUT ACCEPT\n-P OUTPUT ACCEPT\n-P POSTROUTING ACCEPT\n"
 	"-N WGCNI-POSTROUTING\n"
 	"-A POSTROUTING -j WGCNI-POSTROUTING\n"
 	"-A WGCNI-POSTROUTING -s fd10:100:0:3::/64 -d fd10:100::/48 -j RETURN\n"
+	"-A WGCNI-POSTROUTING -s fd10:100:0:3::/64 -o wgcni0 -j RETURN\n"
 	"-A WGCNI-POSTROUTING -s fd10:100:0:3::/64 -j MASQUERADE\n";
 
 static void config(struct fw_config *cfg, struct ipnet subs[2], struct ipnet cidrs[3])

@@ -27,6 +27,28 @@ static void hex_to_key(uint8_t key[static WG_KEY_LEN], const char *hex)
 	}
 }
 
+/* BLAKE2b-256 keyed by the secret over the sorted keys (hashlib.blake2b
+ * gives the reference: key=bytes(range(32)), message 0x01*32 + 0xff*32). */
+static void test_psk_derive(void **state)
+{
+	uint8_t secret[WG_KEY_LEN], a[WG_KEY_LEN], b[WG_KEY_LEN], want[WG_KEY_LEN];
+	uint8_t ab[WG_KEY_LEN], ba[WG_KEY_LEN];
+
+	(void)state;
+	for (int i = 0; i < WG_KEY_LEN; i++)
+		secret[i] = (uint8_t)i;
+	memset(a, 0xff, sizeof(a));
+	memset(b, 0x01, sizeof(b));
+	hex_to_key(want, "3f8ed549f8791ee93560ad664c566105cb98be0b38074c0da0c9549d5d3cb21b");
+	assert_int_equal(key_psk_derive(ab, secret, a, b), 0);
+	assert_int_equal(key_psk_derive(ba, secret, b, a), 0);
+	assert_memory_equal(ab, want, WG_KEY_LEN);
+	assert_memory_equal(ba, want, WG_KEY_LEN);
+	secret[0] ^= 1;
+	assert_int_equal(key_psk_derive(ab, secret, a, b), 0);
+	assert_memory_not_equal(ab, want, WG_KEY_LEN);
+}
+
 static void test_generate(void **state)
 {
 	uint8_t a[WG_KEY_LEN], b[WG_KEY_LEN];
@@ -338,6 +360,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_generate),
+		cmocka_unit_test(test_psk_derive),
 		cmocka_unit_test(test_public_vectors),
 		cmocka_unit_test(test_base64),
 		cmocka_unit_test(test_base64_errors),

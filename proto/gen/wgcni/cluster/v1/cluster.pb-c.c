@@ -637,7 +637,457 @@ void   wgcni__cluster__v1__watch_peers_response__free_unpacked
   assert(message->base.descriptor == &wgcni__cluster__v1__watch_peers_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor wgcni__cluster__v1__node__field_descriptors[7] =
+void   wgcni__cluster__v1__gateway__init
+                     (Wgcni__Cluster__V1__Gateway         *message)
+{
+  static const Wgcni__Cluster__V1__Gateway init_value = WGCNI__CLUSTER__V1__GATEWAY__INIT;
+  *message = init_value;
+}
+size_t wgcni__cluster__v1__gateway__get_packed_size
+                     (const Wgcni__Cluster__V1__Gateway *message)
+{
+  assert(message->base.descriptor == &wgcni__cluster__v1__gateway__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t wgcni__cluster__v1__gateway__pack
+                     (const Wgcni__Cluster__V1__Gateway *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &wgcni__cluster__v1__gateway__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t wgcni__cluster__v1__gateway__pack_to_buffer
+                     (const Wgcni__Cluster__V1__Gateway *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &wgcni__cluster__v1__gateway__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Wgcni__Cluster__V1__Gateway *
+       wgcni__cluster__v1__gateway__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Wgcni__Cluster__V1__Gateway *)
+     protobuf_c_message_unpack (&wgcni__cluster__v1__gateway__descriptor,
+                                allocator, len, data);
+}
+void   wgcni__cluster__v1__gateway__free_unpacked
+                     (Wgcni__Cluster__V1__Gateway *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &wgcni__cluster__v1__gateway__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   wgcni__cluster__v1__external_peer__init
+                     (Wgcni__Cluster__V1__ExternalPeer         *message)
+{
+  static const Wgcni__Cluster__V1__ExternalPeer init_value = WGCNI__CLUSTER__V1__EXTERNAL_PEER__INIT;
+  *message = init_value;
+}
+size_t wgcni__cluster__v1__external_peer__get_packed_size
+                     (const Wgcni__Cluster__V1__ExternalPeer *message)
+{
+  assert(message->base.descriptor == &wgcni__cluster__v1__external_peer__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t wgcni__cluster__v1__external_peer__pack
+                     (const Wgcni__Cluster__V1__ExternalPeer *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &wgcni__cluster__v1__external_peer__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t wgcni__cluster__v1__external_peer__pack_to_buffer
+                     (const Wgcni__Cluster__V1__ExternalPeer *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &wgcni__cluster__v1__external_peer__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Wgcni__Cluster__V1__ExternalPeer *
+       wgcni__cluster__v1__external_peer__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Wgcni__Cluster__V1__ExternalPeer *)
+     protobuf_c_message_unpack (&wgcni__cluster__v1__external_peer__descriptor,
+                                allocator, len, data);
+}
+void   wgcni__cluster__v1__external_peer__free_unpacked
+                     (Wgcni__Cluster__V1__ExternalPeer *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &wgcni__cluster__v1__external_peer__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   wgcni__cluster__v1__register_external_peer_request__init
+                     (Wgcni__Cluster__V1__RegisterExternalPeerRequest         *message)
+{
+  static const Wgcni__Cluster__V1__RegisterExternalPeerRequest init_value = WGCNI__CLUSTER__V1__REGISTER_EXTERNAL_PEER_REQUEST__INIT;
+  *message = init_value;
+}
+size_t wgcni__cluster__v1__register_external_peer_request__get_packed_size
+                     (const Wgcni__Cluster__V1__RegisterExternalPeerRequest *message)
+{
+  assert(message->base.descriptor == &wgcni__cluster__v1__register_external_peer_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t wgcni__cluster__v1__register_external_peer_request__pack
+                     (const Wgcni__Cluster__V1__RegisterExternalPeerRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &wgcni__cluster__v1__register_external_peer_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t wgcni__cluster__v1__register_external_peer_request__pack_to_buffer
+                     (const Wgcni__Cluster__V1__RegisterExternalPeerRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &wgcni__cluster__v1__register_external_peer_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Wgcni__Cluster__V1__RegisterExternalPeerRequest *
+       wgcni__cluster__v1__register_external_peer_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Wgcni__Cluster__V1__RegisterExternalPeerRequest *)
+     protobuf_c_message_unpack (&wgcni__cluster__v1__register_external_peer_request__descriptor,
+                                allocator, len, data);
+}
+void   wgcni__cluster__v1__register_external_peer_request__free_unpacked
+                     (Wgcni__Cluster__V1__RegisterExternalPeerRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &wgcni__cluster__v1__register_external_peer_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   wgcni__cluster__v1__register_external_peer_response__init
+                     (Wgcni__Cluster__V1__RegisterExternalPeerResponse         *message)
+{
+  static const Wgcni__Cluster__V1__RegisterExternalPeerResponse init_value = WGCNI__CLUSTER__V1__REGISTER_EXTERNAL_PEER_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t wgcni__cluster__v1__register_external_peer_response__get_packed_size
+                     (const Wgcni__Cluster__V1__RegisterExternalPeerResponse *message)
+{
+  assert(message->base.descriptor == &wgcni__cluster__v1__register_external_peer_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t wgcni__cluster__v1__register_external_peer_response__pack
+                     (const Wgcni__Cluster__V1__RegisterExternalPeerResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &wgcni__cluster__v1__register_external_peer_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t wgcni__cluster__v1__register_external_peer_response__pack_to_buffer
+                     (const Wgcni__Cluster__V1__RegisterExternalPeerResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &wgcni__cluster__v1__register_external_peer_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Wgcni__Cluster__V1__RegisterExternalPeerResponse *
+       wgcni__cluster__v1__register_external_peer_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Wgcni__Cluster__V1__RegisterExternalPeerResponse *)
+     protobuf_c_message_unpack (&wgcni__cluster__v1__register_external_peer_response__descriptor,
+                                allocator, len, data);
+}
+void   wgcni__cluster__v1__register_external_peer_response__free_unpacked
+                     (Wgcni__Cluster__V1__RegisterExternalPeerResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &wgcni__cluster__v1__register_external_peer_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   wgcni__cluster__v1__list_external_peers_request__init
+                     (Wgcni__Cluster__V1__ListExternalPeersRequest         *message)
+{
+  static const Wgcni__Cluster__V1__ListExternalPeersRequest init_value = WGCNI__CLUSTER__V1__LIST_EXTERNAL_PEERS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t wgcni__cluster__v1__list_external_peers_request__get_packed_size
+                     (const Wgcni__Cluster__V1__ListExternalPeersRequest *message)
+{
+  assert(message->base.descriptor == &wgcni__cluster__v1__list_external_peers_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t wgcni__cluster__v1__list_external_peers_request__pack
+                     (const Wgcni__Cluster__V1__ListExternalPeersRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &wgcni__cluster__v1__list_external_peers_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t wgcni__cluster__v1__list_external_peers_request__pack_to_buffer
+                     (const Wgcni__Cluster__V1__ListExternalPeersRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &wgcni__cluster__v1__list_external_peers_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Wgcni__Cluster__V1__ListExternalPeersRequest *
+       wgcni__cluster__v1__list_external_peers_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Wgcni__Cluster__V1__ListExternalPeersRequest *)
+     protobuf_c_message_unpack (&wgcni__cluster__v1__list_external_peers_request__descriptor,
+                                allocator, len, data);
+}
+void   wgcni__cluster__v1__list_external_peers_request__free_unpacked
+                     (Wgcni__Cluster__V1__ListExternalPeersRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &wgcni__cluster__v1__list_external_peers_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   wgcni__cluster__v1__list_external_peers_response__init
+                     (Wgcni__Cluster__V1__ListExternalPeersResponse         *message)
+{
+  static const Wgcni__Cluster__V1__ListExternalPeersResponse init_value = WGCNI__CLUSTER__V1__LIST_EXTERNAL_PEERS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t wgcni__cluster__v1__list_external_peers_response__get_packed_size
+                     (const Wgcni__Cluster__V1__ListExternalPeersResponse *message)
+{
+  assert(message->base.descriptor == &wgcni__cluster__v1__list_external_peers_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t wgcni__cluster__v1__list_external_peers_response__pack
+                     (const Wgcni__Cluster__V1__ListExternalPeersResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &wgcni__cluster__v1__list_external_peers_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t wgcni__cluster__v1__list_external_peers_response__pack_to_buffer
+                     (const Wgcni__Cluster__V1__ListExternalPeersResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &wgcni__cluster__v1__list_external_peers_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Wgcni__Cluster__V1__ListExternalPeersResponse *
+       wgcni__cluster__v1__list_external_peers_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Wgcni__Cluster__V1__ListExternalPeersResponse *)
+     protobuf_c_message_unpack (&wgcni__cluster__v1__list_external_peers_response__descriptor,
+                                allocator, len, data);
+}
+void   wgcni__cluster__v1__list_external_peers_response__free_unpacked
+                     (Wgcni__Cluster__V1__ListExternalPeersResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &wgcni__cluster__v1__list_external_peers_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   wgcni__cluster__v1__delete_external_peer_request__init
+                     (Wgcni__Cluster__V1__DeleteExternalPeerRequest         *message)
+{
+  static const Wgcni__Cluster__V1__DeleteExternalPeerRequest init_value = WGCNI__CLUSTER__V1__DELETE_EXTERNAL_PEER_REQUEST__INIT;
+  *message = init_value;
+}
+size_t wgcni__cluster__v1__delete_external_peer_request__get_packed_size
+                     (const Wgcni__Cluster__V1__DeleteExternalPeerRequest *message)
+{
+  assert(message->base.descriptor == &wgcni__cluster__v1__delete_external_peer_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t wgcni__cluster__v1__delete_external_peer_request__pack
+                     (const Wgcni__Cluster__V1__DeleteExternalPeerRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &wgcni__cluster__v1__delete_external_peer_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t wgcni__cluster__v1__delete_external_peer_request__pack_to_buffer
+                     (const Wgcni__Cluster__V1__DeleteExternalPeerRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &wgcni__cluster__v1__delete_external_peer_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Wgcni__Cluster__V1__DeleteExternalPeerRequest *
+       wgcni__cluster__v1__delete_external_peer_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Wgcni__Cluster__V1__DeleteExternalPeerRequest *)
+     protobuf_c_message_unpack (&wgcni__cluster__v1__delete_external_peer_request__descriptor,
+                                allocator, len, data);
+}
+void   wgcni__cluster__v1__delete_external_peer_request__free_unpacked
+                     (Wgcni__Cluster__V1__DeleteExternalPeerRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &wgcni__cluster__v1__delete_external_peer_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   wgcni__cluster__v1__delete_external_peer_response__init
+                     (Wgcni__Cluster__V1__DeleteExternalPeerResponse         *message)
+{
+  static const Wgcni__Cluster__V1__DeleteExternalPeerResponse init_value = WGCNI__CLUSTER__V1__DELETE_EXTERNAL_PEER_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t wgcni__cluster__v1__delete_external_peer_response__get_packed_size
+                     (const Wgcni__Cluster__V1__DeleteExternalPeerResponse *message)
+{
+  assert(message->base.descriptor == &wgcni__cluster__v1__delete_external_peer_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t wgcni__cluster__v1__delete_external_peer_response__pack
+                     (const Wgcni__Cluster__V1__DeleteExternalPeerResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &wgcni__cluster__v1__delete_external_peer_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t wgcni__cluster__v1__delete_external_peer_response__pack_to_buffer
+                     (const Wgcni__Cluster__V1__DeleteExternalPeerResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &wgcni__cluster__v1__delete_external_peer_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Wgcni__Cluster__V1__DeleteExternalPeerResponse *
+       wgcni__cluster__v1__delete_external_peer_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Wgcni__Cluster__V1__DeleteExternalPeerResponse *)
+     protobuf_c_message_unpack (&wgcni__cluster__v1__delete_external_peer_response__descriptor,
+                                allocator, len, data);
+}
+void   wgcni__cluster__v1__delete_external_peer_response__free_unpacked
+                     (Wgcni__Cluster__V1__DeleteExternalPeerResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &wgcni__cluster__v1__delete_external_peer_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   wgcni__cluster__v1__list_locations_request__init
+                     (Wgcni__Cluster__V1__ListLocationsRequest         *message)
+{
+  static const Wgcni__Cluster__V1__ListLocationsRequest init_value = WGCNI__CLUSTER__V1__LIST_LOCATIONS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t wgcni__cluster__v1__list_locations_request__get_packed_size
+                     (const Wgcni__Cluster__V1__ListLocationsRequest *message)
+{
+  assert(message->base.descriptor == &wgcni__cluster__v1__list_locations_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t wgcni__cluster__v1__list_locations_request__pack
+                     (const Wgcni__Cluster__V1__ListLocationsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &wgcni__cluster__v1__list_locations_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t wgcni__cluster__v1__list_locations_request__pack_to_buffer
+                     (const Wgcni__Cluster__V1__ListLocationsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &wgcni__cluster__v1__list_locations_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Wgcni__Cluster__V1__ListLocationsRequest *
+       wgcni__cluster__v1__list_locations_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Wgcni__Cluster__V1__ListLocationsRequest *)
+     protobuf_c_message_unpack (&wgcni__cluster__v1__list_locations_request__descriptor,
+                                allocator, len, data);
+}
+void   wgcni__cluster__v1__list_locations_request__free_unpacked
+                     (Wgcni__Cluster__V1__ListLocationsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &wgcni__cluster__v1__list_locations_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   wgcni__cluster__v1__list_locations_response__init
+                     (Wgcni__Cluster__V1__ListLocationsResponse         *message)
+{
+  static const Wgcni__Cluster__V1__ListLocationsResponse init_value = WGCNI__CLUSTER__V1__LIST_LOCATIONS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t wgcni__cluster__v1__list_locations_response__get_packed_size
+                     (const Wgcni__Cluster__V1__ListLocationsResponse *message)
+{
+  assert(message->base.descriptor == &wgcni__cluster__v1__list_locations_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t wgcni__cluster__v1__list_locations_response__pack
+                     (const Wgcni__Cluster__V1__ListLocationsResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &wgcni__cluster__v1__list_locations_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t wgcni__cluster__v1__list_locations_response__pack_to_buffer
+                     (const Wgcni__Cluster__V1__ListLocationsResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &wgcni__cluster__v1__list_locations_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Wgcni__Cluster__V1__ListLocationsResponse *
+       wgcni__cluster__v1__list_locations_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Wgcni__Cluster__V1__ListLocationsResponse *)
+     protobuf_c_message_unpack (&wgcni__cluster__v1__list_locations_response__descriptor,
+                                allocator, len, data);
+}
+void   wgcni__cluster__v1__list_locations_response__free_unpacked
+                     (Wgcni__Cluster__V1__ListLocationsResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &wgcni__cluster__v1__list_locations_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+static const ProtobufCFieldDescriptor wgcni__cluster__v1__node__field_descriptors[10] =
 {
   {
     "name",
@@ -723,12 +1173,51 @@ static const ProtobufCFieldDescriptor wgcni__cluster__v1__node__field_descriptor
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "location",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Wgcni__Cluster__V1__Node, location),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "gateway",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Wgcni__Cluster__V1__Node, gateway),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "public_endpoint",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Wgcni__Cluster__V1__Node, public_endpoint),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned wgcni__cluster__v1__node__field_indices_by_name[] = {
   4,   /* field[4] = address */
   3,   /* field[3] = endpoint */
+  8,   /* field[8] = gateway */
   5,   /* field[5] = last_seen */
+  7,   /* field[7] = location */
   0,   /* field[0] = name */
+  9,   /* field[9] = public_endpoint */
   2,   /* field[2] = public_key */
   6,   /* field[6] = stale */
   1,   /* field[1] = subnets */
@@ -736,7 +1225,7 @@ static const unsigned wgcni__cluster__v1__node__field_indices_by_name[] = {
 static const ProtobufCIntRange wgcni__cluster__v1__node__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor wgcni__cluster__v1__node__descriptor =
 {
@@ -746,7 +1235,7 @@ const ProtobufCMessageDescriptor wgcni__cluster__v1__node__descriptor =
   "Wgcni__Cluster__V1__Node",
   "wgcni.cluster.v1",
   sizeof(Wgcni__Cluster__V1__Node),
-  7,
+  10,
   wgcni__cluster__v1__node__field_descriptors,
   wgcni__cluster__v1__node__field_indices_by_name,
   1,  wgcni__cluster__v1__node__number_ranges,
@@ -919,7 +1408,7 @@ const ProtobufCMessageDescriptor wgcni__cluster__v1__allocate_subnet_response__d
   (ProtobufCMessageInit) wgcni__cluster__v1__allocate_subnet_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor wgcni__cluster__v1__register_key_request__field_descriptors[3] =
+static const ProtobufCFieldDescriptor wgcni__cluster__v1__register_key_request__field_descriptors[6] =
 {
   {
     "node_name",
@@ -957,16 +1446,55 @@ static const ProtobufCFieldDescriptor wgcni__cluster__v1__register_key_request__
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "location",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Wgcni__Cluster__V1__RegisterKeyRequest, location),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "gateway",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Wgcni__Cluster__V1__RegisterKeyRequest, gateway),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "public_endpoint",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Wgcni__Cluster__V1__RegisterKeyRequest, public_endpoint),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned wgcni__cluster__v1__register_key_request__field_indices_by_name[] = {
   2,   /* field[2] = endpoint */
+  4,   /* field[4] = gateway */
+  3,   /* field[3] = location */
   0,   /* field[0] = node_name */
+  5,   /* field[5] = public_endpoint */
   1,   /* field[1] = public_key */
 };
 static const ProtobufCIntRange wgcni__cluster__v1__register_key_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor wgcni__cluster__v1__register_key_request__descriptor =
 {
@@ -976,7 +1504,7 @@ const ProtobufCMessageDescriptor wgcni__cluster__v1__register_key_request__descr
   "Wgcni__Cluster__V1__RegisterKeyRequest",
   "wgcni.cluster.v1",
   sizeof(Wgcni__Cluster__V1__RegisterKeyRequest),
-  3,
+  6,
   wgcni__cluster__v1__register_key_request__field_descriptors,
   wgcni__cluster__v1__register_key_request__field_indices_by_name,
   1,  wgcni__cluster__v1__register_key_request__number_ranges,
@@ -1389,7 +1917,444 @@ const ProtobufCMessageDescriptor wgcni__cluster__v1__watch_peers_response__descr
   (ProtobufCMessageInit) wgcni__cluster__v1__watch_peers_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCMethodDescriptor wgcni__cluster__v1__cluster_service__method_descriptors[6] =
+static const ProtobufCFieldDescriptor wgcni__cluster__v1__gateway__field_descriptors[4] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Wgcni__Cluster__V1__Gateway, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "public_key",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Wgcni__Cluster__V1__Gateway, public_key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "endpoint",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Wgcni__Cluster__V1__Gateway, endpoint),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "allowed_ips",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Wgcni__Cluster__V1__Gateway, n_allowed_ips),
+    offsetof(Wgcni__Cluster__V1__Gateway, allowed_ips),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned wgcni__cluster__v1__gateway__field_indices_by_name[] = {
+  3,   /* field[3] = allowed_ips */
+  2,   /* field[2] = endpoint */
+  0,   /* field[0] = name */
+  1,   /* field[1] = public_key */
+};
+static const ProtobufCIntRange wgcni__cluster__v1__gateway__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor wgcni__cluster__v1__gateway__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "wgcni.cluster.v1.Gateway",
+  "Gateway",
+  "Wgcni__Cluster__V1__Gateway",
+  "wgcni.cluster.v1",
+  sizeof(Wgcni__Cluster__V1__Gateway),
+  4,
+  wgcni__cluster__v1__gateway__field_descriptors,
+  wgcni__cluster__v1__gateway__field_indices_by_name,
+  1,  wgcni__cluster__v1__gateway__number_ranges,
+  (ProtobufCMessageInit) wgcni__cluster__v1__gateway__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor wgcni__cluster__v1__external_peer__field_descriptors[5] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Wgcni__Cluster__V1__ExternalPeer, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "public_key",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Wgcni__Cluster__V1__ExternalPeer, public_key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "address",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Wgcni__Cluster__V1__ExternalPeer, address),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "location",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Wgcni__Cluster__V1__ExternalPeer, location),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "gateway",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Wgcni__Cluster__V1__ExternalPeer, gateway),
+    &wgcni__cluster__v1__gateway__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned wgcni__cluster__v1__external_peer__field_indices_by_name[] = {
+  2,   /* field[2] = address */
+  4,   /* field[4] = gateway */
+  3,   /* field[3] = location */
+  0,   /* field[0] = name */
+  1,   /* field[1] = public_key */
+};
+static const ProtobufCIntRange wgcni__cluster__v1__external_peer__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor wgcni__cluster__v1__external_peer__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "wgcni.cluster.v1.ExternalPeer",
+  "ExternalPeer",
+  "Wgcni__Cluster__V1__ExternalPeer",
+  "wgcni.cluster.v1",
+  sizeof(Wgcni__Cluster__V1__ExternalPeer),
+  5,
+  wgcni__cluster__v1__external_peer__field_descriptors,
+  wgcni__cluster__v1__external_peer__field_indices_by_name,
+  1,  wgcni__cluster__v1__external_peer__number_ranges,
+  (ProtobufCMessageInit) wgcni__cluster__v1__external_peer__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor wgcni__cluster__v1__register_external_peer_request__field_descriptors[3] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Wgcni__Cluster__V1__RegisterExternalPeerRequest, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "public_key",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Wgcni__Cluster__V1__RegisterExternalPeerRequest, public_key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "location",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Wgcni__Cluster__V1__RegisterExternalPeerRequest, location),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned wgcni__cluster__v1__register_external_peer_request__field_indices_by_name[] = {
+  2,   /* field[2] = location */
+  0,   /* field[0] = name */
+  1,   /* field[1] = public_key */
+};
+static const ProtobufCIntRange wgcni__cluster__v1__register_external_peer_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor wgcni__cluster__v1__register_external_peer_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "wgcni.cluster.v1.RegisterExternalPeerRequest",
+  "RegisterExternalPeerRequest",
+  "Wgcni__Cluster__V1__RegisterExternalPeerRequest",
+  "wgcni.cluster.v1",
+  sizeof(Wgcni__Cluster__V1__RegisterExternalPeerRequest),
+  3,
+  wgcni__cluster__v1__register_external_peer_request__field_descriptors,
+  wgcni__cluster__v1__register_external_peer_request__field_indices_by_name,
+  1,  wgcni__cluster__v1__register_external_peer_request__number_ranges,
+  (ProtobufCMessageInit) wgcni__cluster__v1__register_external_peer_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor wgcni__cluster__v1__register_external_peer_response__field_descriptors[1] =
+{
+  {
+    "external_peer",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Wgcni__Cluster__V1__RegisterExternalPeerResponse, external_peer),
+    &wgcni__cluster__v1__external_peer__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned wgcni__cluster__v1__register_external_peer_response__field_indices_by_name[] = {
+  0,   /* field[0] = external_peer */
+};
+static const ProtobufCIntRange wgcni__cluster__v1__register_external_peer_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor wgcni__cluster__v1__register_external_peer_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "wgcni.cluster.v1.RegisterExternalPeerResponse",
+  "RegisterExternalPeerResponse",
+  "Wgcni__Cluster__V1__RegisterExternalPeerResponse",
+  "wgcni.cluster.v1",
+  sizeof(Wgcni__Cluster__V1__RegisterExternalPeerResponse),
+  1,
+  wgcni__cluster__v1__register_external_peer_response__field_descriptors,
+  wgcni__cluster__v1__register_external_peer_response__field_indices_by_name,
+  1,  wgcni__cluster__v1__register_external_peer_response__number_ranges,
+  (ProtobufCMessageInit) wgcni__cluster__v1__register_external_peer_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+#define wgcni__cluster__v1__list_external_peers_request__field_descriptors NULL
+#define wgcni__cluster__v1__list_external_peers_request__field_indices_by_name NULL
+#define wgcni__cluster__v1__list_external_peers_request__number_ranges NULL
+const ProtobufCMessageDescriptor wgcni__cluster__v1__list_external_peers_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "wgcni.cluster.v1.ListExternalPeersRequest",
+  "ListExternalPeersRequest",
+  "Wgcni__Cluster__V1__ListExternalPeersRequest",
+  "wgcni.cluster.v1",
+  sizeof(Wgcni__Cluster__V1__ListExternalPeersRequest),
+  0,
+  wgcni__cluster__v1__list_external_peers_request__field_descriptors,
+  wgcni__cluster__v1__list_external_peers_request__field_indices_by_name,
+  0,  wgcni__cluster__v1__list_external_peers_request__number_ranges,
+  (ProtobufCMessageInit) wgcni__cluster__v1__list_external_peers_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor wgcni__cluster__v1__list_external_peers_response__field_descriptors[1] =
+{
+  {
+    "external_peers",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Wgcni__Cluster__V1__ListExternalPeersResponse, n_external_peers),
+    offsetof(Wgcni__Cluster__V1__ListExternalPeersResponse, external_peers),
+    &wgcni__cluster__v1__external_peer__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned wgcni__cluster__v1__list_external_peers_response__field_indices_by_name[] = {
+  0,   /* field[0] = external_peers */
+};
+static const ProtobufCIntRange wgcni__cluster__v1__list_external_peers_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor wgcni__cluster__v1__list_external_peers_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "wgcni.cluster.v1.ListExternalPeersResponse",
+  "ListExternalPeersResponse",
+  "Wgcni__Cluster__V1__ListExternalPeersResponse",
+  "wgcni.cluster.v1",
+  sizeof(Wgcni__Cluster__V1__ListExternalPeersResponse),
+  1,
+  wgcni__cluster__v1__list_external_peers_response__field_descriptors,
+  wgcni__cluster__v1__list_external_peers_response__field_indices_by_name,
+  1,  wgcni__cluster__v1__list_external_peers_response__number_ranges,
+  (ProtobufCMessageInit) wgcni__cluster__v1__list_external_peers_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor wgcni__cluster__v1__delete_external_peer_request__field_descriptors[1] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Wgcni__Cluster__V1__DeleteExternalPeerRequest, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned wgcni__cluster__v1__delete_external_peer_request__field_indices_by_name[] = {
+  0,   /* field[0] = name */
+};
+static const ProtobufCIntRange wgcni__cluster__v1__delete_external_peer_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor wgcni__cluster__v1__delete_external_peer_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "wgcni.cluster.v1.DeleteExternalPeerRequest",
+  "DeleteExternalPeerRequest",
+  "Wgcni__Cluster__V1__DeleteExternalPeerRequest",
+  "wgcni.cluster.v1",
+  sizeof(Wgcni__Cluster__V1__DeleteExternalPeerRequest),
+  1,
+  wgcni__cluster__v1__delete_external_peer_request__field_descriptors,
+  wgcni__cluster__v1__delete_external_peer_request__field_indices_by_name,
+  1,  wgcni__cluster__v1__delete_external_peer_request__number_ranges,
+  (ProtobufCMessageInit) wgcni__cluster__v1__delete_external_peer_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+#define wgcni__cluster__v1__delete_external_peer_response__field_descriptors NULL
+#define wgcni__cluster__v1__delete_external_peer_response__field_indices_by_name NULL
+#define wgcni__cluster__v1__delete_external_peer_response__number_ranges NULL
+const ProtobufCMessageDescriptor wgcni__cluster__v1__delete_external_peer_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "wgcni.cluster.v1.DeleteExternalPeerResponse",
+  "DeleteExternalPeerResponse",
+  "Wgcni__Cluster__V1__DeleteExternalPeerResponse",
+  "wgcni.cluster.v1",
+  sizeof(Wgcni__Cluster__V1__DeleteExternalPeerResponse),
+  0,
+  wgcni__cluster__v1__delete_external_peer_response__field_descriptors,
+  wgcni__cluster__v1__delete_external_peer_response__field_indices_by_name,
+  0,  wgcni__cluster__v1__delete_external_peer_response__number_ranges,
+  (ProtobufCMessageInit) wgcni__cluster__v1__delete_external_peer_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+#define wgcni__cluster__v1__list_locations_request__field_descriptors NULL
+#define wgcni__cluster__v1__list_locations_request__field_indices_by_name NULL
+#define wgcni__cluster__v1__list_locations_request__number_ranges NULL
+const ProtobufCMessageDescriptor wgcni__cluster__v1__list_locations_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "wgcni.cluster.v1.ListLocationsRequest",
+  "ListLocationsRequest",
+  "Wgcni__Cluster__V1__ListLocationsRequest",
+  "wgcni.cluster.v1",
+  sizeof(Wgcni__Cluster__V1__ListLocationsRequest),
+  0,
+  wgcni__cluster__v1__list_locations_request__field_descriptors,
+  wgcni__cluster__v1__list_locations_request__field_indices_by_name,
+  0,  wgcni__cluster__v1__list_locations_request__number_ranges,
+  (ProtobufCMessageInit) wgcni__cluster__v1__list_locations_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor wgcni__cluster__v1__list_locations_response__field_descriptors[1] =
+{
+  {
+    "locations",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Wgcni__Cluster__V1__ListLocationsResponse, n_locations),
+    offsetof(Wgcni__Cluster__V1__ListLocationsResponse, locations),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned wgcni__cluster__v1__list_locations_response__field_indices_by_name[] = {
+  0,   /* field[0] = locations */
+};
+static const ProtobufCIntRange wgcni__cluster__v1__list_locations_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor wgcni__cluster__v1__list_locations_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "wgcni.cluster.v1.ListLocationsResponse",
+  "ListLocationsResponse",
+  "Wgcni__Cluster__V1__ListLocationsResponse",
+  "wgcni.cluster.v1",
+  sizeof(Wgcni__Cluster__V1__ListLocationsResponse),
+  1,
+  wgcni__cluster__v1__list_locations_response__field_descriptors,
+  wgcni__cluster__v1__list_locations_response__field_indices_by_name,
+  1,  wgcni__cluster__v1__list_locations_response__number_ranges,
+  (ProtobufCMessageInit) wgcni__cluster__v1__list_locations_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCMethodDescriptor wgcni__cluster__v1__cluster_service__method_descriptors[10] =
 {
   { "AllocateSubnet", &wgcni__cluster__v1__allocate_subnet_request__descriptor, &wgcni__cluster__v1__allocate_subnet_response__descriptor },
   { "RegisterKey", &wgcni__cluster__v1__register_key_request__descriptor, &wgcni__cluster__v1__register_key_response__descriptor },
@@ -1397,12 +2362,20 @@ static const ProtobufCMethodDescriptor wgcni__cluster__v1__cluster_service__meth
   { "ListNodes", &wgcni__cluster__v1__list_nodes_request__descriptor, &wgcni__cluster__v1__list_nodes_response__descriptor },
   { "DeleteNode", &wgcni__cluster__v1__delete_node_request__descriptor, &wgcni__cluster__v1__delete_node_response__descriptor },
   { "WatchPeers", &wgcni__cluster__v1__watch_peers_request__descriptor, &wgcni__cluster__v1__watch_peers_response__descriptor },
+  { "RegisterExternalPeer", &wgcni__cluster__v1__register_external_peer_request__descriptor, &wgcni__cluster__v1__register_external_peer_response__descriptor },
+  { "ListExternalPeers", &wgcni__cluster__v1__list_external_peers_request__descriptor, &wgcni__cluster__v1__list_external_peers_response__descriptor },
+  { "DeleteExternalPeer", &wgcni__cluster__v1__delete_external_peer_request__descriptor, &wgcni__cluster__v1__delete_external_peer_response__descriptor },
+  { "ListLocations", &wgcni__cluster__v1__list_locations_request__descriptor, &wgcni__cluster__v1__list_locations_response__descriptor },
 };
 const unsigned wgcni__cluster__v1__cluster_service__method_indices_by_name[] = {
   0,        /* AllocateSubnet */
+  8,        /* DeleteExternalPeer */
   4,        /* DeleteNode */
+  7,        /* ListExternalPeers */
+  9,        /* ListLocations */
   3,        /* ListNodes */
   2,        /* ListPeers */
+  6,        /* RegisterExternalPeer */
   1,        /* RegisterKey */
   5         /* WatchPeers */
 };
@@ -1413,7 +2386,7 @@ const ProtobufCServiceDescriptor wgcni__cluster__v1__cluster_service__descriptor
   "ClusterService",
   "Wgcni__Cluster__V1__ClusterService",
   "wgcni.cluster.v1",
-  6,
+  10,
   wgcni__cluster__v1__cluster_service__method_descriptors,
   wgcni__cluster__v1__cluster_service__method_indices_by_name
 };
@@ -1464,6 +2437,38 @@ void wgcni__cluster__v1__cluster_service__watch_peers(ProtobufCService *service,
 {
   assert(service->descriptor == &wgcni__cluster__v1__cluster_service__descriptor);
   service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void wgcni__cluster__v1__cluster_service__register_external_peer(ProtobufCService *service,
+                                                                 const Wgcni__Cluster__V1__RegisterExternalPeerRequest *input,
+                                                                 Wgcni__Cluster__V1__RegisterExternalPeerResponse_Closure closure,
+                                                                 void *closure_data)
+{
+  assert(service->descriptor == &wgcni__cluster__v1__cluster_service__descriptor);
+  service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void wgcni__cluster__v1__cluster_service__list_external_peers(ProtobufCService *service,
+                                                              const Wgcni__Cluster__V1__ListExternalPeersRequest *input,
+                                                              Wgcni__Cluster__V1__ListExternalPeersResponse_Closure closure,
+                                                              void *closure_data)
+{
+  assert(service->descriptor == &wgcni__cluster__v1__cluster_service__descriptor);
+  service->invoke(service, 7, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void wgcni__cluster__v1__cluster_service__delete_external_peer(ProtobufCService *service,
+                                                               const Wgcni__Cluster__V1__DeleteExternalPeerRequest *input,
+                                                               Wgcni__Cluster__V1__DeleteExternalPeerResponse_Closure closure,
+                                                               void *closure_data)
+{
+  assert(service->descriptor == &wgcni__cluster__v1__cluster_service__descriptor);
+  service->invoke(service, 8, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void wgcni__cluster__v1__cluster_service__list_locations(ProtobufCService *service,
+                                                         const Wgcni__Cluster__V1__ListLocationsRequest *input,
+                                                         Wgcni__Cluster__V1__ListLocationsResponse_Closure closure,
+                                                         void *closure_data)
+{
+  assert(service->descriptor == &wgcni__cluster__v1__cluster_service__descriptor);
+  service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void wgcni__cluster__v1__cluster_service__init (Wgcni__Cluster__V1__ClusterService_Service *service,
                                                 Wgcni__Cluster__V1__ClusterService_ServiceDestroy destroy)

@@ -29,6 +29,16 @@ typedef struct Wgcni__Cluster__V1__DeleteNodeRequest Wgcni__Cluster__V1__DeleteN
 typedef struct Wgcni__Cluster__V1__DeleteNodeResponse Wgcni__Cluster__V1__DeleteNodeResponse;
 typedef struct Wgcni__Cluster__V1__WatchPeersRequest Wgcni__Cluster__V1__WatchPeersRequest;
 typedef struct Wgcni__Cluster__V1__WatchPeersResponse Wgcni__Cluster__V1__WatchPeersResponse;
+typedef struct Wgcni__Cluster__V1__Gateway Wgcni__Cluster__V1__Gateway;
+typedef struct Wgcni__Cluster__V1__ExternalPeer Wgcni__Cluster__V1__ExternalPeer;
+typedef struct Wgcni__Cluster__V1__RegisterExternalPeerRequest Wgcni__Cluster__V1__RegisterExternalPeerRequest;
+typedef struct Wgcni__Cluster__V1__RegisterExternalPeerResponse Wgcni__Cluster__V1__RegisterExternalPeerResponse;
+typedef struct Wgcni__Cluster__V1__ListExternalPeersRequest Wgcni__Cluster__V1__ListExternalPeersRequest;
+typedef struct Wgcni__Cluster__V1__ListExternalPeersResponse Wgcni__Cluster__V1__ListExternalPeersResponse;
+typedef struct Wgcni__Cluster__V1__DeleteExternalPeerRequest Wgcni__Cluster__V1__DeleteExternalPeerRequest;
+typedef struct Wgcni__Cluster__V1__DeleteExternalPeerResponse Wgcni__Cluster__V1__DeleteExternalPeerResponse;
+typedef struct Wgcni__Cluster__V1__ListLocationsRequest Wgcni__Cluster__V1__ListLocationsRequest;
+typedef struct Wgcni__Cluster__V1__ListLocationsResponse Wgcni__Cluster__V1__ListLocationsResponse;
 
 
 /* --- enums --- */
@@ -69,10 +79,22 @@ struct  Wgcni__Cluster__V1__Node
    * every peer list, its subnet kept; its next call makes it live again.
    */
   protobuf_c_boolean stale;
+  /*
+   * Where the node is, for the gateway choice of external peers.
+   */
+  char *location;
+  /*
+   * The node accepts external peers.
+   */
+  protobuf_c_boolean gateway;
+  /*
+   * What external peers dial ("host:port"); the endpoint when not given.
+   */
+  char *public_endpoint;
 };
 #define WGCNI__CLUSTER__V1__NODE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&wgcni__cluster__v1__node__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+    , (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -121,10 +143,13 @@ struct  Wgcni__Cluster__V1__RegisterKeyRequest
   char *node_name;
   char *public_key;
   char *endpoint;
+  char *location;
+  protobuf_c_boolean gateway;
+  char *public_endpoint;
 };
 #define WGCNI__CLUSTER__V1__REGISTER_KEY_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&wgcni__cluster__v1__register_key_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
 
 
 struct  Wgcni__Cluster__V1__RegisterKeyResponse
@@ -257,6 +282,130 @@ struct  Wgcni__Cluster__V1__WatchPeersResponse
 #define WGCNI__CLUSTER__V1__WATCH_PEERS_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&wgcni__cluster__v1__watch_peers_response__descriptor) \
     , 0, 0, 0,NULL, 0,NULL }
+
+
+/*
+ * What an external peer configures for its gateway.
+ */
+struct  Wgcni__Cluster__V1__Gateway
+{
+  ProtobufCMessage base;
+  char *name;
+  char *public_key;
+  /*
+   * The gateway's public endpoint.
+   */
+  char *endpoint;
+  /*
+   * What the external peer routes through the gateway: the cluster CIDRs.
+   */
+  size_t n_allowed_ips;
+  char **allowed_ips;
+};
+#define WGCNI__CLUSTER__V1__GATEWAY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&wgcni__cluster__v1__gateway__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL }
+
+
+/*
+ * A machine outside the cluster dialing into the mesh through a gateway node.
+ */
+struct  Wgcni__Cluster__V1__ExternalPeer
+{
+  ProtobufCMessage base;
+  char *name;
+  char *public_key;
+  /*
+   * A /32 or /128 from --external-cidr, kept for the name.
+   */
+  char *address;
+  char *location;
+  Wgcni__Cluster__V1__Gateway *gateway;
+};
+#define WGCNI__CLUSTER__V1__EXTERNAL_PEER__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&wgcni__cluster__v1__external_peer__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL }
+
+
+struct  Wgcni__Cluster__V1__RegisterExternalPeerRequest
+{
+  ProtobufCMessage base;
+  char *name;
+  char *public_key;
+  char *location;
+};
+#define WGCNI__CLUSTER__V1__REGISTER_EXTERNAL_PEER_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&wgcni__cluster__v1__register_external_peer_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Wgcni__Cluster__V1__RegisterExternalPeerResponse
+{
+  ProtobufCMessage base;
+  Wgcni__Cluster__V1__ExternalPeer *external_peer;
+};
+#define WGCNI__CLUSTER__V1__REGISTER_EXTERNAL_PEER_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&wgcni__cluster__v1__register_external_peer_response__descriptor) \
+    , NULL }
+
+
+struct  Wgcni__Cluster__V1__ListExternalPeersRequest
+{
+  ProtobufCMessage base;
+};
+#define WGCNI__CLUSTER__V1__LIST_EXTERNAL_PEERS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&wgcni__cluster__v1__list_external_peers_request__descriptor) \
+     }
+
+
+struct  Wgcni__Cluster__V1__ListExternalPeersResponse
+{
+  ProtobufCMessage base;
+  size_t n_external_peers;
+  Wgcni__Cluster__V1__ExternalPeer **external_peers;
+};
+#define WGCNI__CLUSTER__V1__LIST_EXTERNAL_PEERS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&wgcni__cluster__v1__list_external_peers_response__descriptor) \
+    , 0,NULL }
+
+
+struct  Wgcni__Cluster__V1__DeleteExternalPeerRequest
+{
+  ProtobufCMessage base;
+  char *name;
+};
+#define WGCNI__CLUSTER__V1__DELETE_EXTERNAL_PEER_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&wgcni__cluster__v1__delete_external_peer_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+struct  Wgcni__Cluster__V1__DeleteExternalPeerResponse
+{
+  ProtobufCMessage base;
+};
+#define WGCNI__CLUSTER__V1__DELETE_EXTERNAL_PEER_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&wgcni__cluster__v1__delete_external_peer_response__descriptor) \
+     }
+
+
+struct  Wgcni__Cluster__V1__ListLocationsRequest
+{
+  ProtobufCMessage base;
+};
+#define WGCNI__CLUSTER__V1__LIST_LOCATIONS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&wgcni__cluster__v1__list_locations_request__descriptor) \
+     }
+
+
+struct  Wgcni__Cluster__V1__ListLocationsResponse
+{
+  ProtobufCMessage base;
+  size_t n_locations;
+  char **locations;
+};
+#define WGCNI__CLUSTER__V1__LIST_LOCATIONS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&wgcni__cluster__v1__list_locations_response__descriptor) \
+    , 0,NULL }
 
 
 /* Wgcni__Cluster__V1__Node methods */
@@ -525,6 +674,196 @@ Wgcni__Cluster__V1__WatchPeersResponse *
 void   wgcni__cluster__v1__watch_peers_response__free_unpacked
                      (Wgcni__Cluster__V1__WatchPeersResponse *message,
                       ProtobufCAllocator *allocator);
+/* Wgcni__Cluster__V1__Gateway methods */
+void   wgcni__cluster__v1__gateway__init
+                     (Wgcni__Cluster__V1__Gateway         *message);
+size_t wgcni__cluster__v1__gateway__get_packed_size
+                     (const Wgcni__Cluster__V1__Gateway   *message);
+size_t wgcni__cluster__v1__gateway__pack
+                     (const Wgcni__Cluster__V1__Gateway   *message,
+                      uint8_t             *out);
+size_t wgcni__cluster__v1__gateway__pack_to_buffer
+                     (const Wgcni__Cluster__V1__Gateway   *message,
+                      ProtobufCBuffer     *buffer);
+Wgcni__Cluster__V1__Gateway *
+       wgcni__cluster__v1__gateway__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   wgcni__cluster__v1__gateway__free_unpacked
+                     (Wgcni__Cluster__V1__Gateway *message,
+                      ProtobufCAllocator *allocator);
+/* Wgcni__Cluster__V1__ExternalPeer methods */
+void   wgcni__cluster__v1__external_peer__init
+                     (Wgcni__Cluster__V1__ExternalPeer         *message);
+size_t wgcni__cluster__v1__external_peer__get_packed_size
+                     (const Wgcni__Cluster__V1__ExternalPeer   *message);
+size_t wgcni__cluster__v1__external_peer__pack
+                     (const Wgcni__Cluster__V1__ExternalPeer   *message,
+                      uint8_t             *out);
+size_t wgcni__cluster__v1__external_peer__pack_to_buffer
+                     (const Wgcni__Cluster__V1__ExternalPeer   *message,
+                      ProtobufCBuffer     *buffer);
+Wgcni__Cluster__V1__ExternalPeer *
+       wgcni__cluster__v1__external_peer__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   wgcni__cluster__v1__external_peer__free_unpacked
+                     (Wgcni__Cluster__V1__ExternalPeer *message,
+                      ProtobufCAllocator *allocator);
+/* Wgcni__Cluster__V1__RegisterExternalPeerRequest methods */
+void   wgcni__cluster__v1__register_external_peer_request__init
+                     (Wgcni__Cluster__V1__RegisterExternalPeerRequest         *message);
+size_t wgcni__cluster__v1__register_external_peer_request__get_packed_size
+                     (const Wgcni__Cluster__V1__RegisterExternalPeerRequest   *message);
+size_t wgcni__cluster__v1__register_external_peer_request__pack
+                     (const Wgcni__Cluster__V1__RegisterExternalPeerRequest   *message,
+                      uint8_t             *out);
+size_t wgcni__cluster__v1__register_external_peer_request__pack_to_buffer
+                     (const Wgcni__Cluster__V1__RegisterExternalPeerRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Wgcni__Cluster__V1__RegisterExternalPeerRequest *
+       wgcni__cluster__v1__register_external_peer_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   wgcni__cluster__v1__register_external_peer_request__free_unpacked
+                     (Wgcni__Cluster__V1__RegisterExternalPeerRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Wgcni__Cluster__V1__RegisterExternalPeerResponse methods */
+void   wgcni__cluster__v1__register_external_peer_response__init
+                     (Wgcni__Cluster__V1__RegisterExternalPeerResponse         *message);
+size_t wgcni__cluster__v1__register_external_peer_response__get_packed_size
+                     (const Wgcni__Cluster__V1__RegisterExternalPeerResponse   *message);
+size_t wgcni__cluster__v1__register_external_peer_response__pack
+                     (const Wgcni__Cluster__V1__RegisterExternalPeerResponse   *message,
+                      uint8_t             *out);
+size_t wgcni__cluster__v1__register_external_peer_response__pack_to_buffer
+                     (const Wgcni__Cluster__V1__RegisterExternalPeerResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Wgcni__Cluster__V1__RegisterExternalPeerResponse *
+       wgcni__cluster__v1__register_external_peer_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   wgcni__cluster__v1__register_external_peer_response__free_unpacked
+                     (Wgcni__Cluster__V1__RegisterExternalPeerResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Wgcni__Cluster__V1__ListExternalPeersRequest methods */
+void   wgcni__cluster__v1__list_external_peers_request__init
+                     (Wgcni__Cluster__V1__ListExternalPeersRequest         *message);
+size_t wgcni__cluster__v1__list_external_peers_request__get_packed_size
+                     (const Wgcni__Cluster__V1__ListExternalPeersRequest   *message);
+size_t wgcni__cluster__v1__list_external_peers_request__pack
+                     (const Wgcni__Cluster__V1__ListExternalPeersRequest   *message,
+                      uint8_t             *out);
+size_t wgcni__cluster__v1__list_external_peers_request__pack_to_buffer
+                     (const Wgcni__Cluster__V1__ListExternalPeersRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Wgcni__Cluster__V1__ListExternalPeersRequest *
+       wgcni__cluster__v1__list_external_peers_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   wgcni__cluster__v1__list_external_peers_request__free_unpacked
+                     (Wgcni__Cluster__V1__ListExternalPeersRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Wgcni__Cluster__V1__ListExternalPeersResponse methods */
+void   wgcni__cluster__v1__list_external_peers_response__init
+                     (Wgcni__Cluster__V1__ListExternalPeersResponse         *message);
+size_t wgcni__cluster__v1__list_external_peers_response__get_packed_size
+                     (const Wgcni__Cluster__V1__ListExternalPeersResponse   *message);
+size_t wgcni__cluster__v1__list_external_peers_response__pack
+                     (const Wgcni__Cluster__V1__ListExternalPeersResponse   *message,
+                      uint8_t             *out);
+size_t wgcni__cluster__v1__list_external_peers_response__pack_to_buffer
+                     (const Wgcni__Cluster__V1__ListExternalPeersResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Wgcni__Cluster__V1__ListExternalPeersResponse *
+       wgcni__cluster__v1__list_external_peers_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   wgcni__cluster__v1__list_external_peers_response__free_unpacked
+                     (Wgcni__Cluster__V1__ListExternalPeersResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Wgcni__Cluster__V1__DeleteExternalPeerRequest methods */
+void   wgcni__cluster__v1__delete_external_peer_request__init
+                     (Wgcni__Cluster__V1__DeleteExternalPeerRequest         *message);
+size_t wgcni__cluster__v1__delete_external_peer_request__get_packed_size
+                     (const Wgcni__Cluster__V1__DeleteExternalPeerRequest   *message);
+size_t wgcni__cluster__v1__delete_external_peer_request__pack
+                     (const Wgcni__Cluster__V1__DeleteExternalPeerRequest   *message,
+                      uint8_t             *out);
+size_t wgcni__cluster__v1__delete_external_peer_request__pack_to_buffer
+                     (const Wgcni__Cluster__V1__DeleteExternalPeerRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Wgcni__Cluster__V1__DeleteExternalPeerRequest *
+       wgcni__cluster__v1__delete_external_peer_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   wgcni__cluster__v1__delete_external_peer_request__free_unpacked
+                     (Wgcni__Cluster__V1__DeleteExternalPeerRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Wgcni__Cluster__V1__DeleteExternalPeerResponse methods */
+void   wgcni__cluster__v1__delete_external_peer_response__init
+                     (Wgcni__Cluster__V1__DeleteExternalPeerResponse         *message);
+size_t wgcni__cluster__v1__delete_external_peer_response__get_packed_size
+                     (const Wgcni__Cluster__V1__DeleteExternalPeerResponse   *message);
+size_t wgcni__cluster__v1__delete_external_peer_response__pack
+                     (const Wgcni__Cluster__V1__DeleteExternalPeerResponse   *message,
+                      uint8_t             *out);
+size_t wgcni__cluster__v1__delete_external_peer_response__pack_to_buffer
+                     (const Wgcni__Cluster__V1__DeleteExternalPeerResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Wgcni__Cluster__V1__DeleteExternalPeerResponse *
+       wgcni__cluster__v1__delete_external_peer_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   wgcni__cluster__v1__delete_external_peer_response__free_unpacked
+                     (Wgcni__Cluster__V1__DeleteExternalPeerResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Wgcni__Cluster__V1__ListLocationsRequest methods */
+void   wgcni__cluster__v1__list_locations_request__init
+                     (Wgcni__Cluster__V1__ListLocationsRequest         *message);
+size_t wgcni__cluster__v1__list_locations_request__get_packed_size
+                     (const Wgcni__Cluster__V1__ListLocationsRequest   *message);
+size_t wgcni__cluster__v1__list_locations_request__pack
+                     (const Wgcni__Cluster__V1__ListLocationsRequest   *message,
+                      uint8_t             *out);
+size_t wgcni__cluster__v1__list_locations_request__pack_to_buffer
+                     (const Wgcni__Cluster__V1__ListLocationsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Wgcni__Cluster__V1__ListLocationsRequest *
+       wgcni__cluster__v1__list_locations_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   wgcni__cluster__v1__list_locations_request__free_unpacked
+                     (Wgcni__Cluster__V1__ListLocationsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Wgcni__Cluster__V1__ListLocationsResponse methods */
+void   wgcni__cluster__v1__list_locations_response__init
+                     (Wgcni__Cluster__V1__ListLocationsResponse         *message);
+size_t wgcni__cluster__v1__list_locations_response__get_packed_size
+                     (const Wgcni__Cluster__V1__ListLocationsResponse   *message);
+size_t wgcni__cluster__v1__list_locations_response__pack
+                     (const Wgcni__Cluster__V1__ListLocationsResponse   *message,
+                      uint8_t             *out);
+size_t wgcni__cluster__v1__list_locations_response__pack_to_buffer
+                     (const Wgcni__Cluster__V1__ListLocationsResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Wgcni__Cluster__V1__ListLocationsResponse *
+       wgcni__cluster__v1__list_locations_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   wgcni__cluster__v1__list_locations_response__free_unpacked
+                     (Wgcni__Cluster__V1__ListLocationsResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Wgcni__Cluster__V1__Node_Closure)
@@ -569,6 +908,36 @@ typedef void (*Wgcni__Cluster__V1__WatchPeersRequest_Closure)
 typedef void (*Wgcni__Cluster__V1__WatchPeersResponse_Closure)
                  (const Wgcni__Cluster__V1__WatchPeersResponse *message,
                   void *closure_data);
+typedef void (*Wgcni__Cluster__V1__Gateway_Closure)
+                 (const Wgcni__Cluster__V1__Gateway *message,
+                  void *closure_data);
+typedef void (*Wgcni__Cluster__V1__ExternalPeer_Closure)
+                 (const Wgcni__Cluster__V1__ExternalPeer *message,
+                  void *closure_data);
+typedef void (*Wgcni__Cluster__V1__RegisterExternalPeerRequest_Closure)
+                 (const Wgcni__Cluster__V1__RegisterExternalPeerRequest *message,
+                  void *closure_data);
+typedef void (*Wgcni__Cluster__V1__RegisterExternalPeerResponse_Closure)
+                 (const Wgcni__Cluster__V1__RegisterExternalPeerResponse *message,
+                  void *closure_data);
+typedef void (*Wgcni__Cluster__V1__ListExternalPeersRequest_Closure)
+                 (const Wgcni__Cluster__V1__ListExternalPeersRequest *message,
+                  void *closure_data);
+typedef void (*Wgcni__Cluster__V1__ListExternalPeersResponse_Closure)
+                 (const Wgcni__Cluster__V1__ListExternalPeersResponse *message,
+                  void *closure_data);
+typedef void (*Wgcni__Cluster__V1__DeleteExternalPeerRequest_Closure)
+                 (const Wgcni__Cluster__V1__DeleteExternalPeerRequest *message,
+                  void *closure_data);
+typedef void (*Wgcni__Cluster__V1__DeleteExternalPeerResponse_Closure)
+                 (const Wgcni__Cluster__V1__DeleteExternalPeerResponse *message,
+                  void *closure_data);
+typedef void (*Wgcni__Cluster__V1__ListLocationsRequest_Closure)
+                 (const Wgcni__Cluster__V1__ListLocationsRequest *message,
+                  void *closure_data);
+typedef void (*Wgcni__Cluster__V1__ListLocationsResponse_Closure)
+                 (const Wgcni__Cluster__V1__ListLocationsResponse *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -600,6 +969,22 @@ struct Wgcni__Cluster__V1__ClusterService_Service
                       const Wgcni__Cluster__V1__WatchPeersRequest *input,
                       Wgcni__Cluster__V1__WatchPeersResponse_Closure closure,
                       void *closure_data);
+  void (*register_external_peer)(Wgcni__Cluster__V1__ClusterService_Service *service,
+                                 const Wgcni__Cluster__V1__RegisterExternalPeerRequest *input,
+                                 Wgcni__Cluster__V1__RegisterExternalPeerResponse_Closure closure,
+                                 void *closure_data);
+  void (*list_external_peers)(Wgcni__Cluster__V1__ClusterService_Service *service,
+                              const Wgcni__Cluster__V1__ListExternalPeersRequest *input,
+                              Wgcni__Cluster__V1__ListExternalPeersResponse_Closure closure,
+                              void *closure_data);
+  void (*delete_external_peer)(Wgcni__Cluster__V1__ClusterService_Service *service,
+                               const Wgcni__Cluster__V1__DeleteExternalPeerRequest *input,
+                               Wgcni__Cluster__V1__DeleteExternalPeerResponse_Closure closure,
+                               void *closure_data);
+  void (*list_locations)(Wgcni__Cluster__V1__ClusterService_Service *service,
+                         const Wgcni__Cluster__V1__ListLocationsRequest *input,
+                         Wgcni__Cluster__V1__ListLocationsResponse_Closure closure,
+                         void *closure_data);
 };
 typedef void (*Wgcni__Cluster__V1__ClusterService_ServiceDestroy)(Wgcni__Cluster__V1__ClusterService_Service *);
 void wgcni__cluster__v1__cluster_service__init (Wgcni__Cluster__V1__ClusterService_Service *service,
@@ -613,7 +998,11 @@ void wgcni__cluster__v1__cluster_service__init (Wgcni__Cluster__V1__ClusterServi
       function_prefix__ ## list_peers,\
       function_prefix__ ## list_nodes,\
       function_prefix__ ## delete_node,\
-      function_prefix__ ## watch_peers  }
+      function_prefix__ ## watch_peers,\
+      function_prefix__ ## register_external_peer,\
+      function_prefix__ ## list_external_peers,\
+      function_prefix__ ## delete_external_peer,\
+      function_prefix__ ## list_locations  }
 void wgcni__cluster__v1__cluster_service__allocate_subnet(ProtobufCService *service,
                                                           const Wgcni__Cluster__V1__AllocateSubnetRequest *input,
                                                           Wgcni__Cluster__V1__AllocateSubnetResponse_Closure closure,
@@ -638,6 +1027,22 @@ void wgcni__cluster__v1__cluster_service__watch_peers(ProtobufCService *service,
                                                       const Wgcni__Cluster__V1__WatchPeersRequest *input,
                                                       Wgcni__Cluster__V1__WatchPeersResponse_Closure closure,
                                                       void *closure_data);
+void wgcni__cluster__v1__cluster_service__register_external_peer(ProtobufCService *service,
+                                                                 const Wgcni__Cluster__V1__RegisterExternalPeerRequest *input,
+                                                                 Wgcni__Cluster__V1__RegisterExternalPeerResponse_Closure closure,
+                                                                 void *closure_data);
+void wgcni__cluster__v1__cluster_service__list_external_peers(ProtobufCService *service,
+                                                              const Wgcni__Cluster__V1__ListExternalPeersRequest *input,
+                                                              Wgcni__Cluster__V1__ListExternalPeersResponse_Closure closure,
+                                                              void *closure_data);
+void wgcni__cluster__v1__cluster_service__delete_external_peer(ProtobufCService *service,
+                                                               const Wgcni__Cluster__V1__DeleteExternalPeerRequest *input,
+                                                               Wgcni__Cluster__V1__DeleteExternalPeerResponse_Closure closure,
+                                                               void *closure_data);
+void wgcni__cluster__v1__cluster_service__list_locations(ProtobufCService *service,
+                                                         const Wgcni__Cluster__V1__ListLocationsRequest *input,
+                                                         Wgcni__Cluster__V1__ListLocationsResponse_Closure closure,
+                                                         void *closure_data);
 
 /* --- descriptors --- */
 
@@ -655,6 +1060,16 @@ extern const ProtobufCMessageDescriptor wgcni__cluster__v1__delete_node_request_
 extern const ProtobufCMessageDescriptor wgcni__cluster__v1__delete_node_response__descriptor;
 extern const ProtobufCMessageDescriptor wgcni__cluster__v1__watch_peers_request__descriptor;
 extern const ProtobufCMessageDescriptor wgcni__cluster__v1__watch_peers_response__descriptor;
+extern const ProtobufCMessageDescriptor wgcni__cluster__v1__gateway__descriptor;
+extern const ProtobufCMessageDescriptor wgcni__cluster__v1__external_peer__descriptor;
+extern const ProtobufCMessageDescriptor wgcni__cluster__v1__register_external_peer_request__descriptor;
+extern const ProtobufCMessageDescriptor wgcni__cluster__v1__register_external_peer_response__descriptor;
+extern const ProtobufCMessageDescriptor wgcni__cluster__v1__list_external_peers_request__descriptor;
+extern const ProtobufCMessageDescriptor wgcni__cluster__v1__list_external_peers_response__descriptor;
+extern const ProtobufCMessageDescriptor wgcni__cluster__v1__delete_external_peer_request__descriptor;
+extern const ProtobufCMessageDescriptor wgcni__cluster__v1__delete_external_peer_response__descriptor;
+extern const ProtobufCMessageDescriptor wgcni__cluster__v1__list_locations_request__descriptor;
+extern const ProtobufCMessageDescriptor wgcni__cluster__v1__list_locations_response__descriptor;
 extern const ProtobufCServiceDescriptor wgcni__cluster__v1__cluster_service__descriptor;
 
 PROTOBUF_C__END_DECLS

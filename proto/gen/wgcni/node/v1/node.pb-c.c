@@ -1254,7 +1254,7 @@ const ProtobufCMessageDescriptor wgcni__node__v1__register_key_request__descript
   (ProtobufCMessageInit) wgcni__node__v1__register_key_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor wgcni__node__v1__register_key_response__field_descriptors[1] =
+static const ProtobufCFieldDescriptor wgcni__node__v1__register_key_response__field_descriptors[2] =
 {
   {
     "node_peer",
@@ -1268,14 +1268,27 @@ static const ProtobufCFieldDescriptor wgcni__node__v1__register_key_response__fi
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "preshared_key",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Wgcni__Node__V1__RegisterKeyResponse, preshared_key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned wgcni__node__v1__register_key_response__field_indices_by_name[] = {
   0,   /* field[0] = node_peer */
+  1,   /* field[1] = preshared_key */
 };
 static const ProtobufCIntRange wgcni__node__v1__register_key_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 1 }
+  { 0, 2 }
 };
 const ProtobufCMessageDescriptor wgcni__node__v1__register_key_response__descriptor =
 {
@@ -1285,7 +1298,7 @@ const ProtobufCMessageDescriptor wgcni__node__v1__register_key_response__descrip
   "Wgcni__Node__V1__RegisterKeyResponse",
   "wgcni.node.v1",
   sizeof(Wgcni__Node__V1__RegisterKeyResponse),
-  1,
+  2,
   wgcni__node__v1__register_key_response__field_descriptors,
   wgcni__node__v1__register_key_response__field_indices_by_name,
   1,  wgcni__node__v1__register_key_response__number_ranges,

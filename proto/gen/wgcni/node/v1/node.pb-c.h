@@ -148,10 +148,15 @@ struct  Wgcni__Node__V1__RegisterKeyResponse
 {
   ProtobufCMessage base;
   Wgcni__Node__V1__NodePeer *node_peer;
+  /*
+   * Base64 preshared key of the container's peering (only with
+   * --preshared-key-file); the plugin sets it on its peer.
+   */
+  char *preshared_key;
 };
 #define WGCNI__NODE__V1__REGISTER_KEY_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&wgcni__node__v1__register_key_response__descriptor) \
-    , NULL }
+    , NULL, (char *)protobuf_c_empty_string }
 
 
 struct  Wgcni__Node__V1__ReleaseRequest
