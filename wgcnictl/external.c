@@ -1,5 +1,5 @@
 /*
- * External peers (SPEC §8): external add|list|delete, locations.
+ * External peers: external add|list|delete, locations.
  *
  * `external add' prints the wg-quick configuration of the external machine.
  * With --public-key the machine keeps its own key and the PrivateKey line is

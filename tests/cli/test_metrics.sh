@@ -1,7 +1,7 @@
 #!/bin/bash
 # Both daemons' /metrics are valid Prometheus text exposition (checked with
 # promtool when installed and with the Python client's parser), hold every
-# name SPEC §6 requires with values that match the cluster, and a deleted
+# name the product promises (README, docs/operations.md) with values that match the cluster, and a deleted
 # peer's series are gone on the next scrape (Release of a container; DeleteNode
 # of a node).
 # Two nodes with the token; each node manager also serves its API on
@@ -40,7 +40,7 @@ PY
 }
 
 # promtool: exit 1 is a parse error; 3 lint problems. The only lint
-# accepted is the "_total" suffix on the byte counters SPEC §6 names.
+# accepted is the "_total" suffix on the byte counters the documented names lack.
 promtool_ok() {
 	local f=$1 rc=0
 	command -v promtool >/dev/null || return 0
@@ -86,7 +86,7 @@ t_ok "cluster manager /metrics passes promtool" promtool_ok "$T_TMP/cm.prom"
 ctype=$(curl -sS -m 5 -o /dev/null -w '%{content_type}' --unix-socket "$(c_sock 1)" http://nm/metrics)
 t_ok "node manager Content-Type is text 0.0.4 ($ctype)" grep -q '^text/plain; *version=0.0.4' <<<"$ctype"
 
-# SPEC §6 names.
+# the documented names.
 for m in wgcni_peers wgcni_allocations wgcni_pool_addresses wgcni_peer_rx_bytes \
 	wgcni_peer_tx_bytes wgcni_peer_last_handshake_seconds wgcni_sync_errors_total; do
 	t_ok "node manager has $m" has_family "$T_TMP/nm1.prom" "$m"

@@ -1,6 +1,6 @@
 #!/bin/bash
-# RegisterExternalPeer, ListExternalPeers, DeleteExternalPeer, ListLocations
-# (SPEC §8): addresses from --external-cidr (IPv4 and IPv6, one of each per
+# RegisterExternalPeer, ListExternalPeers, DeleteExternalPeer, ListLocations:
+# addresses from --external-cidr (IPv4 and IPv6, one of each per
 # peer), kept for the name; gateway choice by location, then load (fewest
 # external peers, ties by name), any gateway when the location has none; no
 # gateway: failed_precondition; pool exhausted: resource_exhausted; bad input

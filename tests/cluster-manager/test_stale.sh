@@ -1,5 +1,5 @@
 #!/bin/bash
-# Stale nodes (SPEC §2 --node-ttl, --delete-after): a node not seen for
+# Stale nodes (--node-ttl, --delete-after): a node not seen for
 # longer than the ttl is stale (ListNodes says so, wgcni_stale_nodes counts
 # it), out of ListPeers and WatchPeers (a delta names it removed, a full set
 # omits it) with its subnet kept; any call brings it back (in the next

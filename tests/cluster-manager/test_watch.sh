@@ -1,5 +1,5 @@
 #!/bin/bash
-# WatchPeers (SPEC §5): since 0 is the full set; then deltas across add,
+# WatchPeers: since 0 is the full set; then deltas across add,
 # change and remove (keyless nodes never appear); a node that missed any
 # number of revisions catches up exactly; a revision the server never
 # reached gets full; JSON and proto answers agree; errors for unknown and

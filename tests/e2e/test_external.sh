@@ -1,5 +1,5 @@
 #!/bin/bash
-# External peers (SPEC §8), dual stack: a namespace playing a laptop on the
+# External peers, dual stack: a namespace playing a laptop on the
 # underlay runs plain wireguard-go, configured with `wg setconf` from what
 # `wgcnictl external add --generate-key` printed (the wg-quick-only Address
 # stripped and set with ip), and reaches a container on a node that is not

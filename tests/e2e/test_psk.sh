@@ -1,6 +1,6 @@
 #!/bin/bash
 # --preshared-key-file: every node-to-node and container-to-node peering has
-# the preshared key SPEC §3 derives (checked against an independent
+# the preshared key BLAKE2b-256(secret, sorted public keys) (checked against an independent
 # BLAKE2b-256 in Python); nodes and containers mesh with it; a node holding
 # another secret gets no handshake; a key file with a loose mode or bad
 # content is refused with a clear error; the secret and the derived keys are
@@ -38,7 +38,7 @@ t_ok "c2a pings c1b" c_ping c2a "${C_ADDR[c1b]}"
 t_ok "c1a pings c1b (same node)" c_ping c1a "${C_ADDR[c1b]}"
 for c in c1a c2a; do t_ok "CHECK $c (with a preshared key)" c_cni check "${C_NODE[$c]}" "$c"; done
 
-# want_psk A B: SPEC §3's derivation, computed independently.
+# want_psk A B: BLAKE2b-256(key = secret, message = the two keys sorted), computed independently.
 want_psk() {
 	python3 - "$SECRET" "$1" "$2" <<'PY'
 import base64, hashlib, sys

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Stale nodes end to end (SPEC §2 --node-ttl): two nodes; healthy node
+# Stale nodes end to end (--node-ttl): two nodes; healthy node
 # managers (their long polls cut to half the ttl by the cluster manager)
 # never turn stale; node manager 2 killed with -9: within the ttl plus one
 # sync round node 1 has no peer for it, ListNodes says stale, the metric

@@ -61,7 +61,7 @@ for b in wgcni-cluster-manager wgcni-node-manager wgcnictl; do
 	t_ok "$b is the built one" cmp "$T_BIN/$b" "$root/usr/local/bin/$b"
 done
 
-# The conflist is what SPEC §4 shows, at cniVersion 1.0.0.
+# The conflist is the documented one (README), at cniVersion 1.0.0.
 cl=$root/etc/cni/net.d/10-wgcni.conflist
 t_eq "conflist cniVersion" 1.0.0 "$(jq -r .cniVersion "$cl")"
 t_eq "conflist name" wgnet "$(jq -r .name "$cl")"
