@@ -165,4 +165,6 @@ rc=0
 	--external-cidr 10.100.5.0/24 >"$T_TMP/overlap.log" 2>&1 || rc=$?
 t_ok "an external CIDR inside the cluster CIDR is refused (rc $rc)" test "$rc" != 0
 t_ok "... saying so" grep -q "overlaps cluster CIDR" "$T_TMP/overlap.log"
+
+c_leak_check
 t_done
