@@ -157,7 +157,7 @@ c_cm_start
 f=$(watch_peers a 0)
 t_eq "upgraded: the stored revision and peers" "17 true [\"a\",\"b\"] $kB 10.100.9.0/24" \
 	"$(rev "$f") $(jq -r .full <<<"$f") $(watch_names "$f") $(jq -r '.peers[1] | .publicKey + " " + .allowedIps[0]' <<<"$f")"
-t_eq "upgraded: the schema version is 2" 2 "$(sqlite3 "$C_CM_STATE/cluster.db" 'PRAGMA user_version')"
+t_eq "upgraded: the schema version is the current one (3: external peers)" 3 "$(sqlite3 "$C_CM_STATE/cluster.db" 'PRAGMA user_version')"
 d=$(watch_peers a 12)
 t_eq "upgraded: a revision older than the history gets full" "true [\"a\",\"b\"]" \
 	"$(jq -r .full <<<"$d") $(watch_names "$d")"
