@@ -8,10 +8,17 @@
  * interface (tunnels keep running while the cluster manager is away) and
  * backs off exponentially, capped; the revision only moves once a round's
  * changes are applied, so a failed one is fetched again.
+ *
+ * --cluster-manager may list several URLs: every call fails over to the
+ * next when one is unreachable (rpc.h), and a long poll that breaks is sent
+ * again to the next with the same since_revision. Cluster managers sharing
+ * one datastore have the same revisions, so the poll continues where it
+ * was; one that cannot serve that revision answers full, which is diffed.
  */
 #include "nm.h"
 
 #include "log.h"
+#include "opts.h"
 #include "wgcni/cluster/v1/cluster.pb-c.h"
 
 #include <errno.h>
@@ -38,21 +45,45 @@ void nm_sleep(struct nm *nm, unsigned int ms)
 		nanosleep(&ts, NULL);
 }
 
+static void nm_sync_switched(void *arg, const char *from, const char *to)
+{
+	log_info("cluster manager switched", "from=%s to=%s", from, to);
+}
+
+/* A client for --cluster-manager, a comma-separated list: the calls fail
+ * over between its URLs (rpc.h), a long poll with its revision. */
 struct rpc_client *nm_sync_client(const struct nm *nm, long timeout_ms)
 {
-	struct rpc_client *c;
-	char *token = NULL;
+	struct rpc_client *c = NULL;
+	char *token = NULL, **urls;
+	size_t n = 0;
 	int saved;
+
+	urls = opts_split(nm->cfg.cluster_manager);
+	if (!urls) {
+		log_warnx("cluster manager client failed: out of memory", NULL);
+		errno = ENOMEM;
+		return NULL;
+	}
+	while (urls[n])
+		n++;
 
 	if (nm->cfg.token_file) {
 		token = rpc_read_token_file(nm->cfg.token_file);
 		if (!token) {
+			saved = errno;
 			log_warn("reading token file failed", "path=%s", nm->cfg.token_file);
+			opts_strv_free(urls);
+			errno = saved;
 			return NULL;
 		}
 	}
-	c = rpc_client_new(nm->cfg.cluster_manager, token, timeout_ms);
+	if (n)
+		c = rpc_client_new_list((const char *const *)urls, n, token, timeout_ms);
+	else
+		errno = EINVAL; /* only commas and blanks */
 	saved = errno;
+	opts_strv_free(urls);
 	if (token) {
 		key_wipe(token, strlen(token));
 		free(token);
@@ -60,6 +91,8 @@ struct rpc_client *nm_sync_client(const struct nm *nm, long timeout_ms)
 	errno = saved;
 	if (!c)
 		log_warn("cluster manager client failed", "url=%s", nm->cfg.cluster_manager);
+	else
+		rpc_client_on_switch(c, nm_sync_switched, NULL);
 	return c;
 }
 

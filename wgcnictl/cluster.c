@@ -85,7 +85,7 @@ int cmd_node(struct ctl *ctl, int argc, char **argv)
 	n = ctl_find_node(resp, argv[0]);
 	if (!n) {
 		ctl_errorx("node `%s' not found on the cluster manager at `%s'", argv[0],
-			   ctl->cm_url);
+			   ctl_url(ctl, CTL_CLUSTER_MANAGER));
 		goto out_free_resp;
 	}
 	if (ctl->output == CTL_OUTPUT_JSON) {
@@ -129,7 +129,7 @@ int cmd_delete_node(struct ctl *ctl, int argc, char **argv)
 	ctl->quiet = false;
 	if (ret == -EREMOTEIO && err.code == CONNECT_NOT_FOUND) {
 		ctl_errorx("node `%s' not found on the cluster manager at `%s'", argv[0],
-			   ctl->cm_url);
+			   ctl_url(ctl, CTL_CLUSTER_MANAGER));
 		return CTL_ERR;
 	}
 	if (ret) {

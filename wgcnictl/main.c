@@ -110,7 +110,9 @@ static void usage(FILE *f)
 		"\n"
 		"Options (each also from the environment as WGCNI_<OPTION>, e.g.\n"
 		"WGCNI_CLUSTER_MANAGER; the command line wins):\n"
-		"  --cluster-manager URL   cluster manager API (default " CTL_DEFAULT_CLUSTER_MANAGER ")\n"
+		"  --cluster-manager URL[,URL..]  cluster manager API (default\n"
+		"                          " CTL_DEFAULT_CLUSTER_MANAGER "); the next URL is\n"
+		"                          used when one is unreachable\n"
 		"  --node-manager URL      node manager API, unix:///path or http://host:port\n"
 		"                          (default " CTL_DEFAULT_NODE_MANAGER ")\n"
 		"  --token-file FILE       bearer token for the API calls\n"
@@ -191,6 +193,11 @@ const char *ctl_daemon_name(enum ctl_daemon d)
 
 const char *ctl_url(const struct ctl *ctl, enum ctl_daemon d)
 {
+	const struct rpc_client *c = d == CTL_CLUSTER_MANAGER ? ctl->cm : ctl->nm;
+
+	/* Of a list, the one that answered last (or was tried last). */
+	if (c)
+		return rpc_client_url(c);
 	return d == CTL_CLUSTER_MANAGER ? ctl->cm_url : ctl->nm_url;
 }
 
@@ -215,11 +222,29 @@ static struct rpc_client *ctl_client(struct ctl *ctl, enum ctl_daemon d, char *w
 	struct rpc_client **c = d == CTL_CLUSTER_MANAGER ? &ctl->cm : &ctl->nm;
 	int ret;
 
+	char **urls;
+	size_t n = 0;
+
 	if (*c)
 		return *c;
 	if (ctl_load_token(ctl, why, whylen))
 		return NULL;
-	*c = rpc_client_new(ctl_url(ctl, d), ctl->token, ctl->timeout_ms);
+	/* A comma-separated list fails over between its URLs (rpc.h). */
+	urls = opts_split(ctl_url(ctl, d));
+	if (!urls) {
+		snprintf(why, whylen, "out of memory");
+		return NULL;
+	}
+	while (urls[n])
+		n++;
+	if (n)
+		*c = rpc_client_new_list((const char *const *)urls, n, ctl->token,
+					 ctl->timeout_ms);
+	else
+		errno = EINVAL;
+	ret = errno;
+	opts_strv_free(urls);
+	errno = ret;
 	if (!*c) {
 		snprintf(why, whylen, "invalid %s URL `%s': %s", ctl_daemon_name(d),
 			 ctl_url(ctl, d),
@@ -241,12 +266,15 @@ static struct rpc_client *ctl_client(struct ctl *ctl, enum ctl_daemon d, char *w
 static void transport_reason(const struct ctl *ctl, enum ctl_daemon d, int ret, char *out,
 			     size_t outlen)
 {
+	/* As configured: of a list, none answered. */
+	const char *url = d == CTL_CLUSTER_MANAGER ? ctl->cm_url : ctl->nm_url;
+
 	if (ret == -EKEYREJECTED)
 		snprintf(out, outlen, "the %s at `%s' has a certificate no trusted CA signed "
-			 "(see --ca-file)", ctl_daemon_name(d), ctl_url(ctl, d));
+			 "(see --ca-file)", ctl_daemon_name(d), url);
 	else
 		snprintf(out, outlen, "cannot reach the %s at `%s': %s", ctl_daemon_name(d),
-			 ctl_url(ctl, d), strerror(-ret));
+			 url, strerror(-ret));
 }
 
 int ctl_call(struct ctl *ctl, enum ctl_daemon d, const char *service,
