@@ -24,6 +24,24 @@ struct cm_peer_cache {
 /* How much of a client-supplied string an error message quotes. */
 #define CM_QUOTE "%.64s"
 
+/* The node making a long poll, looked up on every run (it may be deleted
+ * while it waits) and counted as seen. NULL when unknown, the call answered
+ * (404) and the handler's return value in *ret. */
+struct cm_node *cm_api_caller(struct cm_api *api, struct connect_call *call, const char *name,
+			      int *ret)
+{
+	struct cm_node *self = cm_state_find(api->st, name);
+
+	if (!self) {
+		*ret = connect_fail(call, CONNECT_NOT_FOUND,
+				    "node \"%s\" not found: call AllocateSubnet first", name);
+		return NULL;
+	}
+	cm_api_seen(api, self);
+	cm_state_maybe_flush_seen(api->st, CM_SEEN_FLUSH_SECONDS);
+	return self;
+}
+
 /* Validates nodeName; on failure answers the call and returns false. */
 static bool cm_name_ok(struct connect_call *call, const char *name, int *ret)
 {
@@ -314,14 +332,9 @@ static int cm_list_peers(struct connect_call *call, void *ctx)
 
 	if (!cm_name_ok(call, req->node_name, &ret))
 		return ret;
-	/* Looked up on every run: the node may be deleted while it waits. */
-	self = cm_state_find(api->st, req->node_name);
+	self = cm_api_caller(api, call, req->node_name, &ret);
 	if (!self)
-		return connect_fail(call, CONNECT_NOT_FOUND,
-				    "node \"%s\" not found: call AllocateSubnet first",
-				    req->node_name);
-	cm_api_seen(api, self);
-	cm_state_maybe_flush_seen(api->st, CM_SEEN_FLUSH_SECONDS);
+		return ret;
 
 	/* Only a change wakes a deferred call, so a re-run that is not expired
 	 * normally finds the revision moved; if not, it waits again. */

@@ -57,6 +57,8 @@ int cm_watch_metrics(struct cm_api *api, struct prom *p);
 /* The node called: cm_state_touch, and the waiters are woken when that
  * brought a stale node back. Its result (a failure is logged). */
 int cm_api_seen(struct cm_api *api, struct cm_node *node);
+struct cm_node *cm_api_caller(struct cm_api *api, struct connect_call *call, const char *name,
+			      int *ret);
 /* A long poll's wait: waitSeconds, at most CM_MAX_WAIT_SECONDS and at most
  * half the node ttl, so a node waiting in a long poll is seen again before
  * it could turn stale, whatever its client asked. */

@@ -17,6 +17,7 @@
 #include "prefixalloc.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,23 +49,7 @@ bool cm_ext_is_gateway(const struct cm_node *node)
 
 static size_t cm_ext_search(const struct cm_ext_state *x, const char *name, bool *found)
 {
-	size_t lo = 0, hi = x->n;
-
-	*found = false;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(x->v[mid]->name, name);
-
-		if (!c) {
-			*found = true;
-			return mid;
-		}
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
+	return cm_name_search((void *const *)x->v, x->n, offsetof(struct cm_ext, name), name, found);
 }
 
 struct cm_ext *const *cm_ext_list(const struct cm_state *st, size_t *n)

@@ -6,6 +6,7 @@
 #include "prefixalloc.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -115,15 +116,14 @@ int cm_sql(struct cm_state *st, const char *sql, const char *types, ...)
 	return ret;
 }
 
-/* Index of name in the sorted array, or where it would go. */
-static size_t cm_search(const struct cm_state *st, const char *name, bool *found)
+size_t cm_name_search(void *const *v, size_t n, size_t name_off, const char *name, bool *found)
 {
-	size_t lo = 0, hi = st->n_nodes;
+	size_t lo = 0, hi = n;
 
 	*found = false;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(st->nodes[mid]->name, name);
+		int c = strcmp((const char *)v[mid] + name_off, name);
 
 		if (!c) {
 			*found = true;
@@ -135,6 +135,13 @@ static size_t cm_search(const struct cm_state *st, const char *name, bool *found
 			hi = mid;
 	}
 	return lo;
+}
+
+/* Index of name in the sorted array, or where it would go. */
+static size_t cm_search(const struct cm_state *st, const char *name, bool *found)
+{
+	return cm_name_search((void *const *)st->nodes, st->n_nodes, offsetof(struct cm_node, name),
+			      name, found);
 }
 
 struct cm_node *cm_state_find(const struct cm_state *st, const char *name)

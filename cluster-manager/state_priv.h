@@ -45,6 +45,9 @@ struct cm_state {
 /* One statement to completion; types: 't' const char *, 'i' int64_t per
  * parameter. 0 or negative errno. */
 int cm_sql(struct cm_state *st, const char *sql, const char *types, ...);
+/* Index of name in v, n pointers to structs sorted by the name (a char
+ * array) at name_off, or where it would go; *found says which. */
+size_t cm_name_search(void *const *v, size_t n, size_t name_off, const char *name, bool *found);
 
 /* A change: a savepoint in the loop turn's transaction (opened if needed). */
 int cm_tx_begin(struct cm_state *st);

@@ -266,6 +266,7 @@ int cm_watch_peers(struct connect_call *call, void *ctx)
 	struct cm_api *api = ctx;
 	struct cm_watch_answer *a;
 	struct cm_node *self;
+	int ret;
 	const char *why = name_node_check(req->node_name);
 	uint64_t rev = cm_state_committed(api->st), since = req->since_revision;
 	bool json = connect_call_json(call);
@@ -274,14 +275,9 @@ int cm_watch_peers(struct connect_call *call, void *ctx)
 		return connect_fail(call, CONNECT_INVALID_ARGUMENT,
 				    "invalid nodeName \"%.64s%s\": %s", req->node_name,
 				    strlen(req->node_name) > 64 ? "..." : "", why);
-	/* Looked up on every run: the node may be deleted while it waits. */
-	self = cm_state_find(api->st, req->node_name);
+	self = cm_api_caller(api, call, req->node_name, &ret);
 	if (!self)
-		return connect_fail(call, CONNECT_NOT_FOUND,
-				    "node \"%s\" not found: call AllocateSubnet first",
-				    req->node_name);
-	cm_api_seen(api, self);
-	cm_state_maybe_flush_seen(api->st, CM_SEEN_FLUSH_SECONDS);
+		return ret;
 
 	if (req->wait_seconds && since == rev && !connect_call_expired(call))
 		return connect_call_defer(call, cm_api_wait_ms(api, req->wait_seconds));
