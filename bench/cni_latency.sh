@@ -11,6 +11,7 @@
 # container, and the ADD+DEL ratio wgcni / bridge last.
 #
 #   BUILDDIR=build bench/cni_latency.sh        (N=100, VIA="libcni direct")
+#   BASE=/other/build ...    also that build's wgcni, interleaved (before/after)
 #
 # Everything runs in namespaces this script creates (named with its PID):
 # one node namespace per plugin holding the daemons/bridge, one namespace per
@@ -60,32 +61,49 @@ exec_cni() {
 	echo $(( (${t1/./} - ${t0/./}) ))
 }
 
-# run_bench VIA NAME PLUGIN NODE_NS CONF: N ADDs then N DELs; samples in
-# $T_TMP/VIA-NAME.add and .del (µs), line k for container k.
+# run_bench VIA NAME:PLUGIN:NODE_NS:CONF...: container k of every plugin in
+# turn (so drifting load hits them alike), N ADDs, then N DELs; samples in
+# $T_TMP/VIA-NAME.add, .del and .sum (µs), line k for container k.
 run_bench() {
-	local via=$1 name=$2 plugin=$3 node=$4 conf=$5 k ctr id us c=$1-$2 dconf
-	: >"$T_TMP/$c.add"
-	: >"$T_TMP/$c.del"
-	for k in $(seq 1 "$N"); do
-		ctr=$(t_ns "$name$via$k")
-		t_netns_add "$name$via$k" >/dev/null 2>&1
-		id=$(printf '%s' "$T_ID-$c-$k" | sha256sum | cut -c1-64)
-		us=$(exec_cni "$via" "$plugin" "$node" ADD "$id" "$ctr" "$conf") || return 1
-		echo "$us" >>"$T_TMP/$c.add"
-		cp "$T_TMP/out" "$T_TMP/$c.$k.result"
+	local via=$1 k p name plugin node conf ctr id us dconf c
+	shift
+	for p in "$@"; do
+		IFS=: read -r name _ <<<"$p"
+		: >"$T_TMP/$via-$name.add"
+		: >"$T_TMP/$via-$name.del"
 	done
 	for k in $(seq 1 "$N"); do
-		ctr=$(t_ns "$name$via$k")
-		id=$(printf '%s' "$T_ID-$c-$k" | sha256sum | cut -c1-64)
-		dconf=$conf
-		# A runtime executing it directly sends prevResult with DEL
-		[ "$via" = libcni ] ||
-			dconf=$(jq -c --slurpfile p "$T_TMP/$c.$k.result" '. + {prevResult: $p[0]}' <<<"$conf")
-		us=$(exec_cni "$via" "$plugin" "$node" DEL "$id" "$ctr" "$dconf") || return 1
-		echo "$us" >>"$T_TMP/$c.del"
-		ip netns del "$ctr" 2>/dev/null || true
+		for p in "$@"; do
+			IFS=: read -r name plugin node conf <<<"$p"
+			c=$via-$name
+			ctr=$(t_ns "$name$via$k")
+			t_netns_add "$name$via$k" >/dev/null 2>&1
+			id=$(printf '%s' "$T_ID-$c-$k" | sha256sum | cut -c1-64)
+			us=$(exec_cni "$via" "$plugin" "$node" ADD "$id" "$ctr" "$conf") || return 1
+			echo "$us" >>"$T_TMP/$c.add"
+			cp "$T_TMP/out" "$T_TMP/$c.$k.result"
+		done
 	done
-	paste -d" " "$T_TMP/$c.add" "$T_TMP/$c.del" | awk '{ print $1 + $2 }' >"$T_TMP/$c.sum"
+	for k in $(seq 1 "$N"); do
+		for p in "$@"; do
+			IFS=: read -r name plugin node conf <<<"$p"
+			c=$via-$name
+			ctr=$(t_ns "$name$via$k")
+			id=$(printf '%s' "$T_ID-$c-$k" | sha256sum | cut -c1-64)
+			dconf=$conf
+			# A runtime executing it directly sends prevResult with DEL
+			[ "$via" = libcni ] ||
+				dconf=$(jq -c --slurpfile p "$T_TMP/$c.$k.result" '. + {prevResult: $p[0]}' <<<"$conf")
+			us=$(exec_cni "$via" "$plugin" "$node" DEL "$id" "$ctr" "$dconf") || return 1
+			echo "$us" >>"$T_TMP/$c.del"
+			ip netns del "$ctr" 2>/dev/null || true
+		done
+	done
+	for p in "$@"; do
+		IFS=: read -r name _ <<<"$p"
+		c=$via-$name
+		paste -d" " "$T_TMP/$c.add" "$T_TMP/$c.del" | awk '{ print $1 + $2 }' >"$T_TMP/$c.sum"
+	done
 }
 
 # stats FILE: "median p99" in ms (nearest rank).
@@ -130,17 +148,17 @@ BRCONF=$(jq -nc --arg d "$T_TMP/host-local" '{cniVersion: "1.0.0", name: "brnet"
 	bridge: "cni0", isGateway: true, ipMasq: false,
 	ipam: {type: "host-local", subnet: "10.222.0.0/16", dataDir: $d}}')
 
-# Alternating the plugins per way spreads drifting load over both.
+# BASE=BUILDDIR of another build: its wgcni runs too, against the same node
+# manager, interleaved the same way (before/after figures in one run).
 for via in $VIA; do
 	wc=$WGCONF bc_=$BRCONF
 	[ "$via" = direct ] || { wc=$(conflist wgnet "$WGCONF"); bc_=$(conflist brnet "$BRCONF"); }
-	echo "# $via: wgcni ($backend backend): $N ADDs, then $N DELs" >&2
-	run_bench "$via" w "$T_BIN/wgcni" "$WGNODE" "$wc" || { echo "wgcni bench failed" >&2; exit 1; }
+	echo "# $via: wgcni ($backend backend)${BASE:+, the wgcni of $BASE} and bridge + host-local, interleaved: $N ADDs, then $N DELs" >&2
+	run_bench "$via" "w:$T_BIN/wgcni:$WGNODE:$wc" "b:$CNIREF/bridge:$(t_ns br):$bc_" \
+		${BASE:+"o:$BASE/bin/wgcni:$WGNODE:$wc"} || { echo "bench failed" >&2; exit 1; }
 	left=$(curl -sf --unix-socket "$T_TMP/nm.sock" -H 'Content-Type: application/json' -d '{}' \
 		http://localhost/wgcni.node.v1.NodeService/ListAllocations | jq '.allocations // [] | length')
 	[ "$left" = 0 ] || { echo "wgcni left $left allocations after $N DELs" >&2; exit 1; }
-	echo "# $via: bridge + host-local: $N ADDs, then $N DELs" >&2
-	run_bench "$via" b "$CNIREF/bridge" "$(t_ns br)" "$bc_" || { echo "bridge bench failed" >&2; exit 1; }
 done
 t_stop_pid "$T_PID_nm"
 ip netns exec "$WGNODE" "$T_BIN/wgcni-node-manager" cleanup --interface "$IFN" \
@@ -169,6 +187,10 @@ for via in $VIA; do
 		read -r bm bp <<<"$(stats "$T_TMP/$via-b.$op")"
 		o=${op^^}; [ "$op" != sum ] || o=ADD+DEL
 		row "$via" "$o" wgcni "$wm" "$wp" bridge "$bm" "$bp" "$(ratio "$wm" "$bm")" "$(ratio "$wp" "$bp")"
+		if [ -n "${BASE:-}" ]; then
+			read -r om oq <<<"$(stats "$T_TMP/$via-o.$op")"
+			row "$via" "$o" base "$om" "$oq" bridge "$bm" "$bp" "$(ratio "$om" "$bm")" "$(ratio "$oq" "$bp")"
+		fi
 	done
 done
 echo "(each sample includes ip netns exec + process start: median $basem ms, p99 $basep ms)"
@@ -177,5 +199,9 @@ echo "(wgcni backend: $backend; bridge = containernetworking-plugins $(dpkg-quer
 for via in $VIA; do
 	read -r wm _ <<<"$(stats "$T_TMP/$via-w.sum")"
 	read -r bm _ <<<"$(stats "$T_TMP/$via-b.sum")"
+	if [ -n "${BASE:-}" ]; then
+		read -r om _ <<<"$(stats "$T_TMP/$via-o.sum")"
+		echo "ADD+DEL median ratio ($via, base $BASE): $(ratio "$om" "$bm")"
+	fi
 	echo "ADD+DEL median ratio ($via): $(ratio "$wm" "$bm")"
 done

@@ -24,6 +24,7 @@
 #include "nmclient.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -292,11 +293,10 @@ static int add_wait_port(struct add *a)
 			a->link.ifname, ret ? strerror(-ret) : "no port after 5 s");
 }
 
-static int add_register(struct add *a)
+static int add_register(struct add *a, struct cni_err *e)
 {
 	Wgcni__Node__V1__RegisterKeyRequest req = WGCNI__NODE__V1__REGISTER_KEY_REQUEST__INIT;
 	char pub[WG_KEY_B64_LEN + 1], endpoint[32];
-	struct cni_err *e = &a->ctx->err;
 	ProtobufCMessage *out;
 	int ret;
 
@@ -402,6 +402,79 @@ static int add_routes(struct add *a)
 	return ret ? ret : ret2;
 }
 
+/* --- RegisterKey pipelined with the move (issue 15) ----------------------
+ *
+ * A userspace device has bound its port already when it answers (the
+ * kernel's binds only once up): then RegisterKey runs in a thread while
+ * this one moves and configures the link, instead of after it. The thread
+ * only uses a->nm (untouched meanwhile), its own error record and a->reg;
+ * the UAPI socket is a path, so no namespace matters to it.
+ */
+struct add_pipe {
+	struct add *a;
+	pthread_t thread;
+	struct cni_err err;
+	int ret;
+	bool running;
+};
+
+static void *add_pipe_run(void *arg)
+{
+	struct add_pipe *p = arg;
+
+	p->ret = add_register(p->a, &p->err);
+	return NULL;
+}
+
+/* The port now, without waiting: 0 and a->port set, or -EAGAIN. */
+static int add_port_now(struct add *a)
+{
+	struct wg_device *dev = NULL;
+	int ret = cni_link_wg_get(&a->link, &dev);
+
+	if (!ret && dev->listen_port)
+		a->port = dev->listen_port;
+	else
+		ret = -EAGAIN;
+	wg_device_free(dev);
+	return ret;
+}
+
+/* Start RegisterKey in a thread if the port is known; else nothing runs
+ * and the caller registers after the move as before. */
+static void add_pipe_start(struct add_pipe *p, struct add *a)
+{
+	p->a = a;
+	p->running = false;
+	if (a->link.backend != WG_BACKEND_USERSPACE || add_port_now(a))
+		return;
+	p->running = !pthread_create(&p->thread, NULL, add_pipe_run, p);
+}
+
+/* Join; the thread's first error becomes ADD's unless one came first. If
+ * the port moved meanwhile (it should not), register again: the node
+ * manager takes the latest endpoint for the same key. */
+static int add_pipe_finish(struct add_pipe *p)
+{
+	struct add *a = p->a;
+	uint16_t port = a->port;
+
+	if (!p->running)
+		return 0;
+	pthread_join(p->thread, NULL);
+	p->running = false;
+	if (p->ret) {
+		if (!a->ctx->err.code)
+			a->ctx->err = p->err;
+		return p->ret;
+	}
+	if (add_port_now(a) || a->port == port)
+		return 0;
+	protobuf_c_message_free_unpacked(&a->reg->base, NULL);
+	a->reg = NULL;
+	return add_register(a, &a->ctx->err);
+}
+
 /* Undo the link wherever it is; best effort, the first error is already set. */
 static void add_delete_link(struct add *a)
 {
@@ -427,7 +500,8 @@ int cni_cmd_add(struct cni_ctx *ctx)
 {
 	struct add a = { .ctx = ctx };
 	struct cni_err *e = &ctx->err;
-	int ret;
+	struct add_pipe pipe = { 0 };
+	int ret, ret2;
 
 	a.ns.host = a.ns.target = -1;
 	a.link.ns = &a.ns;
@@ -472,18 +546,23 @@ int cni_cmd_add(struct cni_ctx *ctx)
 	ret = add_set_key(&a);
 	if (ret)
 		goto err_delete_link;
+	add_pipe_start(&pipe, &a);
 	ret = add_move(&a);
-	if (ret)
+	if (!ret)
+		ret = add_configure_in_netns(&a);
+	ret2 = add_pipe_finish(&pipe);
+	if (ret || ret2) {
+		ret = ret ? ret : ret2;
 		goto err_delete_link;
-	ret = add_configure_in_netns(&a);
-	if (ret)
-		goto err_delete_link;
-	ret = add_wait_port(&a);
-	if (ret)
-		goto err_delete_link;
-	ret = add_register(&a);
-	if (ret)
-		goto err_delete_link;
+	}
+	if (!a.reg) {
+		ret = add_wait_port(&a);
+		if (ret)
+			goto err_delete_link;
+		ret = add_register(&a, e);
+		if (ret)
+			goto err_delete_link;
+	}
 	ret = add_set_peer(&a);
 	if (ret)
 		goto err_delete_link;

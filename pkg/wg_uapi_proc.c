@@ -250,12 +250,33 @@ static int watch_sock_dir(const char *name)
 	return fd;
 }
 
+/* Drain the inotify events; true if one names name's socket. */
+static bool sock_created(int fd, const char *name)
+{
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	char want[IFNAMSIZ + 8];
+	bool found = false;
+	ssize_t n;
+
+	snprintf(want, sizeof(want), "%s.sock", name);
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		for (char *p = buf; p < buf + n;) {
+			const struct inotify_event *ev = (const struct inotify_event *)p;
+
+			if (ev->len && !strcmp(ev->name, want))
+				found = true;
+			p += sizeof(*ev) + ev->len;
+		}
+	}
+	return found;
+}
+
 int wg_uapi_create(const char *name, const char *impl)
 {
 	const char *fg = getenv("WG_PROCESS_FOREGROUND");
 	struct pollfd pfd[2] = { { .fd = -1, .events = POLLIN }, { .fd = -1, .events = POLLIN } };
-	char path[PATH_MAX], buf[4096];
-	bool exited = false, woken = false;
+	char path[PATH_MAX];
+	bool exited = false, seen = false;
 	int64_t deadline;
 	pid_t pid;
 	int ret;
@@ -303,19 +324,15 @@ int wg_uapi_create(const char *name, const char *impl)
 			ret = -ETIMEDOUT;
 			break;
 		}
-		/* Sleep until the daemon exits or a directory entry appears;
-		 * just after one appeared (bound, not yet listening) or where
-		 * either descriptor is missing, a short poll. */
-		ret = poll(pfd, 2, pfd[0].fd >= 0 && pfd[1].fd >= 0 && !woken ? 50 : 2);
-		woken = false;
+		/* Sleep until the daemon exits or its socket appears; once it
+		 * appeared (bound, maybe not listening yet) or where either
+		 * descriptor is missing, short polls. */
+		ret = poll(pfd, 2, pfd[0].fd >= 0 && pfd[1].fd >= 0 && !seen ? 50 : 2);
 		if (ret > 0) {
 			if (pfd[0].revents)
 				exited = true;
-			if (pfd[1].revents) {
-				woken = true;
-				while (read(pfd[1].fd, buf, sizeof(buf)) > 0)
-					;
-			}
+			if (pfd[1].revents)
+				seen |= sock_created(pfd[1].fd, name);
 		}
 	}
 out:
