@@ -156,7 +156,7 @@ for name in ref cross same; do
 		"\(.end.cpu_utilization_percent.remote_total // 0 | floor)%, retransmits " +
 		"\(.end.sum_sent.retransmits // "?")"' "$T_TMP/$name.json" 2>/dev/null
 done
-echo "UDP buffers (rmem_default/max): $(cat /proc/sys/net/core/rmem_default)/$(cat /proc/sys/net/core/rmem_max)"
+echo "UDP buffers in h1 (rmem_default/max): $(nq "$(c_host 1)" cat /proc/sys/net/core/rmem_default)/$(nq "$(c_host 1)" cat /proc/sys/net/core/rmem_max)"
 for h in "$(c_host 1)" "$(c_host 2)" r1 r2; do
 	echo "  $h: $(udp_err "$h")lo drops $(nq "$h" ip -s link show lo | awk '/RX:/ {getline; print "rx " $4} /TX:/ {getline; print "tx " $4}' | xargs)"
 done
