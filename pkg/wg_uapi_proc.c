@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -22,6 +23,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+extern char **environ;
 
 #define WG_UAPI_CREATE_TIMEOUT_MS 5000
 #define WG_UAPI_DELETE_WAIT_MS 3000
@@ -58,62 +61,225 @@ static int find_impl(const char *impl, char path[static PATH_MAX])
 	return -ENOENT;
 }
 
-/*
- * fork + exec impl with stdio on /dev/null: the daemon it leaves behind
- * must not hold a CNI runtime's pipe open (the runtime waits for our stdout
- * to close). It runs in the calling thread's namespace, which is where its
- * UDP socket will stay. setsid() so it is not killed with our process group.
- * Only async-signal-safe calls after fork(): the caller may have threads.
- */
-static pid_t spawn(const char *path, const char *impl, const char *name)
+/* The environment plus WG_PROCESS_FOREGROUND=1 (any earlier value
+ * dropped), built before fork(): the child may only make async-signal-safe
+ * calls. Freed with free() (one block: the array, then nothing else: the
+ * strings are environ's own). */
+static char **foreground_env(void)
 {
-	char *const argv[] = { (char *)impl, (char *)name, NULL };
-	pid_t pid;
-	int fd;
+	static char fg[] = "WG_PROCESS_FOREGROUND=1";
+	size_t n = 0, k = 0;
+	char **env;
 
-	pid = fork();
-	if (pid != 0)
-		return pid < 0 ? -errno : pid;
-	fd = open("/dev/null", O_RDWR);
-	if (fd < 0)
+	while (environ && environ[n])
+		n++;
+	env = calloc(n + 2, sizeof(*env));
+	if (!env)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		if (strncmp(environ[i], "WG_PROCESS_FOREGROUND=", 22))
+			env[k++] = environ[i];
+	env[k++] = fg;
+	env[k] = NULL;
+	return env;
+}
+
+/* stdio on /dev/null: the daemon must not hold a CNI runtime's pipe open
+ * (the runtime waits for our stdout to close); no other descriptor but
+ * keep; setsid() so it is not killed with our process group; "/" so it
+ * pins no directory of the caller's (a runtime's bundle may go away).
+ * After fork(), async-signal-safe calls only. */
+static void child_setup(int keep)
+{
+	int fd = open("/dev/null", O_RDWR);
+
+	if (fd < 0 || dup2(fd, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
 		_exit(127);
-	if (dup2(fd, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
-		_exit(127);
-	if (fd > 2)
+	if (fd > 2 && fd != keep)
 		close(fd);
-	close_range(3, ~0U, 0);
+	if (keep >= 0 && keep != 3) {
+		if (dup3(keep, 3, O_CLOEXEC) < 0)
+			_exit(127);
+		keep = 3;
+	}
+	close_range(keep >= 0 ? 4 : 3, ~0U, 0);
 	setsid();
-	/* Pin no directory of the caller's (a runtime's bundle may go away). */
 	if (chdir("/") < 0)
 		_exit(127);
+}
+
+/*
+ * The caller asked for the foreground (WG_PROCESS_FOREGROUND=1 in its own
+ * environment): fork + exec impl, which stays the caller's child.
+ */
+static pid_t spawn_child(const char *path, const char *impl, const char *name)
+{
+	char *const argv[] = { (char *)impl, (char *)name, NULL };
+	pid_t pid = fork();
+
+	if (pid != 0)
+		return pid < 0 ? -errno : pid;
+	child_setup(-1);
 	execv(path, argv);
 	_exit(127);
 }
 
-/* Block until process pid exits (an event through its pidfd, not a poll
- * loop) or ms pass; the caller reaps it. Falls back to returning at once
- * where pidfds are missing (the caller's loop then polls). */
-static void wait_exit(pid_t pid, long ms)
+/*
+ * Otherwise: impl runs in the foreground (WG_PROCESS_FOREGROUND=1: no
+ * re-executed daemon, one runtime start instead of two) as an orphan of a
+ * double fork, so no caller ever has to reap it. The intermediate process
+ * writes the daemon's PID into a close-on-exec pipe and exits; the daemon
+ * writes errno there only if its exec fails, so end-of-file means it runs.
+ * *pidfd: a pidfd of the daemon (or -1 where pidfds are missing).
+ */
+static int spawn_daemon(const char *path, const char *impl, const char *name, int *pidfd)
 {
-	struct pollfd pfd = { .events = POLLIN };
+	char *const argv[] = { (char *)impl, (char *)name, NULL };
+	int p[2], ret, err = 0, status;
+	char **env = foreground_env();
+	pid_t mid, pid = -1;
+	ssize_t n;
 
-	pfd.fd = pidfd_open(pid, 0);
-	if (pfd.fd < 0)
-		return;
-	poll(&pfd, 1, (int)ms);
-	close(pfd.fd);
+	*pidfd = -1;
+	if (!env)
+		return -ENOMEM;
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		ret = -errno;
+		goto out_env;
+	}
+	mid = fork();
+	if (mid < 0) {
+		ret = -errno;
+		goto out_pipe;
+	}
+	if (mid == 0) {
+		child_setup(p[1]);
+		pid = fork();
+		if (pid == 0) {
+			execve(path, argv, env);
+			err = errno;
+			(void)!write(3, &err, sizeof(err));
+			_exit(127);
+		}
+		(void)!write(3, &pid, sizeof(pid));
+		_exit(pid < 0 ? 126 : 0);
+	}
+	close(p[1]);
+	p[1] = -1;
+	while (waitpid(mid, &status, 0) < 0 && errno == EINTR)
+		;
+	ret = -EIO;
+	n = read(p[0], &pid, sizeof(pid));
+	if (n != sizeof(pid) || pid <= 0)
+		goto out_pipe;
+	/* Pin the daemon before anything else can happen to it. */
+	*pidfd = pidfd_open(pid, 0);
+	do
+		n = read(p[0], &err, sizeof(err));
+	while (n < 0 && errno == EINTR);
+	if (n > 0) {
+		ret = -ENOEXEC;
+		goto out_pipe;
+	}
+	ret = pid;
+out_pipe:
+	if (ret < 0 && *pidfd >= 0) {
+		close(*pidfd);
+		*pidfd = -1;
+	}
+	close(p[0]);
+	if (p[1] >= 0)
+		close(p[1]);
+out_env:
+	free(env);
+	return ret;
+}
+
+/* Caller-owned foreground child: the former behaviour, polled. */
+static int create_child(const char *name, const char *path, const char *impl)
+{
+	int64_t deadline = sys_now_ms() + WG_UAPI_CREATE_TIMEOUT_MS;
+	int ret, status;
+	pid_t pid;
+
+	ret = (int)spawn_child(path, impl, name);
+	if (ret < 0)
+		return ret;
+	pid = ret;
+	for (;;) {
+		ret = waitpid(pid, &status, WNOHANG);
+		if (ret == pid)
+			return WIFEXITED(status) && WEXITSTATUS(status) == 127 ? -ENOEXEC : -EIO;
+		if (wg_uapi_ready(name, deadline - sys_now_ms()) == 0)
+			return 0;
+		if (sys_now_ms() > deadline) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			netdev_delete(name);
+			return -ETIMEDOUT;
+		}
+		poll(NULL, 0, 5);
+	}
+}
+
+/*
+ * An inotify watch on the socket directory for new entries, so the wait
+ * for the daemon's socket is an event too; -1 if it cannot be had (the
+ * wait then polls).
+ */
+static int watch_sock_dir(const char *name)
+{
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)], *slash;
+	int fd;
+
+	if (wg_uapi_sock_path(name, path, sizeof(path)) < 0)
+		return -1;
+	slash = strrchr(path, '/');
+	if (!slash)
+		return -1;
+	*slash = '\0';
+	fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	/* wireguard-go creates the directory itself if missing: watching
+	 * fails then, and the loop polls. */
+	if (inotify_add_watch(fd, *path ? path : "/", IN_CREATE | IN_MOVED_TO) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Drain the inotify events; true if one names name's socket. */
+static bool sock_created(int fd, const char *name)
+{
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	char want[IFNAMSIZ + 8];
+	bool found = false;
+	ssize_t n;
+
+	snprintf(want, sizeof(want), "%s.sock", name);
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		for (char *p = buf; p < buf + n;) {
+			const struct inotify_event *ev = (const struct inotify_event *)p;
+
+			if (ev->len && !strcmp(ev->name, want))
+				found = true;
+			p += sizeof(*ev) + ev->len;
+		}
+	}
+	return found;
 }
 
 int wg_uapi_create(const char *name, const char *impl)
 {
-	char path[PATH_MAX];
-	int64_t deadline;
 	const char *fg = getenv("WG_PROCESS_FOREGROUND");
-	/* In the foreground (WG_PROCESS_FOREGROUND=1) the implementation never
-	 * exits: the caller then owns it as a child, as it asked for. */
-	bool reaped = false, foreground = fg && !strcmp(fg, "1");
+	struct pollfd pfd[2] = { { .fd = -1, .events = POLLIN }, { .fd = -1, .events = POLLIN } };
+	char path[PATH_MAX];
+	bool exited = false, seen = false;
+	int64_t deadline;
 	pid_t pid;
-	int ret, status;
+	int ret;
 
 	ret = wg_uapi_check_name(name);
 	if (ret < 0)
@@ -123,48 +289,58 @@ int wg_uapi_create(const char *name, const char *impl)
 	ret = find_impl(impl, path);
 	if (ret < 0)
 		return ret;
-	ret = (int)spawn(path, impl, name);
-	if (ret < 0)
-		return ret;
-	pid = ret;
+	/* In the foreground (the caller's own WG_PROCESS_FOREGROUND=1) the
+	 * implementation is the caller's child, as it asked for. */
+	if (fg && !strcmp(fg, "1"))
+		return create_child(name, path, impl);
 
-	/* wireguard-go creates the TUN and the socket, hands both to a
-	 * re-executed daemon and exits: reap it, and wait for the socket. */
 	deadline = sys_now_ms() + WG_UAPI_CREATE_TIMEOUT_MS;
-	if (!foreground)
-		wait_exit(pid, WG_UAPI_CREATE_TIMEOUT_MS);
+	/* Watch before the daemon can create its socket. */
+	pfd[1].fd = watch_sock_dir(name);
+	ret = spawn_daemon(path, impl, name, &pfd[0].fd);
+	if (ret < 0)
+		goto out;
+	pid = ret;
 	for (;;) {
-		if (!reaped) {
-			ret = waitpid(pid, &status, WNOHANG);
-			if (ret == pid) {
-				reaped = true;
-				/* Exited without a daemon behind it. */
-				if ((!WIFEXITED(status) || WEXITSTATUS(status) != 0) &&
-				    !wg_uapi_exists(name))
-					return WIFEXITED(status) && WEXITSTATUS(status) == 127 ?
-						-ENOEXEC : -EIO;
-			}
-		}
-		/* Ready once the daemon answers a request (the socket alone
-		 * accepts as soon as the parent bound it, before the daemon has
-		 * taken over the TUN: a link moved away in that window kills
-		 * it) and the intermediate process is reaped, so a long-running
-		 * caller keeps no zombie. */
-		if ((reaped || foreground) && wg_uapi_ready(name, deadline - sys_now_ms()) == 0)
+		/* Ready once the daemon answers a request (the socket alone may
+		 * accept before the implementation serves it). */
+		if (wg_uapi_ready(name, deadline - sys_now_ms()) == 0) {
+			ret = 0;
 			break;
+		}
+		/* Exited: fine only with a daemon of its own behind the socket
+		 * (an implementation that daemonizes by itself leaves its socket
+		 * before its first process exits). */
+		if (exited || (pfd[0].fd < 0 && kill(pid, 0) < 0 && errno == ESRCH)) {
+			ret = wg_uapi_ready(name, deadline - sys_now_ms()) == 0 ? 0 : -EIO;
+			break;
+		}
 		if (sys_now_ms() > deadline) {
-			if (!reaped) {
+			if (pfd[0].fd < 0 || pidfd_send_signal(pfd[0].fd, SIGKILL, NULL, 0) < 0)
 				kill(pid, SIGKILL);
-				waitpid(pid, NULL, 0);
-			}
 			/* A daemon that never answered: the link is ours (none
 			 * existed before), and deleting it ends the daemon. */
 			netdev_delete(name);
-			return -ETIMEDOUT;
+			ret = -ETIMEDOUT;
+			break;
 		}
-		poll(NULL, 0, 5);
+		/* Sleep until the daemon exits or its socket appears; once it
+		 * appeared (bound, maybe not listening yet) or where either
+		 * descriptor is missing, short polls. */
+		ret = poll(pfd, 2, pfd[0].fd >= 0 && pfd[1].fd >= 0 && !seen ? 50 : 2);
+		if (ret > 0) {
+			if (pfd[0].revents)
+				exited = true;
+			if (pfd[1].revents)
+				seen |= sock_created(pfd[1].fd, name);
+		}
 	}
-	return 0;
+out:
+	if (pfd[0].fd >= 0)
+		close(pfd[0].fd);
+	if (pfd[1].fd >= 0)
+		close(pfd[1].fd);
+	return ret;
 }
 
 /* --- delete ------------------------------------------------------------- */
