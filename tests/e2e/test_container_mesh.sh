@@ -79,6 +79,7 @@ t_eq "c1a's peer c1b: AllowedIPs c1b's address" "${C_ADDR[c1b]}/32" "$(ctr_peer_
 ep=$(c_nm_rpc 1 ListAllocations | jq -r --arg id "${C_ID[c1b]}" '.allocations[] | select(.containerId == $id) | .endpoint')
 t_eq "c1a's peer c1b: endpoint c1b's registered UDP endpoint" "$ep" "$(ctr_peer_field c1a c1b endpoints)"
 t_eq "node 1 interface: one container peer per container" 3 "$(c_container_peers 1 | grep -c .)"
+t_ok "CHECK c1a (its extra peers are not the node's business)" c_cni check 1 c1a
 
 # --- preshared keys: one per container pair, the same at both ends
 ab=$(ctr_peer_field c1a c1b preshared-keys)
