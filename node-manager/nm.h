@@ -11,6 +11,8 @@
  * allocation with a registered key, AllowedIPs = its /32 and /128) and node
  * peers (every other node, AllowedIPs = its subnets). A peer whose key is a
  * container's is a container peer; everything else is a node peer.
+ * Container interfaces hold the node peer and, with containerMesh, a peer
+ * per other mesh container of the node (mesh.c).
  */
 #ifndef WGCNI_NM_H
 #define WGCNI_NM_H
