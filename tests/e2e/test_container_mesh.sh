@@ -129,7 +129,12 @@ t_ok "c1a, c1b, c1c: no peer for c1x" mesh_ok c1a c1b c1c
 t_ok "c1b: still c1a and c1c" mesh_ok c1b c1a c1c
 t_ok "c1a pings c1x (through the node)" c_ping c1a "${C_ADDR[c1x]}"
 t_ok "DEL c1x" c_plugin DEL 1 c1x >/dev/null
-c_no_leftovers 1 c1x
+if command -v b2sum >/dev/null; then
+	c_no_leftovers 1 c1x
+else # the VM: no b2sum for the temporary name, and no userspace process to look for
+	t_fail "c1x: no allocation on 1" c_has_alloc 1 c1x
+	t_eq "c1x: only lo left" lo "$(c_links c1x)"
+fi
 
 # --- containers come and go
 oldb=$(ctr_key c1b)
