@@ -7,7 +7,9 @@
  *   private key, listen port 0
  *   move into CNI_NETNS, rename to CNI_IFNAME, MTU, addresses, up
  *   read the port the device bound (known only once up)
- *   RegisterKey(public key, 127.0.0.1:port) -> node peer   (undone by Release)
+ *   RegisterKey(public key, 127.0.0.1:port, containerMesh) -> node peer
+ *     (undone by Release; with containerMesh the node manager also peers
+ *     the device with the node's other mesh containers)
  *   peer = node interface, AllowedIPs 0.0.0.0/0 and ::/0, keepalive 25 s
  *   default route(s) through CNI_IFNAME
  *
@@ -306,6 +308,7 @@ static int add_register(struct add *a)
 	req.ifname = (char *)a->ctx->env.ifname;
 	req.public_key = pub;
 	req.endpoint = endpoint;
+	req.container_mesh = a->ctx->conf.container_mesh;
 	ret = nmc_call(a->nm, "RegisterKey", &req.base,
 		      &wgcni__node__v1__register_key_response__descriptor, &out, CONNECT_OK, e);
 	if (ret)
@@ -371,7 +374,9 @@ static int add_set_peer(struct add *a)
 		cni_fail(e, CNI_ERR_INTERNAL, ret, "cannot build the peer", "%s", strerror(-ret));
 		goto out;
 	}
-	dev.flags = WGDEVICE_REPLACE_PEERS;
+	/* Incremental, not REPLACE_PEERS: the device is new, and with
+	 * containerMesh the node manager has already given it its peers for
+	 * the other containers of this node (during RegisterKey). */
 	dev.peers = &peer;
 	dev.n_peers = 1;
 	ret = cni_link_wg_set(&a->link, &dev);

@@ -91,6 +91,7 @@ struct cni_conf {
 	enum wg_backend backend;
 	bool backend_set;
 	const char *impl;
+	bool container_mesh; /* "containerMesh": peer with the node's other containers */
 	json_t *prev_result;       /* borrowed; NULL when absent */
 	json_t *dns;               /* borrowed; NULL when absent */
 	json_t *valid_attachments; /* borrowed; NULL when absent */

@@ -148,6 +148,15 @@ static int conf_impl(struct cni_conf *c, const char *key, json_t *v,
 	return 0;
 }
 
+static int conf_container_mesh(struct cni_conf *c, const char *key, json_t *v,
+			       struct cni_err *e)
+{
+	if (!json_is_boolean(v))
+		return conf_bad_type(key, "true or false", e);
+	c->container_mesh = json_is_true(v);
+	return 0;
+}
+
 static int conf_object(struct cni_conf *c, const char *key, json_t *v,
 		       struct cni_err *e)
 {
@@ -223,6 +232,7 @@ static const struct conf_field {
 	{ "mtu", conf_mtu },
 	{ "backend", conf_backend },
 	{ "userspaceImplementation", conf_impl },
+	{ "containerMesh", conf_container_mesh },
 	{ "runtimeConfig", conf_object },
 	{ "args", conf_object },
 	{ "capabilities", conf_object },

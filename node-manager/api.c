@@ -138,7 +138,7 @@ static int nm_api_register_key(struct connect_call *call, void *ctx)
 	struct nm_alloc *a, *other;
 	struct wg_peer probe = { 0 };
 	uint8_t key[WG_KEY_LEN], old[WG_KEY_LEN];
-	bool had_key;
+	bool had_key, had_mesh;
 	char err[256];
 	int ret;
 
@@ -197,6 +197,7 @@ static int nm_api_register_key(struct connect_call *call, void *ctx)
 				    req->public_key, nm->cfg.node_name);
 	}
 	had_key = a->has_key;
+	had_mesh = a->mesh;
 	memcpy(old, a->public_key, WG_KEY_LEN);
 	ret = nm_iface_ensure(nm);
 	if (ret < 0)
@@ -205,6 +206,10 @@ static int nm_api_register_key(struct connect_call *call, void *ctx)
 	if (ret < 0)
 		goto err_unlock;
 	ret = nm_state_store_key(nm, a, key, req->endpoint);
+	if (ret < 0)
+		goto err_rollback;
+	if (had_mesh != req->container_mesh)
+		ret = nm_state_store_mesh(nm, a, req->container_mesh);
 	if (ret < 0)
 		goto err_rollback;
 	ret = nm_iface_container_peer(nm, a, key, req->endpoint, had_key ? old : NULL);
@@ -216,8 +221,13 @@ static int nm_api_register_key(struct connect_call *call, void *ctx)
 	memcpy(a->public_key, key, WG_KEY_LEN);
 	a->has_key = true;
 	snprintf(a->endpoint, sizeof(a->endpoint), "%s", req->endpoint);
-	log_info("container peer registered", "container=%s ifname=%s public_key=%s endpoint=%s",
-		 a->container_id, a->ifname, req->public_key, req->endpoint);
+	log_info("container peer registered", "container=%s ifname=%s public_key=%s endpoint=%s"
+		 " mesh=%s", a->container_id, a->ifname, req->public_key, req->endpoint,
+		 req->container_mesh ? "yes" : "no");
+	if (had_key && had_mesh && (!req->container_mesh || memcmp(old, key, WG_KEY_LEN)))
+		nm_mesh_leave(nm, a, old);
+	a->mesh = req->container_mesh;
+	nm_mesh_join(nm, a);
 	pthread_mutex_unlock(&nm->lock);
 	return connect_reply(call, &resp->base);
 
@@ -243,6 +253,8 @@ static int nm_release(struct nm *nm, struct nm_alloc *a)
 		if (ret < 0)
 			return ret;
 	}
+	if (a->has_key && a->mesh)
+		nm_mesh_leave(nm, a, a->public_key);
 	snprintf(cid, sizeof(cid), "%s", a->container_id);
 	snprintf(ifname, sizeof(ifname), "%s", a->ifname);
 	ret = nm_state_release(nm, a);
@@ -291,6 +303,7 @@ static Wgcni__Node__V1__Allocation *nm_alloc_msg(struct connect_call *call,
 	m->netns = connect_call_strdup(call, a->netns);
 	m->public_key = connect_call_strdup(call, b64);
 	m->endpoint = connect_call_strdup(call, a->endpoint);
+	m->container_mesh = a->mesh;
 	m->n_addresses = a->n_addrs;
 	m->addresses = nm_addr_strings(call, a);
 	if (!m->container_id || !m->ifname || !m->netns || !m->public_key || !m->endpoint ||

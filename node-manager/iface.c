@@ -31,7 +31,7 @@ struct nm_want {
 };
 
 /* cur's preshared key is psk (all zero: none). */
-static bool nm_psk_equal(const struct wg_peer *cur, const uint8_t psk[static WG_KEY_LEN])
+bool nm_psk_equal(const struct wg_peer *cur, const uint8_t psk[static WG_KEY_LEN])
 {
 	static const uint8_t zero[WG_KEY_LEN];
 
@@ -40,7 +40,7 @@ static bool nm_psk_equal(const struct wg_peer *cur, const uint8_t psk[static WG_
 	return sodium_memcmp(zero, psk, WG_KEY_LEN) == 0;
 }
 
-static bool nm_sockaddr_equal(const struct wg_peer *a, const struct wg_peer *b)
+bool nm_sockaddr_equal(const struct wg_peer *a, const struct wg_peer *b)
 {
 	if (a->endpoint.addr.sa_family != b->endpoint.addr.sa_family)
 		return false;

@@ -11,6 +11,8 @@
  * allocation with a registered key, AllowedIPs = its /32 and /128) and node
  * peers (every other node, AllowedIPs = its subnets). A peer whose key is a
  * container's is a container peer; everything else is a node peer.
+ * Container interfaces hold the node peer and, with containerMesh, a peer
+ * per other mesh container of the node (mesh.c).
  */
 #ifndef WGCNI_NM_H
 #define WGCNI_NM_H
@@ -69,6 +71,7 @@ struct nm_alloc {
 	bool has_key;
 	uint8_t public_key[WG_KEY_LEN];
 	char endpoint[NM_ENDPOINT_MAX];
+	bool mesh; /* containerMesh: peers with the other mesh containers */
 };
 
 /* Another node, as the cluster manager lists it. */
@@ -135,6 +138,8 @@ struct nm {
 	bool repair_started;
 	uint64_t repairs; /* changes made by drift repair */
 	uint64_t rotations;
+	bool mesh_dirty;          /* a mesh change failed: repair on the next pass */
+	unsigned int mesh_passes; /* repair passes, for NM_MESH_FULL_PASSES */
 };
 
 /*
@@ -175,6 +180,12 @@ int nm_rotate_key(struct nm *nm, char old_b64[static WG_KEY_B64_LEN + 1], char *
 /* The container interface for a's WireGuard device ("wgc" + hash), as the
  * plugin names it. */
 int nm_container_device(const struct nm_alloc *a, char out[static IFNAMSIZ]);
+/* fn(dev, arg) on a's container device, wherever it is: by its host-side
+ * name (a userspace device's UAPI socket, or a kernel link the plugin has
+ * not moved yet), else as a->ifname inside a->netns (entered for the call,
+ * calling thread only). fn's result, or negative errno. */
+typedef int (*nm_container_fn)(const char *dev, void *arg);
+int nm_container_do(const struct nm_alloc *a, nm_container_fn fn, void *arg);
 
 /* psk.c: --preshared-key-file. Load (0, or an error logged); wipe. */
 int nm_psk_load(struct nm *nm);
@@ -236,6 +247,8 @@ int nm_state_update_netns(struct nm *nm, struct nm_alloc *a, const char *netns);
 /* Store a's key and endpoint in the open transaction. */
 int nm_state_store_key(struct nm *nm, const struct nm_alloc *a,
 		       const uint8_t key[static WG_KEY_LEN], const char *endpoint);
+/* Store a's containerMesh flag in the open transaction. */
+int nm_state_store_mesh(struct nm *nm, const struct nm_alloc *a, bool mesh);
 /* Forget a (database, pools, memory). a is invalid afterwards. */
 int nm_state_release(struct nm *nm, struct nm_alloc *a);
 uint64_t nm_state_pool_used(const struct nm *nm);
@@ -263,9 +276,31 @@ int nm_iface_container_peer(struct nm *nm, const struct nm_alloc *a,
 			    const uint8_t *old_key);
 int nm_iface_peer_remove(struct nm *nm, const uint8_t key[static WG_KEY_LEN]);
 int nm_iface_add_routes(struct nm *nm);
+/* Peer comparisons (also mesh.c): cur's preshared key is psk (all zero:
+ * none); a and b have the same endpoint. */
+bool nm_psk_equal(const struct wg_peer *cur, const uint8_t psk[static WG_KEY_LEN]);
+bool nm_sockaddr_equal(const struct wg_peer *a, const struct wg_peer *b);
 /* `cleanup`: remove interface, routes, firewall chains, socket. */
 int nm_iface_cleanup(const struct nm_config *cfg, const struct ipnet *cidrs,
 		     size_t n_cidrs);
+
+/*
+ * mesh.c: "containerMesh". Every registered allocation with the flag (a
+ * mesh container) has, on its own container interface, one peer per other
+ * mesh container of this node: its key, its endpoint on the host, AllowedIPs
+ * its addresses and, with --preshared-key-file, the preshared key derived
+ * from the two container keys. Callers hold nm->lock. Join and leave never
+ * fail their caller: what could not be changed is logged and left to the
+ * repair, which converges it.
+ */
+/* a (registered, mesh) onto every other mesh container and those onto a. */
+void nm_mesh_join(struct nm *nm, const struct nm_alloc *a);
+/* key's peer (a's current or previous key) off every other mesh container. */
+void nm_mesh_leave(struct nm *nm, const struct nm_alloc *a, const uint8_t key[static WG_KEY_LEN]);
+/* Drift repair pass: every mesh container's peers back to the state, on the
+ * first pass, after a failed join or leave, and every NM_MESH_FULL_PASSES. */
+#define NM_MESH_FULL_PASSES 12U
+int nm_mesh_repair(struct nm *nm);
 
 /* sync.c: the cluster manager. */
 /* One AllocateSubnet + RegisterKey round. 0 or negative errno. */

@@ -7,7 +7,8 @@
  * only asked ListNodes, which changes nothing there.
  *
  * Also the drift repair thread: every NM_REPAIR_PERIOD_MS the running daemon
- * puts back what someone changed by hand (nm_iface_repair).
+ * puts back what someone changed by hand (nm_iface_repair) and, with
+ * containerMesh, converges the container interfaces' peers (nm_mesh_repair).
  */
 #include "nm.h"
 
@@ -316,7 +317,7 @@ int nm_plan_run(struct nm *nm)
 static void *nm_repair_main(void *arg)
 {
 	struct nm *nm = arg;
-	int ret;
+	int ret, ret2;
 
 	for (;;) {
 		nm_sleep(nm, NM_REPAIR_PERIOD_MS);
@@ -324,10 +325,13 @@ static void *nm_repair_main(void *arg)
 			break;
 		pthread_mutex_lock(&nm->lock);
 		ret = nm_iface_repair(nm);
+		ret2 = nm_mesh_repair(nm);
 		pthread_mutex_unlock(&nm->lock);
 		if (ret < 0)
 			log_warnx("drift repair failed", "interface=%s err=%s", nm->cfg.ifname,
 				  strerror(-ret));
+		if (ret2 < 0)
+			log_warnx("container mesh repair failed", "err=%s", strerror(-ret2));
 	}
 	return NULL;
 }

@@ -84,42 +84,56 @@ out:
 	return ret;
 }
 
+int nm_container_do(const struct nm_alloc *a, nm_container_fn fn, void *arg)
+{
+	char dev[IFNAMSIZ];
+	int ret, ret2, saved;
+
+	ret = nm_container_device(a, dev);
+	if (ret < 0)
+		return ret;
+	/* Userspace: the control socket keeps the device's host-side name
+	 * wherever the link went. Kernel: the link has that name here until
+	 * the plugin moves it, and is a->ifname inside the container's
+	 * namespace after. */
+	if (wg_backend_of(dev) >= 0)
+		return fn(dev, arg);
+	if (!a->netns || !a->netns[0])
+		return -ENOENT;
+	ret = netns_enter_path(a->netns, &saved);
+	if (ret < 0)
+		return ret;
+	ret = fn(a->ifname, arg);
+	ret2 = netns_restore(saved);
+	return ret ? ret : ret2;
+}
+
+struct nm_rotate_arg {
+	const uint8_t *old_key, *new_key, *psk;
+};
+
+static int nm_rotate_fn(const char *dev, void *arg)
+{
+	const struct nm_rotate_arg *r = arg;
+
+	return nm_rotate_peer_in(dev, r->old_key, r->new_key, r->psk);
+}
+
 /* The container's peering has a new preshared key too (it hashes the node
  * key): both ends get it, the node interface's peer first. */
 static int nm_rotate_container(struct nm *nm, const struct nm_alloc *a, const uint8_t *old_key,
 			       const uint8_t *new_key)
 {
 	uint8_t psk[WG_KEY_LEN];
-	bool has_psk;
-	char dev[IFNAMSIZ];
-	int ret, ret2, saved;
+	struct nm_rotate_arg r = { .old_key = old_key, .new_key = new_key };
+	int ret = 0;
 
-	has_psk = nm_psk(nm, a->public_key, psk);
-	if (has_psk) {
+	if (nm_psk(nm, a->public_key, psk)) {
+		r.psk = psk;
 		ret = nm_iface_container_peer(nm, a, a->public_key, a->endpoint, NULL);
-		if (ret < 0)
-			goto out;
 	}
-	ret = nm_container_device(a, dev);
-	if (ret < 0)
-		goto out;
-	/* Userspace: the control socket keeps the device's host-side name.
-	 * Kernel: the device is a->ifname inside the container's namespace. */
-	if (wg_backend_of(dev) == WG_BACKEND_USERSPACE) {
-		ret = nm_rotate_peer_in(dev, old_key, new_key, has_psk ? psk : NULL);
-		goto out;
-	}
-	ret = -ENOENT;
-	if (!a->netns || !a->netns[0])
-		goto out;
-	ret = netns_enter_path(a->netns, &saved);
-	if (ret < 0)
-		goto out;
-	ret = nm_rotate_peer_in(a->ifname, old_key, new_key, has_psk ? psk : NULL);
-	ret2 = netns_restore(saved);
 	if (ret == 0)
-		ret = ret2;
-out:
+		ret = nm_container_do(a, nm_rotate_fn, &r);
 	key_wipe(psk, sizeof(psk));
 	return ret;
 }

@@ -30,6 +30,8 @@ static const char *const nm_state_migrations[] = {
 	" ifname TEXT NOT NULL, pos INTEGER NOT NULL,"
 	" FOREIGN KEY(container_id, ifname) REFERENCES allocations(container_id, ifname)"
 	" ON DELETE CASCADE);",
+	/* 2: containerMesh, per allocation (mesh.c). */
+	"ALTER TABLE allocations ADD COLUMN mesh INTEGER NOT NULL DEFAULT 0;",
 };
 
 /* Prepare sql and bind the NULL-terminated text arguments in order. */
@@ -193,7 +195,7 @@ static int nm_load_allocs(struct nm *nm)
 	int rc, ret;
 
 	ret = nm_stmt(nm->db, &st,
-		      "SELECT container_id, ifname, netns, public_key, endpoint"
+		      "SELECT container_id, ifname, netns, public_key, endpoint, mesh"
 		      " FROM allocations ORDER BY rowid", (const char *)NULL);
 	if (ret < 0)
 		return ret;
@@ -223,6 +225,7 @@ static int nm_load_allocs(struct nm *nm)
 		nm->n_allocs++;
 		if (*key && key_from_base64(a->public_key, key, NULL, 0) == 0)
 			a->has_key = true;
+		a->mesh = sqlite3_column_int(st, 5) != 0;
 
 		sqlite3_reset(ast);
 		sqlite3_bind_text(ast, 1, a->container_id, -1, SQLITE_STATIC);
@@ -549,6 +552,13 @@ int nm_state_store_key(struct nm *nm, const struct nm_alloc *a,
 		       "UPDATE allocations SET public_key = ?, endpoint = ?"
 		       " WHERE container_id = ? AND ifname = ?",
 		       b64, endpoint, a->container_id, a->ifname, (const char *)NULL);
+}
+
+int nm_state_store_mesh(struct nm *nm, const struct nm_alloc *a, bool mesh)
+{
+	return nm_exec(nm->db,
+		       "UPDATE allocations SET mesh = ? WHERE container_id = ? AND ifname = ?",
+		       mesh ? "1" : "0", a->container_id, a->ifname, (const char *)NULL);
 }
 
 int nm_state_release(struct nm *nm, struct nm_alloc *a)

@@ -7,13 +7,14 @@
 # --- containers through libcni (cnidriver) ------------------------------------
 
 # c_conflist NODE: node NODE's network configuration list (made once, and
-# atomically: parallel ADDs may be the first to ask).
+# atomically: parallel ADDs may be the first to ask). C_CNI_CONF_EXTRA:
+# more members of the plugin's object (e.g. '"containerMesh": true').
 c_conflist() {
 	local f t; f=$(c_dir "$1")/wgnet.conflist; t=$f.$BASHPID
 	[ -e "$f" ] || { cat >"$t" <<EOF
 { "cniVersion": "1.0.0", "name": "wgnet",
   "plugins": [ { "type": "wgcni", "nodeManager": "unix://$(c_sock "$1")",
-                 "backend": "$C_BACKEND", "userspaceImplementation": "$C_IMPL" } ] }
+                 "backend": "$C_BACKEND", "userspaceImplementation": "$C_IMPL"${C_CNI_CONF_EXTRA:+, $C_CNI_CONF_EXTRA} } ] }
 EOF
 		mv -f "$t" "$f"; }
 	echo "$f"

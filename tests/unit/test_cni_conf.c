@@ -83,6 +83,7 @@ static void test_versions(void **state)
 		assert_int_equal(c.mtu, 0);
 		assert_int_equal(c.backend, WG_BACKEND_AUTO);
 		assert_false(c.backend_set);
+		assert_false(c.container_mesh);
 		assert_null(c.prev_result);
 		assert_null(c.dns);
 		assert_null(c.valid_attachments);
@@ -150,7 +151,7 @@ static void test_all_fields(void **state)
 	accepted("{\"cniVersion\": \"1.1.0\", \"name\": \"wg.net_1-a\", \"type\": \"wgcni\","
 		 " \"nodeManager\": \"http://10.0.0.1:8080\", \"mtu\": 1400,"
 		 " \"backend\": \"kernel\", \"userspaceImplementation\": \"/usr/bin/wireguard-go\","
-		 " \"dns\": {\"nameservers\": [\"10.96.0.10\"]}}",
+		 " \"containerMesh\": true, \"dns\": {\"nameservers\": [\"10.96.0.10\"]}}",
 		 &c);
 	assert_int_equal(c.version, CNI_V110);
 	assert_string_equal(c.name, "wg.net_1-a");
@@ -159,6 +160,7 @@ static void test_all_fields(void **state)
 	assert_int_equal(c.backend, WG_BACKEND_KERNEL);
 	assert_true(c.backend_set);
 	assert_string_equal(c.impl, "/usr/bin/wireguard-go");
+	assert_true(c.container_mesh);
 	assert_ptr_equal(c.dns, json_object_get(c.root, "dns"));
 	cni_conf_free(&c);
 }
@@ -480,6 +482,35 @@ static void test_free_and_peek(void **state)
 	json_decref(root);
 }
 
+/* containerMesh: a JSON boolean, default false; anything else is code 7. */
+static void test_container_mesh(void **state)
+{
+	static const char *const bad[] = { "1", "0", "\"true\"", "null", "[]", "{}" };
+	char buf[256];
+	struct cni_conf c;
+
+	accepted("{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"type\": \"wgcni\","
+		 " \"containerMesh\": true}", &c);
+	assert_true(c.container_mesh);
+	cni_conf_free(&c);
+	accepted("{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"type\": \"wgcni\","
+		 " \"containerMesh\": false}", &c);
+	assert_false(c.container_mesh);
+	cni_conf_free(&c);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(buf, sizeof(buf),
+			 "{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"type\": \"wgcni\","
+			 " \"containerMesh\": %s}", bad[i]);
+		refused(buf, CNI_ERR_INVALID_CONFIG, -EINVAL, "`containerMesh' must be true or false");
+	}
+	refused("{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"type\": \"wgcni\","
+		" \"containerMesh\": true, \"containerMesh\": false}", CNI_ERR_DECODE, -EBADMSG,
+		NULL);
+	/* The name is exact, as every field's. */
+	refused("{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"type\": \"wgcni\","
+		" \"containermesh\": true}", CNI_ERR_UNSUPPORTED_FIELD, -EINVAL, "`containermesh'");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -494,6 +525,7 @@ int main(void)
 		cmocka_unit_test(test_node_manager),
 		cmocka_unit_test(test_mtu),
 		cmocka_unit_test(test_backend),
+		cmocka_unit_test(test_container_mesh),
 		cmocka_unit_test(test_prev_result),
 		cmocka_unit_test(test_attachments),
 		cmocka_unit_test(test_first_error_counts),

@@ -3,7 +3,8 @@
  * container allocations (one address per node subnet, never the network,
  * gateway or broadcast address, never one address twice), a duplicate
  * attachment refused without side effects, release, exhaustion that changes
- * nothing, keys, and everything surviving a close and reopen. The node
+ * nothing, keys and the containerMesh flag, everything surviving a close
+ * and reopen, and a schema-1 database upgraded in place. The node
  * peers: upserts and deletes written as just those rows, a replacement
  * written as the difference, and a one-peer delta at ten thousand stored
  * peers costing one row (sqlite3_total_changes).
@@ -264,6 +265,8 @@ static void test_reopen_keeps_everything(void **state)
 	snprintf(b4, sizeof(b4), "%s", fmt(&b->addrs[0]));
 	/* One key, one container. */
 	assert_int_equal(nm_state_store_key(&nm, b, key, ""), -EEXIST);
+	assert_false(a->mesh);
+	assert_int_equal(nm_state_store_mesh(&nm, a, true), 0);
 
 	reopen();
 	assert_int_equal(nm.n_subnets, 2);
@@ -283,6 +286,8 @@ static void test_reopen_keeps_everything(void **state)
 	assert_true(a->has_key);
 	assert_memory_equal(a->public_key, key, WG_KEY_LEN);
 	assert_string_equal(a->endpoint, "192.0.2.1:40000");
+	assert_true(a->mesh);
+	assert_false(b->mesh);
 	assert_false(b->has_key);
 	assert_string_equal(fmt(&b->addrs[0]), b4);
 	assert_ptr_equal(nm_state_find_key(&nm, key), a);
@@ -308,6 +313,63 @@ static void test_reopen_keeps_everything(void **state)
 	assert_string_equal(fmt(&nm.cidrs[0]), "10.0.0.0/8");
 	assert_int_equal(nm.n_subnets, 2);
 	assert_int_equal(nm.n_allocs, 3);
+}
+
+/* A database of schema 1 (before containerMesh) opens as the current one:
+ * its allocations kept, none of them in the mesh, the flag then stored. */
+static void test_schema_upgrade(void **state)
+{
+	char path[128], key[WG_KEY_B64_LEN + 1];
+	uint8_t raw[WG_KEY_LEN];
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	struct nm_alloc *a;
+
+	memset(raw, 0x33, sizeof(raw));
+	key_to_base64(key, raw);
+	snprintf(path, sizeof(path), "%s/node.db", tmpdir);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+		"CREATE TABLE subnets(pos INTEGER PRIMARY KEY, cidr TEXT NOT NULL UNIQUE);"
+		"CREATE TABLE cluster_cidrs(pos INTEGER PRIMARY KEY, cidr TEXT NOT NULL UNIQUE);"
+		"CREATE TABLE node_peers(public_key TEXT PRIMARY KEY, name TEXT NOT NULL,"
+		" endpoint TEXT NOT NULL, allowed_ips TEXT NOT NULL);"
+		"CREATE TABLE allocations(container_id TEXT NOT NULL, ifname TEXT NOT NULL,"
+		" netns TEXT NOT NULL, public_key TEXT UNIQUE, endpoint TEXT NOT NULL DEFAULT '',"
+		" PRIMARY KEY(container_id, ifname));"
+		"CREATE TABLE addresses(address TEXT PRIMARY KEY, container_id TEXT NOT NULL,"
+		" ifname TEXT NOT NULL, pos INTEGER NOT NULL,"
+		" FOREIGN KEY(container_id, ifname) REFERENCES allocations(container_id, ifname)"
+		" ON DELETE CASCADE);"
+		"INSERT INTO subnets VALUES(0, '10.100.3.0/24');"
+		"INSERT INTO cluster_cidrs VALUES(0, '10.100.0.0/16');"
+		"INSERT INTO addresses VALUES('10.100.3.7/32', 'c1', 'eth0', 0);"
+		"PRAGMA user_version = 1;", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO allocations VALUES('c1', 'eth0',"
+		" '/run/netns/c1', ?, '127.0.0.1:40000')", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+	sqlite3_finalize(st);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+
+	open_state();
+	assert_int_equal(nm.n_allocs, 1);
+	a = nm_state_find(&nm, "c1", "eth0");
+	assert_non_null(a);
+	assert_true(a->has_key);
+	assert_memory_equal(a->public_key, raw, WG_KEY_LEN);
+	assert_string_equal(fmt(&a->addrs[0]), "10.100.3.7/32");
+	assert_false(a->mesh);
+	assert_int_equal(nm_state_store_mesh(&nm, a, true), 0);
+	assert_int_equal(sqlite3_prepare_v2(nm.db, "PRAGMA user_version", -1, &st, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(st, 0), 2);
+	sqlite3_finalize(st);
+	reopen();
+	a = nm_state_find(&nm, "c1", "eth0");
+	assert_non_null(a);
+	assert_true(a->mesh);
 }
 
 static struct nm_peer *peers_new(size_t n)
@@ -624,6 +686,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_exhaustion, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_reopen_keeps_everything, setup_dir,
 						teardown_dir),
+		cmocka_unit_test_setup_teardown(test_schema_upgrade, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_node_peers, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_peers_upsert_delete, setup_dir,
 						teardown_dir),

@@ -1177,7 +1177,7 @@ const ProtobufCMessageDescriptor wgcni__node__v1__node_peer__descriptor =
   (ProtobufCMessageInit) wgcni__node__v1__node_peer__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor wgcni__node__v1__register_key_request__field_descriptors[4] =
+static const ProtobufCFieldDescriptor wgcni__node__v1__register_key_request__field_descriptors[5] =
 {
   {
     "container_id",
@@ -1227,9 +1227,22 @@ static const ProtobufCFieldDescriptor wgcni__node__v1__register_key_request__fie
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "container_mesh",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Wgcni__Node__V1__RegisterKeyRequest, container_mesh),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned wgcni__node__v1__register_key_request__field_indices_by_name[] = {
   0,   /* field[0] = container_id */
+  4,   /* field[4] = container_mesh */
   3,   /* field[3] = endpoint */
   1,   /* field[1] = ifname */
   2,   /* field[2] = public_key */
@@ -1237,7 +1250,7 @@ static const unsigned wgcni__node__v1__register_key_request__field_indices_by_na
 static const ProtobufCIntRange wgcni__node__v1__register_key_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor wgcni__node__v1__register_key_request__descriptor =
 {
@@ -1247,7 +1260,7 @@ const ProtobufCMessageDescriptor wgcni__node__v1__register_key_request__descript
   "Wgcni__Node__V1__RegisterKeyRequest",
   "wgcni.node.v1",
   sizeof(Wgcni__Node__V1__RegisterKeyRequest),
-  4,
+  5,
   wgcni__node__v1__register_key_request__field_descriptors,
   wgcni__node__v1__register_key_request__field_indices_by_name,
   1,  wgcni__node__v1__register_key_request__number_ranges,
@@ -1374,7 +1387,7 @@ const ProtobufCMessageDescriptor wgcni__node__v1__release_response__descriptor =
   (ProtobufCMessageInit) wgcni__node__v1__release_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor wgcni__node__v1__allocation__field_descriptors[6] =
+static const ProtobufCFieldDescriptor wgcni__node__v1__allocation__field_descriptors[7] =
 {
   {
     "container_id",
@@ -1448,10 +1461,23 @@ static const ProtobufCFieldDescriptor wgcni__node__v1__allocation__field_descrip
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "container_mesh",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Wgcni__Node__V1__Allocation, container_mesh),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned wgcni__node__v1__allocation__field_indices_by_name[] = {
   2,   /* field[2] = addresses */
   0,   /* field[0] = container_id */
+  6,   /* field[6] = container_mesh */
   5,   /* field[5] = endpoint */
   1,   /* field[1] = ifname */
   4,   /* field[4] = netns */
@@ -1460,7 +1486,7 @@ static const unsigned wgcni__node__v1__allocation__field_indices_by_name[] = {
 static const ProtobufCIntRange wgcni__node__v1__allocation__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor wgcni__node__v1__allocation__descriptor =
 {
@@ -1470,7 +1496,7 @@ const ProtobufCMessageDescriptor wgcni__node__v1__allocation__descriptor =
   "Wgcni__Node__V1__Allocation",
   "wgcni.node.v1",
   sizeof(Wgcni__Node__V1__Allocation),
-  6,
+  7,
   wgcni__node__v1__allocation__field_descriptors,
   wgcni__node__v1__allocation__field_indices_by_name,
   1,  wgcni__node__v1__allocation__number_ranges,

@@ -138,10 +138,16 @@ struct  Wgcni__Node__V1__RegisterKeyRequest
   char *ifname;
   char *public_key;
   char *endpoint;
+  /*
+   * The network's "containerMesh": the node manager also peers this
+   * container directly with every other local container that asked for it
+   * (both interfaces, kept in sync as containers come and go).
+   */
+  protobuf_c_boolean container_mesh;
 };
 #define WGCNI__NODE__V1__REGISTER_KEY_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&wgcni__node__v1__register_key_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
 
 
 struct  Wgcni__Node__V1__RegisterKeyResponse
@@ -189,10 +195,14 @@ struct  Wgcni__Node__V1__Allocation
   char *public_key;
   char *netns;
   char *endpoint;
+  /*
+   * Registered with containerMesh (RegisterKeyRequest.container_mesh).
+   */
+  protobuf_c_boolean container_mesh;
 };
 #define WGCNI__NODE__V1__ALLOCATION__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&wgcni__node__v1__allocation__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
 
 
 struct  Wgcni__Node__V1__ListAllocationsRequest
