@@ -3,13 +3,14 @@
 # cloud kernel under qemu -accel tcg: this host's kernel has no WireGuard
 # module), each a ratio to a reference run in the same VM in the same boot
 # (tests/kernel/bench.sh says what exactly):
-#   ADD+DEL median per container through libcni, wgcni / bridge + host-local
+#   ADD+DEL median per container, through libcni and executed directly,
+#   wgcni / bridge + host-local
 #   iperf3 container -> container across nodes, and on one node,
 #   / one kernel WireGuard tunnel between two namespaces
 # TCG makes absolute numbers meaningless; the ratios are printed last.
 #
 #   make all && BUILDDIR=$PWD/build bench/kernel_vm.sh
-#   N=20 SECS=8 ROUNDS=2 (defaults); WGCNI_VM_CPU, WGCNI_VM_SMP, WGCNI_VM_MEM
+#   N=20 SECS=5 ROUNDS=4 (defaults); WGCNI_VM_CPU, WGCNI_VM_SMP, WGCNI_VM_MEM
 #   as for tests/kernel/test_kernel.sh
 # Needs qemu-system-x86, iperf3, containernetworking-plugins and what
 # tests/cnidriver/build.sh needs; takes 5-15 minutes on a shared 2-CPU host.
@@ -27,7 +28,7 @@ for b in wgcni wgcni-node-manager wgcni-cluster-manager; do
 	[ -x "$BUILDDIR/bin/$b" ] || { echo "missing $BUILDDIR/bin/$b: make BUILDDIR=$BUILDDIR all" >&2; exit 1; }
 done
 rc=0
-WGCNI_VM_SUITE=bench WGCNI_VM_TESTS="n=${N:-20},secs=${SECS:-8},rounds=${ROUNDS:-2}" \
+WGCNI_VM_SUITE=bench WGCNI_VM_TESTS="n=${N:-20},secs=${SECS:-5},rounds=${ROUNDS:-4}" \
 	"$ROOT/tests/kernel/test_kernel.sh" || rc=$?
 log=$BUILDDIR/kernel-vm/console-bench.log
 echo

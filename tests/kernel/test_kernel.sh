@@ -12,7 +12,7 @@
 #                          adds every e2e scenario (~11 min in the VM)
 #   WGCNI_VM_SUITE=bench   the benchmark instead (tests/kernel/bench.sh; its
 #                          initramfs adds iperf3, bridge and host-local);
-#                          WGCNI_VM_TESTS=n=20,secs=8,rounds=2 its knobs.
+#                          WGCNI_VM_TESTS=n=20,secs=5,rounds=4 its knobs.
 #                          bench/kernel_vm.sh runs it and prints the ratios
 #   WGCNI_VM_CPU=MODEL     qemu -cpu (max); WGCNI_VM_SMP, WGCNI_VM_MEM (2, 1536)
 #   WGCNI_VM_TIMEOUT=S     bound on the VM run (570 s; 2400 s for "all",
