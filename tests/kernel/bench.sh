@@ -125,6 +125,21 @@ for k in $(seq 1 "$N"); do
 	echo $((${t1/./} - ${t0/./})) >>"$T_TMP/base"
 done
 R "ADD/DEL: ip netns exec + a process start, median $(median "$T_TMP/base") ms"
+# The kernel's part: creating and deleting what each plugin creates (a
+# WireGuard link; a veth pair), one `ip` each, so the process start is the
+# same in both.
+for f in wadd wdel vadd vdel; do : >"$T_TMP/k.$f"; done
+tick() { local t0=$EPOCHREALTIME; "${@:2}" >/dev/null 2>&1 || return 1; echo $((${EPOCHREALTIME/./} - ${t0/./})) >>"$T_TMP/k.$1"; }
+kern_ok=0
+for k in $(seq 1 "$N"); do
+	tick wadd ip -n "${NODE[b]}" link add "kw$k" type wireguard &&
+		tick wdel ip -n "${NODE[b]}" link del "kw$k" &&
+		tick vadd ip -n "${NODE[b]}" link add "kv$k" type veth peer name "kp$k" &&
+		tick vdel ip -n "${NODE[b]}" link del "kv$k" && kern_ok=$((kern_ok + 1))
+done
+t_eq "kernel link add/del: all $N rounds" "$N" "$kern_ok"
+R "kernel, one ip each: wireguard link add $(median "$T_TMP/k.wadd") ms, del $(median "$T_TMP/k.wdel") ms;" \
+	"veth pair add $(median "$T_TMP/k.vadd") ms, del $(median "$T_TMP/k.vdel") ms"
 declare -A ADDDEL_RATIO
 for via in $VIAS; do
 	for p in w b; do
@@ -216,7 +231,7 @@ for kind in plain ref cross same; do
 	rr=$(paste -d' ' "$T_TMP/ip.$kind" "$T_TMP/ip.ref" | awk '$8 > 0 { printf "%.2f\n", $1 / $8 }')
 	RRATIO[$kind]=$(med <<<"$rr")
 	R "$(awk -v k="$kind" -v m="${MBPS[$kind]}" -v c="${CPUMB[$kind]}" -v s="$SECS" -v n="$(nproc)" \
-		-v rr="$(xargs <<<"$rr")" '{ mb = mb $1 " "; rt += $2; b += $3; u += $4; y += $5; q += $6 }
+		-v rr="$(xargs <<<"$rr")" '{ mb = mb sprintf("%.1f ", $1); rt += $2; b += $3; u += $4; y += $5; q += $6 }
 		END { printf "%-5s %7.1f Mbit/s median (rounds: %s; / reference: %s), retransmits %d, CPU busy %.0f%% (user %.0f%% sys %.0f%% irq+softirq %.0f%%), %.0f CPU-ms/MB\n",
 			k, m, mb, rr, rt, 100 * b / (NR * s * n), 100 * u / (NR * s * n), 100 * y / (NR * s * n), 100 * q / (NR * s * n), c }' "$T_TMP/ip.$kind")"
 done
@@ -224,8 +239,8 @@ done
 # underlay (TCP, iperf3, veth and bridge) and the one tunnel.
 R "$(awk -v p="${CPUMB[plain]}" -v r="${CPUMB[ref]}" -v c="${CPUMB[cross]}" -v s="${CPUMB[same]}" 'BEGIN {
 	printf "CPU-ms per MB: underlay %.0f; + one tunnel %.0f (+%.0f); same-node, 2 tunnels, %.0f (+%.0f over the tunnel);", p, r, r - p, s, s - r
-	printf " cross-node, 3 tunnels, %.0f (+%.0f): one WireGuard hop costs %.0f-%.0f, so CPU-bound the cross-node ratio is at most %.2f, the same-node one %.2f\n",
-		c, c - r, c - r, (c - r) / 2, r - p, r / c, r / s }')"
+	printf " cross-node, 3 tunnels, %.0f (+%.0f): one more WireGuard hop costs %.0f (same-node) or %.0f (cross-node, per hop),", c, c - r, s - r, (c - r) / 2
+	printf " so CPU-bound the cross-node ratio is at most %.2f, the same-node one %.2f\n", r / c, r / s }')"
 
 # The reference tunnel goes before the leak check (its hosts are checked too).
 for s in a b; do n "r$s" ip link del wgref; done
