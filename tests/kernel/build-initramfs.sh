@@ -71,6 +71,19 @@ for lib in /usr/lib/x86_64-linux-gnu/xtables/*.so; do
 	for dep in $(ldd "$lib" 2>/dev/null | grep -o '/[^ ]*' | sort -u); do copy_file "$dep"; done
 done
 
+# The opt-in benchmark (tests/kernel/bench.sh, WGCNI_VM_BENCH=1): iperf3 and
+# the reference plugins bridge + host-local, where libcni looks for them.
+if [ "${WGCNI_VM_BENCH:-}" = 1 ]; then
+	command -v iperf3 >/dev/null ||
+		{ echo "the VM bench needs iperf3 (apt-get install -y --no-install-recommends iperf3)" >&2; exit 1; }
+	copy_bin iperf3
+	for p in bridge host-local; do
+		[ -x "/usr/lib/cni/$p" ] ||
+			{ echo "the VM bench needs /usr/lib/cni/$p (apt-get install containernetworking-plugins)" >&2; exit 1; }
+		copy_bin "/usr/lib/cni/$p"
+	done
+fi
+
 # our binaries (release build), the test scripts with their own timestamps,
 # then the libcni driver (newer than its sources, so tests/cnidriver/build.sh
 # in the VM, which has no Go, finds it current) and the unit tests that need

@@ -6,6 +6,8 @@
 #                 E2E_BACKEND=kernel) or unit/NAME (a cmocka binary from
 #                 build/asan/tests, run with WGCNI_REQUIRE_KERNEL=1);
 #                 "all": the default list plus every other e2e scenario
+#   bench [K=V,...]  tests/kernel/bench.sh (never part of the suite), with
+#                 n=, secs=, rounds= as BENCH_N, BENCH_SECS, BENCH_ROUNDS
 # Prints "=== RUN", "--- PASS|FAIL ... (Ns)" per test and a final
 # "kernel: P passed, F failed"; fails when any failed or none ran.
 set -u
@@ -79,6 +81,17 @@ suite)
 	for t in "${failed[@]}"; do echo "FAILED: $t"; done
 	echo "kernel: $pass passed, $fail failed"
 	[ "$fail" -eq 0 ] && [ "$pass" -gt 0 ]
+	;;
+bench)
+	for kv in ${2//,/ }; do
+		case $kv in
+		n=*) export BENCH_N=${kv#n=} ;;
+		secs=*) export BENCH_SECS=${kv#secs=} ;;
+		rounds=*) export BENCH_ROUNDS=${kv#rounds=} ;;
+		*) echo "in-vm.sh: unknown bench parameter \`$kv'" >&2; exit 1 ;;
+		esac
+	done
+	run_script kernel/bench
 	;;
 *)
 	echo "in-vm.sh: unknown suite \`$1'" >&2

@@ -10,7 +10,13 @@
 #   WGCNI_VM_TESTS=a,b     run these instead of the default list, e.g.
 #                          unit/test_wg_kernel_live,e2e/test_mesh; "all"
 #                          adds every e2e scenario (~11 min in the VM)
-#   WGCNI_VM_TIMEOUT=S     bound on the VM run (570 s; 2400 s for "all")
+#   WGCNI_VM_SUITE=bench   the benchmark instead (tests/kernel/bench.sh; its
+#                          initramfs adds iperf3, bridge and host-local);
+#                          WGCNI_VM_TESTS=n=20,secs=5,rounds=4 its knobs.
+#                          bench/kernel_vm.sh runs it and prints the ratios
+#   WGCNI_VM_CPU=MODEL     qemu -cpu (max); WGCNI_VM_SMP, WGCNI_VM_MEM (2, 1536)
+#   WGCNI_VM_TIMEOUT=S     bound on the VM run (570 s; 2400 s for "all",
+#                          1500 s for bench)
 # Fails when the VM does not boot or reach the suite, when it does not
 # finish in time, when no test ran, or when any test failed.
 set -euo pipefail
@@ -23,6 +29,7 @@ SUITE=${WGCNI_VM_SUITE:-suite}
 TESTS=${WGCNI_VM_TESTS:-}
 # Bounded: TCG is slow, but the suite must finish well within 10 minutes.
 if [ "$TESTS" = all ]; then VM_TIMEOUT=${WGCNI_VM_TIMEOUT:-2400}; else VM_TIMEOUT=${WGCNI_VM_TIMEOUT:-570}; fi
+if [ "$SUITE" = bench ]; then VM_TIMEOUT=${WGCNI_VM_TIMEOUT:-1500}; fi
 
 command -v qemu-system-x86_64 >/dev/null ||
 	{ echo "qemu-system-x86_64 missing (apt-get install qemu-system-x86)" >&2; exit 1; }
@@ -33,12 +40,18 @@ if [ "$SUITE" = suite ]; then
 	make -s -C "$ROOT" BUILDDIR="$BUILDDIR" \
 		"$BUILDDIR/asan/tests/test_wg_kernel_live" "$BUILDDIR/asan/tests/test_wg_genl"
 fi
+if [ "$SUITE" = bench ]; then
+	# the libcni driver both plugins are timed through; the bench tools
+	"$ROOT/tests/cnidriver/build.sh"
+	export WGCNI_VM_BENCH=1
+fi
 "$ROOT/tests/kernel/build-initramfs.sh" "$OUT"
 
 log="$OUT/console-$SUITE.log"
 start=$(date +%s)
 rc=0
-timeout "$VM_TIMEOUT" qemu-system-x86_64 -accel tcg -cpu "${WGCNI_VM_CPU:-max}" -smp 2 -m 1536 -nographic \
+timeout "$VM_TIMEOUT" qemu-system-x86_64 -accel tcg -cpu "${WGCNI_VM_CPU:-max}" \
+	-smp "${WGCNI_VM_SMP:-2}" -m "${WGCNI_VM_MEM:-1536}" -nographic \
 	-no-reboot -nic none -kernel "$OUT/vmlinuz" -initrd "$OUT/initrd.gz" \
 	-append "console=ttyS0 panic=-1 quiet wgcni.suite=$SUITE${TESTS:+ wgcni.tests=$TESTS}" \
 	</dev/null >"$log" 2>&1 || rc=$?
