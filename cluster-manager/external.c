@@ -149,6 +149,19 @@ static int cm_ext_alloc(struct cm_ext_change *c)
 	return 0;
 }
 
+/* A change that moves peers between gateways from and to (either NULL):
+ * both touched, their lists' room allocated before anything is written. */
+static int cm_ext_prepare(struct cm_ext_change *c, struct cm_node *from, struct cm_node *to)
+{
+	int ret = cm_ext_touch(c, from);
+
+	if (!ret)
+		ret = cm_ext_touch(c, to);
+	if (!ret)
+		ret = cm_ext_alloc(c);
+	return ret;
+}
+
 static void cm_ext_change_free(struct cm_ext_change *c)
 {
 	for (size_t i = 0; i < c->n; i++)
@@ -467,11 +480,7 @@ static int cm_ext_move(struct cm_state *st, struct cm_ext *e, struct cm_node *to
 	struct cm_node *from = e->gateway[0] ? cm_state_find(st, e->gateway) : NULL;
 	int ret;
 
-	ret = cm_ext_touch(&c, from);
-	if (!ret)
-		ret = cm_ext_touch(&c, to);
-	if (!ret)
-		ret = cm_ext_alloc(&c);
+	ret = cm_ext_prepare(&c, from, to);
 	if (ret)
 		goto out;
 	ret = cm_tx_begin(st);
@@ -603,11 +612,7 @@ int cm_ext_register(struct cm_state *st, const char *name, const char *public_ke
 			return ret;
 		}
 	}
-	ret = cm_ext_touch(&c, from);
-	if (!ret)
-		ret = cm_ext_touch(&c, to);
-	if (!ret)
-		ret = cm_ext_alloc(&c);
+	ret = cm_ext_prepare(&c, from, to);
 	if (!ret && fresh)
 		ret = cm_ext_insert(st->ext, fresh) ? -ENOMEM : 0;
 	if (ret)
@@ -667,9 +672,7 @@ int cm_ext_delete(struct cm_state *st, const char *name)
 
 	if (!e)
 		return -ENOENT;
-	ret = cm_ext_touch(&c, e->gateway[0] ? cm_state_find(st, e->gateway) : NULL);
-	if (!ret)
-		ret = cm_ext_alloc(&c);
+	ret = cm_ext_prepare(&c, e->gateway[0] ? cm_state_find(st, e->gateway) : NULL, NULL);
 	if (ret)
 		goto out;
 	ret = cm_tx_begin(st);

@@ -138,8 +138,6 @@ int connect_reply_body(struct connect_call *call, struct connect_body *b);
  */
 int connect_call_hold(struct connect_call *call);
 void connect_server_release(struct connect_server *srv, bool ok);
-/* Calls held now. */
-size_t connect_server_held(const struct connect_server *srv);
 /* Deferred calls of one method path. Loop thread only. */
 size_t connect_server_waiting(const struct connect_server *srv, const char *path);
 

@@ -116,11 +116,6 @@ int connect_call_hold(struct connect_call *call)
 	return 0;
 }
 
-size_t connect_server_held(const struct connect_server *srv)
-{
-	return srv->n_held;
-}
-
 void connect_server_release(struct connect_server *srv, bool ok)
 {
 	for (size_t i = 0; i < srv->n_held; i++) {
