@@ -1,0 +1,37 @@
+/*
+ * The cluster manager's keys in etcd (--datastore etcd), under --etcd-prefix
+ * P (default "/wgcni"; stored without a trailing slash). Shared by the
+ * store (state_etcd.c) and `migrate` (migrate.c); a contract between
+ * cluster managers of different versions on one etcd cluster.
+ *
+ *   P/config             JSON {"clusterCidrs":["10.100.0.0/16",..],
+ *                        "nodePrefixLength":24,"nodePrefixLengthV6":64}; written
+ *                        by the first manager (or migrate); a manager whose
+ *                        flags differ refuses to start.
+ *   P/nodes/<name>       JSON {"subnets":["10.100.3.0/24",..],"publicKey":"..",
+ *                        "endpoint":"..","location":"..","gateway":false,
+ *                        "publicEndpoint":".."}: empty strings for what is not
+ *                        registered; unknown fields are ignored. Its
+ *                        mod_revision is the node's revision in WatchPeers.
+ *   P/subnets/<cidr>     the claim: value is the node's name, e.g. key
+ *                        "/wgcni/subnets/10.100.3.0/24". Created in the same
+ *                        transaction as the node's record, only if it does not
+ *                        exist (createRevision == 0): no subnet is held twice.
+ *   P/seen/<name>        decimal Unix seconds of the node's last call, written
+ *                        in batches (at most every CM_SEEN_FLUSH_SECONDS).
+ *   P/tombstones/<name>  empty; its mod_revision is when the peer was deleted
+ *                        (WatchPeers' removedPeers). Put in the deletion's
+ *                        transaction, deleted when the name comes back.
+ */
+#ifndef WGCNI_CM_STORE_ETCD_KEYS_H
+#define WGCNI_CM_STORE_ETCD_KEYS_H
+
+#define CM_ETCD_PREFIX_DEFAULT "/wgcni"
+
+#define CM_ETCD_CONFIG "/config"
+#define CM_ETCD_NODES "/nodes/"
+#define CM_ETCD_SUBNETS "/subnets/"
+#define CM_ETCD_SEEN "/seen/"
+#define CM_ETCD_TOMBSTONES "/tombstones/"
+
+#endif
