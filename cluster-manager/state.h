@@ -76,7 +76,9 @@ struct cm_node {
 	bool linked;
 	uint64_t seen_ms, stale_ms;
 	struct cm_node *seen_prev, *seen_next;
-	/* etcd: removed from memory, freed at the next poll (state_etcd.c). */
+	/* etcd (state_etcd.c): the lastSeen stored there; removed from
+	 * memory, freed at the next poll. */
+	time_t seen_stored;
 	struct cm_node *gone_next;
 };
 

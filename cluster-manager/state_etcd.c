@@ -46,6 +46,11 @@
 #define CM_ETCD_TRIES 16
 /* How long an answer waits for the watch to show its own change. */
 #define CM_ETCD_CATCH_UP_MS 5000
+/* lastSeen is stored when it moved by at least this much: a node's key is
+ * written at most every 5 minutes however often it calls (10,000 nodes:
+ * 2,000 key writes a minute in 16 transactions, not one per call). Memory
+ * has the exact time of the calls a manager answered. */
+#define CM_ETCD_SEEN_STEP 300
 /* etcd's limit of operations in one transaction. */
 #define CM_ETCD_TXN_OPS 128
 #define CM_ETCD_KEY_MAX (1024 + CM_NAME_MAX)
@@ -304,6 +309,7 @@ static void cm_etcd_seen(struct cm_state *st, const char *name, const char *valu
 	t = strtoll(value, &end, 10);
 	if (!node || errno || *end || end == value)
 		return;
+	node->seen_stored = (time_t)t;
 	if ((time_t)t > node->last_seen)
 		node->last_seen = (time_t)t;
 }
@@ -490,7 +496,7 @@ static int cm_etcd_try(struct cm_state *st, const char *name, const struct cm_no
 	char keys[2 + 2 * CM_NFAM][CM_ETCD_KEY_MAX];
 	char *nodekey = keys[0], *tombkey = keys[1], *value = NULL;
 	struct etcd_cmp cmp[1 + CM_NFAM];
-	struct etcd_op ok[2 + CM_NFAM], fail[2 + CM_NFAM];
+	struct etcd_op ok[3 + CM_NFAM], fail[2 + CM_NFAM];
 	struct etcd_txn t = { .compare = cmp, .success = ok, .failure = fail };
 	struct etcd_txn_result res;
 	int64_t target = 0;
@@ -730,8 +736,8 @@ static int cm_etcd_delete(struct cm_state *st, const char *name)
 	return ret < 0 ? ret : 0;
 }
 
-/* lastSeen: one put per node seen since the last flush, CM_ETCD_TXN_OPS to
- * a transaction (no compares: a late one for a deleted node leaves a key
+/* lastSeen: one put per node seen CM_ETCD_SEEN_STEP after what is stored,
+ * CM_ETCD_TXN_OPS to a transaction (no compares: a late one for a deleted node leaves a key
  * that is ignored and overwritten if the name comes back). */
 static int cm_etcd_flush_seen(struct cm_state *st)
 {
@@ -754,8 +760,13 @@ static int cm_etcd_flush_seen(struct cm_state *st)
 			struct cm_node *node = st->nodes[i];
 			size_t k = t.n_success;
 
-			if (!node->seen_dirty || cm_etcd_key(x, keys[k], CM_ETCD_SEEN, node->name))
+			if (!node->seen_dirty)
 				continue;
+			if (node->last_seen - node->seen_stored < CM_ETCD_SEEN_STEP ||
+			    cm_etcd_key(x, keys[k], CM_ETCD_SEEN, node->name)) {
+				node->seen_dirty = false;
+				continue;
+			}
 			snprintf(vals[k], sizeof(vals[k]), "%lld", (long long)node->last_seen);
 			ops[k] = (struct etcd_op){ .type = ETCD_OP_PUT, .key = keys[k],
 						   .value = vals[k], .value_len = strlen(vals[k]) };
