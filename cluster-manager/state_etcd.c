@@ -51,6 +51,10 @@
  * 2,000 key writes a minute in 16 transactions, not one per call). Memory
  * has the exact time of the calls a manager answered. */
 #define CM_ETCD_SEEN_STEP 300
+/* After etcd could not be reached or could not decide, writes fail at once
+ * for this long rather than each holding the loop for a request timeout
+ * (reads are answered from memory meanwhile). */
+#define CM_ETCD_BACKOFF_MS 1000
 /* etcd's limit of operations in one transaction. */
 #define CM_ETCD_TXN_OPS 128
 #define CM_ETCD_KEY_MAX (1024 + CM_NAME_MAX)
@@ -78,6 +82,7 @@ struct cm_etcd {
 	struct cm_etcd_batch *head, *tail; /* queued by the watch thread */
 	int failed;                         /* the watch cannot go on (under mu) */
 	int64_t applied; /* highest revision applied to memory */
+	int64_t down_until_ms, down_err; /* CM_ETCD_BACKOFF_MS */
 	struct cm_node *graveyard;
 };
 
@@ -588,7 +593,16 @@ static int cm_etcd_try(struct cm_state *st, const char *name, const struct cm_no
 		ok[t.n_success++] = (struct etcd_op){ .type = ETCD_OP_DELETE,
 						      .key = keys[2 + CM_NFAM] };
 	}
+	if (sys_now_ms() < x->down_until_ms) {
+		ret = (int)x->down_err;
+		goto out;
+	}
 	ret = etcd_txn(x->e, &t, &res);
+	if (ret == -ECONNREFUSED || ret == -ETIMEDOUT || ret == -EHOSTUNREACH ||
+	    ret == -ECONNRESET || ret == -EAGAIN) {
+		x->down_until_ms = sys_now_ms() + CM_ETCD_BACKOFF_MS;
+		x->down_err = ret;
+	}
 	if (ret)
 		goto out_res;
 	if (res.succeeded) {
