@@ -372,12 +372,6 @@ static int cm_validate(struct cm_opts *o, char *err, size_t errlen)
 			snprintf(err, errlen, "--etcd-cert-file and --etcd-key-file go together");
 			return -EINVAL;
 		}
-		/* Not kept in etcd in this version: refused rather than half done. */
-		if (o->cfg.n_external) {
-			snprintf(err, errlen, "--external-cidr is not supported with --datastore "
-				 "etcd yet");
-			return -EINVAL;
-		}
 	} else if (o->eo.endpoints || o->eo.ca_file || o->eo.cert_file || o->eo.key_file) {
 		snprintf(err, errlen, "--etcd-* options need --datastore etcd");
 		return -EINVAL;

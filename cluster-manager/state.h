@@ -230,6 +230,7 @@ struct cm_ext {
 	char addr_str[CM_NFAM][IPNET_STRLEN];
 	size_t n_addr;
 	char address[CM_NFAM * IPNET_STRLEN + 1]; /* comma-separated */
+	uint64_t mod_revision; /* etcd: its key's */
 };
 
 /* Sorted by name; valid until the next change. */

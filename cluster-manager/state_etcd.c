@@ -22,6 +22,7 @@
  * and freed at the next poll, before any handler runs.
  */
 #include "state.h"
+#include "state_etcd_priv.h"
 #include "state_priv.h"
 #include "store_etcd_keys.h"
 
@@ -42,8 +43,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Tries of one change against concurrent ones before -EAGAIN. */
-#define CM_ETCD_TRIES 16
 /* How long an answer waits for the watch to show its own change. */
 #define CM_ETCD_CATCH_UP_MS 5000
 /* lastSeen is stored when it moved by at least this much: a node's key is
@@ -57,14 +56,6 @@
 #define CM_ETCD_BACKOFF_MS 1000
 /* etcd's limit of operations in one transaction. */
 #define CM_ETCD_TXN_OPS 128
-#define CM_ETCD_KEY_MAX (1024 + CM_NAME_MAX)
-
-struct cm_etcd_ev {
-	bool del;
-	char *key;
-	char *value; /* NUL-terminated */
-	int64_t mod_revision;
-};
 
 struct cm_etcd_batch {
 	struct cm_etcd_batch *next;
@@ -95,8 +86,7 @@ static int cm_etcd_key(const struct cm_etcd *x, char *buf, const char *kind, con
 	return n < 0 || n >= CM_ETCD_KEY_MAX ? -ENAMETOOLONG : 0;
 }
 
-/* The part of key after prefix + kind, or NULL when key is not of that kind. */
-static const char *cm_etcd_key_rest(const struct cm_etcd *x, const char *key, const char *kind)
+const char *cm_etcd_key_rest(const struct cm_etcd *x, const char *key, const char *kind)
 {
 	size_t pl = strlen(x->prefix), kl = strlen(kind);
 
@@ -107,13 +97,7 @@ static const char *cm_etcd_key_rest(const struct cm_etcd *x, const char *key, co
 
 /* --- node records ---------------------------------------------------------- */
 
-struct cm_etcd_rec {
-	char subnet[CM_NFAM][IPNET_STRLEN]; /* "" where none */
-	const char *public_key, *endpoint, *location, *public_endpoint;
-	bool gateway;
-};
-
-static void cm_etcd_rec_of(const struct cm_node *node, struct cm_etcd_rec *r)
+void cm_etcd_rec_of(const struct cm_node *node, struct cm_etcd_rec *r)
 {
 	memset(r, 0, sizeof(*r));
 	r->public_key = r->endpoint = r->location = r->public_endpoint = "";
@@ -129,8 +113,7 @@ static void cm_etcd_rec_of(const struct cm_node *node, struct cm_etcd_rec *r)
 	r->gateway = node->gateway;
 }
 
-/* Malloc'd JSON of the record; NULL when out of memory. */
-static char *cm_etcd_rec_json(const struct cm_etcd_rec *r)
+char *cm_etcd_rec_json(const struct cm_etcd_rec *r)
 {
 	json_t *subnets = json_array(), *o;
 	char *s = NULL;
@@ -349,9 +332,11 @@ static int cm_etcd_apply(struct cm_state *st, const struct cm_etcd_ev *ev)
 {
 	struct cm_etcd *x = st->etcd;
 	const char *rest;
-	int ret = 0;
+	int ret = cm_etcd_ext_apply(st, ev);
 
-	if ((rest = cm_etcd_key_rest(x, ev->key, CM_ETCD_NODES)))
+	if (ret) {
+		ret = ret < 0 ? ret : 0;
+	} else if ((rest = cm_etcd_key_rest(x, ev->key, CM_ETCD_NODES)))
 		ret = ev->del ? cm_etcd_node_del(st, rest, ev->mod_revision) :
 			cm_etcd_node_put(st, rest, ev->value, ev->mod_revision);
 	else if ((rest = cm_etcd_key_rest(x, ev->key, CM_ETCD_SUBNETS)))
@@ -513,6 +498,150 @@ static int cm_etcd_event_fd(const struct cm_state *st)
 
 /* --- changes ---------------------------------------------------------------- */
 
+/* --- transactions ------------------------------------------------------------ */
+
+void cm_etcd_tx_init(struct cm_etcd_tx *tx)
+{
+	memset(tx, 0, sizeof(*tx));
+}
+
+void cm_etcd_tx_free(struct cm_etcd_tx *tx)
+{
+	for (size_t i = 0; i < tx->n_vals; i++)
+		free(tx->vals[i]);
+	memset(tx, 0, sizeof(*tx));
+}
+
+/* A key of the transaction, kept until it is freed; NULL when full. */
+static const char *cm_etcd_tx_key(struct cm_state *st, struct cm_etcd_tx *tx, const char *kind,
+				  const char *name)
+{
+	char *k;
+
+	if (tx->n_keys == CM_ETCD_TX_MAX) {
+		tx->err = -E2BIG;
+		return NULL;
+	}
+	k = tx->keys[tx->n_keys];
+	if (cm_etcd_key(st->etcd, k, kind, name)) {
+		tx->err = -ENAMETOOLONG;
+		return NULL;
+	}
+	tx->n_keys++;
+	return k;
+}
+
+static bool cm_etcd_tx_room(struct cm_etcd_tx *tx, size_t cmp, size_t ok, size_t fail)
+{
+	if (tx->n_cmp + cmp > CM_ETCD_TX_MAX || tx->n_ok + ok > CM_ETCD_TX_MAX ||
+	    tx->n_fail + fail > CM_ETCD_TX_MAX) {
+		tx->err = -E2BIG;
+		return false;
+	}
+	return !tx->err;
+}
+
+void cm_etcd_tx_read(struct cm_state *st, struct cm_etcd_tx *tx, const char *kind,
+		     const char *name)
+{
+	const char *k;
+
+	if (!cm_etcd_tx_room(tx, 0, 0, 1) || !(k = cm_etcd_tx_key(st, tx, kind, name)))
+		return;
+	tx->fail[tx->n_fail++] = (struct etcd_op){ .type = ETCD_OP_RANGE, .key = k };
+}
+
+void cm_etcd_tx_expect(struct cm_state *st, struct cm_etcd_tx *tx, const char *kind,
+		       const char *name, uint64_t mod)
+{
+	const char *k;
+
+	if (!cm_etcd_tx_room(tx, 1, 0, 1) || !(k = cm_etcd_tx_key(st, tx, kind, name)))
+		return;
+	tx->cmp[tx->n_cmp++] = (struct etcd_cmp){ .target = mod ? ETCD_CMP_MOD : ETCD_CMP_CREATE,
+						  .key = k, .number = (int64_t)mod };
+	tx->fail[tx->n_fail++] = (struct etcd_op){ .type = ETCD_OP_RANGE, .key = k };
+}
+
+void cm_etcd_tx_put(struct cm_state *st, struct cm_etcd_tx *tx, const char *kind,
+		    const char *name, char *value)
+{
+	const char *k;
+
+	if (!value) {
+		tx->err = tx->err ? tx->err : -ENOMEM;
+		return;
+	}
+	if (!cm_etcd_tx_room(tx, 0, 1, 0) || !(k = cm_etcd_tx_key(st, tx, kind, name))) {
+		free(value);
+		return;
+	}
+	tx->vals[tx->n_vals++] = value;
+	tx->ok[tx->n_ok++] = (struct etcd_op){ .type = ETCD_OP_PUT, .key = k, .value = value,
+					       .value_len = strlen(value) };
+}
+
+void cm_etcd_tx_del(struct cm_state *st, struct cm_etcd_tx *tx, const char *kind,
+		    const char *name)
+{
+	const char *k;
+
+	if (!cm_etcd_tx_room(tx, 0, 1, 0) || !(k = cm_etcd_tx_key(st, tx, kind, name)))
+		return;
+	tx->ok[tx->n_ok++] = (struct etcd_op){ .type = ETCD_OP_DELETE, .key = k };
+}
+
+void cm_etcd_tx_node(struct cm_state *st, struct cm_etcd_tx *tx, const struct cm_node *node,
+		     const struct cm_etcd_rec *rec)
+{
+	struct cm_etcd_rec own;
+
+	if (!rec) {
+		cm_etcd_rec_of(node, &own);
+		rec = &own;
+	}
+	cm_etcd_tx_expect(st, tx, CM_ETCD_NODES, node->name, node->mod_revision);
+	cm_etcd_tx_put(st, tx, CM_ETCD_NODES, node->name, cm_etcd_rec_json(rec));
+}
+
+int cm_etcd_tx_run(struct cm_state *st, struct cm_etcd_tx *tx)
+{
+	struct cm_etcd *x = st->etcd;
+	const struct etcd_txn t = { tx->cmp, tx->n_cmp, tx->ok, tx->fail, tx->n_ok, tx->n_fail };
+	struct etcd_txn_result res;
+	int64_t target = 0;
+	int ret;
+
+	if (tx->err)
+		return tx->err;
+	if (sys_now_ms() < x->down_until_ms)
+		return (int)x->down_err;
+	ret = etcd_txn(x->e, &t, &res);
+	if (ret == -ECONNREFUSED || ret == -ETIMEDOUT || ret == -EHOSTUNREACH ||
+	    ret == -ECONNRESET || ret == -EAGAIN) {
+		x->down_until_ms = sys_now_ms() + CM_ETCD_BACKOFF_MS;
+		x->down_err = ret;
+	}
+	if (ret)
+		goto out;
+	if (res.succeeded) {
+		target = res.revision;
+	} else {
+		/* The keys compared, as they are: memory catches up to the
+		 * newest before the next try. */
+		for (size_t i = 0; i < res.n; i++)
+			for (size_t k = 0; k < res.results[i].kvs.n; k++)
+				if (res.results[i].kvs.kvs[k].mod_revision > target)
+					target = res.results[i].kvs.kvs[k].mod_revision;
+	}
+	ret = cm_etcd_catch_up(st, target);
+	if (!ret)
+		ret = res.succeeded;
+out:
+	etcd_txn_result_free(&res);
+	return ret;
+}
+
 enum cm_etcd_change {
 	CM_ETCD_PUT,    /* the record, and claims */
 	CM_ETCD_DELETE, /* the node, its claims and lastSeen; a tombstone */
@@ -530,111 +659,38 @@ static int cm_etcd_try(struct cm_state *st, const char *name, const struct cm_no
 		       enum cm_etcd_change what, const struct cm_etcd_rec *rec,
 		       char claim[CM_NFAM][IPNET_STRLEN])
 {
-	struct cm_etcd *x = st->etcd;
-	char keys[2 + 2 * CM_NFAM][CM_ETCD_KEY_MAX];
-	char *nodekey = keys[0], *tombkey = keys[1], *value = NULL;
-	struct etcd_cmp cmp[1 + CM_NFAM];
-	struct etcd_op ok[3 + CM_NFAM], fail[2 + CM_NFAM];
-	struct etcd_txn t = { .compare = cmp, .success = ok, .failure = fail };
-	struct etcd_txn_result res;
-	int64_t target = 0;
+	struct cm_etcd_tx tx;
 	int ret;
 
-	ret = cm_etcd_key(x, nodekey, CM_ETCD_NODES, name);
-	if (!ret)
-		ret = cm_etcd_key(x, tombkey, CM_ETCD_TOMBSTONES, name);
-	if (ret)
-		return ret;
-	cmp[t.n_compare++] = (struct etcd_cmp){
-		.target = node ? ETCD_CMP_MOD : ETCD_CMP_CREATE, .key = nodekey,
-		.number = node ? (int64_t)node->mod_revision : 0 };
-	fail[t.n_failure++] = (struct etcd_op){ .type = ETCD_OP_RANGE, .key = nodekey };
-	fail[t.n_failure++] = (struct etcd_op){ .type = ETCD_OP_RANGE, .key = tombkey };
-	if (what == CM_ETCD_STALE) {
-		ok[t.n_success++] = (struct etcd_op){ .type = ETCD_OP_PUT, .key = tombkey,
-						      .value = "", .value_len = 0 };
-	} else if (what == CM_ETCD_PUT) {
-		value = cm_etcd_rec_json(rec);
-		if (!value)
-			return -ENOMEM;
-		ok[t.n_success++] = (struct etcd_op){ .type = ETCD_OP_PUT, .key = nodekey,
-						      .value = value, .value_len = strlen(value) };
+	cm_etcd_tx_init(&tx);
+	cm_etcd_tx_expect(st, &tx, CM_ETCD_NODES, name, node ? node->mod_revision : 0);
+	cm_etcd_tx_read(st, &tx, CM_ETCD_TOMBSTONES, name);
+	switch (what) {
+	case CM_ETCD_STALE:
+		cm_etcd_tx_put(st, &tx, CM_ETCD_TOMBSTONES, name, strdup(""));
+		break;
+	case CM_ETCD_PUT:
+		cm_etcd_tx_put(st, &tx, CM_ETCD_NODES, name, cm_etcd_rec_json(rec));
 		for (int f = 0; f < CM_NFAM; f++) {
-			char *k = keys[2 + f];
-
 			if (!claim[f][0])
 				continue;
-			ret = cm_etcd_key(x, k, CM_ETCD_SUBNETS, claim[f]);
-			if (ret)
-				goto out;
-			cmp[t.n_compare++] = (struct etcd_cmp){ .target = ETCD_CMP_CREATE, .key = k };
-			ok[t.n_success++] = (struct etcd_op){ .type = ETCD_OP_PUT, .key = k,
-							      .value = name,
-							      .value_len = strlen(name) };
-			fail[t.n_failure++] = (struct etcd_op){ .type = ETCD_OP_RANGE, .key = k };
+			cm_etcd_tx_expect(st, &tx, CM_ETCD_SUBNETS, claim[f], 0);
+			cm_etcd_tx_put(st, &tx, CM_ETCD_SUBNETS, claim[f], strdup(name));
 		}
-	} else {
-		ok[t.n_success++] = (struct etcd_op){ .type = ETCD_OP_DELETE, .key = nodekey };
-		ok[t.n_success++] = (struct etcd_op){ .type = ETCD_OP_PUT, .key = tombkey,
-						      .value = "", .value_len = 0 };
-		for (int f = 0; f < CM_NFAM; f++) {
-			char *k = keys[2 + f];
-
-			if (!node->has_subnet[f])
-				continue;
-			ret = cm_etcd_key(x, k, CM_ETCD_SUBNETS, node->subnet_str[f]);
-			if (ret)
-				goto out;
-			ok[t.n_success++] = (struct etcd_op){ .type = ETCD_OP_DELETE, .key = k };
-		}
-		ret = cm_etcd_key(x, keys[2 + CM_NFAM], CM_ETCD_SEEN, name);
-		if (ret)
-			goto out;
-		ok[t.n_success++] = (struct etcd_op){ .type = ETCD_OP_DELETE,
-						      .key = keys[2 + CM_NFAM] };
+		break;
+	case CM_ETCD_DELETE:
+		cm_etcd_tx_del(st, &tx, CM_ETCD_NODES, name);
+		cm_etcd_tx_put(st, &tx, CM_ETCD_TOMBSTONES, name, strdup(""));
+		for (int f = 0; f < CM_NFAM; f++)
+			if (node->has_subnet[f])
+				cm_etcd_tx_del(st, &tx, CM_ETCD_SUBNETS, node->subnet_str[f]);
+		cm_etcd_tx_del(st, &tx, CM_ETCD_SEEN, name);
+		break;
 	}
-	if (sys_now_ms() < x->down_until_ms) {
-		ret = (int)x->down_err;
-		goto out;
-	}
-	ret = etcd_txn(x->e, &t, &res);
-	if (ret == -ECONNREFUSED || ret == -ETIMEDOUT || ret == -EHOSTUNREACH ||
-	    ret == -ECONNRESET || ret == -EAGAIN) {
-		x->down_until_ms = sys_now_ms() + CM_ETCD_BACKOFF_MS;
-		x->down_err = ret;
-	}
-	if (ret)
-		goto out_res;
-	if (res.succeeded) {
-		target = res.revision;
-	} else {
-		/* The keys compared, as they are: memory catches up to the
-		 * newest before the next try. */
-		for (size_t i = 0; i < res.n; i++)
-			for (size_t k = 0; k < res.results[i].kvs.n; k++)
-				if (res.results[i].kvs.kvs[k].mod_revision > target)
-					target = res.results[i].kvs.kvs[k].mod_revision;
-	}
-	ret = cm_etcd_catch_up(st, target);
-	if (!ret)
-		ret = res.succeeded;
-out_res:
-	etcd_txn_result_free(&res);
-out:
-	free(value);
+	ret = cm_etcd_tx_run(st, &tx);
+	cm_etcd_tx_free(&tx);
 	return ret;
 }
-
-/* Tries fn until it is done, conflicts give up (-EAGAIN) or it fails. */
-#define CM_ETCD_RETRY(ret, body)                                               \
-	do {                                                                   \
-		ret = 0;                                                       \
-		for (int try_ = 0; try_ < CM_ETCD_TRIES && ret == 0; try_++) { \
-			body;                                                  \
-		}                                                              \
-		if (ret == 0)                                                  \
-			ret = -EAGAIN;                                         \
-	} while (0)
 
 static int cm_etcd_allocate(struct cm_state *st, const char *name, struct cm_node **out)
 {
@@ -770,7 +826,24 @@ static int cm_etcd_node_info(struct cm_state *st, struct cm_node *node, const ch
 		return 0;
 	if (strlen(location) > CM_NAME_MAX || strlen(public_endpoint) > CM_ENDPOINT_MAX)
 		return -EINVAL;
-	return cm_etcd_update(st, node, cm_etcd_set_info, &a, true);
+	char name[CM_NAME_MAX + 1];
+	bool was = cm_ext_is_gateway(node);
+	int ret;
+
+	snprintf(name, sizeof(name), "%s", node->name);
+	ret = cm_etcd_update(st, node, cm_etcd_set_info, &a, true);
+	if (ret)
+		return ret;
+	log_info("gateway settings", "node=%s gateway=%s location=%s public_endpoint=%s",
+		 name, gateway ? "yes" : "no", location, public_endpoint);
+	node = cm_state_find(st, name);
+	/* A gateway no more hands its external peers on; a new one takes
+	 * those without a gateway. */
+	if (was && !cm_ext_is_gateway(node))
+		return cm_etcd_ext_hand_on(st, name);
+	if (!was && cm_ext_is_gateway(node))
+		return cm_etcd_ext_adopt(st);
+	return 0;
 }
 
 /* A stale peer: its tombstone, if its record is still what memory has. */
@@ -799,6 +872,13 @@ static int cm_etcd_delete(struct cm_state *st, const char *name)
 
 		if (!node)
 			return -ENOENT;
+		/* Its external peers move first, each a change of its own. */
+		if (node->n_ext) {
+			ret = cm_etcd_ext_hand_on(st, name);
+			if (ret)
+				return ret;
+			continue;
+		}
 		ret = cm_etcd_try(st, name, node, CM_ETCD_DELETE, NULL, claim);
 	});
 	return ret < 0 ? ret : 0;
@@ -911,6 +991,8 @@ static const struct cm_store_ops cm_etcd_ops = {
 	.delete_node = cm_etcd_delete,
 	.mark_stale = cm_etcd_mark_stale,
 	.revive = cm_etcd_revive,
+	.ext_register = cm_etcd_ext_register,
+	.ext_delete = cm_etcd_ext_delete,
 	.flush_seen = cm_etcd_flush_seen,
 	.pending = cm_etcd_pending,
 	.commit = cm_etcd_commit,
@@ -923,18 +1005,23 @@ static const struct cm_store_ops cm_etcd_ops = {
 
 static json_t *cm_etcd_config_json(const struct cm_config *cfg)
 {
-	json_t *cidrs = json_array();
+	json_t *cidrs = json_array(), *ext = json_array();
 	char buf[IPNET_STRLEN];
+	bool bad = !cidrs || !ext;
 
-	for (int f = 0; cidrs && f < CM_NFAM; f++)
-		if (cfg->has_cidr[f] &&
-		    json_array_append_new(cidrs, json_string(ipnet_format(&cfg->cidr[f], buf)))) {
-			json_decref(cidrs);
-			return NULL;
-		}
-	return json_pack("{s:o,s:i,s:i}", "clusterCidrs", cidrs, "nodePrefixLength",
+	for (int f = 0; !bad && f < CM_NFAM; f++)
+		bad = cfg->has_cidr[f] &&
+		      json_array_append_new(cidrs, json_string(ipnet_format(&cfg->cidr[f], buf)));
+	for (size_t i = 0; !bad && i < cfg->n_external; i++)
+		bad = json_array_append_new(ext, json_string(ipnet_format(&cfg->external[i], buf)));
+	if (bad) {
+		json_decref(cidrs);
+		json_decref(ext);
+		return NULL;
+	}
+	return json_pack("{s:o,s:i,s:i,s:o}", "clusterCidrs", cidrs, "nodePrefixLength",
 			 (json_int_t)cfg->childlen[CM_V4], "nodePrefixLengthV6",
-			 (json_int_t)cfg->childlen[CM_V6]);
+			 (json_int_t)cfg->childlen[CM_V6], "externalCidrs", ext);
 }
 
 /* The stored configuration must be ours: the same CIDRs, and the same
@@ -947,7 +1034,13 @@ static bool cm_etcd_config_same(json_t *ours, json_t *theirs)
 	size_t i;
 	json_t *j;
 
+	json_t *ea = json_object_get(ours, "externalCidrs");
+	json_t *eb = json_object_get(theirs, "externalCidrs");
+
 	if (!json_is_array(b) || !json_equal(a, b))
+		return false;
+	/* Stored without (migrate, an older manager): none. */
+	if (eb ? !json_equal(ea, eb) : json_array_size(ea) != 0)
 		return false;
 	json_array_foreach(a, i, j) {
 		if (strchr(json_string_value(j), ':'))
@@ -1040,14 +1133,18 @@ static int cm_etcd_list(struct cm_state *st, const char *kind, int64_t *rev,
 
 static int cm_etcd_load(struct cm_state *st, int64_t *rev, char *err, size_t errlen)
 {
+	/* In the order they are applied: what refers to nodes after them; the
+	 * tombstones, which are history, last. */
 	static const char *const kinds[] = { CM_ETCD_NODES, CM_ETCD_SUBNETS, CM_ETCD_SEEN,
+					     CM_ETCD_EXTADDRS, CM_ETCD_EXTERNAL,
 					     CM_ETCD_TOMBSTONES };
-	struct etcd_kvs kvs[4];
+	enum { NK = sizeof(kinds) / sizeof(kinds[0]), TOMBS = NK - 1 };
+	struct etcd_kvs kvs[NK];
 	size_t nk = 0;
 	int ret = 0;
 
 	*rev = 0;
-	for (; nk < 4 && !ret; nk++)
+	for (; nk < NK && !ret; nk++)
 		ret = cm_etcd_list(st, kinds[nk], rev, &kvs[nk]);
 	if (ret) {
 		snprintf(err, errlen, "etcd at %s: cannot list `%s%s': %s",
@@ -1056,10 +1153,10 @@ static int cm_etcd_load(struct cm_state *st, int64_t *rev, char *err, size_t err
 		goto out;
 	}
 	/* The history in the order of the revisions, as the watch goes on. */
-	for (int k = 0; k < 4; k += 3)
+	for (int k = 0; k < NK; k++)
 		if (kvs[k].n)
 			qsort(kvs[k].kvs, kvs[k].n, sizeof(kvs[k].kvs[0]), cm_etcd_mod_cmp);
-	for (int k = 0; k < 3 && !ret; k++)
+	for (int k = 0; k < TOMBS && !ret; k++)
 		for (size_t i = 0; i < kvs[k].n && !ret; i++) {
 			const struct cm_etcd_ev ev = { .key = kvs[k].kvs[i].key,
 						       .value = (char *)kvs[k].kvs[i].value,
@@ -1067,8 +1164,8 @@ static int cm_etcd_load(struct cm_state *st, int64_t *rev, char *err, size_t err
 
 			ret = cm_etcd_apply(st, &ev);
 		}
-	for (size_t i = 0; i < kvs[3].n && !ret; i++) {
-		const char *name = cm_etcd_key_rest(st->etcd, kvs[3].kvs[i].key,
+	for (size_t i = 0; i < kvs[TOMBS].n && !ret; i++) {
+		const char *name = cm_etcd_key_rest(st->etcd, kvs[TOMBS].kvs[i].key,
 						    CM_ETCD_TOMBSTONES);
 
 		if (!name || strlen(name) > CM_NAME_MAX)
@@ -1076,7 +1173,7 @@ static int cm_etcd_load(struct cm_state *st, int64_t *rev, char *err, size_t err
 		ret = cm_tomb_reserve(st);
 		if (!ret) {
 			struct cm_node *node = cm_state_find(st, name);
-			int64_t trev = kvs[3].kvs[i].mod_revision;
+			int64_t trev = kvs[TOMBS].kvs[i].mod_revision;
 
 			cm_tomb_push(st, name, (uint64_t)trev);
 			cm_etcd_bump(st, trev);
@@ -1141,6 +1238,8 @@ struct cm_state *cm_state_open_etcd(const struct cm_etcd_opts *eo, const struct 
 	if (!strcmp(x->prefix, "/"))
 		x->prefix[0] = '\0';
 	ret = cm_state_init(st, cfg, err, errlen);
+	if (!ret && cfg->n_external)
+		ret = cm_ext_mem_init(st, err, errlen);
 	if (ret)
 		goto err;
 	x->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

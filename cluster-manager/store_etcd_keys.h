@@ -5,7 +5,8 @@
  * cluster managers of different versions on one etcd cluster.
  *
  *   P/config             JSON {"clusterCidrs":["10.100.0.0/16",..],
- *                        "nodePrefixLength":24,"nodePrefixLengthV6":64}; written
+ *                        "nodePrefixLength":24,"nodePrefixLengthV6":64,
+ *                        "externalCidrs":[..]} (none: []); written
  *                        by the first manager (or migrate); a manager whose
  *                        flags differ refuses to start.
  *   P/nodes/<name>       JSON {"subnets":["10.100.3.0/24",..],"publicKey":"..",
@@ -21,6 +22,13 @@
  *                        in batches (at most every CM_SEEN_FLUSH_SECONDS, and
  *                        only when it moved by 5 minutes, or an eighth of
  *                        --node-ttl): how every manager knows who is stale.
+ *   P/external/<name>    JSON {"publicKey":"..","location":"..","gateway":"node",
+ *                        "addresses":["10.200.0.2/32",..]}: an external peer
+ *                        (wgcnictl external); "" gateway while none exists.
+ *                        A change to the peers a gateway serves also writes
+ *                        the gateway's record again (its revision moves).
+ *   P/extaddrs/<address> the claim of an external peer's address, e.g.
+ *                        "/wgcni/extaddrs/10.200.0.2/32"; value its name.
  *   P/tombstones/<name>  empty; its mod_revision is when the peer left the
  *                        peer set (WatchPeers' removed): put in its deletion's
  *                        transaction, or alone when it turned stale (a
@@ -38,5 +46,7 @@
 #define CM_ETCD_SUBNETS "/subnets/"
 #define CM_ETCD_SEEN "/seen/"
 #define CM_ETCD_TOMBSTONES "/tombstones/"
+#define CM_ETCD_EXTERNAL "/external/"
+#define CM_ETCD_EXTADDRS "/extaddrs/"
 
 #endif

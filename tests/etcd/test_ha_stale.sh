@@ -14,15 +14,10 @@ c_etcd_need
 c_cm_host
 TTL=4
 c_cm_start --node-ttl "${TTL}s"
-PID_A=$C_CM_PID
 URL_A=$C_CM_URL
-URL_B=http://127.0.0.1:8081
-c_spawn cmb "$T_TMP/cmb.log" ip netns exec "$(t_ns cm)" "$C_CM_BIN" --listen 127.0.0.1:8081 \
-	$(c_cm_datastore_flags) --node-ttl "${TTL}s"
-PID_B=$T_PID_cmb
-t_ok "manager B healthy" t_wait "manager B /healthz" 15 nq cm curl -sf -m 2 -o /dev/null "$URL_B/healthz"
-
-on() { local url=$1; shift; C_CM_URL=$url "$@"; }
+t_ok "manager B healthy" c_cm2_start 8081 --node-ttl "${TTL}s"
+URL_B=$C_CM2_URL
+on() { c_on "$@"; }
 alloc_reg() {
 	on "$1" c_cm_json AllocateSubnet "{\"nodeName\":\"$2\"}" >/dev/null &&
 		on "$1" c_cm_json RegisterKey "{\"nodeName\":\"$2\",\"publicKey\":\"$(c_pubkey)\",\"endpoint\":\"10.0.0.$3:51820\"}" >/dev/null
@@ -76,12 +71,9 @@ d=$(on "$URL_A" c_cm_json WatchPeers "{\"nodeName\":\"n2\",\"sinceRevision\":\"$
 t_eq "A's delta for n2 brings n3 back" n3 \
 	"$(jq -r '[.peers[]?.name | select(. != "n2")] | join(",")' <<<"$d")"
 
-kill -TERM "$PID_B"
-t_ok "manager B stops" t_wait "B gone" 10 sh -c "! kill -0 $PID_B"
-wait "$PID_B"; rc=$?
-t_eq "manager B: clean exit (ASan: no leaks)" 0 "$rc"
+c_cm2_stop
+t_eq "manager B: clean exit (ASan: no leaks)" 0 "$C_CM2_RC"
 c_cm_stop
 t_eq "manager A: clean exit" 0 "$C_CM_RC"
-: "$PID_A"
 c_leak_check
 t_done
