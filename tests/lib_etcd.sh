@@ -183,6 +183,10 @@ c_etcd_stop() {
 #                            which counts any left as a leaked process)
 #   c_cmx_rpc K Method JSON  a call with the token: body on stdout, the HTTP
 #                            status in $T_TMP/cmxK_status (c_cmx_http K)
+#   c_cmx_parallel Method FILE  one call of Method per line "K JSON" of FILE,
+#                            to cluster manager K, all at once (up to 128
+#                            in flight, one curl); prints "LINE HTTPCODE" a
+#                            line; the body of line N is $T_TMP/par/N.json
 #   c_etcd_consistent [P]    etcd's contents under P (/wgcni) hold together:
 #                            every P/nodes/<name>'s subnets are claimed by
 #                            P/subnets/<cidr> = name and every claim is in its
@@ -285,4 +289,24 @@ c_etcd_consistent() {
 	t_log "etcd under $p: $(jq --arg p "$p" '[(.kvs // [])[] | .key | @base64d | select(startswith($p + "/nodes/"))] | length' <<<"$dump") nodes, $(jq --arg p "$p" '[(.kvs // [])[] | .key | @base64d | select(startswith($p + "/subnets/"))] | length' <<<"$dump") subnet claims"
 	cat "$T_TMP/etcd_consistent.out"
 	[ ! -s "$T_TMP/etcd_consistent.out" ]
+}
+
+c_cmx_parallel() {
+	local auth; auth=$(c_auth_h)
+	rm -rf "$T_TMP/par"; mkdir -p "$T_TMP/par"
+	awk -v svc="$C_CM_SVC/$1" -v addr="$C_CM_ADDR" -v port="$C_CM_PORT" -v auth="$auth" \
+		-v dir="$T_TMP/par" '
+		function q(s) { gsub(/\\/, "\\\\", s); gsub(/"/, "\\\"", s); return "\"" s "\"" }
+		{
+			k = $1; body = substr($0, length($1) + 2)
+			if (NR > 1) print "next"
+			print "url = " q("http://" addr ":" (port + k - 1) "/" svc)
+			print "header = " q("Content-Type: application/json")
+			if (auth != "") print "header = " q(auth)
+			print "data = " q(body)
+			print "output = " q(dir "/" NR ".json")
+			print "max-time = 60"
+			print "write-out = \"" NR " %{http_code}\\n\""
+		}' "$2" >"$T_TMP/par.cfg"
+	nq cm curl -sS --no-progress-meter -Z --parallel-max 128 -K "$T_TMP/par.cfg" | sort -n
 }
