@@ -192,6 +192,8 @@ c_etcd_stop() {
 #                            P/subnets/<cidr> = name and every claim is in its
 #                            node's record; prints what does not (and the
 #                            counts on stderr), fails if anything
+#   c_etcd_restart I         start member I again (killed before) on its data
+#                            directory; waits until the cluster is healthy
 #   c_etcd_revision          etcd's current revision
 #   c_etcd_count PREFIX      how many keys start with PREFIX
 
@@ -309,4 +311,25 @@ c_cmx_parallel() {
 			print "write-out = \"" NR " %{http_code}\\n\""
 		}' "$2" >"$T_TMP/par.cfg"
 	nq cm curl -sS --no-progress-meter -Z --parallel-max 128 -K "$T_TMP/par.cfg" | sort -n
+}
+
+c_etcd_restart() {
+	local i=$1 tls=()
+	c_etcd_down "$i" || { t_log "c_etcd_restart $i: member m$i still runs"; return 1; }
+	if [ "$C_ETCD_TLS" = 1 ]; then
+		tls=(--cert-file "$C_ETCD_PKI/server.pem" --key-file "$C_ETCD_PKI/server.key"
+			--client-cert-auth --trusted-ca-file "$C_ETCD_CA")
+	fi
+	# The data directory knows the cluster: the --initial-* flags are unused.
+	c_spawn "etcd$i" "$C_LOGDIR/etcd$i.restart.log" ip netns exec "$(t_ns "$C_ETCD_NS")" etcd --name "m$i" \
+		--data-dir "$T_TMP/etcd/m$i" \
+		--listen-client-urls "$(c_etcd_url "$i")" --advertise-client-urls "$(c_etcd_url "$i")" \
+		--listen-peer-urls "$(c_etcd_peer_url "$i")" \
+		--initial-advertise-peer-urls "$(c_etcd_peer_url "$i")" "${tls[@]}"
+	t_wait "etcd member m$i back" "${C_ETCD_START_TIMEOUT:-60}" c_etcd_member_healthy "$i"
+}
+c_etcd_member_healthy() {
+	# shellcheck disable=SC2046 # the TLS arguments are words
+	ETCDCTL_API=3 nq "$C_ETCD_NS" etcdctl --endpoints "$(c_etcd_url "$1")" $(c_etcd_tls_args) \
+		--command-timeout=2s endpoint health
 }
