@@ -296,11 +296,14 @@ static int mig_set_prefix(struct mig_opts *o, const char *arg, char *err, size_t
 
 	while (len > 1 && arg[len - 1] == '/')
 		len--;
-	if (arg[0] != '/' || len < 2 || len >= sizeof(o->prefix)) {
+	if (arg[0] != '/' || len >= sizeof(o->prefix)) {
 		snprintf(err, errlen, "--etcd-prefix: invalid prefix `%s' (want e.g. "
 			 CM_ETCD_PREFIX_DEFAULT ")", arg);
 		return -EINVAL;
 	}
+	/* "/": the keys at etcd's root (/nodes/..), as the daemon does. */
+	if (len == 1)
+		len = 0;
 	memcpy(o->prefix, arg, len);
 	o->prefix[len] = '\0';
 	return 0;
