@@ -60,6 +60,13 @@ rev=$(c_cmx_json 2 WatchPeers '{"nodeName":"w0"}' | jq -r '.revision')
 t_ok "WatchPeers answers a revision" c_match "$rev" '^[0-9]+$'
 watchers() { nq cm curl -sf -m 5 "$(c_cmx_url 2)/metrics" | awk '$1 == "wgcni_watchers" {print $2}'; }
 auth=$(c_auth_h)
+settled() {
+	local out
+	out=$(c_cmx_json 2 WatchPeers "{\"nodeName\":\"w0\",\"sinceRevision\":\"$rev\",\"waitSeconds\":0}") || return 1
+	[ "$(jq '.peers // [] | length' <<<"$out")" = 0 ] && return 0
+	rev=$(jq -r .revision <<<"$out")
+	return 1
+}
 lat=()
 for j in 1 2 3 4 5; do
 	rm -f "$T_TMP/poll.done"
@@ -79,6 +86,9 @@ for j in 1 2 3 4 5; do
 	t_eq "poll $j brings w$j" "w$j" \
 		"$(jq -r --arg n "w$j" '[.peers[]?.name | select(. == $n)] | join(",")' "$T_TMP/poll.json")"
 	rev=$(jq -r '.revision' "$T_TMP/poll.json")
+	# RegisterKey on etcd may be more than one revision (the key, then the
+	# gateway settings): catch up before the next poll.
+	t_ok "poll $j: manager 2 settles" t_wait "no change after $rev" 5 settled
 done
 t_log "cross-manager wake-up latency (ms): ${lat[*]}"
 
