@@ -21,7 +21,7 @@ c_cm_host
 c_etcd_start 3
 for k in 1 2 3; do c_cmx_start "$k"; done
 
-register() { # K NAME: allocate and register a fresh key
+register() { # K NAME: allocate (again: the same subnet) and register a fresh key
 	c_cmx_json "$1" AllocateSubnet "{\"nodeName\":\"$2\"}" >/dev/null &&
 	c_cmx_json "$1" RegisterKey "{\"nodeName\":\"$2\",\"publicKey\":\"$(c_pubkey)\",\"endpoint\":\"192.0.2.$((RANDOM % 250 + 1)):51820\"}" >/dev/null
 }
@@ -34,7 +34,19 @@ agree() { # every running manager lists what manager $1 lists
 # watcher) is answered with NAME after NAME registers through CHANGEK.
 watch_wakes() {
 	local wk=$1 ck=$2 name=$3 rev auth pid
+	# Allocated first: an allocation is a change too (peers see none).
+	c_cmx_json "$ck" AllocateSubnet "{\"nodeName\":\"$name\"}" >/dev/null || return 1
 	rev=$(c_cmx_json "$wk" WatchPeers '{"nodeName":"watcher"}' | jq -r '.revision') || return 1
+	# Caught up: nothing after rev (a RegisterKey on etcd may be two
+	# revisions, the key then the gateway settings).
+	settled() {
+		local out
+		out=$(c_cmx_json "$wk" WatchPeers "{\"nodeName\":\"watcher\",\"sinceRevision\":\"$rev\",\"waitSeconds\":0}") || return 1
+		[ "$(jq '.peers // [] | length' <<<"$out")" = 0 ] && [ "$(jq '.removed // [] | length' <<<"$out")" = 0 ] && return 0
+		rev=$(jq -r .revision <<<"$out")
+		return 1
+	}
+	t_wait "manager $wk caught up" 5 settled || return 1
 	auth=$(c_auth_h)
 	rm -f "$T_TMP/poll.json"
 	nq cm curl -sS -m 30 -H 'Content-Type: application/json' ${auth:+-H "$auth"} \
@@ -45,7 +57,8 @@ watch_wakes() {
 	t_wait_eq "a watcher on manager $wk" 10 1 watchers || { kill "$pid"; wait "$pid"; return 1; }
 	register "$ck" "$name" || { kill "$pid"; wait "$pid"; return 1; }
 	wait "$pid" || return 1
-	jq -e --arg n "$name" '[.peers[]?.name] | index($n)' "$T_TMP/poll.json" >/dev/null
+	jq -e --arg n "$name" '[.peers[]?.name] | index($n)' "$T_TMP/poll.json" >/dev/null ||
+		{ t_log "the poll on manager $wk answered without $name: $(head -c 300 "$T_TMP/poll.json")"; return 1; }
 }
 
 for i in $(seq 1 30); do register $((1 + i % 3)) "n$i"; done
