@@ -203,7 +203,7 @@ for method in $METHODS; do
 		nodes=$(ip netns exec "$NS" curl -sf -m 5 "http://127.0.0.1:$((8080 + k - 1))/metrics" |
 			awk '$1 == "wgcni_nodes" { print $2 }')
 		if [ "$DATASTORE" = etcd ]; then
-			db="etcd_db_kib=$(du -sk "$TMP/etcd/m1" | cut -f1)"
+			db="etcd_db_kib=$(du -k "$TMP/etcd/m1/member/snap/db" | cut -f1)"
 		else
 			db="db_kib=$(du -k "$TMP/state/cluster.db" | cut -f1)"
 		fi

@@ -90,6 +90,7 @@ struct mig {
 	struct mig_opts o;
 	struct cm_mig_node *nodes;
 	size_t n_nodes, n_subnets[CM_NFAM];
+	int64_t sqlite_revision; /* meta's revision: what the nodes may hold */
 	/* Every node's keys, node i's from kv_first[i] on: nodes/, subnets/.., seen/. */
 	struct mig_kv *kvs;
 	size_t n_kvs, *kv_first;
@@ -625,6 +626,11 @@ static int mig_read_db(struct mig *m, char *err, size_t errlen)
 			 "external delete', or stay on sqlite)", path, external);
 		goto out;
 	}
+	ret = mig_int(db, "SELECT value FROM meta WHERE key = 'revision'", &m->sqlite_revision);
+	if (ret) {
+		snprintf(err, errlen, "cannot read the revision: %s", sqlite3_errmsg(db));
+		goto out;
+	}
 	ret = mig_read_nodes(m, db, err, errlen);
 	if (!ret)
 		ret = mig_read_subnets(m, db, err, errlen);
@@ -958,6 +964,15 @@ static void mig_report(const struct mig *m, size_t n_txns, int64_t revision)
 	       m->n_subnets[CM_V4], m->n_subnets[CM_V6], m->o.state_dir, m->o.prefix, n_txns,
 	       revision);
 	printf("%s %s\n", m->config.key, m->config.value);
+	/* The nodes' revisions are SQLite's, etcd's are another count: a node
+	 * asking for changes since a SQLite revision that etcd has passed by
+	 * then gets a delta of etcd's numbering, and misses what changed in
+	 * between (docs/ha.md). */
+	if (m->sqlite_revision > revision)
+		printf("note: nodes hold SQLite revisions up to %" PRId64 ", etcd is at %" PRId64
+		       ": restart node managers that were not connected to a cluster manager on "
+		       "etcd before etcd's revision passes %" PRId64 " (docs/ha.md, \"Revisions\")\n",
+		       m->sqlite_revision, revision, m->sqlite_revision);
 	printf("next: start the cluster managers with --datastore etcd --etcd-prefix %s and "
 	       "the same --cluster-cidr flags, at the addresses the nodes know; keep the "
 	       "SQLite manager stopped\n", m->o.prefix);

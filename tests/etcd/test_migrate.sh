@@ -84,6 +84,8 @@ t_log "migrate took $(( ($(date +%s%N) - start) / 1000000 )) ms: $(tail -n 3 "$T
 cat "$T_TMP/mig.err" >&2
 t_ok "  says it migrated 3 nodes, 3 IPv4 subnets" \
 	grep -q "migrated 3 node(s), 3 IPv4 and 0 IPv6 subnet(s)" "$T_TMP/mig.out"
+t_ok "  warns that the nodes' SQLite revisions are ahead of etcd's" \
+	grep -q "^note: nodes hold SQLite revisions up to [0-9]*, etcd is at [0-9]*" "$T_TMP/mig.out"
 t_ok "etcd's contents are consistent" c_etcd_consistent
 etcd_nodes() {
 	c_etcdctl get --prefix /wgcni/nodes/ -w json | jq -r '[(.kvs // [])[]
