@@ -38,7 +38,6 @@ for i in 1 2; do ADDR_BEFORE[$i]=$(c_node_addr "$i"); done
 
 c_etcd_start 3
 migrate() {
-	# shellcheck disable=SC2046 # C_CIDR flags are words
 	nq cm "$MIG_BIN" migrate "$@" >"$T_TMP/mig.out" 2>"$T_TMP/mig.err"
 }
 mig_rc() { local rc=0; migrate "$@" || rc=$?; echo "$rc"; }
