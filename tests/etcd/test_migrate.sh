@@ -9,6 +9,8 @@
 # refuses a second time without writing. Two cluster managers on etcd then
 # start at the addresses the nodes know (--cluster-manager URL1,URL2): the
 # nodes keep their subnets, find their way back and still reach each other.
+# Last, the same state into an etcd member that wants TLS and a client
+# certificate (--etcd-ca-file, --etcd-cert-file, --etcd-key-file).
 # Needs `make all sanitized`; migrate itself runs sanitized.
 . "$(dirname "$0")/../lib_cluster.sh"
 
@@ -132,6 +134,23 @@ t_ok "the nodes still mesh" t_wait "mesh" 20 c_converged
 t_ok "c1a still reaches c2a" c_ping c1a "${C_ADDR[c2a]}"
 t_ok "c2a reaches c1a" c_ping c2a "${C_ADDR[c1a]}"
 t_ok "etcd's contents are still consistent" c_etcd_consistent
+
+# Into an etcd that wants TLS and a client certificate (a member of its
+# own; the SQLite state is still there, its manager still stopped).
+C_ETCD_TLS=1
+c_etcd_start 1
+TLS=(--from sqlite --state-dir "$C_CM_STATE" --to etcd --etcd-endpoints "$C_ETCD_ENDPOINTS")
+t_eq "migrate to TLS etcd without its CA: exit 1" 1 "$(mig_rc "${TLS[@]}")"
+t_ok "  says the certificate is not trusted" grep -q "not trusted" "$T_TMP/mig.err"
+t_eq "migrate to TLS etcd without a client certificate: exit 1" 1 \
+	"$(mig_rc "${TLS[@]}" --etcd-ca-file "$C_ETCD_CA")"
+t_eq "migrate --etcd-cert-file without --etcd-key-file: exit 2" 2 \
+	"$(mig_rc "${TLS[@]}" --etcd-ca-file "$C_ETCD_CA" --etcd-cert-file "$C_ETCD_CERT")"
+t_eq "migrate to TLS etcd with the CA and a client certificate: exit 0" 0 \
+	"$(mig_rc "${TLS[@]}" --etcd-ca-file "$C_ETCD_CA" --etcd-cert-file "$C_ETCD_CERT" --etcd-key-file "$C_ETCD_KEY")"
+cat "$T_TMP/mig.err" >&2
+t_eq "  etcd holds every node with its subnets and key" "$BEFORE" "$(etcd_nodes)"
+t_ok "  consistent" c_etcd_consistent
 
 c_cmx_stop_all
 c_leak_check
