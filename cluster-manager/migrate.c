@@ -725,6 +725,8 @@ static const char *mig_strerror(int ret)
 		return "etcd's database is full";
 	case -EPROTO:
 		return "an answer from etcd that cannot be decoded";
+	case -EINVAL:
+		return "etcd refused the request as invalid (is its --max-txn-ops below 128?)";
 	}
 	return strerror(-ret);
 }
