@@ -374,10 +374,9 @@ static int cm_validate(struct cm_opts *o, char *err, size_t errlen)
 			return -EINVAL;
 		}
 		/* Not kept in etcd in this version: refused rather than half done. */
-		if (o->node_ttl_ms || o->delete_after_ms || o->cfg.n_external) {
-			snprintf(err, errlen, "%s is not supported with --datastore etcd yet",
-				 o->cfg.n_external ? "--external-cidr" : o->node_ttl_ms ?
-				 "--node-ttl" : "--delete-after");
+		if (o->cfg.n_external) {
+			snprintf(err, errlen, "--external-cidr is not supported with --datastore "
+				 "etcd yet");
 			return -EINVAL;
 		}
 	} else if (o->eo.endpoints || o->eo.ca_file || o->eo.cert_file || o->eo.key_file) {

@@ -73,10 +73,13 @@ struct cm_node {
 	 * stale, on the state's monotonic clock, and its place in the live or
 	 * the stale list, each in that order. */
 	bool stale;
+	bool stale_logged;
 	bool linked;
 	uint64_t seen_ms, stale_ms;
 	struct cm_node *seen_prev, *seen_next;
-	/* etcd: removed from memory, freed at the next poll (state_etcd.c). */
+	/* etcd (state_etcd.c): the lastSeen stored there; removed from
+	 * memory, freed at the next poll. */
+	time_t seen_stored;
 	struct cm_node *gone_next;
 };
 
@@ -104,7 +107,8 @@ struct cm_state *cm_state_open(const char *dir, const struct cm_config *cfg,
  * revision order, whichever manager made the change), and a manager's own
  * change is answered once its watch has shown it. Revisions are etcd's.
  * Subnets are claimed by compare-and-swap (store_etcd_keys.h). Stale nodes
- * (--node-ttl) and external peers are not kept in etcd in this version.
+ * work as with SQLite, every manager deciding from the lastSeen all of them
+ * store; external peers are not kept in etcd in this version.
  */
 struct cm_etcd_opts {
 	const char *endpoints; /* --etcd-endpoints */

@@ -46,6 +46,15 @@
 #define CM_ETCD_TRIES 16
 /* How long an answer waits for the watch to show its own change. */
 #define CM_ETCD_CATCH_UP_MS 5000
+/* lastSeen is stored when it moved by at least this much: a node's key is
+ * written at most every 5 minutes however often it calls (10,000 nodes:
+ * 2,000 key writes a minute in 16 transactions, not one per call). Memory
+ * has the exact time of the calls a manager answered. */
+#define CM_ETCD_SEEN_STEP 300
+/* After etcd could not be reached or could not decide, writes fail at once
+ * for this long rather than each holding the loop for a request timeout
+ * (reads are answered from memory meanwhile). */
+#define CM_ETCD_BACKOFF_MS 1000
 /* etcd's limit of operations in one transaction. */
 #define CM_ETCD_TXN_OPS 128
 #define CM_ETCD_KEY_MAX (1024 + CM_NAME_MAX)
@@ -73,6 +82,7 @@ struct cm_etcd {
 	struct cm_etcd_batch *head, *tail; /* queued by the watch thread */
 	int failed;                         /* the watch cannot go on (under mu) */
 	int64_t applied; /* highest revision applied to memory */
+	int64_t down_until_ms, down_err; /* CM_ETCD_BACKOFF_MS */
 	struct cm_node *graveyard;
 };
 
@@ -249,6 +259,28 @@ static int cm_etcd_node_put(struct cm_state *st, const char *name, const char *v
 	cm_node_refresh(node);
 	cm_ext_node_refresh(node);
 	cm_touch_mod(st, node, (uint64_t)rev);
+	/* Its record changed: it called a manager, it is live. */
+	cm_stale_seen(st, node);
+	cm_etcd_bump(st, rev);
+	return 0;
+}
+
+/* A tombstone newer than its peer's record: the peer is stale (stale.c). */
+static int cm_etcd_tomb_put(struct cm_state *st, const char *name, int64_t rev)
+{
+	struct cm_node *node = cm_state_find(st, name);
+	int ret;
+
+	/* No node: the tombstone of its deletion, which was the change. */
+	if (!node || !node->public_key[0] || node->stale ||
+	    (uint64_t)rev <= node->mod_revision)
+		return 0;
+	ret = cm_tomb_reserve(st);
+	if (ret)
+		return ret;
+	cm_tomb_push(st, name, (uint64_t)rev);
+	cm_tomb_prune(st);
+	cm_stale_mark_mem(st, node, cm_stale_now(st));
 	cm_etcd_bump(st, rev);
 	return 0;
 }
@@ -304,12 +336,15 @@ static void cm_etcd_seen(struct cm_state *st, const char *name, const char *valu
 	t = strtoll(value, &end, 10);
 	if (!node || errno || *end || end == value)
 		return;
+	/* Seen by another manager (or this one, reported back): live. */
+	if (!node->stale)
+		cm_stale_seen(st, node);
+	node->seen_stored = (time_t)t;
 	if ((time_t)t > node->last_seen)
 		node->last_seen = (time_t)t;
 }
 
-/* One change under the prefix; what is not ours (config, tombstones: the
- * deletion that wrote one is what counts) is skipped. */
+/* One change under the prefix; what is not ours (the config) is skipped. */
 static int cm_etcd_apply(struct cm_state *st, const struct cm_etcd_ev *ev)
 {
 	struct cm_etcd *x = st->etcd;
@@ -323,6 +358,8 @@ static int cm_etcd_apply(struct cm_state *st, const struct cm_etcd_ev *ev)
 		ret = cm_etcd_subnet(st, rest, ev->value, ev->del);
 	else if ((rest = cm_etcd_key_rest(x, ev->key, CM_ETCD_SEEN)) && !ev->del)
 		cm_etcd_seen(st, rest, ev->value);
+	else if ((rest = cm_etcd_key_rest(x, ev->key, CM_ETCD_TOMBSTONES)) && !ev->del)
+		ret = cm_etcd_tomb_put(st, rest, ev->mod_revision);
 	if (ev->mod_revision > x->applied)
 		x->applied = ev->mod_revision;
 	return ret;
@@ -476,21 +513,28 @@ static int cm_etcd_event_fd(const struct cm_state *st)
 
 /* --- changes ---------------------------------------------------------------- */
 
+enum cm_etcd_change {
+	CM_ETCD_PUT,    /* the record, and claims */
+	CM_ETCD_DELETE, /* the node, its claims and lastSeen; a tombstone */
+	CM_ETCD_STALE,  /* a tombstone only: the peer is stale */
+};
+
 /*
  * One try of a change to the node called name, whose state in memory is
- * node (NULL: absent): put rec (NULL: delete the node, its claims and
- * lastSeen, leaving a tombstone) and claim the subnets in claim[] (""
- * where none). 1 done and in memory, 0 another manager got there first
- * (memory has caught up with it: look again), or negative errno.
+ * node (NULL: absent): what says (put rec and claim the subnets in claim[],
+ * "" where none; or delete it; or mark it stale). 1 done and in memory, 0
+ * another manager got there first (memory has caught up with it: look
+ * again), or negative errno.
  */
 static int cm_etcd_try(struct cm_state *st, const char *name, const struct cm_node *node,
-		       const struct cm_etcd_rec *rec, char claim[CM_NFAM][IPNET_STRLEN])
+		       enum cm_etcd_change what, const struct cm_etcd_rec *rec,
+		       char claim[CM_NFAM][IPNET_STRLEN])
 {
 	struct cm_etcd *x = st->etcd;
 	char keys[2 + 2 * CM_NFAM][CM_ETCD_KEY_MAX];
 	char *nodekey = keys[0], *tombkey = keys[1], *value = NULL;
 	struct etcd_cmp cmp[1 + CM_NFAM];
-	struct etcd_op ok[2 + CM_NFAM], fail[2 + CM_NFAM];
+	struct etcd_op ok[3 + CM_NFAM], fail[2 + CM_NFAM];
 	struct etcd_txn t = { .compare = cmp, .success = ok, .failure = fail };
 	struct etcd_txn_result res;
 	int64_t target = 0;
@@ -506,7 +550,10 @@ static int cm_etcd_try(struct cm_state *st, const char *name, const struct cm_no
 		.number = node ? (int64_t)node->mod_revision : 0 };
 	fail[t.n_failure++] = (struct etcd_op){ .type = ETCD_OP_RANGE, .key = nodekey };
 	fail[t.n_failure++] = (struct etcd_op){ .type = ETCD_OP_RANGE, .key = tombkey };
-	if (rec) {
+	if (what == CM_ETCD_STALE) {
+		ok[t.n_success++] = (struct etcd_op){ .type = ETCD_OP_PUT, .key = tombkey,
+						      .value = "", .value_len = 0 };
+	} else if (what == CM_ETCD_PUT) {
 		value = cm_etcd_rec_json(rec);
 		if (!value)
 			return -ENOMEM;
@@ -546,7 +593,16 @@ static int cm_etcd_try(struct cm_state *st, const char *name, const struct cm_no
 		ok[t.n_success++] = (struct etcd_op){ .type = ETCD_OP_DELETE,
 						      .key = keys[2 + CM_NFAM] };
 	}
+	if (sys_now_ms() < x->down_until_ms) {
+		ret = (int)x->down_err;
+		goto out;
+	}
 	ret = etcd_txn(x->e, &t, &res);
+	if (ret == -ECONNREFUSED || ret == -ETIMEDOUT || ret == -EHOSTUNREACH ||
+	    ret == -ECONNRESET || ret == -EAGAIN) {
+		x->down_until_ms = sys_now_ms() + CM_ETCD_BACKOFF_MS;
+		x->down_err = ret;
+	}
 	if (ret)
 		goto out_res;
 	if (res.succeeded) {
@@ -613,7 +669,7 @@ static int cm_etcd_allocate(struct cm_state *st, const char *name, struct cm_nod
 			*out = node;
 			return cm_state_touch(st, node) < 0 ? -EIO : 0;
 		}
-		ret = cm_etcd_try(st, name, node, &rec, claim);
+		ret = cm_etcd_try(st, name, node, CM_ETCD_PUT, &rec, claim);
 		if (ret == 1) {
 			for (int f = 0; f < CM_NFAM; f++)
 				if (claim[f][0])
@@ -632,7 +688,8 @@ static int cm_etcd_allocate(struct cm_state *st, const char *name, struct cm_nod
 
 /* A change of the node's record, fields from memory but what change() sets. */
 static int cm_etcd_update(struct cm_state *st, struct cm_node *node,
-			  void (*change)(struct cm_etcd_rec *r, const void *arg), const void *arg)
+			  void (*change)(struct cm_etcd_rec *r, const void *arg), const void *arg,
+			  bool touch)
 {
 	char name[CM_NAME_MAX + 1];
 	int ret;
@@ -646,13 +703,14 @@ static int cm_etcd_update(struct cm_state *st, struct cm_node *node,
 		if (!cur)
 			return -ENOENT;
 		cm_etcd_rec_of(cur, &rec);
-		change(&rec, arg);
-		ret = cm_etcd_try(st, name, cur, &rec, claim);
+		if (change)
+			change(&rec, arg);
+		ret = cm_etcd_try(st, name, cur, CM_ETCD_PUT, &rec, claim);
 	});
 	if (ret < 0)
 		return ret;
 	node = cm_state_find(st, name);
-	if (node)
+	if (node && touch)
 		cm_state_touch(st, node);
 	return 0;
 }
@@ -680,7 +738,7 @@ static int cm_etcd_register(struct cm_state *st, struct cm_node *node, const cha
 		return cm_state_touch(st, node) < 0 ? -EIO : 0;
 	if (strlen(public_key) > WG_KEY_B64_LEN || strlen(endpoint) > CM_ENDPOINT_MAX)
 		return -EINVAL;
-	ret = cm_etcd_update(st, node, cm_etcd_set_key, &a);
+	ret = cm_etcd_update(st, node, cm_etcd_set_key, &a, true);
 	if (!ret)
 		log_info("key registered", "node=%s public_key=%s endpoint=%s", node->name,
 			 public_key, endpoint);
@@ -712,7 +770,23 @@ static int cm_etcd_node_info(struct cm_state *st, struct cm_node *node, const ch
 		return 0;
 	if (strlen(location) > CM_NAME_MAX || strlen(public_endpoint) > CM_ENDPOINT_MAX)
 		return -EINVAL;
-	return cm_etcd_update(st, node, cm_etcd_set_info, &a);
+	return cm_etcd_update(st, node, cm_etcd_set_info, &a, true);
+}
+
+/* A stale peer: its tombstone, if its record is still what memory has. */
+static int cm_etcd_mark_stale(struct cm_state *st, struct cm_node *node)
+{
+	char claim[CM_NFAM][IPNET_STRLEN] = { "" };
+
+	return cm_etcd_try(st, node->name, node, CM_ETCD_STALE, NULL, claim);
+}
+
+/* A stale peer called: its record again, at a new revision (the watch
+ * makes it live, here and on every manager). */
+static int cm_etcd_revive(struct cm_state *st, struct cm_node *node, time_t now)
+{
+	(void)now;
+	return cm_etcd_update(st, node, NULL, NULL, false);
 }
 
 static int cm_etcd_delete(struct cm_state *st, const char *name)
@@ -725,13 +799,13 @@ static int cm_etcd_delete(struct cm_state *st, const char *name)
 
 		if (!node)
 			return -ENOENT;
-		ret = cm_etcd_try(st, name, node, NULL, claim);
+		ret = cm_etcd_try(st, name, node, CM_ETCD_DELETE, NULL, claim);
 	});
 	return ret < 0 ? ret : 0;
 }
 
-/* lastSeen: one put per node seen since the last flush, CM_ETCD_TXN_OPS to
- * a transaction (no compares: a late one for a deleted node leaves a key
+/* lastSeen: one put per node seen CM_ETCD_SEEN_STEP after what is stored,
+ * CM_ETCD_TXN_OPS to a transaction (no compares: a late one for a deleted node leaves a key
  * that is ignored and overwritten if the name comes back). */
 static int cm_etcd_flush_seen(struct cm_state *st)
 {
@@ -739,9 +813,13 @@ static int cm_etcd_flush_seen(struct cm_state *st)
 	char (*keys)[CM_ETCD_KEY_MAX], vals[CM_ETCD_TXN_OPS][24];
 	struct etcd_op ops[CM_ETCD_TXN_OPS];
 	struct cm_node *batch[CM_ETCD_TXN_OPS];
+	time_t step = CM_ETCD_SEEN_STEP;
 	size_t i = 0;
 	int ret = 0;
 
+	/* With a ttl, the others must hear well within it (stale.c). */
+	if (st->ttl_ms && st->ttl_ms / 8000 < (uint64_t)step)
+		step = (time_t)(st->ttl_ms / 8000);
 	keys = malloc(CM_ETCD_TXN_OPS * sizeof(*keys));
 	if (!keys)
 		return -ENOMEM;
@@ -754,8 +832,13 @@ static int cm_etcd_flush_seen(struct cm_state *st)
 			struct cm_node *node = st->nodes[i];
 			size_t k = t.n_success;
 
-			if (!node->seen_dirty || cm_etcd_key(x, keys[k], CM_ETCD_SEEN, node->name))
+			if (!node->seen_dirty)
 				continue;
+			if (node->last_seen - node->seen_stored < step ||
+			    cm_etcd_key(x, keys[k], CM_ETCD_SEEN, node->name)) {
+				node->seen_dirty = false;
+				continue;
+			}
 			snprintf(vals[k], sizeof(vals[k]), "%lld", (long long)node->last_seen);
 			ops[k] = (struct etcd_op){ .type = ETCD_OP_PUT, .key = keys[k],
 						   .value = vals[k], .value_len = strlen(vals[k]) };
@@ -826,6 +909,8 @@ static const struct cm_store_ops cm_etcd_ops = {
 	.register_key = cm_etcd_register,
 	.node_info = cm_etcd_node_info,
 	.delete_node = cm_etcd_delete,
+	.mark_stale = cm_etcd_mark_stale,
+	.revive = cm_etcd_revive,
 	.flush_seen = cm_etcd_flush_seen,
 	.pending = cm_etcd_pending,
 	.commit = cm_etcd_commit,
@@ -990,8 +1075,14 @@ static int cm_etcd_load(struct cm_state *st, int64_t *rev, char *err, size_t err
 			continue;
 		ret = cm_tomb_reserve(st);
 		if (!ret) {
-			cm_tomb_push(st, name, (uint64_t)kvs[3].kvs[i].mod_revision);
-			cm_etcd_bump(st, kvs[3].kvs[i].mod_revision);
+			struct cm_node *node = cm_state_find(st, name);
+			int64_t trev = kvs[3].kvs[i].mod_revision;
+
+			cm_tomb_push(st, name, (uint64_t)trev);
+			cm_etcd_bump(st, trev);
+			/* A peer's tombstone newer than its record: stale. */
+			if (node && node->public_key[0] && (uint64_t)trev > node->mod_revision)
+				cm_stale_mark_mem(st, node, cm_stale_now(st));
 		}
 	}
 	cm_tomb_prune(st);

@@ -32,6 +32,11 @@ struct cm_store_ops {
 	int (*node_info)(struct cm_state *st, struct cm_node *node, const char *location,
 			 bool gateway, const char *public_endpoint, bool *changed);
 	int (*delete_node)(struct cm_state *st, const char *name);
+	/* Stale nodes (stale.c): a peer's tombstone, 1 done (and in memory's
+	 * history), 0 the node changed meanwhile (live: nothing to do); its
+	 * record again at a new revision (0). */
+	int (*mark_stale)(struct cm_state *st, struct cm_node *node);
+	int (*revive)(struct cm_state *st, struct cm_node *node, time_t now);
 	int (*flush_seen)(struct cm_state *st);
 	bool (*pending)(const struct cm_state *st);
 	int (*commit)(struct cm_state *st);
@@ -95,6 +100,8 @@ void cm_subnet_release(struct cm_state *st, const struct ipnet *net);
 int cm_sqlite_node_info(struct cm_state *st, struct cm_node *node, const char *location,
 			bool gateway, const char *public_endpoint, bool *changed);
 bool cm_sqlite_pending(const struct cm_state *st);
+int cm_sqlite_mark_stale(struct cm_state *st, struct cm_node *node);
+int cm_sqlite_revive(struct cm_state *st, struct cm_node *node, time_t now);
 int cm_sqlite_commit(struct cm_state *st);
 
 /* One statement to completion; types: 't' const char *, 'i' int64_t per
@@ -125,6 +132,10 @@ void cm_tomb_prune(struct cm_state *st);
 void cm_stale_link(struct cm_state *st, struct cm_node *node);
 void cm_stale_unlink(struct cm_state *st, struct cm_node *node);
 void cm_stale_seen(struct cm_state *st, struct cm_node *node);
+/* The node is stale now (memory: its lists; the tombstone is the store's). */
+void cm_stale_mark_mem(struct cm_state *st, struct cm_node *node, uint64_t now_ms);
+/* The monotonic clock of the stale lists. */
+uint64_t cm_stale_now(const struct cm_state *st);
 
 /* After the nodes are loaded: their history order, tombstones, floor. */
 int cm_load_history(struct cm_state *st, char *err, size_t errlen);

@@ -18,10 +18,15 @@
  *                        transaction as the node's record, only if it does not
  *                        exist (createRevision == 0): no subnet is held twice.
  *   P/seen/<name>        decimal Unix seconds of the node's last call, written
- *                        in batches (at most every CM_SEEN_FLUSH_SECONDS).
- *   P/tombstones/<name>  empty; its mod_revision is when the peer was deleted
- *                        (WatchPeers' removedPeers). Put in the deletion's
- *                        transaction, deleted when the name comes back.
+ *                        in batches (at most every CM_SEEN_FLUSH_SECONDS, and
+ *                        only when it moved by 5 minutes, or an eighth of
+ *                        --node-ttl): how every manager knows who is stale.
+ *   P/tombstones/<name>  empty; its mod_revision is when the peer left the
+ *                        peer set (WatchPeers' removed): put in its deletion's
+ *                        transaction, or alone when it turned stale (a
+ *                        tombstone newer than the node's record). Kept, one
+ *                        per name ever deleted: a manager that starts lists
+ *                        them to rebuild the history.
  */
 #ifndef WGCNI_CM_STORE_ETCD_KEYS_H
 #define WGCNI_CM_STORE_ETCD_KEYS_H
