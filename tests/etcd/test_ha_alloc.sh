@@ -24,6 +24,9 @@ start=$(date +%s%N)
 c_cmx_parallel AllocateSubnet "$T_TMP/alloc1" >"$T_TMP/codes1"
 t_log "$N concurrent AllocateSubnet over 3 managers: $(( ($(date +%s%N) - start) / 1000000 )) ms"
 t_eq "$N answers 200" "$N" "$(awk '$2 == 200' "$T_TMP/codes1" | wc -l)"
+for i in $(awk '$2 != 200 {print $1}' "$T_TMP/codes1"); do
+	t_log "n$i through manager $((1 + i % 3)): HTTP $(awk -v n="$i" '$1 == n {print $2}' "$T_TMP/codes1"): $(cat "$T_TMP/par/$i.json")"
+done
 subnets() { local i; for i in $(seq 1 "$N"); do echo "n$i $(jq -r '.subnets | join(",")' "$T_TMP/par/$i.json" 2>/dev/null)"; done; }
 subnets >"$T_TMP/subnets1"
 t_eq "$N distinct subnets" "$N" "$(awk '$2 != "" {print $2}' "$T_TMP/subnets1" | sort -u | wc -l)"
