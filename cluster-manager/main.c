@@ -6,6 +6,7 @@
 #include "connect.h"
 #include "key.h"
 #include "log.h"
+#include "migrate.h"
 #include "opts.h"
 #include "sys.h"
 #include "rpc.h"
@@ -537,6 +538,8 @@ int main(int argc, char **argv)
 	char err[512], *token = NULL;
 	int ret, idx;
 
+	if (argc > 1 && !strcmp(argv[1], "migrate"))
+		return cm_migrate_main(argc - 1, argv + 1);
 	/* Whatever the umask we were started with, the state is ours alone:
 	 * the directory 0700, the database (and SQLite's -wal and -shm, which
 	 * take its mode) and the lock file 0600. */
