@@ -95,6 +95,7 @@ struct mig {
 	struct mig_kv *kvs;
 	size_t n_kvs, *kv_first;
 	struct mig_kv config;
+	struct mig_kv offset; /* P/revision-offset: the SQLite revision */
 	bool config_exists;
 	struct etcd *etcd;
 };
@@ -661,7 +662,12 @@ static int mig_build(struct mig *m, char *err, size_t errlen)
 	m->config.key = mig_key(m, CM_ETCD_CONFIG, "");
 	m->config.value = cm_migrate_config_json(&m->o.cfg);
 	m->config.create_only = true;
-	if (!m->kvs || !m->kv_first || !m->config.key || !m->config.value)
+	m->offset.key = mig_key(m, CM_ETCD_REVISION_OFFSET, "");
+	if (asprintf(&m->offset.value, "%" PRId64, m->sqlite_revision) < 0)
+		m->offset.value = NULL;
+	m->offset.create_only = true;
+	if (!m->kvs || !m->kv_first || !m->config.key || !m->config.value || !m->offset.key ||
+	    !m->offset.value)
 		goto err;
 	for (size_t i = 0; i < m->n_nodes; i++) {
 		const struct cm_mig_node *n = &m->nodes[i];
@@ -706,6 +712,8 @@ static void mig_free(struct mig *m)
 	free(m->kv_first);
 	free(m->config.key);
 	free(m->config.value);
+	free(m->offset.key);
+	free(m->offset.value);
 	mig_free_nodes(m);
 	etcd_free(m->etcd);
 }
@@ -823,6 +831,12 @@ static int mig_txn(struct mig *m, size_t start, size_t count, bool first, int64_
 			op[txn.n_success++] = (struct etcd_op){
 				.type = ETCD_OP_PUT, .key = m->config.key,
 				.value = m->config.value, .value_len = strlen(m->config.value) };
+		/* Served revisions go on from the SQLite one (the store adds it). */
+		cmp[txn.n_compare++] = (struct etcd_cmp){ .target = ETCD_CMP_CREATE,
+							  .key = m->offset.key };
+		op[txn.n_success++] = (struct etcd_op){
+			.type = ETCD_OP_PUT, .key = m->offset.key,
+			.value = m->offset.value, .value_len = strlen(m->offset.value) };
 	}
 	for (size_t i = from; i < to; i++) {
 		const struct mig_kv *kv = &m->kvs[i];
@@ -846,12 +860,15 @@ static int mig_txn(struct mig *m, size_t start, size_t count, bool first, int64_
 /* Deletes what migrate put in kvs[from, to) (and P/config when it wrote
  * it), each key only while it holds migrate's value. The number of keys
  * that could not be checked (etcd failing); keys changed since are kept. */
-static size_t mig_undo(struct mig *m, size_t from, size_t to, bool config)
+static size_t mig_undo(struct mig *m, size_t from, size_t to, bool config, bool first)
 {
 	size_t left = 0;
 
-	for (size_t i = from; i < to + (config ? 1 : 0); i++) {
-		const struct mig_kv *kv = i < to ? &m->kvs[i] : &m->config;
+	for (size_t i = from; i < to + 2; i++) {
+		const struct mig_kv *kv = i < to ? &m->kvs[i] : i == to ? &m->config : &m->offset;
+
+		if ((kv == &m->config && !config) || (kv == &m->offset && !first))
+			continue;
 		const struct etcd_cmp cmp = { .target = ETCD_CMP_VALUE, .key = kv->key,
 					      .value = kv->value, .value_len = strlen(kv->value) };
 		const struct etcd_op op = { .type = ETCD_OP_DELETE, .key = kv->key };
@@ -878,7 +895,8 @@ static int mig_write(struct mig *m, size_t *n_txns, int64_t *revision, char *err
 	do {
 		bool first = start == 0;
 
-		count = m->n_nodes ? cm_migrate_batch(m->nodes, m->n_nodes, start, first) : 0;
+		count = m->n_nodes ? cm_migrate_batch(m->nodes, m->n_nodes, start,
+						       first ? 2 : 0) : 0;
 		ret = mig_txn(m, start, count, first, revision, &maybe);
 		if (ret)
 			break;
@@ -899,7 +917,7 @@ static int mig_write(struct mig *m, size_t *n_txns, int64_t *revision, char *err
 		return ret;
 	/* The failed transaction too when its fate is unknown. */
 	left = mig_undo(m, 0, m->kv_first[maybe ? start + count : start],
-			config_written || (maybe && !m->config_exists));
+			config_written || (maybe && !m->config_exists), start || maybe);
 	if (left) {
 		size_t n = strlen(err);
 
@@ -966,15 +984,9 @@ static void mig_report(const struct mig *m, size_t n_txns, int64_t revision)
 	       m->n_subnets[CM_V4], m->n_subnets[CM_V6], m->o.state_dir, m->o.prefix, n_txns,
 	       revision);
 	printf("%s %s\n", m->config.key, m->config.value);
-	/* The nodes' revisions are SQLite's, etcd's are another count: a node
-	 * asking for changes since a SQLite revision that etcd has passed by
-	 * then gets a delta of etcd's numbering, and misses what changed in
-	 * between (docs/ha.md). */
-	if (m->sqlite_revision > revision)
-		printf("note: nodes hold SQLite revisions up to %" PRId64 ", etcd is at %" PRId64
-		       ": restart node managers that were not connected to a cluster manager on "
-		       "etcd before etcd's revision passes %" PRId64 " (docs/ha.md, \"Revisions\")\n",
-		       m->sqlite_revision, revision, m->sqlite_revision);
+	/* The nodes hold SQLite revisions: the managers serve etcd's plus
+	 * this, and a node from before gets a full set once. */
+	printf("%s %s\n", m->offset.key, m->offset.value);
 	printf("next: start the cluster managers with --datastore etcd --etcd-prefix %s and "
 	       "the same --cluster-cidr flags, at the addresses the nodes know; keep the "
 	       "SQLite manager stopped\n", m->o.prefix);

@@ -74,6 +74,7 @@ struct cm_etcd {
 	int failed;                         /* the watch cannot go on (under mu) */
 	int64_t applied; /* highest revision applied to memory */
 	int64_t down_until_ms, down_err; /* CM_ETCD_BACKOFF_MS */
+	uint64_t offset; /* P/revision-offset: added to etcd's revisions */
 	struct cm_node *graveyard;
 };
 
@@ -327,12 +328,17 @@ static void cm_etcd_seen(struct cm_state *st, const char *name, const char *valu
 		node->last_seen = (time_t)t;
 }
 
-/* One change under the prefix; what is not ours (the config) is skipped. */
-static int cm_etcd_apply(struct cm_state *st, const struct cm_etcd_ev *ev)
+/* One change under the prefix; what is not ours (the config) is skipped.
+ * Memory's revisions are etcd's plus the offset (CM_ETCD_REVISION_OFFSET). */
+static int cm_etcd_apply(struct cm_state *st, const struct cm_etcd_ev *etcd_ev)
 {
 	struct cm_etcd *x = st->etcd;
+	struct cm_etcd_ev shifted = *etcd_ev, *ev = &shifted;
 	const char *rest;
-	int ret = cm_etcd_ext_apply(st, ev);
+	int ret;
+
+	shifted.mod_revision += (int64_t)x->offset;
+	ret = cm_etcd_ext_apply(st, ev);
 
 	if (ret) {
 		ret = ret < 0 ? ret : 0;
@@ -345,8 +351,8 @@ static int cm_etcd_apply(struct cm_state *st, const struct cm_etcd_ev *ev)
 		cm_etcd_seen(st, rest, ev->value);
 	else if ((rest = cm_etcd_key_rest(x, ev->key, CM_ETCD_TOMBSTONES)) && !ev->del)
 		ret = cm_etcd_tomb_put(st, rest, ev->mod_revision);
-	if (ev->mod_revision > x->applied)
-		x->applied = ev->mod_revision;
+	if (etcd_ev->mod_revision > x->applied)
+		x->applied = etcd_ev->mod_revision;
 	return ret;
 }
 
@@ -558,8 +564,10 @@ void cm_etcd_tx_expect(struct cm_state *st, struct cm_etcd_tx *tx, const char *k
 
 	if (!cm_etcd_tx_room(tx, 1, 0, 1) || !(k = cm_etcd_tx_key(st, tx, kind, name)))
 		return;
+	/* Memory's revisions are etcd's plus the offset. */
 	tx->cmp[tx->n_cmp++] = (struct etcd_cmp){ .target = mod ? ETCD_CMP_MOD : ETCD_CMP_CREATE,
-						  .key = k, .number = (int64_t)mod };
+						  .key = k,
+						  .number = mod ? (int64_t)(mod - st->etcd->offset) : 0 };
 	tx->fail[tx->n_fail++] = (struct etcd_op){ .type = ETCD_OP_RANGE, .key = k };
 }
 
@@ -1105,6 +1113,36 @@ out:
 	return ret;
 }
 
+/* P/revision-offset, 0 when absent (a cluster that began on etcd). */
+static int cm_etcd_read_offset(struct cm_state *st, char *err, size_t errlen)
+{
+	struct cm_etcd *x = st->etcd;
+	char key[CM_ETCD_KEY_MAX], *end;
+	struct etcd_kv kv;
+	unsigned long long v;
+	int ret;
+
+	snprintf(key, sizeof(key), "%s%s", x->prefix, CM_ETCD_REVISION_OFFSET);
+	ret = etcd_get(x->e, key, &kv, NULL);
+	if (ret == -ENOENT)
+		return 0;
+	if (ret) {
+		snprintf(err, errlen, "etcd: cannot read `%s': %s", key, strerror(-ret));
+		return ret;
+	}
+	errno = 0;
+	v = strtoull((const char *)kv.value, &end, 10);
+	if (errno || *end || end == (const char *)kv.value || v > INT64_MAX / 2) {
+		snprintf(err, errlen, "etcd: `%s' is not a revision: `%.32s'", key,
+			 (const char *)kv.value);
+		ret = -EPROTO;
+	} else {
+		x->offset = v;
+	}
+	etcd_kv_free(&kv);
+	return ret;
+}
+
 static int cm_etcd_mod_cmp(const void *a, const void *b)
 {
 	const struct etcd_kv *x = a, *y = b;
@@ -1173,7 +1211,7 @@ static int cm_etcd_load(struct cm_state *st, int64_t *rev, char *err, size_t err
 		ret = cm_tomb_reserve(st);
 		if (!ret) {
 			struct cm_node *node = cm_state_find(st, name);
-			int64_t trev = kvs[TOMBS].kvs[i].mod_revision;
+			int64_t trev = kvs[TOMBS].kvs[i].mod_revision + (int64_t)st->etcd->offset;
 
 			cm_tomb_push(st, name, (uint64_t)trev);
 			cm_etcd_bump(st, trev);
@@ -1183,6 +1221,12 @@ static int cm_etcd_load(struct cm_state *st, int64_t *rev, char *err, size_t err
 		}
 	}
 	cm_tomb_prune(st);
+	/* A revision a node holds from before the offset (SQLite's, before
+	 * migrate) is not etcd's: a full set. */
+	if (st->floor < st->etcd->offset)
+		st->floor = st->etcd->offset;
+	if (st->revision < st->etcd->offset)
+		st->revision = st->committed = st->etcd->offset;
 	if (ret)
 		snprintf(err, errlen, "etcd: cannot load the state: %s", strerror(-ret));
 out:
@@ -1251,6 +1295,8 @@ struct cm_state *cm_state_open_etcd(const struct cm_etcd_opts *eo, const struct 
 		goto err;
 	}
 	ret = cm_etcd_check_config(st, err, errlen);
+	if (!ret)
+		ret = cm_etcd_read_offset(st, err, errlen);
 	if (ret)
 		goto err;
 	ret = cm_etcd_load(st, &rev, err, errlen);
@@ -1269,8 +1315,8 @@ struct cm_state *cm_state_open_etcd(const struct cm_etcd_opts *eo, const struct 
 		x->applied = rev;
 	st->last_flush = time(NULL);
 	log_info("etcd: state listed", "endpoint=%s prefix=%s nodes=%zu revision=%" PRIu64
-		 " store_revision=%" PRId64, etcd_endpoint(x->e), x->prefix, st->n_nodes,
-		 st->revision, rev);
+		 " store_revision=%" PRId64 " revision_offset=%" PRIu64, etcd_endpoint(x->e),
+		 x->prefix, st->n_nodes, st->revision, rev, x->offset);
 	return st;
 
 err:

@@ -9,6 +9,11 @@
  *                        "externalCidrs":[..]} (none: []); written
  *                        by the first manager (or migrate); a manager whose
  *                        flags differ refuses to start.
+ *   P/revision-offset    decimal, written once by migrate (absent: 0): the
+ *                        SQLite revision the nodes may hold. Every revision
+ *                        a manager serves is etcd's plus it, and the history
+ *                        starts there, so a node asking since a SQLite-era
+ *                        revision gets a full set, never a wrong delta.
  *   P/nodes/<name>       JSON {"subnets":["10.100.3.0/24",..],"publicKey":"..",
  *                        "endpoint":"..","location":"..","gateway":false,
  *                        "publicEndpoint":".."}: empty strings for what is not
@@ -42,6 +47,7 @@
 #define CM_ETCD_PREFIX_DEFAULT "/wgcni"
 
 #define CM_ETCD_CONFIG "/config"
+#define CM_ETCD_REVISION_OFFSET "/revision-offset"
 #define CM_ETCD_NODES "/nodes/"
 #define CM_ETCD_SUBNETS "/subnets/"
 #define CM_ETCD_SEEN "/seen/"

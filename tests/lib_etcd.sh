@@ -101,32 +101,6 @@ c_etcdctl() {
 }
 c_etcd_healthy() { c_etcdctl --command-timeout=2s endpoint health; }
 
-# c_cm2_start PORT [FLAGS]: a second cluster manager beside the harness' one
-# (namespace cm, 127.0.0.1:PORT, the same store flags, no token), started
-# and healthy; its PID in $C_CM2_PID, its URL in $C_CM2_URL. c_on URL CMD:
-# CMD (c_cm_json, c_cm_call, ...) against that manager.
-c_cm2_start() {
-	local port=$1; shift
-	C_CM2_URL=http://127.0.0.1:$port
-	# shellcheck disable=SC2046 # the datastore flags are words
-	c_spawn "cm$port" "$T_TMP/cm$port.log" ip netns exec "$(t_ns cm)" "$C_CM_BIN" \
-		--listen "127.0.0.1:$port" $(c_cm_datastore_flags) \
-		${C_CIDR:+--cluster-cidr "$C_CIDR"} "${C_CM_FLAGS[@]}" "$@"
-	eval "C_CM2_PID=\$T_PID_cm$port"
-	t_wait "cluster manager on :$port /healthz" 15 \
-		nq cm curl -sf -m 2 -o /dev/null "$C_CM2_URL/healthz"
-}
-c_on() { local url=$1; shift; C_CM_URL=$url "$@"; }
-# c_cm2_stop: TERM, its exit code in $C_CM2_RC.
-c_cm2_stop() {
-	kill -TERM "$C_CM2_PID" 2>/dev/null || true
-	t_wait "second cluster manager gone" 10 sh -c "! kill -0 $C_CM2_PID" || kill -KILL "$C_CM2_PID"
-	set +e
-	wait "$C_CM2_PID"
-	C_CM2_RC=$?
-	set -e
-}
-
 c_etcd_start() {
 	local n=$1 first i cluster="" eps="" tls=(); shift
 	first=$((C_ETCD_COUNT + 1))

@@ -58,6 +58,10 @@ t_eq "migrate --help: exit 0" 0 "$(mig_rc --help)"
 t_ok "  usage names --from sqlite" grep -q -- "--from sqlite" "$T_TMP/mig.out"
 
 t_ok "both nodes long-poll the SQLite manager" t_wait_eq "2 watchers" 20 2 c_cm_metric wgcni_watchers
+SQLITE_REV=$(c_cm_rpc WatchPeers '{"nodeName":"spare","sinceRevision":"0"}' | jq -r '.revision')
+# the peers every node knows: the nodes with a key (sorted)
+nodes_with_keys() { c_cm_rpc ListNodes '{}' | jq -r '[.nodes[] | select(.publicKey) | .name] | sort | join(" ")'; }
+KEYED=$(nodes_with_keys)
 c_cm_stop TERM
 t_eq "the SQLite manager stopped cleanly" 0 "$C_CM_RC"
 t_ok "containers still reach each other without a cluster manager" c_ping c1a "${C_ADDR[c2a]}"
@@ -85,8 +89,8 @@ t_log "migrate took $(( ($(date +%s%N) - start) / 1000000 )) ms: $(tail -n 3 "$T
 cat "$T_TMP/mig.err" >&2
 t_ok "  says it migrated 3 nodes, 3 IPv4 subnets" \
 	grep -q "migrated 3 node(s), 3 IPv4 and 0 IPv6 subnet(s)" "$T_TMP/mig.out"
-t_ok "  warns that the nodes' SQLite revisions are ahead of etcd's" \
-	grep -q "^note: nodes hold SQLite revisions up to [0-9]*, etcd is at [0-9]*" "$T_TMP/mig.out"
+t_ok "  stores the SQLite revision as the revision offset" \
+	grep -q "^/wgcni/revision-offset [0-9][0-9]*$" "$T_TMP/mig.out"
 t_ok "etcd's contents are consistent" c_etcd_consistent
 etcd_nodes() {
 	c_etcdctl get --prefix /wgcni/nodes/ -w json | jq -r '[(.kvs // [])[]
@@ -115,6 +119,19 @@ for k in 1 2; do
 	t_eq "cluster manager $k lists the migrated nodes" "$BEFORE" \
 		"$(c_cmx_json "$k" ListNodes '{}' | nodes_of)"
 done
+# Revisions go on from the SQLite one (P/revision-offset): a node that
+# comes back with a revision from before gets the full set, with what
+# joined on etcd since.
+t_ok "late joins through manager 1" c_cmx_json 1 AllocateSubnet '{"nodeName":"late"}'
+t_ok "  registers a key" c_cmx_json 1 RegisterKey "{\"nodeName\":\"late\",\"publicKey\":\"$(c_pubkey)\",\"endpoint\":\"192.0.2.99:51820\"}"
+w=$(c_cmx_json 2 WatchPeers "{\"nodeName\":\"spare\",\"sinceRevision\":\"$SQLITE_REV\"}")
+# (since the offset itself: every node is newer, a delta holding them all)
+t_eq "since the SQLite revision ($SQLITE_REV): every peer, late too" "$(echo $KEYED late | tr ' ' '\n' | sort | xargs)" \
+	"$(jq -r '[.peers[]?.name] | sort | join(" ")' <<<"$w")"
+w=$(c_cmx_json 2 WatchPeers "{\"nodeName\":\"spare\",\"sinceRevision\":\"$((SQLITE_REV - 1))\"}")
+t_eq "since an older SQLite revision: a full set" true "$(jq -r '.full // false' <<<"$w")"
+t_ok "  at a revision past the SQLite one" test "$(jq -r .revision <<<"$w")" -gt "$SQLITE_REV"
+t_ok "late deleted again" c_cmx_json 2 DeleteNode '{"nodeName":"late"}'
 got_subnet() { c_cmx_json 2 AllocateSubnet '{"nodeName":"spare"}' | jq -r '.subnets | join(",")'; }
 t_eq "the spare node gets its old subnet back" \
 	"$(tr ' ' '\n' <<<"$BEFORE" | awk -F= '$1 == "spare" {print $2}')" "$(got_subnet)"
