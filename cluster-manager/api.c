@@ -214,6 +214,7 @@ static int cm_register_key(struct connect_call *call, void *ctx)
 	const char *pub_ep;
 	char why[256];
 	uint64_t before;
+	struct cm_reg reg;
 	bool changed;
 	size_t n;
 	int ret;
@@ -248,16 +249,17 @@ static int cm_register_key(struct connect_call *call, void *ctx)
 	if (!cm_register_gateway_ok(call, req, &pub_ep, &ret))
 		return ret;
 	before = cm_state_revision(api->st);
-	ret = cm_state_register(api->st, node, canon, req->endpoint, &changed);
+	reg = (struct cm_reg){ canon, req->endpoint, req->location, pub_ep, req->gateway };
+	ret = cm_state_register_node(api->st, node, &reg, &changed);
 	if (ret)
 		return cm_fail_state(call, "registering the key", req->node_name, ret);
-	if (cm_state_revision(api->st) != before)
+	if (changed || cm_state_revision(api->st) != before)
 		cm_api_changed(api);
-	ret = cm_ext_node_info(api->st, node, req->location, req->gateway, pub_ep, &changed);
-	if (ret)
-		return cm_fail_state(call, "registering the gateway settings", req->node_name, ret);
-	if (changed)
-		cm_api_changed(api);
+	/* etcd: the node as the watch shows it now. */
+	node = cm_state_find(api->st, req->node_name);
+	if (!node)
+		return connect_fail(call, CONNECT_NOT_FOUND, "node \"%s\" not found",
+				    req->node_name);
 	cm_state_maybe_flush_seen(api->st, CM_SEEN_FLUSH_SECONDS);
 
 	msg = connect_call_alloc(call, sizeof(*msg));

@@ -610,6 +610,23 @@ int cm_state_register(struct cm_state *st, struct cm_node *node,
 							 changed));
 }
 
+int cm_state_register_node(struct cm_state *st, struct cm_node *node, const struct cm_reg *r,
+			   bool *changed)
+{
+	bool info;
+	int ret;
+
+	if (st->ops->register_node)
+		return cm_store_result(st, st->ops->register_node(st, node, r, changed));
+	/* One turn's transaction holds both (one commit, one revision seen). */
+	ret = cm_state_register(st, node, r->public_key, r->endpoint, changed);
+	if (!ret)
+		ret = cm_ext_node_info(st, node, r->location, r->gateway, r->public_endpoint, &info);
+	if (!ret)
+		*changed = *changed || info;
+	return ret;
+}
+
 int cm_state_delete(struct cm_state *st, const char *name)
 {
 	return cm_store_result(st, st->ops->delete_node(st, name));

@@ -150,6 +150,16 @@ int cm_state_allocate(struct cm_state *st, const char *name,
 int cm_state_register(struct cm_state *st, struct cm_node *node,
 		      const char *public_key, const char *endpoint,
 		      bool *changed);
+/* What RegisterKey sets: key and endpoint, and the gateway settings. */
+struct cm_reg {
+	const char *public_key, *endpoint;
+	const char *location, *public_endpoint;
+	bool gateway;
+};
+/* Sets them as one change (cm_state_register and cm_ext_node_info
+ * together); *changed tells whether anything differed. 0 or negative errno. */
+int cm_state_register_node(struct cm_state *st, struct cm_node *node, const struct cm_reg *r,
+			   bool *changed);
 /* Deletes the node and frees its subnets: 0, -ENOENT, or negative errno. */
 int cm_state_delete(struct cm_state *st, const char *name);
 

@@ -779,71 +779,45 @@ static int cm_etcd_update(struct cm_state *st, struct cm_node *node,
 	return 0;
 }
 
-struct cm_etcd_key_arg {
-	const char *public_key, *endpoint;
-};
-
-static void cm_etcd_set_key(struct cm_etcd_rec *r, const void *arg)
+static void cm_etcd_set_reg(struct cm_etcd_rec *rec, const void *arg)
 {
-	const struct cm_etcd_key_arg *a = arg;
+	const struct cm_reg *r = arg;
 
-	r->public_key = a->public_key;
-	r->endpoint = a->endpoint;
+	rec->public_key = r->public_key;
+	rec->endpoint = r->endpoint;
+	rec->location = r->location;
+	rec->public_endpoint = r->public_endpoint;
+	rec->gateway = r->gateway;
 }
 
-static int cm_etcd_register(struct cm_state *st, struct cm_node *node, const char *public_key,
-			    const char *endpoint, bool *changed)
+/* RegisterKey: key, endpoint and gateway settings in one change (one
+ * revision: no watcher sees the key without the settings). */
+static int cm_etcd_register_node(struct cm_state *st, struct cm_node *node,
+				 const struct cm_reg *r, bool *changed)
 {
-	const struct cm_etcd_key_arg a = { public_key, endpoint };
+	bool key = strcmp(node->public_key, r->public_key) || strcmp(node->endpoint, r->endpoint);
+	bool info = strcmp(node->location, r->location) || node->gateway != r->gateway ||
+		    strcmp(node->public_endpoint, r->public_endpoint);
+	bool was = cm_ext_is_gateway(node);
+	char name[CM_NAME_MAX + 1];
 	int ret;
 
-	*changed = strcmp(node->public_key, public_key) || strcmp(node->endpoint, endpoint);
+	*changed = key || info;
 	if (!*changed)
 		return cm_state_touch(st, node) < 0 ? -EIO : 0;
-	if (strlen(public_key) > WG_KEY_B64_LEN || strlen(endpoint) > CM_ENDPOINT_MAX)
+	if (strlen(r->public_key) > WG_KEY_B64_LEN || strlen(r->endpoint) > CM_ENDPOINT_MAX ||
+	    strlen(r->location) > CM_NAME_MAX || strlen(r->public_endpoint) > CM_ENDPOINT_MAX)
 		return -EINVAL;
-	ret = cm_etcd_update(st, node, cm_etcd_set_key, &a, true);
-	if (!ret)
-		log_info("key registered", "node=%s public_key=%s endpoint=%s", node->name,
-			 public_key, endpoint);
-	return ret;
-}
-
-struct cm_etcd_info_arg {
-	const char *location, *public_endpoint;
-	bool gateway;
-};
-
-static void cm_etcd_set_info(struct cm_etcd_rec *r, const void *arg)
-{
-	const struct cm_etcd_info_arg *a = arg;
-
-	r->location = a->location;
-	r->public_endpoint = a->public_endpoint;
-	r->gateway = a->gateway;
-}
-
-static int cm_etcd_node_info(struct cm_state *st, struct cm_node *node, const char *location,
-			     bool gateway, const char *public_endpoint, bool *changed)
-{
-	const struct cm_etcd_info_arg a = { location, public_endpoint, gateway };
-
-	*changed = strcmp(node->location, location) || node->gateway != gateway ||
-		   strcmp(node->public_endpoint, public_endpoint);
-	if (!*changed)
-		return 0;
-	if (strlen(location) > CM_NAME_MAX || strlen(public_endpoint) > CM_ENDPOINT_MAX)
-		return -EINVAL;
-	char name[CM_NAME_MAX + 1];
-	bool was = cm_ext_is_gateway(node);
-	int ret;
-
 	snprintf(name, sizeof(name), "%s", node->name);
-	ret = cm_etcd_update(st, node, cm_etcd_set_info, &a, true);
+	ret = cm_etcd_update(st, node, cm_etcd_set_reg, r, true);
 	if (ret)
 		return ret;
-	log_info("gateway settings", "node=%s gateway=%s location=%s public_endpoint=%s",
-		 name, gateway ? "yes" : "no", location, public_endpoint);
+	if (key)
+		log_info("key registered", "node=%s public_key=%s endpoint=%s", name,
+			 r->public_key, r->endpoint);
+	if (info)
+		log_info("gateway settings", "node=%s gateway=%s location=%s public_endpoint=%s",
+			 name, r->gateway ? "yes" : "no", r->location, r->public_endpoint);
 	node = cm_state_find(st, name);
 	/* A gateway no more hands its external peers on; a new one takes
 	 * those without a gateway. */
@@ -852,6 +826,24 @@ static int cm_etcd_node_info(struct cm_state *st, struct cm_node *node, const ch
 	if (!was && cm_ext_is_gateway(node))
 		return cm_etcd_ext_adopt(st);
 	return 0;
+}
+
+static int cm_etcd_register(struct cm_state *st, struct cm_node *node, const char *public_key,
+			    const char *endpoint, bool *changed)
+{
+	const struct cm_reg r = { public_key, endpoint, node->location, node->public_endpoint,
+				  node->gateway };
+
+	return cm_etcd_register_node(st, node, &r, changed);
+}
+
+static int cm_etcd_node_info(struct cm_state *st, struct cm_node *node, const char *location,
+			     bool gateway, const char *public_endpoint, bool *changed)
+{
+	const struct cm_reg r = { node->public_key, node->endpoint, location, public_endpoint,
+				  gateway };
+
+	return cm_etcd_register_node(st, node, &r, changed);
 }
 
 /* A stale peer: its tombstone, if its record is still what memory has. */
@@ -995,6 +987,7 @@ static const struct cm_store_ops cm_etcd_ops = {
 	.name = "etcd",
 	.allocate = cm_etcd_allocate,
 	.register_key = cm_etcd_register,
+	.register_node = cm_etcd_register_node,
 	.node_info = cm_etcd_node_info,
 	.delete_node = cm_etcd_delete,
 	.mark_stale = cm_etcd_mark_stale,

@@ -7,12 +7,14 @@
 
 #include "etcd.h"
 #include "state.h"
+#include "sys.h"
 
 #include <stdbool.h>
 #include <stdint.h>
 
 /* Tries of one change against concurrent ones before -EAGAIN. */
 #define CM_ETCD_TRIES 16
+#define CM_ETCD_RETRY_MS 3000
 #define CM_ETCD_KEY_MAX (1024 + CM_NAME_MAX)
 /* Keys, compares and operations one change may have. */
 #define CM_ETCD_TX_MAX 16
@@ -74,12 +76,16 @@ void cm_etcd_tx_node(struct cm_state *st, struct cm_etcd_tx *tx, const struct cm
  * was there: look again), or negative errno. */
 int cm_etcd_tx_run(struct cm_state *st, struct cm_etcd_tx *tx);
 
-/* Tries body until ret is no longer 0 (done: 1, or an error), at most
- * CM_ETCD_TRIES times (then -EAGAIN). */
+/* Tries body until ret is no longer 0 (done: 1, or an error), at least
+ * CM_ETCD_TRIES times and for CM_ETCD_RETRY_MS (then -EAGAIN): every
+ * conflict is another change that went through, so contention slows a
+ * change down but only a burst longer than that fails it. */
 #define CM_ETCD_RETRY(ret, ...)                                                \
 	do {                                                                   \
+		int64_t until_ = sys_now_ms() + CM_ETCD_RETRY_MS;              \
 		ret = 0;                                                       \
-		for (int try_ = 0; try_ < CM_ETCD_TRIES && ret == 0; try_++) { \
+		for (int try_ = 0; ret == 0 && (try_ < CM_ETCD_TRIES ||        \
+						sys_now_ms() < until_); try_++) { \
 			__VA_ARGS__;                                           \
 		}                                                              \
 		if (ret == 0)                                                  \

@@ -31,6 +31,9 @@ struct cm_store_ops {
 			    const char *endpoint, bool *changed);
 	int (*node_info)(struct cm_state *st, struct cm_node *node, const char *location,
 			 bool gateway, const char *public_endpoint, bool *changed);
+	/* Both at once, one change (NULL: register_key, then node_info). */
+	int (*register_node)(struct cm_state *st, struct cm_node *node, const struct cm_reg *r,
+			     bool *changed);
 	int (*delete_node)(struct cm_state *st, const char *name);
 	/* Stale nodes (stale.c): a peer's tombstone, 1 done (and in memory's
 	 * history), 0 the node changed meanwhile (live: nothing to do); its
