@@ -6,6 +6,8 @@
 //       validators, generated from the API's OpenAPI), plus what those
 //       leave out: a field the API does not have is an error, as
 //       `kubectl apply` (strict field validation) makes it
+//   node k8s.mjs json FILE
+//       the objects as one JSON array (for jq)
 //   node k8s.mjs pod FILE KIND/NAME OPTIONS...
 //       the pod of a workload as podman would have to run it to do what the
 //       kubelet does: a JSON object {init: [ARGS...], main: [ARGS...],
@@ -328,6 +330,7 @@ function pod(file, ref, argv) {
 const [cmd, ...rest] = process.argv.slice(2);
 try {
 	if (cmd === "validate") await validate(rest);
+	else if (cmd === "json") console.log(JSON.stringify(load(rest[0])));
 	else if (cmd === "pod") pod(rest[0], rest[1], rest.slice(2));
 	else throw new Error("usage: k8s.mjs validate FILE... | pod FILE KIND/NAME OPTIONS...");
 } catch (e) {
