@@ -1,14 +1,16 @@
 # What the kubernetes tests share (source after tests/lib.sh or
 # tests/lib_cluster.sh): the npm packages of tests/kubernetes (installed
-# from its package-lock.json on first use), kubectl's kustomize, and the
-# manifests rendered with freshly made secrets.
+# from its package-lock.json on first use, with k8s.mjs, into
+# $BUILDDIR/kubernetes-tests: not under tests/, which the kernel VM's
+# initramfs copies whole), kubectl's kustomize, and the manifests rendered
+# with freshly made secrets.
 #
 #   k_setup                      node, npm packages, kubectl
 #   k_render VARIANT             kubernetes/VARIANT ("" for the default) as
 #                                `kubectl kustomize` renders it -> $K_OUT
 #   k_json FILE                  the objects of FILE as a JSON array
 #   k_validate FILE...           the API schema check (k8s.mjs validate)
-K_DIR=$T_ROOT/tests/kubernetes
+K_DIR=$BUILDDIR/kubernetes-tests
 K_VERSION=$(sed -n 's/^VERSION := //p' "$T_ROOT/Makefile")
 K_IMAGE=localhost/wgcni:$K_VERSION
 
@@ -18,11 +20,14 @@ k_setup() {
 	# kubectl: on this kind of machine with the system; Debian 12's
 	# kubernetes-client (1.20) is too old for the kustomizations
 	command -v kubectl >/dev/null || { t_log "missing kubectl (kubectl kustomize renders kubernetes/)"; exit 1; }
-	if [ ! -e "$K_DIR/node_modules/.package-lock.json" ] ||
-		[ "$K_DIR/package-lock.json" -nt "$K_DIR/node_modules/.package-lock.json" ]; then
+	mkdir -p "$K_DIR"
+	if ! cmp -s "$T_ROOT/tests/kubernetes/package-lock.json" "$K_DIR/package-lock.json" ||
+		[ ! -e "$K_DIR/node_modules/.package-lock.json" ]; then
+		cp "$T_ROOT/tests/kubernetes/package.json" "$T_ROOT/tests/kubernetes/package-lock.json" "$K_DIR/"
 		pp npm ci --prefix "$K_DIR" --no-audit --no-fund --loglevel=error >&2 ||
-			{ t_log "npm ci in tests/kubernetes failed"; exit 1; }
+			{ t_log "npm ci (tests/kubernetes/package-lock.json) failed"; exit 1; }
 	fi
+	cp "$T_ROOT/tests/kubernetes/k8s.mjs" "$K_DIR/"
 	# a copy of kubernetes/ with the two secret files the user makes
 	K_SRC=$T_TMP/src
 	rm -rf "$K_SRC" && mkdir -p "$K_SRC"
