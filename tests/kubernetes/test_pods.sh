@@ -156,6 +156,11 @@ for i in 1 2; do
 	t_ok "node $i: firewall chains made through libiptc (NET_ADMIN + NET_RAW suffice)" \
 		c_match "$(c_fw_rules "h$i" | xargs)" 'WGCNI-FORWARD.*WGCNI-POSTROUTING'
 done
+# README: kubectl -n wgcni exec ds/wgcni-node-manager -- wgcnictl status
+pod exec "$NAME-h1-node-manager" wgcnictl status >"$T_TMP/status.out" 2>&1 && st=0 || st=$?
+t_eq "wgcnictl status in the node manager's container succeeds" 0 "$st"
+t_ok "wgcnictl status there shows node 1 and its cluster manager" \
+	c_match "$(cat "$T_TMP/status.out")" "$(c_name 1).*$C_CM_ADDR:8080|$C_CM_ADDR:8080.*$(c_name 1)"
 t_eq "the cluster manager has both nodes" "$(c_name 1) $(c_name 2)" \
 	"$(c_cm_rpc ListNodes '{}' | jq -r '[.nodes[].name] | sort | join(" ")')"
 
