@@ -112,12 +112,27 @@ static cm_node_msg *cm_node_to_msg(struct connect_call *call, struct cm_node *n,
 	return msg->last_seen ? msg : NULL;
 }
 
+enum connect_code cm_api_store_code(int err)
+{
+	switch (err) {
+	case -EAGAIN:       /* etcd: no leader, too much contention */
+	case -ETIMEDOUT:    /* no endpoint answered in time, or the fate is unknown */
+	case -ECONNREFUSED:
+	case -ECONNRESET:
+	case -EHOSTUNREACH:
+	case -ECANCELED:    /* shutting down */
+		return CONNECT_UNAVAILABLE;
+	default:
+		return CONNECT_INTERNAL;
+	}
+}
+
 static int cm_fail_state(struct connect_call *call, const char *what, const char *name,
 			 int err)
 {
 	log_warnx("state change failed", "op=%s node=%s err=%s", what, name,
 		  strerror(-err));
-	return connect_fail(call, CONNECT_INTERNAL, "%s for node \"%s\" failed: %s", what,
+	return connect_fail(call, cm_api_store_code(err), "%s for node \"%s\" failed: %s", what,
 			    name, strerror(-err));
 }
 
@@ -429,11 +444,26 @@ CM_HELD(cm_list_external_peers)
 CM_HELD(cm_delete_external_peer)
 CM_HELD(cm_list_locations)
 
+void cm_api_store_event(void *ctx)
+{
+	struct cm_api *api = ctx;
+	uint64_t before = cm_state_revision(api->st);
+	int ret = cm_state_poll(api->st);
+
+	if (ret < 0 && !api->store_failed)
+		api->store_failed = ret;
+	if (cm_state_revision(api->st) != before)
+		cm_api_changed(api);
+}
+
 int cm_api_after_run(void *ctx)
 {
 	struct cm_api *api = ctx;
 	uint64_t before = cm_state_revision(api->st);
 	int ret;
+
+	if (api->store_failed)
+		return api->store_failed; /* memory cannot follow the store: stop */
 
 	/* Stale nodes leave with the turn's other changes; a failure is
 	 * retried next turn (what was done is kept). */
@@ -442,13 +472,16 @@ int cm_api_after_run(void *ctx)
 		log_warnx("marking stale nodes failed", "err=%s", strerror(-ret));
 	if (cm_state_revision(api->st) != before)
 		cm_api_changed(api);
-	if (!cm_state_pending(api->st))
+	if (cm_state_pending(api->st)) {
+		ret = cm_state_commit(api->st);
+		if (api->srv)
+			connect_server_release(api->srv, ret == 0);
+		if (ret)
+			return ret; /* memory is ahead of the disk: stop, restart from disk */
+	} else if (api->changed && cm_state_event_fd(api->st) < 0) {
+		/* sqlite: a change is always pending; wait for its commit */
 		return 0;
-	ret = cm_state_commit(api->st);
-	if (api->srv)
-		connect_server_release(api->srv, ret == 0);
-	if (ret)
-		return ret; /* memory is ahead of the disk: stop, restart from disk */
+	}
 	if (api->changed && api->srv)
 		connect_server_wake(api->srv);
 	api->changed = false;
@@ -531,6 +564,12 @@ int cm_api_metrics(struct prom *p, void *ctx)
 				  "Transactions committed (one per group of concurrent changes).");
 	if (!ret)
 		ret = prom_sample(p, (double)cm_state_commits(api->st), NULL);
+	if (!ret)
+		ret = prom_family(p, "wgcni_datastore_errors_total", PROM_COUNTER,
+				  "Reads and writes of the datastore that failed.");
+	if (!ret)
+		ret = prom_sample(p, (double)cm_state_store_errors(api->st), "datastore",
+				  cm_state_store(api->st), NULL);
 	return ret;
 }
 

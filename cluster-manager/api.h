@@ -33,6 +33,7 @@ struct cm_api {
 	 * (watch.c). */
 	struct cm_watch_cache *watch;
 	bool changed; /* a change since the last commit: wake the waiters */
+	int store_failed; /* memory cannot follow the store (cm_state_poll) */
 	uint64_t generation; /* moves on every change, committed or not */
 };
 
@@ -48,6 +49,12 @@ extern const size_t cm_api_n_methods;
 int cm_api_metrics(struct prom *p, void *ctx);
 int cm_api_healthz(void *ctx);
 int cm_api_after_run(void *ctx);
+/* connect_server_add_fd callback on cm_state_event_fd: applies the store's
+ * changes (another manager's) and wakes the waiters after the turn. */
+void cm_api_store_event(void *ctx);
+/* The Connect code of a failed store operation: unavailable when the store
+ * could not be reached or could not decide, else internal. */
+enum connect_code cm_api_store_code(int err);
 
 /* watch.c: the WatchPeers handler, its cache and metrics. */
 int cm_watch_peers(struct connect_call *call, void *ctx);

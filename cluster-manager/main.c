@@ -10,6 +10,7 @@
 #include "sys.h"
 #include "rpc.h"
 #include "state.h"
+#include "store_etcd_keys.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -35,6 +36,12 @@ enum {
 	OPT_NODE_TTL,
 	OPT_DELETE_AFTER,
 	OPT_LOG_LEVEL,
+	OPT_DATASTORE,
+	OPT_ETCD_ENDPOINTS,
+	OPT_ETCD_PREFIX,
+	OPT_ETCD_CA_FILE,
+	OPT_ETCD_CERT_FILE,
+	OPT_ETCD_KEY_FILE,
 	OPT_HELP = 'h',
 	OPT_VERSION = 'V',
 };
@@ -52,6 +59,12 @@ static const struct option cm_options[] = {
 	{ "node-ttl", required_argument, NULL, OPT_NODE_TTL },
 	{ "delete-after", required_argument, NULL, OPT_DELETE_AFTER },
 	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+	{ "datastore", required_argument, NULL, OPT_DATASTORE },
+	{ "etcd-endpoints", required_argument, NULL, OPT_ETCD_ENDPOINTS },
+	{ "etcd-prefix", required_argument, NULL, OPT_ETCD_PREFIX },
+	{ "etcd-ca-file", required_argument, NULL, OPT_ETCD_CA_FILE },
+	{ "etcd-cert-file", required_argument, NULL, OPT_ETCD_CERT_FILE },
+	{ "etcd-key-file", required_argument, NULL, OPT_ETCD_KEY_FILE },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ NULL, 0, NULL, 0 },
@@ -67,6 +80,8 @@ struct cm_opts {
 	bool cidr_given;
 	bool childlen_given[CM_NFAM];
 	uint64_t node_ttl_ms, delete_after_ms; /* 0: never */
+	bool etcd; /* --datastore etcd */
+	struct cm_etcd_opts eo;
 	enum log_level level;
 	bool help, version;
 };
@@ -93,6 +108,13 @@ static void cm_usage(FILE *f)
 		"Options (each also from the environment, e.g. WGCNI_STATE_DIR):\n"
 		"  --listen IP:PORT              API address, [v6]:PORT for IPv6 (default 0.0.0.0:8080)\n"
 		"  --state-dir DIR               state, SQLite cluster.db (default /var/lib/wgcni/cluster)\n"
+		"  --datastore sqlite|etcd       where the state lives (default sqlite, in --state-dir);\n"
+		"                                etcd: any number of cluster managers share it, all active\n"
+		"  --etcd-endpoints URLS         etcd client URLs, comma-separated\n"
+		"                                (e.g. http://10.0.0.1:2379,http://10.0.0.2:2379)\n"
+		"  --etcd-prefix PREFIX          keys under PREFIX (default /wgcni)\n"
+		"  --etcd-ca-file FILE           trust this CA for etcd's https endpoints\n"
+		"  --etcd-cert-file FILE --etcd-key-file FILE  client certificate for etcd\n"
 		"  --cluster-cidr CIDR           cluster CIDR, at most one IPv4 and one IPv6;\n"
 		"                                repeat or separate by commas (default 10.100.0.0/16)\n"
 		"  --node-prefix-length N        prefix length of IPv4 node subnets (default 24)\n"
@@ -251,6 +273,33 @@ static int cm_apply(int val, const char *arg, void *ctx, char *err, size_t errle
 		}
 		return 0;
 	}
+	case OPT_DATASTORE:
+		if (strcmp(arg, "sqlite") && strcmp(arg, "etcd")) {
+			snprintf(err, errlen, "--datastore: unknown datastore `%s' (sqlite, etcd)",
+				 arg);
+			return -EINVAL;
+		}
+		o->etcd = !strcmp(arg, "etcd");
+		return 0;
+	case OPT_ETCD_ENDPOINTS:
+		o->eo.endpoints = arg;
+		return 0;
+	case OPT_ETCD_PREFIX:
+		if (arg[0] != '/') {
+			snprintf(err, errlen, "--etcd-prefix: `%s' must start with /", arg);
+			return -EINVAL;
+		}
+		o->eo.prefix = arg;
+		return 0;
+	case OPT_ETCD_CA_FILE:
+		o->eo.ca_file = arg;
+		return 0;
+	case OPT_ETCD_CERT_FILE:
+		o->eo.cert_file = arg;
+		return 0;
+	case OPT_ETCD_KEY_FILE:
+		o->eo.key_file = arg;
+		return 0;
 	case OPT_LOG_LEVEL:
 		if (log_level_parse(arg, &o->level)) {
 			snprintf(err, errlen, "--log-level: unknown level `%s' "
@@ -313,6 +362,26 @@ static int cm_validate(struct cm_opts *o, char *err, size_t errlen)
 					 ipnet_format(e, b1), ipnet_format(&o->cfg.external[j], b2));
 				return -EINVAL;
 			}
+	}
+	if (o->etcd) {
+		if (!o->eo.endpoints || !o->eo.endpoints[0]) {
+			snprintf(err, errlen, "--datastore etcd needs --etcd-endpoints");
+			return -EINVAL;
+		}
+		if (!!o->eo.cert_file != !!o->eo.key_file) {
+			snprintf(err, errlen, "--etcd-cert-file and --etcd-key-file go together");
+			return -EINVAL;
+		}
+		/* Not kept in etcd in this version: refused rather than half done. */
+		if (o->node_ttl_ms || o->delete_after_ms || o->cfg.n_external) {
+			snprintf(err, errlen, "%s is not supported with --datastore etcd yet",
+				 o->cfg.n_external ? "--external-cidr" : o->node_ttl_ms ?
+				 "--node-ttl" : "--delete-after");
+			return -EINVAL;
+		}
+	} else if (o->eo.endpoints || o->eo.ca_file || o->eo.cert_file || o->eo.key_file) {
+		snprintf(err, errlen, "--etcd-* options need --datastore etcd");
+		return -EINVAL;
 	}
 	if (!!o->tls_cert != !!o->tls_key) {
 		snprintf(err, errlen, "--tls-cert and --tls-key go together");
@@ -451,11 +520,11 @@ static void cm_log_started(const struct cm_opts *o, const struct cm_api *api, bo
 	for (size_t i = 0; i < o->cfg.n_external; i++)
 		cm_list_add(external, sizeof(external), &ne, ipnet_format(&o->cfg.external[i], buf));
 	cm_state_nodes(api->st, &nodes);
-	log_info("started", "version=%s listen=%s tls=%s token=%s state_dir=%s "
+	log_info("started", "version=%s listen=%s tls=%s token=%s datastore=%s state_dir=%s "
 		 "cluster_cidrs=%s node_prefix_lengths=%s external_cidrs=%s nodes=%zu "
 		 "stale_nodes=%zu node_ttl_ms=%llu delete_after_ms=%llu revision=%llu",
 		 WGCNI_VERSION, o->listen, o->tls_cert ? "yes" : "no",
-		 token ? "yes" : "no", o->state_dir, cidrs, lens, external, nodes,
+		 token ? "yes" : "no", cm_state_store(api->st), o->etcd ? "-" : o->state_dir, cidrs, lens, external, nodes,
 		 cm_state_stale_count(api->st), (unsigned long long)o->node_ttl_ms,
 		 (unsigned long long)o->delete_after_ms,
 		 (unsigned long long)cm_state_revision(api->st));
@@ -468,6 +537,7 @@ int main(int argc, char **argv)
 		.state_dir = "/var/lib/wgcni/cluster",
 		.cfg = { .childlen = { 24, 64 } },
 		.level = LOG_LEVEL_INFO,
+		.eo = { .prefix = CM_ETCD_PREFIX_DEFAULT },
 	};
 	struct cm_api api = { 0 };
 	struct sigaction sa;
@@ -517,23 +587,45 @@ int main(int argc, char **argv)
 	if (!token)
 		log_warnx("no --token-file: the API accepts calls from anyone who can reach it",
 			  "listen=%s", o.listen);
-	ret = sys_mkdir_p(o.state_dir, 0700);
-	if (ret) {
-		errno = -ret;
-		log_warn("cannot create the state directory", "state_dir=%s", o.state_dir);
-		goto err_free_token;
-	}
-	api.st = cm_state_open(o.state_dir, &o.cfg, err, sizeof(err));
-	if (!api.st) {
-		ret = -errno;
-		log_error("cannot open the state", "state_dir=%s err=%s", o.state_dir, err);
-		goto err_free_token;
+	if (o.etcd) {
+		api.st = cm_state_open_etcd(&o.eo, &o.cfg, err, sizeof(err));
+		if (!api.st) {
+			ret = -errno;
+			log_error("cannot open the state", "datastore=etcd etcd_endpoints=%s "
+				  "etcd_prefix=%s err=%s", o.eo.endpoints, o.eo.prefix, err);
+			goto err_free_token;
+		}
+	} else {
+		ret = sys_mkdir_p(o.state_dir, 0700);
+		if (ret) {
+			errno = -ret;
+			log_warn("cannot create the state directory", "state_dir=%s",
+				 o.state_dir);
+			goto err_free_token;
+		}
+		api.st = cm_state_open(o.state_dir, &o.cfg, err, sizeof(err));
+		if (!api.st) {
+			ret = -errno;
+			log_error("cannot open the state", "state_dir=%s err=%s", o.state_dir,
+				  err);
+			goto err_free_token;
+		}
 	}
 	cm_state_set_expiry(api.st, o.node_ttl_ms, o.delete_after_ms);
 	api.srv = cm_server_new(&api, token, &o);
 	if (!api.srv) {
 		ret = errno ? -errno : -EIO;
 		goto err_close_state;
+	}
+	if (cm_state_event_fd(api.st) >= 0) {
+		ret = connect_server_add_fd(api.srv, cm_state_event_fd(api.st),
+					    cm_api_store_event, &api);
+		if (ret) {
+			errno = -ret;
+			log_warn("cannot follow the datastore", NULL);
+			connect_server_free(api.srv);
+			goto err_close_state;
+		}
 	}
 
 	memset(&sa, 0, sizeof(sa));

@@ -69,7 +69,7 @@ static int fam_number(enum cm_family fam)
 	return fam == CM_V4 ? 4 : 6;
 }
 
-static enum cm_family fam_of(const struct ipnet *n)
+enum cm_family cm_fam_of(const struct ipnet *n)
 {
 	return n->addr.family == AF_INET ? CM_V4 : CM_V6;
 }
@@ -169,7 +169,7 @@ char **cm_state_cidrs(const struct cm_state *st, size_t *n)
 	return (char **)st->cidrs;
 }
 
-static int cm_reserve_slot(struct cm_state *st)
+int cm_node_slot(struct cm_state *st)
 {
 	struct cm_node **grown;
 	size_t cap;
@@ -185,8 +185,8 @@ static int cm_reserve_slot(struct cm_state *st)
 	return 0;
 }
 
-/* Capacity must have been reserved (cm_reserve_slot). */
-static void cm_insert(struct cm_state *st, struct cm_node *node)
+/* Capacity must have been reserved (cm_node_slot). */
+void cm_node_insert(struct cm_state *st, struct cm_node *node)
 {
 	bool found;
 	size_t i = cm_search(st, node->name, &found);
@@ -197,8 +197,18 @@ static void cm_insert(struct cm_state *st, struct cm_node *node)
 	st->n_nodes++;
 }
 
-/* Rebuilds the strings derived from the node's subnets. */
-static void cm_node_refresh(struct cm_node *node)
+void cm_node_remove(struct cm_state *st, struct cm_node *node)
+{
+	bool found;
+	size_t i = cm_search(st, node->name, &found);
+
+	if (!found || st->nodes[i] != node)
+		return;
+	memmove(&st->nodes[i], &st->nodes[i + 1], (st->n_nodes - i - 1) * sizeof(st->nodes[0]));
+	st->n_nodes--;
+}
+
+void cm_node_refresh(struct cm_node *node)
 {
 	size_t off = 0;
 
@@ -242,10 +252,9 @@ static uint64_t cm_addr_bits(const struct ipaddr *a, unsigned int from, unsigned
  * changed) reserves every child it overlaps, so nothing handed out later can
  * overlap it; one outside the CIDRs is kept as it is.
  */
-static int cm_reserve_stored(struct cm_state *st, const char *name,
-			     const struct ipnet *net)
+int cm_subnet_reserve(struct cm_state *st, const char *name, const struct ipnet *net)
 {
-	enum cm_family f = fam_of(net);
+	enum cm_family f = cm_fam_of(net);
 	struct prefixalloc *pa = st->pa[f];
 	const struct ipnet *parent = &st->cfg.cidr[f];
 	unsigned int cl = st->cfg.childlen[f];
@@ -293,9 +302,9 @@ static int cm_reserve_stored(struct cm_state *st, const char *name,
 }
 
 /* Frees a subnet of the configured size; others stay reserved until restart. */
-static void cm_release(struct cm_state *st, const struct ipnet *net)
+void cm_subnet_release(struct cm_state *st, const struct ipnet *net)
 {
-	enum cm_family f = fam_of(net);
+	enum cm_family f = cm_fam_of(net);
 
 	if (st->pa[f] && net->prefixlen == st->cfg.childlen[f] &&
 	    ipnet_contains_net(&st->cfg.cidr[f], net))
@@ -327,7 +336,7 @@ static int cm_load(struct cm_state *st, char *err, size_t errlen)
 				 name ? name : "(null)");
 			goto err_finalize;
 		}
-		ret = cm_reserve_slot(st);
+		ret = cm_node_slot(st);
 		if (ret)
 			goto err_finalize;
 		node = calloc(1, sizeof(*node));
@@ -339,7 +348,7 @@ static int cm_load(struct cm_state *st, char *err, size_t errlen)
 		strcpy(node->endpoint, ep);
 		node->last_seen = (time_t)sqlite3_column_int64(stmt, 3);
 		node->mod_revision = (uint64_t)sqlite3_column_int64(stmt, 4);
-		cm_insert(st, node);
+		cm_node_insert(st, node);
 	}
 	ret = db_errno(rc == SQLITE_DONE ? SQLITE_OK : rc);
 	if (ret)
@@ -364,13 +373,13 @@ static int cm_load(struct cm_state *st, char *err, size_t errlen)
 				 cidr ? cidr : "(null)", name ? name : "(null)");
 			goto err_finalize;
 		}
-		f = fam_of(&net);
+		f = cm_fam_of(&net);
 		if (node->has_subnet[f]) {
 			snprintf(err, errlen, "node `%s' has two subnets of one family in the database",
 				 name);
 			goto err_finalize;
 		}
-		ret = cm_reserve_stored(st, name, &net);
+		ret = cm_subnet_reserve(st, name, &net);
 		if (ret) {
 			snprintf(err, errlen, "cannot reserve stored subnet `%s' of node `%s': %s",
 				 cidr, name, strerror(-ret));
@@ -434,6 +443,78 @@ static void cm_free_nodes(struct cm_state *st)
 	st->n_tombs = st->cap_tombs = 0;
 }
 
+int cm_state_init(struct cm_state *st, const struct cm_config *cfg, char *err, size_t errlen)
+{
+	st->cfg = *cfg;
+	for (int f = 0; f < CM_NFAM; f++) {
+		if (!cfg->has_cidr[f])
+			continue;
+		st->pa[f] = prefixalloc_new(&cfg->cidr[f], cfg->childlen[f]);
+		if (!st->pa[f]) {
+			int ret = -errno;
+
+			snprintf(err, errlen, "cannot split `%s' into /%u subnets: %s",
+				 ipnet_format(&cfg->cidr[f], st->cidr_str[f]),
+				 cfg->childlen[f], strerror(errno));
+			cm_state_free_mem(st);
+			return ret;
+		}
+		ipnet_format(&cfg->cidr[f], st->cidr_str[f]);
+		st->cidrs[st->n_cidrs++] = st->cidr_str[f];
+	}
+	return 0;
+}
+
+void cm_state_free_mem(struct cm_state *st)
+{
+	cm_free_nodes(st);
+	for (int f = CM_NFAM - 1; f >= 0; f--) {
+		prefixalloc_free(st->pa[f]);
+		st->pa[f] = NULL;
+	}
+}
+
+static int cm_sqlite_allocate(struct cm_state *st, const char *name, struct cm_node **out);
+static int cm_sqlite_register(struct cm_state *st, struct cm_node *node,
+			      const char *public_key, const char *endpoint, bool *changed);
+static int cm_sqlite_delete(struct cm_state *st, const char *name);
+static int cm_sqlite_flush_seen(struct cm_state *st);
+
+static int cm_sqlite_poll(struct cm_state *st)
+{
+	(void)st;
+	return 0;
+}
+
+static int cm_sqlite_event_fd(const struct cm_state *st)
+{
+	(void)st;
+	return -1;
+}
+
+static void cm_sqlite_close(struct cm_state *st)
+{
+	if (cm_state_flush_seen(st) || cm_state_commit(st))
+		log_warnx("could not save lastSeen times", NULL);
+	cm_state_free_mem(st);
+	db_close(st->db);
+	close(st->lock_fd);
+}
+
+static const struct cm_store_ops cm_sqlite_ops = {
+	.name = "sqlite",
+	.allocate = cm_sqlite_allocate,
+	.register_key = cm_sqlite_register,
+	.node_info = cm_sqlite_node_info,
+	.delete_node = cm_sqlite_delete,
+	.flush_seen = cm_sqlite_flush_seen,
+	.pending = cm_sqlite_pending,
+	.commit = cm_sqlite_commit,
+	.poll = cm_sqlite_poll,
+	.event_fd = cm_sqlite_event_fd,
+	.close = cm_sqlite_close,
+};
+
 struct cm_state *cm_state_open(const char *dir, const struct cm_config *cfg,
 			       char *err, size_t errlen)
 {
@@ -447,34 +528,23 @@ struct cm_state *cm_state_open(const char *dir, const struct cm_config *cfg,
 		snprintf(err, errlen, "out of memory");
 		goto err;
 	}
-	st->cfg = *cfg;
-	for (int f = 0; f < CM_NFAM; f++) {
-		if (!cfg->has_cidr[f])
-			continue;
-		st->pa[f] = prefixalloc_new(&cfg->cidr[f], cfg->childlen[f]);
-		if (!st->pa[f]) {
-			ret = -errno;
-			snprintf(err, errlen, "cannot split `%s' into /%u subnets: %s",
-				 ipnet_format(&cfg->cidr[f], st->cidr_str[f]),
-				 cfg->childlen[f], strerror(errno));
-			goto err_free_pa;
-		}
-		ipnet_format(&cfg->cidr[f], st->cidr_str[f]);
-		st->cidrs[st->n_cidrs++] = st->cidr_str[f];
-	}
+	st->ops = &cm_sqlite_ops;
+	ret = cm_state_init(st, cfg, err, errlen);
+	if (ret)
+		goto err_free;
 
 	/* Two managers on one database would each trust their own mirror; the
 	 * subnets' primary key would stop a duplicate, but as an error. */
 	ret = -ENAMETOOLONG;
 	if (snprintf(path, sizeof(path), "%s/cluster.lock", dir) >= (int)sizeof(path)) {
 		snprintf(err, errlen, "state directory path too long: `%s'", dir);
-		goto err_free_pa;
+		goto err_free_mem;
 	}
 	st->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (st->lock_fd < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "cannot open `%s': %s", path, strerror(errno));
-		goto err_free_pa;
+		goto err_free_mem;
 	}
 	if (flock(st->lock_fd, LOCK_EX | LOCK_NB)) {
 		ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
@@ -496,13 +566,12 @@ struct cm_state *cm_state_open(const char *dir, const struct cm_config *cfg,
 	return st;
 
 err_close_db:
-	cm_free_nodes(st);
 	db_close(st->db);
 err_close_lock:
 	close(st->lock_fd);
-err_free_pa:
-	for (int f = CM_NFAM - 1; f >= 0; f--)
-		prefixalloc_free(st->pa[f]);
+err_free_mem:
+	cm_state_free_mem(st);
+err_free:
 	free(st);
 err:
 	errno = -ret;
@@ -513,17 +582,72 @@ void cm_state_close(struct cm_state *st)
 {
 	if (!st)
 		return;
-	if (cm_state_flush_seen(st) || cm_state_commit(st))
-		log_warnx("could not save lastSeen times", NULL);
-	cm_free_nodes(st);
-	db_close(st->db);
-	close(st->lock_fd);
-	for (int f = CM_NFAM - 1; f >= 0; f--)
-		prefixalloc_free(st->pa[f]);
+	st->ops->close(st);
 	free(st);
 }
 
+/* The store's operations, counted when they fail. */
+static int cm_store_result(struct cm_state *st, int ret)
+{
+	if (ret < 0 && ret != -ENOENT && ret != -ENOSPC && ret != -EINVAL)
+		st->store_errors++;
+	return ret;
+}
+
 int cm_state_allocate(struct cm_state *st, const char *name, struct cm_node **out)
+{
+	return cm_store_result(st, st->ops->allocate(st, name, out));
+}
+
+int cm_state_register(struct cm_state *st, struct cm_node *node,
+		      const char *public_key, const char *endpoint, bool *changed)
+{
+	return cm_store_result(st, st->ops->register_key(st, node, public_key, endpoint,
+							 changed));
+}
+
+int cm_state_delete(struct cm_state *st, const char *name)
+{
+	return cm_store_result(st, st->ops->delete_node(st, name));
+}
+
+int cm_state_flush_seen(struct cm_state *st)
+{
+	st->last_flush = time(NULL);
+	return cm_store_result(st, st->ops->flush_seen(st));
+}
+
+bool cm_state_pending(const struct cm_state *st)
+{
+	return st->ops->pending(st);
+}
+
+int cm_state_commit(struct cm_state *st)
+{
+	return cm_store_result(st, st->ops->commit(st));
+}
+
+int cm_state_poll(struct cm_state *st)
+{
+	return st->ops->poll(st);
+}
+
+int cm_state_event_fd(const struct cm_state *st)
+{
+	return st->ops->event_fd(st);
+}
+
+const char *cm_state_store(const struct cm_state *st)
+{
+	return st->ops->name;
+}
+
+uint64_t cm_state_store_errors(const struct cm_state *st)
+{
+	return st->store_errors;
+}
+
+static int cm_sqlite_allocate(struct cm_state *st, const char *name, struct cm_node **out)
 {
 	struct cm_node *node = cm_state_find(st, name), *fresh = NULL;
 	struct ipnet got[CM_NFAM];
@@ -549,7 +673,7 @@ int cm_state_allocate(struct cm_state *st, const char *name, struct cm_node **ou
 		return 0;
 	}
 	if (!node) {
-		ret = cm_reserve_slot(st);
+		ret = cm_node_slot(st);
 		if (ret)
 			goto err_release;
 		fresh = calloc(1, sizeof(*fresh));
@@ -586,7 +710,7 @@ int cm_state_allocate(struct cm_state *st, const char *name, struct cm_node **ou
 
 	/* Done (on disk at the next cm_state_commit): nothing can fail now. */
 	if (fresh) {
-		cm_insert(st, fresh);
+		cm_node_insert(st, fresh);
 		node = fresh;
 	}
 	for (int f = 0; f < CM_NFAM; f++) {
@@ -618,8 +742,8 @@ err_release:
 	return ret;
 }
 
-int cm_state_register(struct cm_state *st, struct cm_node *node,
-		      const char *public_key, const char *endpoint, bool *changed)
+static int cm_sqlite_register(struct cm_state *st, struct cm_node *node,
+			      const char *public_key, const char *endpoint, bool *changed)
 {
 	time_t now = time(NULL);
 	int ret;
@@ -661,7 +785,7 @@ err:
 	return ret;
 }
 
-int cm_state_delete(struct cm_state *st, const char *name)
+static int cm_sqlite_delete(struct cm_state *st, const char *name)
 {
 	struct cm_node *node;
 	bool found;
@@ -711,7 +835,7 @@ int cm_state_delete(struct cm_state *st, const char *name)
 
 	for (int f = CM_NFAM - 1; f >= 0; f--)
 		if (node->has_subnet[f])
-			cm_release(st, &node->subnet[f]);
+			cm_subnet_release(st, &node->subnet[f]);
 	memmove(&st->nodes[i], &st->nodes[i + 1],
 		(st->n_nodes - i - 1) * sizeof(st->nodes[0]));
 	st->n_nodes--;
@@ -733,12 +857,11 @@ err:
 	return ret;
 }
 
-int cm_state_flush_seen(struct cm_state *st)
+static int cm_sqlite_flush_seen(struct cm_state *st)
 {
 	bool any = false;
 	int ret;
 
-	st->last_flush = time(NULL);
 	for (size_t i = 0; i < st->n_nodes && !any; i++)
 		any = st->nodes[i]->seen_dirty;
 	if (!any)

@@ -76,6 +76,10 @@ struct cm_node {
 	bool linked;
 	uint64_t seen_ms, stale_ms;
 	struct cm_node *seen_prev, *seen_next;
+	/* etcd (state_etcd.c): the lastSeen stored there; removed from
+	 * memory, freed at the next poll. */
+	time_t seen_stored;
+	struct cm_node *gone_next;
 };
 
 /* A deleted peer. */
@@ -95,8 +99,35 @@ struct cm_state;
  * errno set and a message in err. */
 struct cm_state *cm_state_open(const char *dir, const struct cm_config *cfg,
 			       char *err, size_t errlen);
-/* Writes pending lastSeen values, closes the database. Accepts NULL. */
+/*
+ * --datastore etcd (state_etcd.c): the state in etcd under prefix, shared by
+ * any number of cluster managers, all active. Lists the prefix, then follows
+ * it with one watch; memory is changed only by what the watch reports (in
+ * revision order, whichever manager made the change), and a manager's own
+ * change is answered once its watch has shown it. Revisions are etcd's.
+ * Subnets are claimed by compare-and-swap (store_etcd_keys.h). Stale nodes
+ * (--node-ttl) and external peers are not kept in etcd in this version.
+ */
+struct cm_etcd_opts {
+	const char *endpoints; /* --etcd-endpoints */
+	const char *prefix;    /* --etcd-prefix, e.g. "/wgcni" */
+	const char *ca_file, *cert_file, *key_file;
+	long request_timeout_ms; /* 0: 5000 */
+};
+struct cm_state *cm_state_open_etcd(const struct cm_etcd_opts *eo, const struct cm_config *cfg,
+				    char *err, size_t errlen);
+/* Writes pending lastSeen values, closes the store. Accepts NULL. */
 void cm_state_close(struct cm_state *st);
+
+/* "sqlite" or "etcd". */
+const char *cm_state_store(const struct cm_state *st);
+/* Store operations that failed (wgcni_datastore_errors_total). */
+uint64_t cm_state_store_errors(const struct cm_state *st);
+/* A descriptor readable when the store has changes for memory (etcd's
+ * watch), -1 when it never has (sqlite); then cm_state_poll applies them:
+ * >= 0, or negative when memory can no longer follow the store (stop). */
+int cm_state_event_fd(const struct cm_state *st);
+int cm_state_poll(struct cm_state *st);
 
 uint64_t cm_state_revision(const struct cm_state *st);
 /* Nodes sorted by name; valid until the next change. */

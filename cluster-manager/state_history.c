@@ -41,7 +41,7 @@ void cm_tx_undo(struct cm_state *st)
 		log_warnx("undoing a failed change failed", NULL);
 }
 
-bool cm_state_pending(const struct cm_state *st)
+bool cm_sqlite_pending(const struct cm_state *st)
 {
 	return st->in_batch;
 }
@@ -51,7 +51,7 @@ uint64_t cm_state_commits(const struct cm_state *st)
 	return st->commits;
 }
 
-int cm_state_commit(struct cm_state *st)
+int cm_sqlite_commit(struct cm_state *st)
 {
 	int ret;
 

@@ -11,7 +11,41 @@
 
 #include <sqlite3.h>
 
+/*
+ * The datastore seam: how a change reaches the store. Both stores keep the
+ * same memory (struct cm_state below), which every answer is built from;
+ * they differ in where a change is written and when memory follows:
+ *   sqlite (state.c)      memory follows each change at once; the turn's
+ *                         changes are committed together (pending, commit).
+ *   etcd (state_etcd.c)   a change is a compare-and-swap transaction, and
+ *                         memory follows only the store's watch (poll), so
+ *                         every manager applies the same changes in the same
+ *                         order, whoever made them; nothing is pending.
+ * Reads (find, nodes, history) and lastSeen in memory (cm_state_touch) are
+ * shared.
+ */
+struct cm_store_ops {
+	const char *name; /* "sqlite", "etcd" */
+	int (*allocate)(struct cm_state *st, const char *name, struct cm_node **out);
+	int (*register_key)(struct cm_state *st, struct cm_node *node, const char *public_key,
+			    const char *endpoint, bool *changed);
+	int (*node_info)(struct cm_state *st, struct cm_node *node, const char *location,
+			 bool gateway, const char *public_endpoint, bool *changed);
+	int (*delete_node)(struct cm_state *st, const char *name);
+	int (*flush_seen)(struct cm_state *st);
+	bool (*pending)(const struct cm_state *st);
+	int (*commit)(struct cm_state *st);
+	/* Applies what the store reports changed: >= 0, or negative when
+	 * memory can no longer follow the store (the manager must stop). */
+	int (*poll)(struct cm_state *st);
+	int (*event_fd)(const struct cm_state *st);
+	void (*close)(struct cm_state *st);
+};
+
 struct cm_state {
+	const struct cm_store_ops *ops;
+	struct cm_etcd *etcd; /* state_etcd.c */
+	uint64_t store_errors; /* failed writes and reads of the store */
 	int lock_fd; /* flock'ed: one cluster manager per state directory */
 	sqlite3 *db;
 	struct cm_config cfg;
@@ -41,6 +75,27 @@ struct cm_state {
 	uint64_t (*now_ms)(void);
 	struct cm_ext_state *ext; /* external peers (external.c) */
 };
+
+/* Memory shared by the stores (state.c). */
+int cm_state_init(struct cm_state *st, const struct cm_config *cfg, char *err, size_t errlen);
+void cm_state_free_mem(struct cm_state *st);
+enum cm_family cm_fam_of(const struct ipnet *n);
+/* Room for one more node (then cm_node_insert cannot fail). */
+int cm_node_slot(struct cm_state *st);
+void cm_node_insert(struct cm_state *st, struct cm_node *node);
+/* Takes the node out of the sorted array (not the history or stale lists). */
+void cm_node_remove(struct cm_state *st, struct cm_node *node);
+/* The strings derived from the node's subnets. */
+void cm_node_refresh(struct cm_node *node);
+/* A stored subnet is in use / free again in the allocator. */
+int cm_subnet_reserve(struct cm_state *st, const char *name, const struct ipnet *net);
+void cm_subnet_release(struct cm_state *st, const struct ipnet *net);
+
+/* The SQLite store's operations (state.c, external.c, state_history.c). */
+int cm_sqlite_node_info(struct cm_state *st, struct cm_node *node, const char *location,
+			bool gateway, const char *public_endpoint, bool *changed);
+bool cm_sqlite_pending(const struct cm_state *st);
+int cm_sqlite_commit(struct cm_state *st);
 
 /* One statement to completion; types: 't' const char *, 'i' int64_t per
  * parameter. 0 or negative errno. */

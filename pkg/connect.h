@@ -84,6 +84,10 @@ uint16_t connect_server_port(const struct connect_server *srv, size_t n);
 /* Runs until *stop becomes non-zero (checked at least every 200 ms and on
  * every wake). 0 or negative errno. */
 int connect_server_run(struct connect_server *srv, volatile sig_atomic_t *stop);
+/* Calls cb(ctx) on the loop thread, before the turn's handlers, whenever fd
+ * is readable (level-triggered: cb must drain it). One descriptor per
+ * server; the caller keeps and closes it. 0 or negative errno (-EBUSY). */
+int connect_server_add_fd(struct connect_server *srv, int fd, void (*cb)(void *ctx), void *ctx);
 /* Re-run every deferred call soon. Thread-safe, async-signal-safe. */
 void connect_server_wake(struct connect_server *srv);
 /* Replace the bearer token (NULL: none), e.g. on SIGHUP; waiting long polls

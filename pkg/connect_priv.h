@@ -49,8 +49,10 @@
 /* After accept failed (no descriptors, no memory): retry after this. */
 #define CONNECT_ACCEPT_PAUSE_MS 100U
 /* epoll data of our set: 0 the wake eventfd, i + 1 listener i's MHD epoll fd,
- * CONNECT_EV_LISTEN | i listener i's listening socket. */
+ * CONNECT_EV_LISTEN | i listener i's listening socket, CONNECT_EV_USER the
+ * caller's descriptor (connect_server_add_fd). */
 #define CONNECT_EV_LISTEN (1ULL << 32)
+#define CONNECT_EV_USER (1ULL << 33)
 
 struct connect_listener {
 	struct connect_server *srv;
@@ -74,6 +76,8 @@ struct connect_server {
 	int (*metrics)(struct prom *p, void *ctx);
 	int (*healthz)(void *ctx);
 	int (*after_run)(void *ctx);
+	void (*user_cb)(void *ctx); /* connect_server_add_fd */
+	void *user_ctx;
 
 	struct connect_listener *listeners;
 	size_t n_listeners;

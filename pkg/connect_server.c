@@ -234,6 +234,19 @@ static void connect_expire(struct connect_server *srv)
 		connect_resume(connect_heap_pop(srv), true);
 }
 
+int connect_server_add_fd(struct connect_server *srv, int fd, void (*cb)(void *ctx), void *ctx)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = CONNECT_EV_USER };
+
+	if (srv->user_cb)
+		return -EBUSY;
+	if (epoll_ctl(srv->epfd, EPOLL_CTL_ADD, fd, &ev))
+		return -errno;
+	srv->user_cb = cb;
+	srv->user_ctx = ctx;
+	return 0;
+}
+
 int connect_server_run(struct connect_server *srv, volatile sig_atomic_t *stop)
 {
 	struct epoll_event ev[32];
@@ -254,6 +267,8 @@ int connect_server_run(struct connect_server *srv, volatile sig_atomic_t *stop)
 			if (tag == 0 &&
 			    read(srv->wakefd, &count, sizeof(count)) == sizeof(count))
 				connect_wake_all(srv);
+			else if (tag == CONNECT_EV_USER)
+				srv->user_cb(srv->user_ctx);
 			else if (tag & CONNECT_EV_LISTEN &&
 				 (tag & ~CONNECT_EV_LISTEN) < srv->n_listeners)
 				connect_listen_accept(srv, (size_t)(tag & ~CONNECT_EV_LISTEN));

@@ -1,0 +1,1103 @@
+/*
+ * The etcd store (--datastore etcd; state.h, keys in store_etcd_keys.h).
+ *
+ * Memory follows the watch, and only the watch: its thread queues what it
+ * receives and signals an eventfd, and the loop thread applies the batches
+ * in revision order (cm_etcd_poll). So every manager on one etcd cluster
+ * applies the same changes in the same order, whichever of them made a
+ * change, and a node's revision (its key's mod_revision) is the same on
+ * every manager: a node can move from one to another and go on from its
+ * revision.
+ *
+ * A change made here is one transaction whose compares say that memory was
+ * current for what it touches: the node's key has the mod_revision memory
+ * knows (or does not exist), and each subnet it claims does not exist. When
+ * it succeeds, the answer waits until the watch has delivered that revision
+ * (cm_etcd_catch_up), so what a client is told is in memory and memory never
+ * runs ahead of etcd. When a compare fails, the failure branch reads the
+ * keys compared; their revisions say how far memory must catch up before
+ * the next try (another manager's change is then in memory).
+ *
+ * A node removed while a handler may still hold it is kept on the graveyard
+ * and freed at the next poll, before any handler runs.
+ */
+#include "state.h"
+#include "state_priv.h"
+#include "store_etcd_keys.h"
+
+#include "etcd.h"
+#include "log.h"
+#include "prefixalloc.h"
+#include "sys.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Tries of one change against concurrent ones before -EAGAIN. */
+#define CM_ETCD_TRIES 16
+/* How long an answer waits for the watch to show its own change. */
+#define CM_ETCD_CATCH_UP_MS 5000
+/* lastSeen is stored when it moved by at least this much: a node's key is
+ * written at most every 5 minutes however often it calls (10,000 nodes:
+ * 2,000 key writes a minute in 16 transactions, not one per call). Memory
+ * has the exact time of the calls a manager answered. */
+#define CM_ETCD_SEEN_STEP 300
+/* etcd's limit of operations in one transaction. */
+#define CM_ETCD_TXN_OPS 128
+#define CM_ETCD_KEY_MAX (1024 + CM_NAME_MAX)
+
+struct cm_etcd_ev {
+	bool del;
+	char *key;
+	char *value; /* NUL-terminated */
+	int64_t mod_revision;
+};
+
+struct cm_etcd_batch {
+	struct cm_etcd_batch *next;
+	size_t n;
+	struct cm_etcd_ev ev[];
+};
+
+struct cm_etcd {
+	struct etcd *e;
+	struct etcd_watch *w;
+	char prefix[512]; /* without a trailing slash */
+	int efd;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct cm_etcd_batch *head, *tail; /* queued by the watch thread */
+	int failed;                         /* the watch cannot go on (under mu) */
+	int64_t applied; /* highest revision applied to memory */
+	struct cm_node *graveyard;
+};
+
+/* --- keys ---------------------------------------------------------------- */
+
+static int cm_etcd_key(const struct cm_etcd *x, char *buf, const char *kind, const char *name)
+{
+	int n = snprintf(buf, CM_ETCD_KEY_MAX, "%s%s%s", x->prefix, kind, name);
+
+	return n < 0 || n >= CM_ETCD_KEY_MAX ? -ENAMETOOLONG : 0;
+}
+
+/* The part of key after prefix + kind, or NULL when key is not of that kind. */
+static const char *cm_etcd_key_rest(const struct cm_etcd *x, const char *key, const char *kind)
+{
+	size_t pl = strlen(x->prefix), kl = strlen(kind);
+
+	if (strncmp(key, x->prefix, pl) || strncmp(key + pl, kind, kl) || !key[pl + kl])
+		return NULL;
+	return key + pl + kl;
+}
+
+/* --- node records ---------------------------------------------------------- */
+
+struct cm_etcd_rec {
+	char subnet[CM_NFAM][IPNET_STRLEN]; /* "" where none */
+	const char *public_key, *endpoint, *location, *public_endpoint;
+	bool gateway;
+};
+
+static void cm_etcd_rec_of(const struct cm_node *node, struct cm_etcd_rec *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->public_key = r->endpoint = r->location = r->public_endpoint = "";
+	if (!node)
+		return;
+	for (int f = 0; f < CM_NFAM; f++)
+		if (node->has_subnet[f])
+			snprintf(r->subnet[f], sizeof(r->subnet[f]), "%s", node->subnet_str[f]);
+	r->public_key = node->public_key;
+	r->endpoint = node->endpoint;
+	r->location = node->location;
+	r->public_endpoint = node->public_endpoint;
+	r->gateway = node->gateway;
+}
+
+/* Malloc'd JSON of the record; NULL when out of memory. */
+static char *cm_etcd_rec_json(const struct cm_etcd_rec *r)
+{
+	json_t *subnets = json_array(), *o;
+	char *s = NULL;
+
+	for (int f = 0; subnets && f < CM_NFAM; f++)
+		if (r->subnet[f][0] && json_array_append_new(subnets, json_string(r->subnet[f])))
+			goto out;
+	o = json_pack("{s:o,s:s,s:s,s:s,s:b,s:s}", "subnets", subnets, "publicKey",
+		      r->public_key, "endpoint", r->endpoint, "location", r->location, "gateway",
+		      r->gateway, "publicEndpoint", r->public_endpoint);
+	subnets = NULL;
+	if (o)
+		s = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+out:
+	json_decref(subnets);
+	return s;
+}
+
+static const char *cm_etcd_str(json_t *o, const char *field, size_t max)
+{
+	json_t *j = json_object_get(o, field);
+	const char *s;
+
+	if (!j)
+		return "";
+	s = json_string_value(j);
+	return s && strlen(s) <= max ? s : NULL;
+}
+
+/* Fills node from a record (memory only): 0 or -EPROTO. */
+static int cm_etcd_rec_parse(const char *value, struct cm_node *node)
+{
+	json_t *o = json_loads(value, JSON_REJECT_DUPLICATES, NULL), *subnets, *gw, *j;
+	const char *pub, *ep, *loc, *pubep;
+	bool has[CM_NFAM] = { false };
+	struct ipnet net[CM_NFAM];
+	size_t i;
+	int ret = -EPROTO;
+
+	if (!json_is_object(o))
+		goto out;
+	subnets = json_object_get(o, "subnets");
+	if (subnets && !json_is_array(subnets))
+		goto out;
+	json_array_foreach(subnets, i, j) {
+		struct ipnet n;
+		enum cm_family f;
+
+		if (!json_is_string(j) || ipnet_parse(json_string_value(j), &n, true))
+			goto out;
+		f = cm_fam_of(&n);
+		if (has[f])
+			goto out;
+		has[f] = true;
+		net[f] = n;
+	}
+	pub = cm_etcd_str(o, "publicKey", WG_KEY_B64_LEN);
+	ep = cm_etcd_str(o, "endpoint", CM_ENDPOINT_MAX);
+	loc = cm_etcd_str(o, "location", CM_NAME_MAX);
+	pubep = cm_etcd_str(o, "publicEndpoint", CM_ENDPOINT_MAX);
+	gw = json_object_get(o, "gateway");
+	if (!pub || !ep || !loc || !pubep || (gw && !json_is_boolean(gw)))
+		goto out;
+	for (int f = 0; f < CM_NFAM; f++) {
+		node->has_subnet[f] = has[f];
+		if (has[f])
+			node->subnet[f] = net[f];
+	}
+	strcpy(node->public_key, pub);
+	strcpy(node->endpoint, ep);
+	strcpy(node->location, loc);
+	strcpy(node->public_endpoint, pubep);
+	node->gateway = json_is_true(gw);
+	ret = 0;
+out:
+	json_decref(o);
+	return ret;
+}
+
+/* --- applying what the watch (or the first list) reports ----------------- */
+
+static void cm_etcd_bump(struct cm_state *st, int64_t rev)
+{
+	if ((uint64_t)rev > st->revision)
+		st->revision = st->committed = (uint64_t)rev;
+}
+
+static int cm_etcd_node_put(struct cm_state *st, const char *name, const char *value,
+			    int64_t rev)
+{
+	struct cm_node *node = cm_state_find(st, name), parsed;
+	bool fresh = !node;
+	int ret;
+
+	if (node && node->mod_revision >= (uint64_t)rev)
+		return 0;
+	memset(&parsed, 0, sizeof(parsed));
+	if (strlen(name) > CM_NAME_MAX || name_node_check(name) ||
+	    cm_etcd_rec_parse(value, &parsed)) {
+		log_warnx("etcd: ignoring a node record that cannot be read", "node=%.64s "
+			  "revision=%" PRId64, name, rev);
+		st->store_errors++;
+		return 0;
+	}
+	if (fresh) {
+		ret = cm_node_slot(st);
+		if (ret)
+			return ret;
+		node = calloc(1, sizeof(*node));
+		if (!node)
+			return -ENOMEM;
+		snprintf(node->name, sizeof(node->name), "%s", name);
+		cm_node_insert(st, node);
+		cm_stale_link(st, node);
+	}
+	for (int f = 0; f < CM_NFAM; f++) {
+		node->has_subnet[f] = parsed.has_subnet[f];
+		node->subnet[f] = parsed.subnet[f];
+	}
+	strcpy(node->public_key, parsed.public_key);
+	strcpy(node->endpoint, parsed.endpoint);
+	strcpy(node->location, parsed.location);
+	strcpy(node->public_endpoint, parsed.public_endpoint);
+	node->gateway = parsed.gateway;
+	cm_node_refresh(node);
+	cm_ext_node_refresh(node);
+	cm_touch_mod(st, node, (uint64_t)rev);
+	cm_etcd_bump(st, rev);
+	return 0;
+}
+
+static int cm_etcd_node_del(struct cm_state *st, const char *name, int64_t rev)
+{
+	struct cm_node *node = cm_state_find(st, name);
+	int ret;
+
+	if (!node)
+		return 0;
+	/* Only a peer's deletion matters to the nodes. */
+	if (node->public_key[0]) {
+		ret = cm_tomb_reserve(st);
+		if (ret)
+			return ret;
+		cm_tomb_push(st, name, (uint64_t)rev);
+		cm_tomb_prune(st);
+	}
+	cm_node_remove(st, node);
+	cm_mod_unlink(st, node);
+	cm_stale_unlink(st, node);
+	node->gone_next = st->etcd->graveyard;
+	st->etcd->graveyard = node;
+	cm_etcd_bump(st, rev);
+	log_info("node deleted", "node=%s revision=%" PRId64, name, rev);
+	return 0;
+}
+
+static int cm_etcd_subnet(struct cm_state *st, const char *cidr, const char *owner, bool del)
+{
+	struct ipnet net;
+
+	if (ipnet_parse(cidr, &net, true)) {
+		log_warnx("etcd: ignoring a subnet claim that cannot be read", "subnet=%.64s",
+			  cidr);
+		return 0;
+	}
+	if (del) {
+		cm_subnet_release(st, &net);
+		return 0;
+	}
+	return cm_subnet_reserve(st, owner, &net);
+}
+
+static void cm_etcd_seen(struct cm_state *st, const char *name, const char *value)
+{
+	struct cm_node *node = cm_state_find(st, name);
+	char *end;
+	long long t;
+
+	errno = 0;
+	t = strtoll(value, &end, 10);
+	if (!node || errno || *end || end == value)
+		return;
+	node->seen_stored = (time_t)t;
+	if ((time_t)t > node->last_seen)
+		node->last_seen = (time_t)t;
+}
+
+/* One change under the prefix; what is not ours (config, tombstones: the
+ * deletion that wrote one is what counts) is skipped. */
+static int cm_etcd_apply(struct cm_state *st, const struct cm_etcd_ev *ev)
+{
+	struct cm_etcd *x = st->etcd;
+	const char *rest;
+	int ret = 0;
+
+	if ((rest = cm_etcd_key_rest(x, ev->key, CM_ETCD_NODES)))
+		ret = ev->del ? cm_etcd_node_del(st, rest, ev->mod_revision) :
+			cm_etcd_node_put(st, rest, ev->value, ev->mod_revision);
+	else if ((rest = cm_etcd_key_rest(x, ev->key, CM_ETCD_SUBNETS)))
+		ret = cm_etcd_subnet(st, rest, ev->value, ev->del);
+	else if ((rest = cm_etcd_key_rest(x, ev->key, CM_ETCD_SEEN)) && !ev->del)
+		cm_etcd_seen(st, rest, ev->value);
+	if (ev->mod_revision > x->applied)
+		x->applied = ev->mod_revision;
+	return ret;
+}
+
+static void cm_etcd_batch_free(struct cm_etcd_batch *b)
+{
+	while (b) {
+		struct cm_etcd_batch *next = b->next;
+
+		for (size_t i = 0; i < b->n; i++) {
+			free(b->ev[i].key);
+			free(b->ev[i].value);
+		}
+		free(b);
+		b = next;
+	}
+}
+
+/* The watch thread: copies the batch into the queue for the loop thread. */
+static void cm_etcd_on_watch(const struct etcd_watch_msg *m, void *ctx)
+{
+	struct cm_etcd *x = ctx;
+	struct cm_etcd_batch *b = NULL;
+	uint64_t one = 1;
+	int failed = 0;
+
+	if (m->status == ETCD_WATCH_RECONNECTING) {
+		errno = -m->err;
+		log_warn("etcd watch broke; resuming", "endpoint=%s", etcd_endpoint(x->e));
+		return;
+	}
+	if (m->status == ETCD_WATCH_COMPACTED) {
+		log_error("etcd compacted the history this manager had not yet seen; it must "
+			   "restart to list the state again", "compact_revision=%" PRId64,
+			   m->compact_revision);
+		failed = -ESTALE;
+	} else if (m->n) {
+		b = calloc(1, sizeof(*b) + m->n * sizeof(b->ev[0]));
+		failed = b ? 0 : -ENOMEM;
+		for (size_t i = 0; b && i < m->n; i++) {
+			const struct etcd_event *e = &m->events[i];
+			struct cm_etcd_ev *v = &b->ev[b->n++];
+
+			v->del = e->type == ETCD_EVENT_DELETE;
+			v->mod_revision = e->kv.mod_revision;
+			v->key = strdup(e->kv.key);
+			v->value = strndup(e->kv.value ? (const char *)e->kv.value : "",
+					   e->kv.value_len);
+			if (!v->key || !v->value) {
+				cm_etcd_batch_free(b);
+				b = NULL;
+				failed = -ENOMEM;
+			}
+		}
+	} else {
+		return;
+	}
+	pthread_mutex_lock(&x->mu);
+	if (b) {
+		if (x->tail)
+			x->tail->next = b;
+		else
+			x->head = b;
+		x->tail = b;
+	}
+	if (failed && !x->failed)
+		x->failed = failed;
+	pthread_cond_signal(&x->cv);
+	pthread_mutex_unlock(&x->mu);
+	if (write(x->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_warn("etcd: cannot signal the loop", NULL);
+}
+
+/* Applies every queued batch; with wait_ms, first waits that long for one.
+ * 0, -ETIMEDOUT (nothing came), or the failure that stops memory. */
+static int cm_etcd_drain(struct cm_state *st, long wait_ms)
+{
+	struct cm_etcd *x = st->etcd;
+	struct cm_etcd_batch *list, *b;
+	int ret = 0;
+
+	pthread_mutex_lock(&x->mu);
+	if (wait_ms > 0 && !x->head && !x->failed) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += wait_ms / 1000;
+		ts.tv_nsec += (wait_ms % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		while (!x->head && !x->failed && !ret)
+			ret = -pthread_cond_timedwait(&x->cv, &x->mu, &ts);
+	}
+	list = x->head;
+	x->head = x->tail = NULL;
+	if (x->failed)
+		ret = x->failed;
+	pthread_mutex_unlock(&x->mu);
+	for (b = list; b && ret >= 0; b = b->next)
+		for (size_t i = 0; i < b->n && ret >= 0; i++)
+			ret = cm_etcd_apply(st, &b->ev[i]);
+	cm_etcd_batch_free(list);
+	return ret == -ETIMEDOUT && list ? 0 : ret;
+}
+
+/* Waits until memory has applied revision rev. */
+static int cm_etcd_catch_up(struct cm_state *st, int64_t rev)
+{
+	int64_t deadline = sys_now_ms() + CM_ETCD_CATCH_UP_MS;
+	int ret = 0;
+
+	while (st->etcd->applied < rev && ret >= 0) {
+		int64_t left = deadline - sys_now_ms();
+
+		if (left <= 0)
+			ret = -ETIMEDOUT;
+		else
+			ret = cm_etcd_drain(st, (long)left);
+	}
+	if (ret == -ETIMEDOUT)
+		log_warnx("etcd: the watch did not show a change in time",
+			  "revision=%" PRId64 " applied=%" PRId64, rev, st->etcd->applied);
+	return ret < 0 ? ret : 0;
+}
+
+static int cm_etcd_poll(struct cm_state *st)
+{
+	struct cm_etcd *x = st->etcd;
+	uint64_t count;
+
+	/* No handler holds a node removed before this turn. */
+	while (x->graveyard) {
+		struct cm_node *n = x->graveyard;
+
+		x->graveyard = n->gone_next;
+		free(n->allowed);
+		free(n);
+	}
+	if (read(x->efd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+		return -errno;
+	return cm_etcd_drain(st, 0);
+}
+
+static int cm_etcd_event_fd(const struct cm_state *st)
+{
+	return st->etcd->efd;
+}
+
+/* --- changes ---------------------------------------------------------------- */
+
+/*
+ * One try of a change to the node called name, whose state in memory is
+ * node (NULL: absent): put rec (NULL: delete the node, its claims and
+ * lastSeen, leaving a tombstone) and claim the subnets in claim[] (""
+ * where none). 1 done and in memory, 0 another manager got there first
+ * (memory has caught up with it: look again), or negative errno.
+ */
+static int cm_etcd_try(struct cm_state *st, const char *name, const struct cm_node *node,
+		       const struct cm_etcd_rec *rec, char claim[CM_NFAM][IPNET_STRLEN])
+{
+	struct cm_etcd *x = st->etcd;
+	char keys[2 + 2 * CM_NFAM][CM_ETCD_KEY_MAX];
+	char *nodekey = keys[0], *tombkey = keys[1], *value = NULL;
+	struct etcd_cmp cmp[1 + CM_NFAM];
+	struct etcd_op ok[3 + CM_NFAM], fail[2 + CM_NFAM];
+	struct etcd_txn t = { .compare = cmp, .success = ok, .failure = fail };
+	struct etcd_txn_result res;
+	int64_t target = 0;
+	int ret;
+
+	ret = cm_etcd_key(x, nodekey, CM_ETCD_NODES, name);
+	if (!ret)
+		ret = cm_etcd_key(x, tombkey, CM_ETCD_TOMBSTONES, name);
+	if (ret)
+		return ret;
+	cmp[t.n_compare++] = (struct etcd_cmp){
+		.target = node ? ETCD_CMP_MOD : ETCD_CMP_CREATE, .key = nodekey,
+		.number = node ? (int64_t)node->mod_revision : 0 };
+	fail[t.n_failure++] = (struct etcd_op){ .type = ETCD_OP_RANGE, .key = nodekey };
+	fail[t.n_failure++] = (struct etcd_op){ .type = ETCD_OP_RANGE, .key = tombkey };
+	if (rec) {
+		value = cm_etcd_rec_json(rec);
+		if (!value)
+			return -ENOMEM;
+		ok[t.n_success++] = (struct etcd_op){ .type = ETCD_OP_PUT, .key = nodekey,
+						      .value = value, .value_len = strlen(value) };
+		for (int f = 0; f < CM_NFAM; f++) {
+			char *k = keys[2 + f];
+
+			if (!claim[f][0])
+				continue;
+			ret = cm_etcd_key(x, k, CM_ETCD_SUBNETS, claim[f]);
+			if (ret)
+				goto out;
+			cmp[t.n_compare++] = (struct etcd_cmp){ .target = ETCD_CMP_CREATE, .key = k };
+			ok[t.n_success++] = (struct etcd_op){ .type = ETCD_OP_PUT, .key = k,
+							      .value = name,
+							      .value_len = strlen(name) };
+			fail[t.n_failure++] = (struct etcd_op){ .type = ETCD_OP_RANGE, .key = k };
+		}
+	} else {
+		ok[t.n_success++] = (struct etcd_op){ .type = ETCD_OP_DELETE, .key = nodekey };
+		ok[t.n_success++] = (struct etcd_op){ .type = ETCD_OP_PUT, .key = tombkey,
+						      .value = "", .value_len = 0 };
+		for (int f = 0; f < CM_NFAM; f++) {
+			char *k = keys[2 + f];
+
+			if (!node->has_subnet[f])
+				continue;
+			ret = cm_etcd_key(x, k, CM_ETCD_SUBNETS, node->subnet_str[f]);
+			if (ret)
+				goto out;
+			ok[t.n_success++] = (struct etcd_op){ .type = ETCD_OP_DELETE, .key = k };
+		}
+		ret = cm_etcd_key(x, keys[2 + CM_NFAM], CM_ETCD_SEEN, name);
+		if (ret)
+			goto out;
+		ok[t.n_success++] = (struct etcd_op){ .type = ETCD_OP_DELETE,
+						      .key = keys[2 + CM_NFAM] };
+	}
+	ret = etcd_txn(x->e, &t, &res);
+	if (ret)
+		goto out_res;
+	if (res.succeeded) {
+		target = res.revision;
+	} else {
+		/* The keys compared, as they are: memory catches up to the
+		 * newest before the next try. */
+		for (size_t i = 0; i < res.n; i++)
+			for (size_t k = 0; k < res.results[i].kvs.n; k++)
+				if (res.results[i].kvs.kvs[k].mod_revision > target)
+					target = res.results[i].kvs.kvs[k].mod_revision;
+	}
+	ret = cm_etcd_catch_up(st, target);
+	if (!ret)
+		ret = res.succeeded;
+out_res:
+	etcd_txn_result_free(&res);
+out:
+	free(value);
+	return ret;
+}
+
+/* Tries fn until it is done, conflicts give up (-EAGAIN) or it fails. */
+#define CM_ETCD_RETRY(ret, body)                                               \
+	do {                                                                   \
+		ret = 0;                                                       \
+		for (int try_ = 0; try_ < CM_ETCD_TRIES && ret == 0; try_++) { \
+			body;                                                  \
+		}                                                              \
+		if (ret == 0)                                                  \
+			ret = -EAGAIN;                                         \
+	} while (0)
+
+static int cm_etcd_allocate(struct cm_state *st, const char *name, struct cm_node **out)
+{
+	char buf[IPNET_STRLEN];
+	int ret;
+
+	CM_ETCD_RETRY(ret, {
+		struct cm_node *node = cm_state_find(st, name);
+		char claim[CM_NFAM][IPNET_STRLEN] = { "" };
+		struct ipnet got[CM_NFAM];
+		struct cm_etcd_rec rec;
+		bool any = false;
+
+		cm_etcd_rec_of(node, &rec);
+		for (int f = 0; f < CM_NFAM && ret >= 0; f++) {
+			if (!st->pa[f] || (node && node->has_subnet[f]))
+				continue;
+			ret = prefixalloc_alloc(st->pa[f], &got[f]);
+			if (ret)
+				break;
+			ipnet_format(&got[f], claim[f]);
+			strcpy(rec.subnet[f], claim[f]);
+			any = true;
+		}
+		/* The watch reserves what was claimed, this one or not. */
+		for (int f = 0; f < CM_NFAM; f++)
+			if (claim[f][0])
+				prefixalloc_release(st->pa[f], &got[f]);
+		if (ret < 0)
+			break;
+		if (node && !any) {
+			*out = node;
+			return cm_state_touch(st, node) < 0 ? -EIO : 0;
+		}
+		ret = cm_etcd_try(st, name, node, &rec, claim);
+		if (ret == 1) {
+			for (int f = 0; f < CM_NFAM; f++)
+				if (claim[f][0])
+					log_info("subnet allocated", "node=%s subnet=%s", name,
+						 ipnet_format(&got[f], buf));
+		}
+	});
+	if (ret < 0)
+		return ret;
+	*out = cm_state_find(st, name);
+	if (!*out)
+		return -ENOENT; /* deleted again meanwhile */
+	cm_state_touch(st, *out);
+	return 0;
+}
+
+/* A change of the node's record, fields from memory but what change() sets. */
+static int cm_etcd_update(struct cm_state *st, struct cm_node *node,
+			  void (*change)(struct cm_etcd_rec *r, const void *arg), const void *arg)
+{
+	char name[CM_NAME_MAX + 1];
+	int ret;
+
+	snprintf(name, sizeof(name), "%s", node->name);
+	CM_ETCD_RETRY(ret, {
+		char claim[CM_NFAM][IPNET_STRLEN] = { "" };
+		struct cm_node *cur = cm_state_find(st, name);
+		struct cm_etcd_rec rec;
+
+		if (!cur)
+			return -ENOENT;
+		cm_etcd_rec_of(cur, &rec);
+		change(&rec, arg);
+		ret = cm_etcd_try(st, name, cur, &rec, claim);
+	});
+	if (ret < 0)
+		return ret;
+	node = cm_state_find(st, name);
+	if (node)
+		cm_state_touch(st, node);
+	return 0;
+}
+
+struct cm_etcd_key_arg {
+	const char *public_key, *endpoint;
+};
+
+static void cm_etcd_set_key(struct cm_etcd_rec *r, const void *arg)
+{
+	const struct cm_etcd_key_arg *a = arg;
+
+	r->public_key = a->public_key;
+	r->endpoint = a->endpoint;
+}
+
+static int cm_etcd_register(struct cm_state *st, struct cm_node *node, const char *public_key,
+			    const char *endpoint, bool *changed)
+{
+	const struct cm_etcd_key_arg a = { public_key, endpoint };
+	int ret;
+
+	*changed = strcmp(node->public_key, public_key) || strcmp(node->endpoint, endpoint);
+	if (!*changed)
+		return cm_state_touch(st, node) < 0 ? -EIO : 0;
+	if (strlen(public_key) > WG_KEY_B64_LEN || strlen(endpoint) > CM_ENDPOINT_MAX)
+		return -EINVAL;
+	ret = cm_etcd_update(st, node, cm_etcd_set_key, &a);
+	if (!ret)
+		log_info("key registered", "node=%s public_key=%s endpoint=%s", node->name,
+			 public_key, endpoint);
+	return ret;
+}
+
+struct cm_etcd_info_arg {
+	const char *location, *public_endpoint;
+	bool gateway;
+};
+
+static void cm_etcd_set_info(struct cm_etcd_rec *r, const void *arg)
+{
+	const struct cm_etcd_info_arg *a = arg;
+
+	r->location = a->location;
+	r->public_endpoint = a->public_endpoint;
+	r->gateway = a->gateway;
+}
+
+static int cm_etcd_node_info(struct cm_state *st, struct cm_node *node, const char *location,
+			     bool gateway, const char *public_endpoint, bool *changed)
+{
+	const struct cm_etcd_info_arg a = { location, public_endpoint, gateway };
+
+	*changed = strcmp(node->location, location) || node->gateway != gateway ||
+		   strcmp(node->public_endpoint, public_endpoint);
+	if (!*changed)
+		return 0;
+	if (strlen(location) > CM_NAME_MAX || strlen(public_endpoint) > CM_ENDPOINT_MAX)
+		return -EINVAL;
+	return cm_etcd_update(st, node, cm_etcd_set_info, &a);
+}
+
+static int cm_etcd_delete(struct cm_state *st, const char *name)
+{
+	int ret;
+
+	CM_ETCD_RETRY(ret, {
+		char claim[CM_NFAM][IPNET_STRLEN] = { "" };
+		struct cm_node *node = cm_state_find(st, name);
+
+		if (!node)
+			return -ENOENT;
+		ret = cm_etcd_try(st, name, node, NULL, claim);
+	});
+	return ret < 0 ? ret : 0;
+}
+
+/* lastSeen: one put per node seen CM_ETCD_SEEN_STEP after what is stored,
+ * CM_ETCD_TXN_OPS to a transaction (no compares: a late one for a deleted node leaves a key
+ * that is ignored and overwritten if the name comes back). */
+static int cm_etcd_flush_seen(struct cm_state *st)
+{
+	struct cm_etcd *x = st->etcd;
+	char (*keys)[CM_ETCD_KEY_MAX], vals[CM_ETCD_TXN_OPS][24];
+	struct etcd_op ops[CM_ETCD_TXN_OPS];
+	struct cm_node *batch[CM_ETCD_TXN_OPS];
+	size_t i = 0;
+	int ret = 0;
+
+	keys = malloc(CM_ETCD_TXN_OPS * sizeof(*keys));
+	if (!keys)
+		return -ENOMEM;
+
+	while (i < st->n_nodes && !ret) {
+		struct etcd_txn t = { .success = ops };
+		struct etcd_txn_result res;
+
+		for (; i < st->n_nodes && t.n_success < CM_ETCD_TXN_OPS; i++) {
+			struct cm_node *node = st->nodes[i];
+			size_t k = t.n_success;
+
+			if (!node->seen_dirty)
+				continue;
+			if (node->last_seen - node->seen_stored < CM_ETCD_SEEN_STEP ||
+			    cm_etcd_key(x, keys[k], CM_ETCD_SEEN, node->name)) {
+				node->seen_dirty = false;
+				continue;
+			}
+			snprintf(vals[k], sizeof(vals[k]), "%lld", (long long)node->last_seen);
+			ops[k] = (struct etcd_op){ .type = ETCD_OP_PUT, .key = keys[k],
+						   .value = vals[k], .value_len = strlen(vals[k]) };
+			batch[t.n_success++] = node;
+		}
+		if (!t.n_success)
+			break;
+		ret = etcd_txn(x->e, &t, &res);
+		etcd_txn_result_free(&res);
+		for (size_t k = 0; !ret && k < t.n_success; k++)
+			batch[k]->seen_dirty = false;
+	}
+	free(keys);
+	return ret;
+}
+
+static bool cm_etcd_pending(const struct cm_state *st)
+{
+	(void)st;
+	return false;
+}
+
+static int cm_etcd_commit(struct cm_state *st)
+{
+	(void)st;
+	return 0;
+}
+
+static void cm_etcd_free(struct cm_state *st)
+{
+	struct cm_etcd *x = st->etcd;
+
+	if (!x)
+		return;
+	etcd_watch_stop(x->w);
+	cm_etcd_batch_free(x->head);
+	while (x->graveyard) {
+		struct cm_node *n = x->graveyard;
+
+		x->graveyard = n->gone_next;
+		free(n->allowed);
+		free(n);
+	}
+	etcd_free(x->e);
+	if (x->efd >= 0)
+		close(x->efd);
+	pthread_mutex_destroy(&x->mu);
+	pthread_cond_destroy(&x->cv);
+	free(x);
+	st->etcd = NULL;
+}
+
+static void cm_etcd_close(struct cm_state *st)
+{
+	int ret = cm_state_flush_seen(st);
+
+	if (ret) {
+		errno = -ret;
+		log_warn("could not save lastSeen times", NULL);
+	}
+	cm_etcd_free(st);
+	cm_state_free_mem(st);
+}
+
+static const struct cm_store_ops cm_etcd_ops = {
+	.name = "etcd",
+	.allocate = cm_etcd_allocate,
+	.register_key = cm_etcd_register,
+	.node_info = cm_etcd_node_info,
+	.delete_node = cm_etcd_delete,
+	.flush_seen = cm_etcd_flush_seen,
+	.pending = cm_etcd_pending,
+	.commit = cm_etcd_commit,
+	.poll = cm_etcd_poll,
+	.event_fd = cm_etcd_event_fd,
+	.close = cm_etcd_close,
+};
+
+/* --- start: the configuration, the first list, the watch ------------------ */
+
+static json_t *cm_etcd_config_json(const struct cm_config *cfg)
+{
+	json_t *cidrs = json_array();
+	char buf[IPNET_STRLEN];
+
+	for (int f = 0; cidrs && f < CM_NFAM; f++)
+		if (cfg->has_cidr[f] &&
+		    json_array_append_new(cidrs, json_string(ipnet_format(&cfg->cidr[f], buf)))) {
+			json_decref(cidrs);
+			return NULL;
+		}
+	return json_pack("{s:o,s:i,s:i}", "clusterCidrs", cidrs, "nodePrefixLength",
+			 (json_int_t)cfg->childlen[CM_V4], "nodePrefixLengthV6",
+			 (json_int_t)cfg->childlen[CM_V6]);
+}
+
+/* The stored configuration must be ours: the same CIDRs, and the same
+ * subnet size in each family we use. */
+static bool cm_etcd_config_same(json_t *ours, json_t *theirs)
+{
+	json_t *a = json_object_get(ours, "clusterCidrs"), *b = json_object_get(theirs,
+										  "clusterCidrs");
+	bool v4 = false, v6 = false;
+	size_t i;
+	json_t *j;
+
+	if (!json_is_array(b) || !json_equal(a, b))
+		return false;
+	json_array_foreach(a, i, j) {
+		if (strchr(json_string_value(j), ':'))
+			v6 = true;
+		else
+			v4 = true;
+	}
+	return (!v4 || json_equal(json_object_get(ours, "nodePrefixLength"),
+				  json_object_get(theirs, "nodePrefixLength"))) &&
+	       (!v6 || json_equal(json_object_get(ours, "nodePrefixLengthV6"),
+				  json_object_get(theirs, "nodePrefixLengthV6")));
+}
+
+static int cm_etcd_check_config(struct cm_state *st, char *err, size_t errlen)
+{
+	struct cm_etcd *x = st->etcd;
+	char key[CM_ETCD_KEY_MAX], *ours_s = NULL;
+	json_t *ours = cm_etcd_config_json(&st->cfg), *theirs = NULL;
+	struct etcd_cmp cmp = { .target = ETCD_CMP_CREATE, .key = key };
+	struct etcd_op put = { .type = ETCD_OP_PUT, .key = key };
+	struct etcd_op get = { .type = ETCD_OP_RANGE, .key = key };
+	struct etcd_txn t = { &cmp, 1, &put, &get, 1, 1 };
+	struct etcd_txn_result res = { 0 };
+	int ret = -ENOMEM;
+
+	snprintf(key, sizeof(key), "%s%s", x->prefix, CM_ETCD_CONFIG);
+	if (!ours || !(ours_s = json_dumps(ours, JSON_COMPACT)))
+		goto out;
+	put.value = ours_s;
+	put.value_len = strlen(ours_s);
+	ret = etcd_txn(x->e, &t, &res);
+	if (ret) {
+		snprintf(err, errlen, "etcd at %s: cannot read `%s': %s", etcd_endpoint(x->e),
+			 key, strerror(-ret));
+		goto out;
+	}
+	if (res.succeeded) {
+		log_info("etcd: configuration stored", "key=%s config=%s", key, ours_s);
+		goto out;
+	}
+	ret = -EPROTO;
+	if (res.n == 1 && res.results[0].kvs.n == 1)
+		theirs = json_loads((const char *)res.results[0].kvs.kvs[0].value, 0, NULL);
+	if (!theirs) {
+		snprintf(err, errlen, "etcd: `%s' cannot be read", key);
+		goto out;
+	}
+	if (!cm_etcd_config_same(ours, theirs)) {
+		ret = -EINVAL;
+		snprintf(err, errlen, "etcd prefix `%s' belongs to a cluster with other CIDRs or "
+			 "subnet sizes (%s there, %s here): use the same --cluster-cidr and "
+			 "--node-prefix-length flags, or another --etcd-prefix", x->prefix,
+			 (const char *)res.results[0].kvs.kvs[0].value, ours_s);
+		goto out;
+	}
+	ret = 0;
+out:
+	etcd_txn_result_free(&res);
+	json_decref(ours);
+	json_decref(theirs);
+	free(ours_s);
+	return ret;
+}
+
+static int cm_etcd_mod_cmp(const void *a, const void *b)
+{
+	const struct etcd_kv *x = a, *y = b;
+
+	return x->mod_revision < y->mod_revision ? -1 : x->mod_revision > y->mod_revision;
+}
+
+/* Every key of one kind as of rev (0: now, then *rev is set). */
+static int cm_etcd_list(struct cm_state *st, const char *kind, int64_t *rev,
+			struct etcd_kvs *out)
+{
+	struct cm_etcd *x = st->etcd;
+	char key[CM_ETCD_KEY_MAX], *end;
+	struct etcd_range_req req = { .key = key, .revision = *rev };
+	int ret;
+
+	snprintf(key, sizeof(key), "%s%s", x->prefix, kind);
+	end = etcd_prefix_end(key);
+	if (!end)
+		return -errno;
+	req.range_end = end;
+	ret = etcd_range(x->e, &req, out, *rev ? NULL : rev);
+	free(end);
+	return ret;
+}
+
+static int cm_etcd_load(struct cm_state *st, int64_t *rev, char *err, size_t errlen)
+{
+	static const char *const kinds[] = { CM_ETCD_NODES, CM_ETCD_SUBNETS, CM_ETCD_SEEN,
+					     CM_ETCD_TOMBSTONES };
+	struct etcd_kvs kvs[4];
+	size_t nk = 0;
+	int ret = 0;
+
+	*rev = 0;
+	for (; nk < 4 && !ret; nk++)
+		ret = cm_etcd_list(st, kinds[nk], rev, &kvs[nk]);
+	if (ret) {
+		snprintf(err, errlen, "etcd at %s: cannot list `%s%s': %s",
+			 etcd_endpoint(st->etcd->e), st->etcd->prefix, kinds[nk - 1],
+			 strerror(-ret));
+		goto out;
+	}
+	/* The history in the order of the revisions, as the watch goes on. */
+	for (int k = 0; k < 4; k += 3)
+		if (kvs[k].n)
+			qsort(kvs[k].kvs, kvs[k].n, sizeof(kvs[k].kvs[0]), cm_etcd_mod_cmp);
+	for (int k = 0; k < 3 && !ret; k++)
+		for (size_t i = 0; i < kvs[k].n && !ret; i++) {
+			const struct cm_etcd_ev ev = { .key = kvs[k].kvs[i].key,
+						       .value = (char *)kvs[k].kvs[i].value,
+						       .mod_revision = kvs[k].kvs[i].mod_revision };
+
+			ret = cm_etcd_apply(st, &ev);
+		}
+	for (size_t i = 0; i < kvs[3].n && !ret; i++) {
+		const char *name = cm_etcd_key_rest(st->etcd, kvs[3].kvs[i].key,
+						    CM_ETCD_TOMBSTONES);
+
+		if (!name || strlen(name) > CM_NAME_MAX)
+			continue;
+		ret = cm_tomb_reserve(st);
+		if (!ret) {
+			cm_tomb_push(st, name, (uint64_t)kvs[3].kvs[i].mod_revision);
+			cm_etcd_bump(st, kvs[3].kvs[i].mod_revision);
+		}
+	}
+	cm_tomb_prune(st);
+	if (ret)
+		snprintf(err, errlen, "etcd: cannot load the state: %s", strerror(-ret));
+out:
+	while (nk--)
+		etcd_kvs_free(&kvs[nk]);
+	return ret;
+}
+
+struct cm_state *cm_state_open_etcd(const struct cm_etcd_opts *eo, const struct cm_config *cfg,
+				    char *err, size_t errlen)
+{
+	const struct etcd_config ec = {
+		.endpoints = eo->endpoints,
+		.ca_file = eo->ca_file,
+		.cert_file = eo->cert_file,
+		.key_file = eo->key_file,
+		.request_timeout_ms = eo->request_timeout_ms,
+	};
+	struct cm_state *st = calloc(1, sizeof(*st));
+	struct cm_etcd *x = calloc(1, sizeof(*x));
+	pthread_condattr_t ca;
+	char key[CM_ETCD_KEY_MAX], *end = NULL;
+	int64_t rev;
+	size_t pl;
+	int ret = -ENOMEM;
+
+	if (!st || !x) {
+		snprintf(err, errlen, "out of memory");
+		free(st);
+		free(x);
+		errno = ENOMEM;
+		return NULL;
+	}
+	st->ops = &cm_etcd_ops;
+	st->etcd = x;
+	x->efd = -1;
+	pthread_mutex_init(&x->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&x->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	pl = strlen(eo->prefix);
+	while (pl > 1 && eo->prefix[pl - 1] == '/')
+		pl--;
+	ret = -EINVAL;
+	if (eo->prefix[0] != '/' || pl >= sizeof(x->prefix) - 64) {
+		snprintf(err, errlen, "--etcd-prefix: `%s' must start with / and be shorter",
+			 eo->prefix);
+		goto err;
+	}
+	memcpy(x->prefix, eo->prefix, pl);
+	x->prefix[pl] = '\0';
+	if (!strcmp(x->prefix, "/"))
+		x->prefix[0] = '\0';
+	ret = cm_state_init(st, cfg, err, errlen);
+	if (ret)
+		goto err;
+	x->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	x->e = etcd_new(&ec);
+	if (x->efd < 0 || !x->e) {
+		ret = -errno;
+		snprintf(err, errlen, "etcd: %s", x->e ? strerror(errno) :
+			 "invalid --etcd-endpoints or unreadable TLS file");
+		goto err;
+	}
+	ret = cm_etcd_check_config(st, err, errlen);
+	if (ret)
+		goto err;
+	ret = cm_etcd_load(st, &rev, err, errlen);
+	if (ret)
+		goto err;
+	snprintf(key, sizeof(key), "%s/", x->prefix);
+	end = etcd_prefix_end(key);
+	x->w = end ? etcd_watch_start(x->e, key, end, rev + 1, cm_etcd_on_watch, x) : NULL;
+	free(end);
+	if (!x->w) {
+		ret = -errno;
+		snprintf(err, errlen, "etcd: cannot watch `%s': %s", key, strerror(errno));
+		goto err;
+	}
+	if (x->applied < rev)
+		x->applied = rev;
+	st->last_flush = time(NULL);
+	log_info("etcd: state listed", "endpoint=%s prefix=%s nodes=%zu revision=%" PRIu64
+		 " store_revision=%" PRId64, etcd_endpoint(x->e), x->prefix, st->n_nodes,
+		 st->revision, rev);
+	return st;
+
+err:
+	cm_etcd_free(st);
+	cm_state_free_mem(st);
+	free(st);
+	errno = -ret;
+	return NULL;
+}
