@@ -18,12 +18,12 @@ src=/usr/local/lib/wgcni/cni
 [ -s "$list" ] || { echo "install-cni: no conflist at $list" >&2; exit 1; }
 mkdir -p "$bin" "$conf"
 
-# wgcni.d/: a new directory swapped in for the old one
-rm -rf "$bin/wgcni.d.new" "$bin/wgcni.d.old"
-cp -a "$src/wgcni.d" "$bin/wgcni.d.new"
-[ ! -e "$bin/wgcni.d" ] || mv "$bin/wgcni.d" "$bin/wgcni.d.old"
-mv "$bin/wgcni.d.new" "$bin/wgcni.d"
-rm -rf "$bin/wgcni.d.old"
+# wgcni-bundle/: a new directory swapped in for the old one
+rm -rf "$bin/wgcni-bundle.new" "$bin/wgcni-bundle.old"
+cp -a "$src/wgcni-bundle" "$bin/wgcni-bundle.new"
+[ ! -e "$bin/wgcni-bundle" ] || mv "$bin/wgcni-bundle" "$bin/wgcni-bundle.old"
+mv "$bin/wgcni-bundle.new" "$bin/wgcni-bundle"
+rm -rf "$bin/wgcni-bundle.old"
 
 cp "$src/wgcni" "$bin/.wgcni.tmp"
 chmod 0755 "$bin/.wgcni.tmp"
@@ -33,4 +33,4 @@ name=$(basename "$list")
 cp "$list" "$conf/.$name.tmp"
 chmod 0644 "$conf/.$name.tmp"
 mv -f "$conf/.$name.tmp" "$conf/$name"
-echo "install-cni: installed $bin/wgcni, $bin/wgcni.d/ and $conf/$name"
+echo "install-cni: installed $bin/wgcni, $bin/wgcni-bundle/ and $conf/$name"

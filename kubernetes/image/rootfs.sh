@@ -17,9 +17,11 @@
 #       wgcni                  a /bin/sh wrapper that starts the plugin with
 #                              its own loader and libraries (the host's may
 #                              be older or missing: libnl, jansson, ...)
-#       wgcni.d/               the plugin, its loader and libraries, and
+#       wgcni-bundle/          the plugin, its loader and libraries, and
 #                              wireguard-go (libc only) for the userspace
-#                              backend of the container interfaces
+#                              backend of the container interfaces (not
+#                              "wgcni.d": the Makefile includes every *.d
+#                              under BUILDDIR)
 #   /lib*, /usr/lib*           the libraries, at their Debian paths
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -56,20 +58,20 @@ install -m 0755 "$(command -v busybox)" "$R/bin/busybox"
 
 # what the init container installs on the host
 C=$R/usr/local/lib/wgcni/cni
-mkdir -p "$C/wgcni.d"
-install -m 0755 "$BUILDDIR/bin/wgcni" "$C/wgcni.d/wgcni"
+mkdir -p "$C/wgcni-bundle"
+install -m 0755 "$BUILDDIR/bin/wgcni" "$C/wgcni-bundle/wgcni"
 # the same files as the daemons' libraries: hard links, stored once
 for lib in $(ldd "$BUILDDIR/bin/wgcni" | grep -o '/[^ ]*' | sort -u); do
 	rootfs_file "$R" "$lib"
-	ln "$R$lib" "$C/wgcni.d/$(basename "$lib")"
+	ln "$R$lib" "$C/wgcni-bundle/$(basename "$lib")"
 done
 loader=$(basename "$(ldd "$BUILDDIR/bin/wgcni" | grep -o '/[^ ]*ld-linux[^ ]*' | head -1)")
-ln "$R/usr/local/bin/wireguard-go" "$C/wgcni.d/wireguard-go"
+ln "$R/usr/local/bin/wireguard-go" "$C/wgcni-bundle/wireguard-go"
 cat >"$C/wgcni" <<WRAP
 #!/bin/sh
 # wgcni CNI plugin: run it with the loader and libraries installed beside it
-# in wgcni.d/ (by the wgcni DaemonSet's init container), not the host's.
-d=\${0%/*}/wgcni.d
+# in wgcni-bundle/ (by the wgcni DaemonSet's init container), not the host's.
+d=\${0%/*}/wgcni-bundle
 exec "\$d/$loader" --library-path "\$d" "\$d/wgcni" "\$@"
 WRAP
 chmod 0755 "$C/wgcni"

@@ -12,6 +12,6 @@ name=${3:?usage: uninstall-cni.sh BIN_DIR CONF_DIR CONFLIST_NAME STATE_DIR}
 state=${4:?usage: uninstall-cni.sh BIN_DIR CONF_DIR CONFLIST_NAME STATE_DIR}
 rm -f "$conf/$name"
 rm -f "$bin/wgcni"
-rm -rf "$bin/wgcni.d"
+rm -rf "$bin/wgcni-bundle"
 rm -rf "$state"
-echo "uninstall-cni: removed $conf/$name, $bin/wgcni, $bin/wgcni.d/ and $state"
+echo "uninstall-cni: removed $conf/$name, $bin/wgcni, $bin/wgcni-bundle/ and $state"

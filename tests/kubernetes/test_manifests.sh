@@ -109,7 +109,7 @@ t_eq "conflist: the socket's directory is a host path of the DaemonSet" "/run/wg
 	"$(q default "$ds | .volumes[].hostPath.path // empty" | grep -x "$(dirname "$(cm default wgcni-node-manager WGCNI_SOCKET)")")"
 t_eq "conflist: type wgcni, cniVersion 1.0.0 (Debian 12's runtimes refuse 1.1.0)" "wgcni 1.0.0" \
 	"$(jq -r '"\(.plugins[0].type) \(.cniVersion)"' <<<"$conflist")"
-t_eq "conflist: the plugin's own wireguard-go, installed beside it" "/opt/cni/bin/wgcni.d/wireguard-go" \
+t_eq "conflist: the plugin's own wireguard-go, installed beside it" "/opt/cni/bin/wgcni-bundle/wireguard-go" \
 	"$(jq -r '.plugins[0].userspaceImplementation' <<<"$conflist")"
 t_eq "the ConfigMap's MTU and the conflist's agree" "$(cm default wgcni-node-manager WGCNI_MTU)" \
 	"$(jq -r '.plugins[0].mtu' <<<"$conflist")"

@@ -76,7 +76,7 @@ t_log "the image's files:"; sed 's/^/#   /' "$T_TMP/image-files.txt" >&2
 # nothing but the programs, their libraries and the install scripts
 t_eq "the image holds no file but programs, libraries, install scripts and empty directories" "" \
 	"$(cd "$T_TMP/image/rootfs" && find . -type f -o -type l | sed 's|^\.||' |
-		grep -v -E '^/usr/local/bin/(wgcni-cluster-manager|wgcni-node-manager|wgcnictl|wireguard-go)$|^/bin/busybox$|^/(usr/)?lib(64)?/[^/]+(/[^/]+)?\.so[.0-9]*$|^/(usr/)?lib(64)?/x86_64-linux-gnu/[^/]+\.so[.0-9]*$|^/usr/local/lib/wgcni/(install|uninstall)-cni\.sh$|^/usr/local/lib/wgcni/cni/wgcni(\.d/[^/]+)?$|^/var/run$' | xargs)"
+		grep -v -E '^/usr/local/bin/(wgcni-cluster-manager|wgcni-node-manager|wgcnictl|wireguard-go)$|^/bin/busybox$|^/(usr/)?lib(64)?/[^/]+(/[^/]+)?\.so[.0-9]*$|^/(usr/)?lib(64)?/x86_64-linux-gnu/[^/]+\.so[.0-9]*$|^/usr/local/lib/wgcni/(install|uninstall)-cni\.sh$|^/usr/local/lib/wgcni/cni/wgcni(-bundle/[^/]+)?$|^/var/run$' | xargs)"
 
 # --- pods from the manifests
 # k_pod HOST KIND/NAME NODE IP [FILE]: its podman runs as JSON in $T_TMP/pod-HOST.json
@@ -129,11 +129,11 @@ for i in 1 2; do
 	k_pod "h$i" DaemonSet/wgcni-node-manager "$(c_name "$i")" "$C_UL.$((10 + i))"
 	t_ok "node $i: init container installed the CNI plugin" k_run "h$i" init
 	hr=$T_TMP/h$i/host
-	t_ok "node $i: /opt/cni/bin/wgcni and wgcni.d/ installed" test -x "$hr/opt/cni/bin/wgcni" -a -x "$hr/opt/cni/bin/wgcni.d/wgcni"
+	t_ok "node $i: /opt/cni/bin/wgcni and wgcni-bundle/ installed" test -x "$hr/opt/cni/bin/wgcni" -a -x "$hr/opt/cni/bin/wgcni-bundle/wgcni"
 	t_eq "node $i: the conflist installed is the ConfigMap's" \
 		"$(cat "$T_TMP/h$i/files/$NAME-h$i-cni-conflist/..data/10-wgcni.conflist")" \
 		"$(cat "$hr/etc/cni/net.d/10-wgcni.conflist" 2>/dev/null)"
-	t_eq "node $i: nothing else in the host's CNI directories" "10-wgcni.conflist wgcni wgcni.d" \
+	t_eq "node $i: nothing else in the host's CNI directories" "10-wgcni.conflist wgcni wgcni-bundle" \
 		"$(ls -A "$hr/etc/cni/net.d" "$hr/opt/cni/bin" | grep -v -e : -e '^$' | sort | xargs)"
 	t_ok "node $i: node manager pod started" k_run "h$i" main
 done
@@ -184,7 +184,7 @@ t_ok "the container on node 1 pings the container on node 2 ($a2)" \
 # the plugin's wireguard-go (the installed one) serves the container's
 # interface; the preshared key from the Secret is on its peering
 wgpids() { local p; for p in $(ip netns pids "$(t_ns "h$1")"); do
-	[ "$(readlink "/proc/$p/exe")" = "$T_TMP/h$1/host/opt/cni/bin/wgcni.d/wireguard-go" ] && echo "$p"; done; }
+	[ "$(readlink "/proc/$p/exe")" = "$T_TMP/h$1/host/opt/cni/bin/wgcni-bundle/wireguard-go" ] && echo "$p"; done; }
 t_eq "node 1: the container's interface is the installed wireguard-go's" 1 "$(wgpids 1 | grep -c .)"
 ifname=$(tr '\0' '\n' <"/proc/$(wgpids 1 | head -1)/cmdline" | tail -1)
 echo "$ifname" >>"$C_WGNAMES"
