@@ -21,9 +21,6 @@
 . "$(dirname "$0")/../lib_cluster.sh"
 . "$(dirname "$0")/lib_k8s.sh"
 
-for tool in podman runc busybox; do
-	command -v "$tool" >/dev/null || { t_log "missing $tool (make deps)"; exit 1; }
-done
 k_setup
 k_render ""
 DEFAULT=$K_OUT
@@ -32,40 +29,10 @@ k_render uninstall
 
 c_hosts 2
 
-# --- podman: private store and configuration (tests/runtimes/test_podman.sh)
-P=$T_TMP/podman
-mkdir -p "$P/root" "$P/runroot"
-podconf() { # NODE|daemons -> a containers.conf; a node's points at its CNI directories
-	local f=$P/$1.conf h=$T_TMP/$1/host
-	mkdir -p "$h/opt/cni/bin" "$h/etc/cni/net.d"
-	cat >"$f" <<CONF
-[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
-[network]
-network_backend = "cni"
-cni_plugin_dirs = ["$h/opt/cni/bin"]
-network_config_dir = "$h/etc/cni/net.d"
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-events_logfile_path = "$P/events.log"
-runtime = "runc"
-CONF
-	echo "$f"
-}
-PODMAN_ARGS=(--root "$P/root" --runroot "$P/runroot" --storage-driver vfs)
-pod() { CONTAINERS_CONF=$P/daemons.conf podman "${PODMAN_ARGS[@]}" "$@"; }
-# podman on node I's host, as its runtime (the CNI plugin runs there)
-pod_on() { local i=$1; shift; CONTAINERS_CONF=$P/h$i.conf nsenter --net="/run/netns/$(t_ns "h$i")" podman "${PODMAN_ARGS[@]}" "$@"; }
-podconf daemons >/dev/null
-NAME=wgk$$
-t_on_cleanup "for c in \$(CONTAINERS_CONF=$P/daemons.conf podman ${PODMAN_ARGS[*]} ps -a --format '{{.Names}}' | grep '^$NAME-'); do
-	CONTAINERS_CONF=$P/h1.conf podman ${PODMAN_ARGS[*]} rm -f -t 0 \$c; done
-	CONTAINERS_CONF=$P/daemons.conf podman ${PODMAN_ARGS[*]} rmi -af; rm -rf $P/root"
+k_podman
 
 # --- the image, as make image builds it
-pp env PODMAN="podman ${PODMAN_ARGS[*]}" IMAGE="$K_IMAGE" BUILDDIR="$BUILDDIR" \
-	"$T_ROOT/kubernetes/image/build.sh" "$T_TMP/image" | tee "$T_TMP/image.log"
+k_image
 t_ok "make image's script built $K_IMAGE" pod image exists "$K_IMAGE"
 pod create --name "$NAME-files" "$K_IMAGE" /bin/busybox true >/dev/null
 pod export "$NAME-files" | tar -t | sed 's|^\./||; s|/$||; /^$/d; s|^|/|' | LC_ALL=C sort >"$T_TMP/image-files.txt"
@@ -79,35 +46,6 @@ t_eq "the image holds no file but programs, libraries, install scripts and empty
 		grep -v -E '^/usr/local/bin/(wgcni-cluster-manager|wgcni-node-manager|wgcnictl|wireguard-go)$|^/bin/busybox$|^/(usr/)?lib(64)?/[^/]+(/[^/]+)?\.so[.0-9]*$|^/(usr/)?lib(64)?/x86_64-linux-gnu/[^/]+\.so[.0-9]*$|^/usr/local/lib/wgcni/(install|uninstall)-cni\.sh$|^/usr/local/lib/wgcni/cni/wgcni(-bundle/[^/]+)?$|^/var/run$' | xargs)"
 
 # --- pods from the manifests
-# k_pod HOST KIND/NAME NODE IP [FILE]: its podman runs as JSON in $T_TMP/pod-HOST.json
-k_pod() {
-	local h=$1 ref=$2 node=$3 ip=$4 file=${5:-$DEFAULT}
-	mkdir -p "$T_TMP/$h/host" "$T_TMP/$h/files"
-	node "$K_DIR/k8s.mjs" pod "$file" "$ref" --node "$node" --host-ip "$ip" \
-		--netns "/run/netns/$(t_ns "$h")" --host-root "$T_TMP/$h/host" \
-		--host-map /run/xtables.lock=/run/xtables.lock --host-map /dev/net/tun=/dev/net/tun \
-		--service "cluster-manager=$C_CM_ADDR" --files "$T_TMP/$h/files" \
-		--rewrite-configmap wgcni-cni --name "$NAME-$h" >"$T_TMP/pod-$h.json"
-}
-# k_run HOST init|main: every container of that kind, in order (init ones to the end)
-k_run() {
-	local h=$1 kind=$2 n i args
-	n=$(jq ".$kind | length" "$T_TMP/pod-$h.json")
-	for ((i = 0; i < n; i++)); do
-		mapfile -t args < <(jq -r ".$kind[$i][]" "$T_TMP/pod-$h.json")
-		pretty "$h" "podman run ${args[*]}"
-		pod run "${args[@]}" >>"$T_TMP/$h-$kind.log" 2>&1 || { t_log "$h: $kind container $i failed:"; tail -5 "$T_TMP/$h-$kind.log" >&2; return 1; }
-	done
-}
-# k_probe HOST CONTAINER startup|readiness|liveness: the probe the kubelet runs
-k_probe() {
-	local h=$1 p
-	p=$(jq -c --arg c "$2" --arg k "$3" '.probes[$c][$k].httpGet' "$T_TMP/pod-$h.json")
-	[ "$p" != null ] || return 1
-	nq "$h" curl -sf -m 2 -o /dev/null \
-		"http://$(jq -r --arg ip "$4" '.host // $ip' <<<"$p"):$(jq -r .port <<<"$p")$(jq -r .path <<<"$p")"
-}
-probes_pass() { local k; for k in startup readiness liveness; do k_probe "$1" "$2" "$k" "$3" || return 1; done; }
 # every test node is a Kubernetes node: kubeadm insists on IP forwarding
 for h in h1 h2; do n "$h" sysctl -qw net.ipv4.ip_forward=1; done
 
@@ -170,7 +108,7 @@ cp "$(command -v busybox)" "$P/bb/bin/busybox"
 for app in sh ping sleep ip; do ln -s busybox "$P/bb/bin/$app"; done
 tar -C "$P/bb" -cf "$P/bb.tar" .
 pod import "$P/bb.tar" "localhost/wgcni-bb:$$" >/dev/null
-for i in 1 2; do podconf "h$i" >/dev/null; done
+for i in 1 2; do podconf "h$i"; done
 for i in 1 2; do
 	t_ok "node $i: podman runs a container on wgnet" \
 		pod_on "$i" run -d --name "$NAME-w$i" --network wgnet "localhost/wgcni-bb:$$" sleep 600
