@@ -21,6 +21,9 @@
 #                                address seen from HOST ($C_CM_ADDR)
 #   k_run HOST init|main         run those containers of the pod
 #   k_probe HOST CONTAINER KIND IP, probes_pass HOST CONTAINER IP
+#   k_plugin_wg I                the installed plugin's wireguard-go processes
+#                                in node I's namespace (their names go to
+#                                $C_WGNAMES, for the leak check)
 K_DIR=$BUILDDIR/kubernetes-tests
 K_VERSION=$(sed -n 's/^VERSION := //p' "$T_ROOT/Makefile")
 K_IMAGE=localhost/wgcni:$K_VERSION
@@ -128,3 +131,12 @@ k_probe() {
 		"http://$(jq -r --arg ip "$4" '.host // $ip' <<<"$p"):$(jq -r .port <<<"$p")$(jq -r .path <<<"$p")"
 }
 probes_pass() { local k; for k in startup readiness liveness; do k_probe "$1" "$2" "$k" "$3" || return 1; done; }
+
+k_plugin_wg() {
+	local p
+	for p in $(ip netns pids "$(t_ns "h$1")"); do
+		[ "$(readlink "/proc/$p/exe")" = "$T_TMP/h$1/host/opt/cni/bin/wgcni-bundle/wireguard-go" ] || continue
+		echo "$p"
+		tr '\0' '\n' <"/proc/$p/cmdline" | tail -1 >>"$C_WGNAMES"
+	done
+}

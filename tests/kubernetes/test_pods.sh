@@ -121,11 +121,9 @@ t_ok "the container on node 1 pings the container on node 2 ($a2)" \
 	pod_on 1 exec "$NAME-w1" ping -c 3 -W 3 "$a2"
 # the plugin's wireguard-go (the installed one) serves the container's
 # interface; the preshared key from the Secret is on its peering
-wgpids() { local p; for p in $(ip netns pids "$(t_ns "h$1")"); do
-	[ "$(readlink "/proc/$p/exe")" = "$T_TMP/h$1/host/opt/cni/bin/wgcni-bundle/wireguard-go" ] && echo "$p"; done; }
-t_eq "node 1: the container's interface is the installed wireguard-go's" 1 "$(wgpids 1 | grep -c .)"
-ifname=$(tr '\0' '\n' <"/proc/$(wgpids 1 | head -1)/cmdline" | tail -1)
-echo "$ifname" >>"$C_WGNAMES"
+t_eq "node 1: the container's interface is the installed wireguard-go's" 1 "$(k_plugin_wg 1 | grep -c .)"
+k_plugin_wg 2 >/dev/null
+ifname=$(tr '\0' '\n' <"/proc/$(k_plugin_wg 1 | head -1)/cmdline" | tail -1)
 t_ok "node 1: the container's peering has a preshared key" \
 	c_match "$(wg show "$ifname" preshared-keys 2>/dev/null | awk '{print $2}')" '^[A-Za-z0-9+/]{43}=$'
 
