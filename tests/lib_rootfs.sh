@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Copying programs into a root filesystem with exactly the shared libraries
 # they load (what ldd resolves, the dynamic loader included), at the paths
 # they have on this host. Used by the kernel VM's initramfs
@@ -11,7 +12,7 @@
 #                                             and its libraries; its path on stdout
 
 rootfs_file() {
-	local root=$1 src=$2 dst="$1$2"
+	local src=$2 dst="$1$2"
 	[ -e "$dst" ] && return 0
 	mkdir -p "$(dirname "$dst")"
 	cp -L "$src" "$dst"

@@ -1,4 +1,5 @@
 #!/bin/busybox sh
+# shellcheck shell=dash
 # The wgcni DaemonSet's init container: installs the CNI plugin and its
 # conflist on the host, the plugin first, so the network shows up in the
 # runtime (which watches the conflist directory) only once it can run.

@@ -1,4 +1,5 @@
 #!/bin/busybox sh
+# shellcheck shell=dash
 # What kubernetes/uninstall runs on every node after
 # `wgcni-node-manager cleanup`: removes what install-cni.sh installed, the
 # conflist first (so the runtime stops using the network before the plugin

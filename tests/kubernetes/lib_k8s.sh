@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # What the kubernetes tests share (source after tests/lib.sh or
 # tests/lib_cluster.sh): the npm packages of tests/kubernetes (installed
 # from its package-lock.json on first use, with k8s.mjs, into
@@ -117,7 +118,7 @@ k_run() {
 	local h=$1 kind=$2 n i args
 	n=$(jq ".$kind | length" "$T_TMP/pod-$h.json")
 	for ((i = 0; i < n; i++)); do
-		mapfile -t args < <(jq -r ".$kind[$i][]" "$T_TMP/pod-$h.json")
+		mapfile -t args < <(jq -r ".${kind}[$i][]" "$T_TMP/pod-$h.json")
 		pretty "$h" "podman run ${args[*]}"
 		pod run "${args[@]}" >>"$T_TMP/$h-$kind.log" 2>&1 || { t_log "$h: $kind container $i failed:"; tail -5 "$T_TMP/$h-$kind.log" >&2; return 1; }
 	done

@@ -72,7 +72,7 @@ for i in 1 2; do
 		"$(cat "$T_TMP/h$i/files/$NAME-h$i-cni-conflist/..data/10-wgcni.conflist")" \
 		"$(cat "$hr/etc/cni/net.d/10-wgcni.conflist" 2>/dev/null)"
 	t_eq "node $i: nothing else in the host's CNI directories" "10-wgcni.conflist wgcni wgcni-bundle" \
-		"$(ls -A "$hr/etc/cni/net.d" "$hr/opt/cni/bin" | grep -v -e : -e '^$' | sort | xargs)"
+		"$(find "$hr/etc/cni/net.d" "$hr/opt/cni/bin" -mindepth 1 -maxdepth 1 -printf '%f\n' | sort | xargs)"
 	t_ok "node $i: node manager pod started" k_run "h$i" main
 done
 for i in 1 2; do
@@ -118,7 +118,7 @@ a2=$(w_addr 2)
 t_eq "node 1 and 2: one allocation each" "1 1" \
 	"$(nm_rpc 1 ListAllocations | jq '.allocations | length') $(nm_rpc 2 ListAllocations | jq '.allocations | length')"
 t_ok "the container on node 1 pings the container on node 2 ($a2)" \
-	pod_on 1 exec "$NAME-w1" ping -c 3 -W 3 "$a2"
+	pod_on 1 exec "$NAME-w1" ping -c 3 -W 3 -q "$a2" >/dev/null
 # the plugin's wireguard-go (the installed one) serves the container's
 # interface; the preshared key from the Secret is on its peering
 t_eq "node 1: the container's interface is the installed wireguard-go's" 1 "$(k_plugin_wg 1 | grep -c .)"
@@ -168,7 +168,7 @@ for i in 1 2; do
 	t_eq "node $i: no wgcni link left" "" "$(nq "h$i" ip -o link show | awk -F': ' '{print $2}' | grep -x wgcni0)"
 	# (cni.lock is podman's, the runtime's, not ours)
 	t_eq "node $i: plugin, conflist and state gone" "" \
-		"$(ls -A "$hr/opt/cni/bin" "$hr/etc/cni/net.d" "$hr/var/lib/wgcni" | grep -v -e : -e '^$' -e '^cni.lock$' | xargs)"
+		"$(find "$hr/opt/cni/bin" "$hr/etc/cni/net.d" "$hr/var/lib/wgcni" -mindepth 1 -maxdepth 1 ! -name cni.lock -printf '%f\n' | xargs)"
 	t_eq "node $i: the node interface's UAPI socket is gone" "" "$(ls -A "$hr/run/wireguard")"
 	pod rm -f -t 0 "$NAME-h$i-done" >/dev/null
 done

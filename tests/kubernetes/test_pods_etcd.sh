@@ -41,7 +41,7 @@ for h in cm cm2; do
 	t_ok "$h: readiness probe passes" t_wait "$h ready" 20 k_probe "$h" cluster-manager readiness "${CM_IP[$h]}"
 done
 t_eq "no replica has a state directory (etcd holds the state)" "" \
-	"$(ls "$T_TMP"/cm*/files 2>/dev/null | grep pvc || true)"
+	"$(find "$T_TMP/cm/files" "$T_TMP/cm2/files" -name 'pvc-*' -printf '%f\n')"
 
 # the Service: a ClusterIP each node maps to one replica, as kube-proxy
 VIP=10.96.0.10
@@ -63,6 +63,7 @@ for i in 1 2 3; do
 	n "h$i" ip route add 10.96.0.0/12 dev eth0
 	n "h$i" iptables-legacy -t nat -N KSVC
 	n "h$i" iptables-legacy -t nat -A OUTPUT -j KSVC
+	# shellcheck disable=SC2034 # k_pod reads it
 	K_SVC[h$i]=$VIP
 done
 svc_to 1 cm
