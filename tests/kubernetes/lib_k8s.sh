@@ -104,6 +104,13 @@ k_image() {
 }
 
 # k_pod HOST KIND/NAME NODE IP [FILE]: its podman runs as JSON in $T_TMP/pod-HOST.json
+# Host paths are under $T_TMP/HOST/host but the xtables lock and the TUN
+# device, which are the machine's. That includes /run/wireguard: two test
+# nodes on one machine would otherwise share wgcni0's socket name. The
+# plugin's own wireguard-go (a process of the runtime, not of the pod)
+# keeps its sockets in the machine's /var/run/wireguard, which on a real
+# node is the node manager's /run/wireguard as well; what needs that
+# (rotate-key, "containerMesh") is not run here.
 k_pod() {
 	local h=$1 ref=$2 node=$3 ip=$4 file=${5:-$DEFAULT}
 	mkdir -p "$T_TMP/$h/host" "$T_TMP/$h/files"
