@@ -18,6 +18,14 @@
 #   NODES=10000 bench/cluster_scale.sh
 #   METHOD=listpeers NODES=1000 LIST_TIMEOUT=30 bench/cluster_scale.sh
 #   METHODS="listpeers watch" ...     one fresh daemon per method, in turn
+#   DATASTORE=etcd MANAGERS=2 bench/cluster_scale.sh
+#
+# DATASTORE=etcd: a fresh etcd (Debian's etcd-server; ETCD_MEMBERS members,
+# default 1, on loopback in the namespace) per method, and MANAGERS cluster
+# managers (default 1) on it at ports 8080, 8081, ...: simulated node i
+# calls manager i % MANAGERS, the key rotation goes through the first, so
+# the change phase measures a change crossing managers through etcd. Each
+# daemon (and each etcd member) gets its own phase=daemon line.
 set -eu
 set -o pipefail
 
@@ -32,19 +40,71 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 : "${METHODS:=$METHOD}"
 : "${WINDOW:=2048}"
 : "${SIM:=}"
+: "${DATASTORE:=sqlite}"
+: "${MANAGERS:=1}"
+: "${ETCD_MEMBERS:=1}"
 BIN=$BUILDDIR/bin/wgcni-cluster-manager
 NS=wgb$$-cm
 TMP=$(mktemp -d "/tmp/wgb$$.XXXXXX")
 PID=
+PIDS=()
+EPIDS=()
+
+stop_pid() {
+	local pid=$1
+	if kill -0 "$pid" 2>/dev/null; then
+		kill -TERM "$pid"
+		for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	wait "$pid" 2>/dev/null || true
+}
 
 stop_daemon() {
-	if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
-		kill -TERM "$PID"
-		for _ in $(seq 1 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.05; done
-		kill -KILL "$PID" 2>/dev/null || true
-	fi
-	[ -z "$PID" ] || wait "$PID" 2>/dev/null || true
+	local p
+	for p in "${PIDS[@]}" "${EPIDS[@]}"; do stop_pid "$p"; done
+	PIDS=()
+	EPIDS=()
 	PID=
+}
+
+etcd_eps() {
+	local i eps=""
+	for i in $(seq 1 "$ETCD_MEMBERS"); do eps=${eps:+$eps,}http://127.0.0.1:$((2379 + 10000 * (i - 1))); done
+	echo "$eps"
+}
+
+start_etcd() {
+	local i cluster=""
+	for i in $(seq 1 "$ETCD_MEMBERS"); do
+		cluster=${cluster:+$cluster,}m$i=http://127.0.0.1:$((2380 + 10000 * (i - 1)))
+	done
+	rm -rf "$TMP/etcd"
+	for i in $(seq 1 "$ETCD_MEMBERS"); do
+		local c=$((2379 + 10000 * (i - 1)))
+		ip netns exec "$NS" etcd --name "m$i" --data-dir "$TMP/etcd/m$i" \
+			--listen-client-urls "http://127.0.0.1:$c" --advertise-client-urls "http://127.0.0.1:$c" \
+			--listen-peer-urls "http://127.0.0.1:$((c + 1))" \
+			--initial-advertise-peer-urls "http://127.0.0.1:$((c + 1))" \
+			--initial-cluster "$cluster" --initial-cluster-state new \
+			--initial-cluster-token "wgb$$" >"$TMP/etcd$i.log" 2>&1 &
+		EPIDS+=("$!")
+	done
+	for i in $(seq 1 600); do
+		ETCDCTL_API=3 ip netns exec "$NS" etcdctl --endpoints "$(etcd_eps)" \
+			--command-timeout=2s endpoint health >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	echo "etcd not healthy" >&2
+	tail -n 20 "$TMP"/etcd*.log >&2
+	return 1
+}
+
+# /proc figures of one process: "peak_rss_kib cpu_s".
+proc_figures() {
+	awk '/^VmHWM/ { printf "%s ", $2 }' "/proc/$1/status"
+	awk -v hz="$hz" '{ i = index($0, ") "); split(substr($0, i + 2), f, " ");
+		printf "%.2f\n", (f[12] + f[13]) / hz }' "/proc/$1/stat"
 }
 
 cleanup() {
@@ -56,6 +116,12 @@ cleanup() {
 trap cleanup EXIT
 
 [ -x "$BIN" ] || { echo "missing $BIN: run make first" >&2; exit 1; }
+case $DATASTORE in
+sqlite) [ "$MANAGERS" = 1 ] || { echo "MANAGERS=$MANAGERS needs DATASTORE=etcd" >&2; exit 1; } ;;
+etcd) command -v etcd >/dev/null && command -v etcdctl >/dev/null ||
+	{ echo "DATASTORE=etcd needs etcd-server and etcd-client" >&2; exit 1; } ;;
+*) echo "DATASTORE: sqlite or etcd, not $DATASTORE" >&2; exit 1 ;;
+esac
 [ "$(id -u)" = 0 ] || { echo "needs root (network namespace)" >&2; exit 1; }
 
 # The simulator: built here from bench/sim unless SIM names a binary.
@@ -95,23 +161,34 @@ hz=$(getconf CLK_TCK)
 rc=0
 for method in $METHODS; do
 	rm -rf "$TMP/state"
-	# 10.0.0.0/8 holds 65536 /24s, one per node.
-	ip netns exec "$NS" "$BIN" --listen 127.0.0.1:8080 --state-dir "$TMP/state" \
-		--cluster-cidr 10.0.0.0/8 --node-prefix-length 24 --log-level warn \
-		>"$TMP/cm.log" 2>&1 &
-	PID=$!
-	for i in $(seq 1 100); do
-		ip netns exec "$NS" curl -sf -m 1 -o /dev/null http://127.0.0.1:8080/healthz && break
-		kill -0 "$PID" 2>/dev/null || { cat "$TMP/cm.log" >&2; exit 1; }
-		[ "$i" -lt 100 ] || { echo "cluster manager not ready" >&2; exit 1; }
-		sleep 0.05
+	ds=()
+	if [ "$DATASTORE" = etcd ]; then
+		start_etcd || exit 1
+		ds=(--datastore etcd --etcd-endpoints "$(etcd_eps)")
+	fi
+	ports=""
+	for k in $(seq 1 "$MANAGERS"); do
+		port=$((8080 + k - 1))
+		ports=${ports:+$ports,}$port
+		# 10.0.0.0/8 holds 65536 /24s, one per node.
+		ip netns exec "$NS" "$BIN" --listen "127.0.0.1:$port" --state-dir "$TMP/state" \
+			"${ds[@]}" --cluster-cidr 10.0.0.0/8 --node-prefix-length 24 --log-level warn \
+			>"$TMP/cm$k.log" 2>&1 &
+		PIDS+=("$!")
+		for i in $(seq 1 100); do
+			ip netns exec "$NS" curl -sf -m 1 -o /dev/null "http://127.0.0.1:$port/healthz" && break
+			kill -0 "${PIDS[-1]}" 2>/dev/null || { cat "$TMP/cm$k.log" >&2; exit 1; }
+			[ "$i" -lt 100 ] || { echo "cluster manager $k not ready" >&2; exit 1; }
+			sleep 0.05
+		done
 	done
+	PID=${PIDS[0]}
 	rss0=$(awk '/^VmHWM/ { print $2 }' "/proc/$PID/status")
 
 	set +e
 	limit=$TIMEOUT
 	[ "$method" != listpeers ] || limit=$LIST_TIMEOUT
-	ip netns exec "$NS" "$SIM" --nodes "$NODES" --method "$method" --window "$WINDOW" \
+	ip netns exec "$NS" "$SIM" --port "$ports" --nodes "$NODES" --method "$method" --window "$WINDOW" \
 		--timeout "$limit" --change-timeout "$CHANGE_TIMEOUT" --daemon-pid "$PID" \
 		${PROGRESS:+--progress} >"$TMP/sim.out" 2>"$TMP/sim.err" &
 	spid=$!
@@ -121,17 +198,28 @@ for method in $METHODS; do
 	cat "$TMP/sim.out"
 	sed 's/^/sim: /' "$TMP/sim.err" >&2
 	[ "$src" = 0 ] || rc=1
-	rss=$(awk '/^VmHWM/ { print $2 }' "/proc/$PID/status")
-	cpu=$(awk -v hz="$hz" '{ i = index($0, ") "); split(substr($0, i + 2), f, " ");
-		printf "%.2f", (f[12] + f[13]) / hz }' "/proc/$PID/stat")
-	nodes=$(ip netns exec "$NS" curl -sf -m 5 http://127.0.0.1:8080/metrics |
-		awk '$1 == "wgcni_nodes" { print $2 }')
-	echo "phase=daemon method=$method nodes=$nodes daemon_peak_rss_kib=$rss" \
-		"daemon_rss_at_start_kib=$rss0 daemon_cpu_s=$cpu" \
-		"sim_rc=$src db_kib=$(du -k "$TMP/state/cluster.db" | cut -f1)"
-	if grep -q . "$TMP/cm.log"; then
-		echo "daemon log (warnings):"; head -5 "$TMP/cm.log"
-	fi
+	for k in $(seq 1 "$MANAGERS"); do
+		read -r rss cpu < <(proc_figures "${PIDS[k - 1]}")
+		nodes=$(ip netns exec "$NS" curl -sf -m 5 "http://127.0.0.1:$((8080 + k - 1))/metrics" |
+			awk '$1 == "wgcni_nodes" { print $2 }')
+		if [ "$DATASTORE" = etcd ]; then
+			db="etcd_db_kib=$(du -k "$TMP/etcd/m1/member/snap/db" | cut -f1)"
+		else
+			db="db_kib=$(du -k "$TMP/state/cluster.db" | cut -f1)"
+		fi
+		echo "phase=daemon method=$method datastore=$DATASTORE manager=$k nodes=$nodes" \
+			"daemon_peak_rss_kib=$rss daemon_rss_at_start_kib=$rss0 daemon_cpu_s=$cpu" \
+			"sim_rc=$src $db"
+	done
+	for i in $(seq 1 "${#EPIDS[@]}"); do
+		read -r rss cpu < <(proc_figures "${EPIDS[i - 1]}")
+		echo "phase=etcd method=$method member=$i peak_rss_kib=$rss cpu_s=$cpu"
+	done
+	for k in $(seq 1 "$MANAGERS"); do
+		if grep -q . "$TMP/cm$k.log"; then
+			echo "daemon $k log (warnings):"; head -5 "$TMP/cm$k.log"
+		fi
+	done
 	stop_daemon
 done
 exit "$rc"

@@ -69,7 +69,7 @@ struct cm_ext *cm_ext_find(const struct cm_state *st, const char *name)
 	return found ? st->ext->v[i] : NULL;
 }
 
-static void cm_ext_format(struct cm_ext *e)
+void cm_ext_format(struct cm_ext *e)
 {
 	size_t off = 0;
 
@@ -215,8 +215,8 @@ static void cm_ext_finish(struct cm_state *st, struct cm_ext_change *c)
 
 /* Among the gateways in location (all when none is there or none asked),
  * the one serving the fewest external peers, ties by name; never skip. */
-static struct cm_node *cm_ext_choose(const struct cm_state *st, const char *location,
-				     const struct cm_node *skip)
+struct cm_node *cm_ext_choose(const struct cm_state *st, const char *location,
+			      const struct cm_node *skip)
 {
 	struct cm_node *best = NULL;
 
@@ -260,7 +260,7 @@ static int cm_ext_pools(struct cm_state *st, char *err, size_t errlen)
 	return 0;
 }
 
-static struct prefixalloc *cm_ext_pool_of(const struct cm_state *st, const struct ipnet *a)
+struct prefixalloc *cm_ext_pool_of(const struct cm_state *st, const struct ipnet *a)
 {
 	for (size_t i = 0; i < st->cfg.n_external; i++)
 		if (ipnet_contains_net(&st->cfg.external[i], a))
@@ -269,7 +269,7 @@ static struct prefixalloc *cm_ext_pool_of(const struct cm_state *st, const struc
 }
 
 /* One address per configured family, from its first CIDR with room. */
-static int cm_ext_alloc_addrs(struct cm_state *st, struct cm_ext *e)
+int cm_ext_alloc_addrs(struct cm_state *st, struct cm_ext *e)
 {
 	int ret = 0;
 
@@ -301,7 +301,7 @@ err:
 	return ret;
 }
 
-static void cm_ext_release_addrs(struct cm_state *st, struct cm_ext *e)
+void cm_ext_release_addrs(struct cm_state *st, struct cm_ext *e)
 {
 	for (size_t i = 0; i < e->n_addr; i++) {
 		struct prefixalloc *pa = cm_ext_pool_of(st, &e->addr[i]);
@@ -390,6 +390,50 @@ static int cm_ext_load_nodes(struct cm_state *st, char *err, size_t errlen)
 	}
 	sqlite3_finalize(stmt);
 	return ret;
+}
+
+int cm_ext_mem_init(struct cm_state *st, char *err, size_t errlen)
+{
+	st->ext = calloc(1, sizeof(*st->ext));
+	if (!st->ext)
+		return -ENOMEM;
+	return cm_ext_pools(st, err, errlen);
+}
+
+int cm_ext_mem_insert(struct cm_state *st, struct cm_ext *e)
+{
+	return cm_ext_insert(st->ext, e);
+}
+
+void cm_ext_mem_remove(struct cm_state *st, struct cm_ext *e)
+{
+	bool found;
+	size_t i = cm_ext_search(st->ext, e->name, &found);
+
+	if (!found || st->ext->v[i] != e)
+		return;
+	memmove(&st->ext->v[i], &st->ext->v[i + 1], (st->ext->n - i - 1) * sizeof(*st->ext->v));
+	st->ext->n--;
+}
+
+int cm_ext_regate(struct cm_state *st, struct cm_node *g)
+{
+	size_t count = 0;
+	char **arr = NULL;
+
+	for (size_t i = 0; st->ext && i < st->ext->n; i++)
+		if (!strcmp(st->ext->v[i]->gateway, g->name))
+			count++;
+	if (count) {
+		arr = calloc(CM_NFAM + CM_NFAM * count, sizeof(char *));
+		if (!arr)
+			return -ENOMEM;
+	}
+	free(g->allowed);
+	g->allowed = arr;
+	g->n_ext = count;
+	g->n_allowed = arr ? cm_ext_fill(st, g, arr) : 0;
+	return 0;
 }
 
 int cm_ext_load(struct cm_state *st, char *err, size_t errlen)
@@ -576,7 +620,7 @@ int cm_sqlite_node_info(struct cm_state *st, struct cm_node *node, const char *l
 	return ret;
 }
 
-static bool cm_ext_key_used(const struct cm_state *st, const char *key, const struct cm_ext *self)
+bool cm_ext_key_used(const struct cm_state *st, const char *key, const struct cm_ext *self)
 {
 	for (size_t i = 0; i < st->n_nodes; i++)
 		if (!strcmp(st->nodes[i]->public_key, key))
@@ -590,14 +634,34 @@ static bool cm_ext_key_used(const struct cm_state *st, const char *key, const st
 int cm_ext_register(struct cm_state *st, const char *name, const char *public_key,
 		    const char *location, struct cm_ext **out, bool *changed)
 {
-	struct cm_ext_change c = { 0 };
-	struct cm_ext *e = cm_ext_find(st, name), *fresh = NULL;
-	struct cm_node *from, *to;
 	int ret;
 
 	*changed = false;
 	if (!st->cfg.n_external)
 		return -ENXIO;
+	ret = st->ops->ext_register(st, name, public_key, location, out, changed);
+	if (ret < 0 && ret != -EEXIST && ret != -ENODEV && ret != -ENOSPC && ret != -EINVAL)
+		st->store_errors++;
+	return ret;
+}
+
+int cm_ext_delete(struct cm_state *st, const char *name)
+{
+	int ret = st->ops->ext_delete(st, name);
+
+	if (ret < 0 && ret != -ENOENT)
+		st->store_errors++;
+	return ret;
+}
+
+int cm_sqlite_ext_register(struct cm_state *st, const char *name, const char *public_key,
+			   const char *location, struct cm_ext **out, bool *changed)
+{
+	struct cm_ext_change c = { 0 };
+	struct cm_ext *e = cm_ext_find(st, name), *fresh = NULL;
+	struct cm_node *from, *to;
+	int ret;
+
 	from = e && e->gateway[0] ? cm_state_find(st, e->gateway) : NULL;
 	if (e && !strcmp(e->public_key, public_key) && !strcmp(e->location, location) &&
 	    cm_ext_is_gateway(from)) {
@@ -672,7 +736,7 @@ err_free:
 	return ret;
 }
 
-int cm_ext_delete(struct cm_state *st, const char *name)
+int cm_sqlite_ext_delete(struct cm_state *st, const char *name)
 {
 	struct cm_ext_change c = { 0 };
 	struct cm_ext *e = cm_ext_find(st, name);

@@ -6,6 +6,7 @@
 #include "connect.h"
 #include "key.h"
 #include "log.h"
+#include "migrate.h"
 #include "opts.h"
 #include "sys.h"
 #include "rpc.h"
@@ -372,13 +373,6 @@ static int cm_validate(struct cm_opts *o, char *err, size_t errlen)
 			snprintf(err, errlen, "--etcd-cert-file and --etcd-key-file go together");
 			return -EINVAL;
 		}
-		/* Not kept in etcd in this version: refused rather than half done. */
-		if (o->node_ttl_ms || o->delete_after_ms || o->cfg.n_external) {
-			snprintf(err, errlen, "%s is not supported with --datastore etcd yet",
-				 o->cfg.n_external ? "--external-cidr" : o->node_ttl_ms ?
-				 "--node-ttl" : "--delete-after");
-			return -EINVAL;
-		}
 	} else if (o->eo.endpoints || o->eo.ca_file || o->eo.cert_file || o->eo.key_file) {
 		snprintf(err, errlen, "--etcd-* options need --datastore etcd");
 		return -EINVAL;
@@ -544,6 +538,8 @@ int main(int argc, char **argv)
 	char err[512], *token = NULL;
 	int ret, idx;
 
+	if (argc > 1 && !strcmp(argv[1], "migrate"))
+		return cm_migrate_main(argc - 1, argv + 1);
 	/* Whatever the umask we were started with, the state is ours alone:
 	 * the directory 0700, the database (and SQLite's -wal and -shm, which
 	 * take its mode) and the lock file 0600. */

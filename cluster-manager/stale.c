@@ -93,8 +93,29 @@ void cm_stale_seen(struct cm_state *st, struct cm_node *node)
 {
 	cm_stale_unlink(st, node);
 	node->stale = false;
+	node->stale_logged = false;
 	node->seen_ms = cm_now(st);
 	cm_stale_append(st, node);
+}
+
+/* SQLite: a stale peer's row at a new revision. */
+int cm_sqlite_revive(struct cm_state *st, struct cm_node *node, time_t now)
+{
+	int ret = cm_tx_begin(st);
+
+	if (ret)
+		return ret;
+	ret = cm_sql(st, "UPDATE nodes SET last_seen = ?, mod_revision = ? WHERE name = ?",
+		     "iit", (int64_t)now, (int64_t)st->revision + 1, node->name);
+	if (!ret)
+		ret = cm_tx_end(st);
+	if (ret) {
+		cm_tx_undo(st);
+		return ret;
+	}
+	st->revision++;
+	cm_touch_mod(st, node, st->revision);
+	return 0;
 }
 
 /* A stale node called: back in the peer set at a new revision. */
@@ -104,19 +125,11 @@ static int cm_stale_revive(struct cm_state *st, struct cm_node *node, time_t now
 	int ret;
 
 	if (peer) {
-		ret = cm_tx_begin(st);
-		if (ret)
-			return ret;
-		ret = cm_sql(st, "UPDATE nodes SET last_seen = ?, mod_revision = ? WHERE name = ?",
-			     "iit", (int64_t)now, (int64_t)st->revision + 1, node->name);
-		if (!ret)
-			ret = cm_tx_end(st);
+		ret = st->ops->revive(st, node, now);
 		if (ret) {
-			cm_tx_undo(st);
+			st->store_errors++;
 			return ret;
 		}
-		st->revision++;
-		cm_touch_mod(st, node, st->revision);
 	}
 	/* A peer's row was written with its lastSeen; a keyless node's
 	 * lastSeen is saved later, as for any touch. */
@@ -144,37 +157,63 @@ int cm_state_touch(struct cm_state *st, struct cm_node *node)
 	return 0;
 }
 
+/* SQLite: the stale peer's tombstone. */
+int cm_sqlite_mark_stale(struct cm_state *st, struct cm_node *node)
+{
+	int ret = cm_tomb_reserve(st);
+
+	if (ret)
+		return ret;
+	ret = cm_tx_begin(st);
+	if (ret)
+		return ret;
+	ret = cm_sql(st, "INSERT OR REPLACE INTO tombstones (name, revision) VALUES (?, ?)",
+		     "ti", node->name, (int64_t)st->revision + 1);
+	if (!ret)
+		ret = cm_tx_end(st);
+	if (ret) {
+		cm_tx_undo(st);
+		return ret;
+	}
+	st->revision++;
+	cm_tomb_push(st, node->name, st->revision);
+	cm_tomb_prune(st);
+	return 1;
+}
+
 /* The node leaves the peer set (a tombstone, as for a deletion). */
 static int cm_stale_mark(struct cm_state *st, struct cm_node *node, uint64_t now_ms)
 {
 	int ret;
 
 	if (node->public_key[0]) {
-		ret = cm_tomb_reserve(st);
-		if (ret)
-			return ret;
-		ret = cm_tx_begin(st);
-		if (ret)
-			return ret;
-		ret = cm_sql(st, "INSERT OR REPLACE INTO tombstones (name, revision) VALUES (?, ?)",
-			     "ti", node->name, (int64_t)st->revision + 1);
-		if (!ret)
-			ret = cm_tx_end(st);
-		if (ret) {
-			cm_tx_undo(st);
-			return ret;
-		}
-		st->revision++;
-		cm_tomb_push(st, node->name, st->revision);
-		cm_tomb_prune(st);
+		ret = st->ops->mark_stale(st, node);
+		if (ret < 0)
+			st->store_errors++;
+		if (ret <= 0)
+			return ret; /* 0: it changed meanwhile (another manager): live */
 	}
+	cm_stale_mark_mem(st, node, now_ms);
+	return 0;
+}
+
+void cm_stale_mark_mem(struct cm_state *st, struct cm_node *node, uint64_t now_ms)
+{
+	uint64_t seen_ms = node->seen_ms;
+
 	cm_stale_unlink(st, node);
 	node->stale = true;
 	node->stale_ms = now_ms;
 	cm_stale_append(st, node);
-	log_info("node stale", "node=%s not_seen_ms=%llu", node->name,
-		 (unsigned long long)(now_ms - node->seen_ms));
-	return 0;
+	if (!node->stale_logged)
+		log_info("node stale", "node=%s not_seen_ms=%llu", node->name,
+			 (unsigned long long)(now_ms - seen_ms));
+	node->stale_logged = true;
+}
+
+uint64_t cm_stale_now(const struct cm_state *st)
+{
+	return cm_now(st);
 }
 
 /* After a failure (the database refused), the next try waits this long

@@ -507,6 +507,10 @@ static const struct cm_store_ops cm_sqlite_ops = {
 	.register_key = cm_sqlite_register,
 	.node_info = cm_sqlite_node_info,
 	.delete_node = cm_sqlite_delete,
+	.mark_stale = cm_sqlite_mark_stale,
+	.revive = cm_sqlite_revive,
+	.ext_register = cm_sqlite_ext_register,
+	.ext_delete = cm_sqlite_ext_delete,
 	.flush_seen = cm_sqlite_flush_seen,
 	.pending = cm_sqlite_pending,
 	.commit = cm_sqlite_commit,
@@ -896,6 +900,10 @@ void cm_state_maybe_flush_seen(struct cm_state *st, time_t max_age)
 {
 	int ret;
 
+	/* With a ttl, every manager sharing the store must hear of a node
+	 * well within it (etcd: stale.c on each of them). */
+	if (st->ttl_ms && (uint64_t)max_age * 8000 > st->ttl_ms)
+		max_age = st->ttl_ms >= 16000 ? (time_t)(st->ttl_ms / 8000) : 1;
 	if (time(NULL) - st->last_flush < max_age)
 		return;
 	ret = cm_state_flush_seen(st);

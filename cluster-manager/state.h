@@ -73,6 +73,7 @@ struct cm_node {
 	 * stale, on the state's monotonic clock, and its place in the live or
 	 * the stale list, each in that order. */
 	bool stale;
+	bool stale_logged;
 	bool linked;
 	uint64_t seen_ms, stale_ms;
 	struct cm_node *seen_prev, *seen_next;
@@ -106,7 +107,8 @@ struct cm_state *cm_state_open(const char *dir, const struct cm_config *cfg,
  * revision order, whichever manager made the change), and a manager's own
  * change is answered once its watch has shown it. Revisions are etcd's.
  * Subnets are claimed by compare-and-swap (store_etcd_keys.h). Stale nodes
- * (--node-ttl) and external peers are not kept in etcd in this version.
+ * work as with SQLite, every manager deciding from the lastSeen all of them
+ * store; external peers are not kept in etcd in this version.
  */
 struct cm_etcd_opts {
 	const char *endpoints; /* --etcd-endpoints */
@@ -228,6 +230,7 @@ struct cm_ext {
 	char addr_str[CM_NFAM][IPNET_STRLEN];
 	size_t n_addr;
 	char address[CM_NFAM * IPNET_STRLEN + 1]; /* comma-separated */
+	uint64_t mod_revision; /* etcd: its key's */
 };
 
 /* Sorted by name; valid until the next change. */

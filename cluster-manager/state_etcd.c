@@ -22,6 +22,7 @@
  * and freed at the next poll, before any handler runs.
  */
 #include "state.h"
+#include "state_etcd_priv.h"
 #include "state_priv.h"
 #include "store_etcd_keys.h"
 
@@ -42,8 +43,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Tries of one change against concurrent ones before -EAGAIN. */
-#define CM_ETCD_TRIES 16
 /* How long an answer waits for the watch to show its own change. */
 #define CM_ETCD_CATCH_UP_MS 5000
 /* lastSeen is stored when it moved by at least this much: a node's key is
@@ -51,16 +50,12 @@
  * 2,000 key writes a minute in 16 transactions, not one per call). Memory
  * has the exact time of the calls a manager answered. */
 #define CM_ETCD_SEEN_STEP 300
+/* After etcd could not be reached or could not decide, writes fail at once
+ * for this long rather than each holding the loop for a request timeout
+ * (reads are answered from memory meanwhile). */
+#define CM_ETCD_BACKOFF_MS 1000
 /* etcd's limit of operations in one transaction. */
 #define CM_ETCD_TXN_OPS 128
-#define CM_ETCD_KEY_MAX (1024 + CM_NAME_MAX)
-
-struct cm_etcd_ev {
-	bool del;
-	char *key;
-	char *value; /* NUL-terminated */
-	int64_t mod_revision;
-};
 
 struct cm_etcd_batch {
 	struct cm_etcd_batch *next;
@@ -78,6 +73,8 @@ struct cm_etcd {
 	struct cm_etcd_batch *head, *tail; /* queued by the watch thread */
 	int failed;                         /* the watch cannot go on (under mu) */
 	int64_t applied; /* highest revision applied to memory */
+	int64_t down_until_ms, down_err; /* CM_ETCD_BACKOFF_MS */
+	uint64_t offset; /* P/revision-offset: added to etcd's revisions */
 	struct cm_node *graveyard;
 };
 
@@ -90,8 +87,7 @@ static int cm_etcd_key(const struct cm_etcd *x, char *buf, const char *kind, con
 	return n < 0 || n >= CM_ETCD_KEY_MAX ? -ENAMETOOLONG : 0;
 }
 
-/* The part of key after prefix + kind, or NULL when key is not of that kind. */
-static const char *cm_etcd_key_rest(const struct cm_etcd *x, const char *key, const char *kind)
+const char *cm_etcd_key_rest(const struct cm_etcd *x, const char *key, const char *kind)
 {
 	size_t pl = strlen(x->prefix), kl = strlen(kind);
 
@@ -102,13 +98,7 @@ static const char *cm_etcd_key_rest(const struct cm_etcd *x, const char *key, co
 
 /* --- node records ---------------------------------------------------------- */
 
-struct cm_etcd_rec {
-	char subnet[CM_NFAM][IPNET_STRLEN]; /* "" where none */
-	const char *public_key, *endpoint, *location, *public_endpoint;
-	bool gateway;
-};
-
-static void cm_etcd_rec_of(const struct cm_node *node, struct cm_etcd_rec *r)
+void cm_etcd_rec_of(const struct cm_node *node, struct cm_etcd_rec *r)
 {
 	memset(r, 0, sizeof(*r));
 	r->public_key = r->endpoint = r->location = r->public_endpoint = "";
@@ -124,8 +114,7 @@ static void cm_etcd_rec_of(const struct cm_node *node, struct cm_etcd_rec *r)
 	r->gateway = node->gateway;
 }
 
-/* Malloc'd JSON of the record; NULL when out of memory. */
-static char *cm_etcd_rec_json(const struct cm_etcd_rec *r)
+char *cm_etcd_rec_json(const struct cm_etcd_rec *r)
 {
 	json_t *subnets = json_array(), *o;
 	char *s = NULL;
@@ -254,6 +243,28 @@ static int cm_etcd_node_put(struct cm_state *st, const char *name, const char *v
 	cm_node_refresh(node);
 	cm_ext_node_refresh(node);
 	cm_touch_mod(st, node, (uint64_t)rev);
+	/* Its record changed: it called a manager, it is live. */
+	cm_stale_seen(st, node);
+	cm_etcd_bump(st, rev);
+	return 0;
+}
+
+/* A tombstone newer than its peer's record: the peer is stale (stale.c). */
+static int cm_etcd_tomb_put(struct cm_state *st, const char *name, int64_t rev)
+{
+	struct cm_node *node = cm_state_find(st, name);
+	int ret;
+
+	/* No node: the tombstone of its deletion, which was the change. */
+	if (!node || !node->public_key[0] || node->stale ||
+	    (uint64_t)rev <= node->mod_revision)
+		return 0;
+	ret = cm_tomb_reserve(st);
+	if (ret)
+		return ret;
+	cm_tomb_push(st, name, (uint64_t)rev);
+	cm_tomb_prune(st);
+	cm_stale_mark_mem(st, node, cm_stale_now(st));
 	cm_etcd_bump(st, rev);
 	return 0;
 }
@@ -309,28 +320,39 @@ static void cm_etcd_seen(struct cm_state *st, const char *name, const char *valu
 	t = strtoll(value, &end, 10);
 	if (!node || errno || *end || end == value)
 		return;
+	/* Seen by another manager (or this one, reported back): live. */
+	if (!node->stale)
+		cm_stale_seen(st, node);
 	node->seen_stored = (time_t)t;
 	if ((time_t)t > node->last_seen)
 		node->last_seen = (time_t)t;
 }
 
-/* One change under the prefix; what is not ours (config, tombstones: the
- * deletion that wrote one is what counts) is skipped. */
-static int cm_etcd_apply(struct cm_state *st, const struct cm_etcd_ev *ev)
+/* One change under the prefix; what is not ours (the config) is skipped.
+ * Memory's revisions are etcd's plus the offset (CM_ETCD_REVISION_OFFSET). */
+static int cm_etcd_apply(struct cm_state *st, const struct cm_etcd_ev *etcd_ev)
 {
 	struct cm_etcd *x = st->etcd;
+	struct cm_etcd_ev shifted = *etcd_ev, *ev = &shifted;
 	const char *rest;
-	int ret = 0;
+	int ret;
 
-	if ((rest = cm_etcd_key_rest(x, ev->key, CM_ETCD_NODES)))
+	shifted.mod_revision += (int64_t)x->offset;
+	ret = cm_etcd_ext_apply(st, ev);
+
+	if (ret) {
+		ret = ret < 0 ? ret : 0;
+	} else if ((rest = cm_etcd_key_rest(x, ev->key, CM_ETCD_NODES)))
 		ret = ev->del ? cm_etcd_node_del(st, rest, ev->mod_revision) :
 			cm_etcd_node_put(st, rest, ev->value, ev->mod_revision);
 	else if ((rest = cm_etcd_key_rest(x, ev->key, CM_ETCD_SUBNETS)))
 		ret = cm_etcd_subnet(st, rest, ev->value, ev->del);
 	else if ((rest = cm_etcd_key_rest(x, ev->key, CM_ETCD_SEEN)) && !ev->del)
 		cm_etcd_seen(st, rest, ev->value);
-	if (ev->mod_revision > x->applied)
-		x->applied = ev->mod_revision;
+	else if ((rest = cm_etcd_key_rest(x, ev->key, CM_ETCD_TOMBSTONES)) && !ev->del)
+		ret = cm_etcd_tomb_put(st, rest, ev->mod_revision);
+	if (etcd_ev->mod_revision > x->applied)
+		x->applied = etcd_ev->mod_revision;
 	return ret;
 }
 
@@ -482,79 +504,134 @@ static int cm_etcd_event_fd(const struct cm_state *st)
 
 /* --- changes ---------------------------------------------------------------- */
 
-/*
- * One try of a change to the node called name, whose state in memory is
- * node (NULL: absent): put rec (NULL: delete the node, its claims and
- * lastSeen, leaving a tombstone) and claim the subnets in claim[] (""
- * where none). 1 done and in memory, 0 another manager got there first
- * (memory has caught up with it: look again), or negative errno.
- */
-static int cm_etcd_try(struct cm_state *st, const char *name, const struct cm_node *node,
-		       const struct cm_etcd_rec *rec, char claim[CM_NFAM][IPNET_STRLEN])
+/* --- transactions ------------------------------------------------------------ */
+
+void cm_etcd_tx_init(struct cm_etcd_tx *tx)
+{
+	memset(tx, 0, sizeof(*tx));
+}
+
+void cm_etcd_tx_free(struct cm_etcd_tx *tx)
+{
+	for (size_t i = 0; i < tx->n_vals; i++)
+		free(tx->vals[i]);
+	memset(tx, 0, sizeof(*tx));
+}
+
+/* A key of the transaction, kept until it is freed; NULL when full. */
+static const char *cm_etcd_tx_key(struct cm_state *st, struct cm_etcd_tx *tx, const char *kind,
+				  const char *name)
+{
+	char *k;
+
+	if (tx->n_keys == CM_ETCD_TX_MAX) {
+		tx->err = -E2BIG;
+		return NULL;
+	}
+	k = tx->keys[tx->n_keys];
+	if (cm_etcd_key(st->etcd, k, kind, name)) {
+		tx->err = -ENAMETOOLONG;
+		return NULL;
+	}
+	tx->n_keys++;
+	return k;
+}
+
+static bool cm_etcd_tx_room(struct cm_etcd_tx *tx, size_t cmp, size_t ok, size_t fail)
+{
+	if (tx->n_cmp + cmp > CM_ETCD_TX_MAX || tx->n_ok + ok > CM_ETCD_TX_MAX ||
+	    tx->n_fail + fail > CM_ETCD_TX_MAX) {
+		tx->err = -E2BIG;
+		return false;
+	}
+	return !tx->err;
+}
+
+void cm_etcd_tx_read(struct cm_state *st, struct cm_etcd_tx *tx, const char *kind,
+		     const char *name)
+{
+	const char *k;
+
+	if (!cm_etcd_tx_room(tx, 0, 0, 1) || !(k = cm_etcd_tx_key(st, tx, kind, name)))
+		return;
+	tx->fail[tx->n_fail++] = (struct etcd_op){ .type = ETCD_OP_RANGE, .key = k };
+}
+
+void cm_etcd_tx_expect(struct cm_state *st, struct cm_etcd_tx *tx, const char *kind,
+		       const char *name, uint64_t mod)
+{
+	const char *k;
+
+	if (!cm_etcd_tx_room(tx, 1, 0, 1) || !(k = cm_etcd_tx_key(st, tx, kind, name)))
+		return;
+	/* Memory's revisions are etcd's plus the offset. */
+	tx->cmp[tx->n_cmp++] = (struct etcd_cmp){ .target = mod ? ETCD_CMP_MOD : ETCD_CMP_CREATE,
+						  .key = k,
+						  .number = mod ? (int64_t)(mod - st->etcd->offset) : 0 };
+	tx->fail[tx->n_fail++] = (struct etcd_op){ .type = ETCD_OP_RANGE, .key = k };
+}
+
+void cm_etcd_tx_put(struct cm_state *st, struct cm_etcd_tx *tx, const char *kind,
+		    const char *name, char *value)
+{
+	const char *k;
+
+	if (!value) {
+		tx->err = tx->err ? tx->err : -ENOMEM;
+		return;
+	}
+	if (!cm_etcd_tx_room(tx, 0, 1, 0) || !(k = cm_etcd_tx_key(st, tx, kind, name))) {
+		free(value);
+		return;
+	}
+	tx->vals[tx->n_vals++] = value;
+	tx->ok[tx->n_ok++] = (struct etcd_op){ .type = ETCD_OP_PUT, .key = k, .value = value,
+					       .value_len = strlen(value) };
+}
+
+void cm_etcd_tx_del(struct cm_state *st, struct cm_etcd_tx *tx, const char *kind,
+		    const char *name)
+{
+	const char *k;
+
+	if (!cm_etcd_tx_room(tx, 0, 1, 0) || !(k = cm_etcd_tx_key(st, tx, kind, name)))
+		return;
+	tx->ok[tx->n_ok++] = (struct etcd_op){ .type = ETCD_OP_DELETE, .key = k };
+}
+
+void cm_etcd_tx_node(struct cm_state *st, struct cm_etcd_tx *tx, const struct cm_node *node,
+		     const struct cm_etcd_rec *rec)
+{
+	struct cm_etcd_rec own;
+
+	if (!rec) {
+		cm_etcd_rec_of(node, &own);
+		rec = &own;
+	}
+	cm_etcd_tx_expect(st, tx, CM_ETCD_NODES, node->name, node->mod_revision);
+	cm_etcd_tx_put(st, tx, CM_ETCD_NODES, node->name, cm_etcd_rec_json(rec));
+}
+
+int cm_etcd_tx_run(struct cm_state *st, struct cm_etcd_tx *tx)
 {
 	struct cm_etcd *x = st->etcd;
-	char keys[2 + 2 * CM_NFAM][CM_ETCD_KEY_MAX];
-	char *nodekey = keys[0], *tombkey = keys[1], *value = NULL;
-	struct etcd_cmp cmp[1 + CM_NFAM];
-	struct etcd_op ok[3 + CM_NFAM], fail[2 + CM_NFAM];
-	struct etcd_txn t = { .compare = cmp, .success = ok, .failure = fail };
+	const struct etcd_txn t = { tx->cmp, tx->n_cmp, tx->ok, tx->fail, tx->n_ok, tx->n_fail };
 	struct etcd_txn_result res;
 	int64_t target = 0;
 	int ret;
 
-	ret = cm_etcd_key(x, nodekey, CM_ETCD_NODES, name);
-	if (!ret)
-		ret = cm_etcd_key(x, tombkey, CM_ETCD_TOMBSTONES, name);
-	if (ret)
-		return ret;
-	cmp[t.n_compare++] = (struct etcd_cmp){
-		.target = node ? ETCD_CMP_MOD : ETCD_CMP_CREATE, .key = nodekey,
-		.number = node ? (int64_t)node->mod_revision : 0 };
-	fail[t.n_failure++] = (struct etcd_op){ .type = ETCD_OP_RANGE, .key = nodekey };
-	fail[t.n_failure++] = (struct etcd_op){ .type = ETCD_OP_RANGE, .key = tombkey };
-	if (rec) {
-		value = cm_etcd_rec_json(rec);
-		if (!value)
-			return -ENOMEM;
-		ok[t.n_success++] = (struct etcd_op){ .type = ETCD_OP_PUT, .key = nodekey,
-						      .value = value, .value_len = strlen(value) };
-		for (int f = 0; f < CM_NFAM; f++) {
-			char *k = keys[2 + f];
-
-			if (!claim[f][0])
-				continue;
-			ret = cm_etcd_key(x, k, CM_ETCD_SUBNETS, claim[f]);
-			if (ret)
-				goto out;
-			cmp[t.n_compare++] = (struct etcd_cmp){ .target = ETCD_CMP_CREATE, .key = k };
-			ok[t.n_success++] = (struct etcd_op){ .type = ETCD_OP_PUT, .key = k,
-							      .value = name,
-							      .value_len = strlen(name) };
-			fail[t.n_failure++] = (struct etcd_op){ .type = ETCD_OP_RANGE, .key = k };
-		}
-	} else {
-		ok[t.n_success++] = (struct etcd_op){ .type = ETCD_OP_DELETE, .key = nodekey };
-		ok[t.n_success++] = (struct etcd_op){ .type = ETCD_OP_PUT, .key = tombkey,
-						      .value = "", .value_len = 0 };
-		for (int f = 0; f < CM_NFAM; f++) {
-			char *k = keys[2 + f];
-
-			if (!node->has_subnet[f])
-				continue;
-			ret = cm_etcd_key(x, k, CM_ETCD_SUBNETS, node->subnet_str[f]);
-			if (ret)
-				goto out;
-			ok[t.n_success++] = (struct etcd_op){ .type = ETCD_OP_DELETE, .key = k };
-		}
-		ret = cm_etcd_key(x, keys[2 + CM_NFAM], CM_ETCD_SEEN, name);
-		if (ret)
-			goto out;
-		ok[t.n_success++] = (struct etcd_op){ .type = ETCD_OP_DELETE,
-						      .key = keys[2 + CM_NFAM] };
-	}
+	if (tx->err)
+		return tx->err;
+	if (sys_now_ms() < x->down_until_ms)
+		return (int)x->down_err;
 	ret = etcd_txn(x->e, &t, &res);
+	if (ret == -ECONNREFUSED || ret == -ETIMEDOUT || ret == -EHOSTUNREACH ||
+	    ret == -ECONNRESET || ret == -EAGAIN) {
+		x->down_until_ms = sys_now_ms() + CM_ETCD_BACKOFF_MS;
+		x->down_err = ret;
+	}
 	if (ret)
-		goto out_res;
+		goto out;
 	if (res.succeeded) {
 		target = res.revision;
 	} else {
@@ -568,23 +645,60 @@ static int cm_etcd_try(struct cm_state *st, const char *name, const struct cm_no
 	ret = cm_etcd_catch_up(st, target);
 	if (!ret)
 		ret = res.succeeded;
-out_res:
-	etcd_txn_result_free(&res);
 out:
-	free(value);
+	etcd_txn_result_free(&res);
 	return ret;
 }
 
-/* Tries fn until it is done, conflicts give up (-EAGAIN) or it fails. */
-#define CM_ETCD_RETRY(ret, body)                                               \
-	do {                                                                   \
-		ret = 0;                                                       \
-		for (int try_ = 0; try_ < CM_ETCD_TRIES && ret == 0; try_++) { \
-			body;                                                  \
-		}                                                              \
-		if (ret == 0)                                                  \
-			ret = -EAGAIN;                                         \
-	} while (0)
+enum cm_etcd_change {
+	CM_ETCD_PUT,    /* the record, and claims */
+	CM_ETCD_DELETE, /* the node, its claims and lastSeen; a tombstone */
+	CM_ETCD_STALE,  /* a tombstone only: the peer is stale */
+};
+
+/*
+ * One try of a change to the node called name, whose state in memory is
+ * node (NULL: absent): what says (put rec and claim the subnets in claim[],
+ * "" where none; or delete it; or mark it stale). 1 done and in memory, 0
+ * another manager got there first (memory has caught up with it: look
+ * again), or negative errno.
+ */
+static int cm_etcd_try(struct cm_state *st, const char *name, const struct cm_node *node,
+		       enum cm_etcd_change what, const struct cm_etcd_rec *rec,
+		       char claim[CM_NFAM][IPNET_STRLEN])
+{
+	struct cm_etcd_tx tx;
+	int ret;
+
+	cm_etcd_tx_init(&tx);
+	cm_etcd_tx_expect(st, &tx, CM_ETCD_NODES, name, node ? node->mod_revision : 0);
+	cm_etcd_tx_read(st, &tx, CM_ETCD_TOMBSTONES, name);
+	switch (what) {
+	case CM_ETCD_STALE:
+		cm_etcd_tx_put(st, &tx, CM_ETCD_TOMBSTONES, name, strdup(""));
+		break;
+	case CM_ETCD_PUT:
+		cm_etcd_tx_put(st, &tx, CM_ETCD_NODES, name, cm_etcd_rec_json(rec));
+		for (int f = 0; f < CM_NFAM; f++) {
+			if (!claim[f][0])
+				continue;
+			cm_etcd_tx_expect(st, &tx, CM_ETCD_SUBNETS, claim[f], 0);
+			cm_etcd_tx_put(st, &tx, CM_ETCD_SUBNETS, claim[f], strdup(name));
+		}
+		break;
+	case CM_ETCD_DELETE:
+		cm_etcd_tx_del(st, &tx, CM_ETCD_NODES, name);
+		cm_etcd_tx_put(st, &tx, CM_ETCD_TOMBSTONES, name, strdup(""));
+		for (int f = 0; f < CM_NFAM; f++)
+			if (node->has_subnet[f])
+				cm_etcd_tx_del(st, &tx, CM_ETCD_SUBNETS, node->subnet_str[f]);
+		cm_etcd_tx_del(st, &tx, CM_ETCD_SEEN, name);
+		break;
+	}
+	ret = cm_etcd_tx_run(st, &tx);
+	cm_etcd_tx_free(&tx);
+	return ret;
+}
 
 static int cm_etcd_allocate(struct cm_state *st, const char *name, struct cm_node **out)
 {
@@ -619,7 +733,7 @@ static int cm_etcd_allocate(struct cm_state *st, const char *name, struct cm_nod
 			*out = node;
 			return cm_state_touch(st, node) < 0 ? -EIO : 0;
 		}
-		ret = cm_etcd_try(st, name, node, &rec, claim);
+		ret = cm_etcd_try(st, name, node, CM_ETCD_PUT, &rec, claim);
 		if (ret == 1) {
 			for (int f = 0; f < CM_NFAM; f++)
 				if (claim[f][0])
@@ -638,7 +752,8 @@ static int cm_etcd_allocate(struct cm_state *st, const char *name, struct cm_nod
 
 /* A change of the node's record, fields from memory but what change() sets. */
 static int cm_etcd_update(struct cm_state *st, struct cm_node *node,
-			  void (*change)(struct cm_etcd_rec *r, const void *arg), const void *arg)
+			  void (*change)(struct cm_etcd_rec *r, const void *arg), const void *arg,
+			  bool touch)
 {
 	char name[CM_NAME_MAX + 1];
 	int ret;
@@ -652,13 +767,14 @@ static int cm_etcd_update(struct cm_state *st, struct cm_node *node,
 		if (!cur)
 			return -ENOENT;
 		cm_etcd_rec_of(cur, &rec);
-		change(&rec, arg);
-		ret = cm_etcd_try(st, name, cur, &rec, claim);
+		if (change)
+			change(&rec, arg);
+		ret = cm_etcd_try(st, name, cur, CM_ETCD_PUT, &rec, claim);
 	});
 	if (ret < 0)
 		return ret;
 	node = cm_state_find(st, name);
-	if (node)
+	if (node && touch)
 		cm_state_touch(st, node);
 	return 0;
 }
@@ -686,7 +802,7 @@ static int cm_etcd_register(struct cm_state *st, struct cm_node *node, const cha
 		return cm_state_touch(st, node) < 0 ? -EIO : 0;
 	if (strlen(public_key) > WG_KEY_B64_LEN || strlen(endpoint) > CM_ENDPOINT_MAX)
 		return -EINVAL;
-	ret = cm_etcd_update(st, node, cm_etcd_set_key, &a);
+	ret = cm_etcd_update(st, node, cm_etcd_set_key, &a, true);
 	if (!ret)
 		log_info("key registered", "node=%s public_key=%s endpoint=%s", node->name,
 			 public_key, endpoint);
@@ -718,7 +834,40 @@ static int cm_etcd_node_info(struct cm_state *st, struct cm_node *node, const ch
 		return 0;
 	if (strlen(location) > CM_NAME_MAX || strlen(public_endpoint) > CM_ENDPOINT_MAX)
 		return -EINVAL;
-	return cm_etcd_update(st, node, cm_etcd_set_info, &a);
+	char name[CM_NAME_MAX + 1];
+	bool was = cm_ext_is_gateway(node);
+	int ret;
+
+	snprintf(name, sizeof(name), "%s", node->name);
+	ret = cm_etcd_update(st, node, cm_etcd_set_info, &a, true);
+	if (ret)
+		return ret;
+	log_info("gateway settings", "node=%s gateway=%s location=%s public_endpoint=%s",
+		 name, gateway ? "yes" : "no", location, public_endpoint);
+	node = cm_state_find(st, name);
+	/* A gateway no more hands its external peers on; a new one takes
+	 * those without a gateway. */
+	if (was && !cm_ext_is_gateway(node))
+		return cm_etcd_ext_hand_on(st, name);
+	if (!was && cm_ext_is_gateway(node))
+		return cm_etcd_ext_adopt(st);
+	return 0;
+}
+
+/* A stale peer: its tombstone, if its record is still what memory has. */
+static int cm_etcd_mark_stale(struct cm_state *st, struct cm_node *node)
+{
+	char claim[CM_NFAM][IPNET_STRLEN] = { "" };
+
+	return cm_etcd_try(st, node->name, node, CM_ETCD_STALE, NULL, claim);
+}
+
+/* A stale peer called: its record again, at a new revision (the watch
+ * makes it live, here and on every manager). */
+static int cm_etcd_revive(struct cm_state *st, struct cm_node *node, time_t now)
+{
+	(void)now;
+	return cm_etcd_update(st, node, NULL, NULL, false);
 }
 
 static int cm_etcd_delete(struct cm_state *st, const char *name)
@@ -731,7 +880,14 @@ static int cm_etcd_delete(struct cm_state *st, const char *name)
 
 		if (!node)
 			return -ENOENT;
-		ret = cm_etcd_try(st, name, node, NULL, claim);
+		/* Its external peers move first, each a change of its own. */
+		if (node->n_ext) {
+			ret = cm_etcd_ext_hand_on(st, name);
+			if (ret)
+				return ret;
+			continue;
+		}
+		ret = cm_etcd_try(st, name, node, CM_ETCD_DELETE, NULL, claim);
 	});
 	return ret < 0 ? ret : 0;
 }
@@ -745,9 +901,13 @@ static int cm_etcd_flush_seen(struct cm_state *st)
 	char (*keys)[CM_ETCD_KEY_MAX], vals[CM_ETCD_TXN_OPS][24];
 	struct etcd_op ops[CM_ETCD_TXN_OPS];
 	struct cm_node *batch[CM_ETCD_TXN_OPS];
+	time_t step = CM_ETCD_SEEN_STEP;
 	size_t i = 0;
 	int ret = 0;
 
+	/* With a ttl, the others must hear well within it (stale.c). */
+	if (st->ttl_ms && st->ttl_ms / 8000 < (uint64_t)step)
+		step = (time_t)(st->ttl_ms / 8000);
 	keys = malloc(CM_ETCD_TXN_OPS * sizeof(*keys));
 	if (!keys)
 		return -ENOMEM;
@@ -762,7 +922,7 @@ static int cm_etcd_flush_seen(struct cm_state *st)
 
 			if (!node->seen_dirty)
 				continue;
-			if (node->last_seen - node->seen_stored < CM_ETCD_SEEN_STEP ||
+			if (node->last_seen - node->seen_stored < step ||
 			    cm_etcd_key(x, keys[k], CM_ETCD_SEEN, node->name)) {
 				node->seen_dirty = false;
 				continue;
@@ -837,6 +997,10 @@ static const struct cm_store_ops cm_etcd_ops = {
 	.register_key = cm_etcd_register,
 	.node_info = cm_etcd_node_info,
 	.delete_node = cm_etcd_delete,
+	.mark_stale = cm_etcd_mark_stale,
+	.revive = cm_etcd_revive,
+	.ext_register = cm_etcd_ext_register,
+	.ext_delete = cm_etcd_ext_delete,
 	.flush_seen = cm_etcd_flush_seen,
 	.pending = cm_etcd_pending,
 	.commit = cm_etcd_commit,
@@ -849,18 +1013,23 @@ static const struct cm_store_ops cm_etcd_ops = {
 
 static json_t *cm_etcd_config_json(const struct cm_config *cfg)
 {
-	json_t *cidrs = json_array();
+	json_t *cidrs = json_array(), *ext = json_array();
 	char buf[IPNET_STRLEN];
+	bool bad = !cidrs || !ext;
 
-	for (int f = 0; cidrs && f < CM_NFAM; f++)
-		if (cfg->has_cidr[f] &&
-		    json_array_append_new(cidrs, json_string(ipnet_format(&cfg->cidr[f], buf)))) {
-			json_decref(cidrs);
-			return NULL;
-		}
-	return json_pack("{s:o,s:i,s:i}", "clusterCidrs", cidrs, "nodePrefixLength",
+	for (int f = 0; !bad && f < CM_NFAM; f++)
+		bad = cfg->has_cidr[f] &&
+		      json_array_append_new(cidrs, json_string(ipnet_format(&cfg->cidr[f], buf)));
+	for (size_t i = 0; !bad && i < cfg->n_external; i++)
+		bad = json_array_append_new(ext, json_string(ipnet_format(&cfg->external[i], buf)));
+	if (bad) {
+		json_decref(cidrs);
+		json_decref(ext);
+		return NULL;
+	}
+	return json_pack("{s:o,s:i,s:i,s:o}", "clusterCidrs", cidrs, "nodePrefixLength",
 			 (json_int_t)cfg->childlen[CM_V4], "nodePrefixLengthV6",
-			 (json_int_t)cfg->childlen[CM_V6]);
+			 (json_int_t)cfg->childlen[CM_V6], "externalCidrs", ext);
 }
 
 /* The stored configuration must be ours: the same CIDRs, and the same
@@ -873,7 +1042,13 @@ static bool cm_etcd_config_same(json_t *ours, json_t *theirs)
 	size_t i;
 	json_t *j;
 
+	json_t *ea = json_object_get(ours, "externalCidrs");
+	json_t *eb = json_object_get(theirs, "externalCidrs");
+
 	if (!json_is_array(b) || !json_equal(a, b))
+		return false;
+	/* Stored without (migrate, an older manager): none. */
+	if (eb ? !json_equal(ea, eb) : json_array_size(ea) != 0)
 		return false;
 	json_array_foreach(a, i, j) {
 		if (strchr(json_string_value(j), ':'))
@@ -938,6 +1113,36 @@ out:
 	return ret;
 }
 
+/* P/revision-offset, 0 when absent (a cluster that began on etcd). */
+static int cm_etcd_read_offset(struct cm_state *st, char *err, size_t errlen)
+{
+	struct cm_etcd *x = st->etcd;
+	char key[CM_ETCD_KEY_MAX], *end;
+	struct etcd_kv kv;
+	unsigned long long v;
+	int ret;
+
+	snprintf(key, sizeof(key), "%s%s", x->prefix, CM_ETCD_REVISION_OFFSET);
+	ret = etcd_get(x->e, key, &kv, NULL);
+	if (ret == -ENOENT)
+		return 0;
+	if (ret) {
+		snprintf(err, errlen, "etcd: cannot read `%s': %s", key, strerror(-ret));
+		return ret;
+	}
+	errno = 0;
+	v = strtoull((const char *)kv.value, &end, 10);
+	if (errno || *end || end == (const char *)kv.value || v > INT64_MAX / 2) {
+		snprintf(err, errlen, "etcd: `%s' is not a revision: `%.32s'", key,
+			 (const char *)kv.value);
+		ret = -EPROTO;
+	} else {
+		x->offset = v;
+	}
+	etcd_kv_free(&kv);
+	return ret;
+}
+
 static int cm_etcd_mod_cmp(const void *a, const void *b)
 {
 	const struct etcd_kv *x = a, *y = b;
@@ -966,14 +1171,18 @@ static int cm_etcd_list(struct cm_state *st, const char *kind, int64_t *rev,
 
 static int cm_etcd_load(struct cm_state *st, int64_t *rev, char *err, size_t errlen)
 {
+	/* In the order they are applied: what refers to nodes after them; the
+	 * tombstones, which are history, last. */
 	static const char *const kinds[] = { CM_ETCD_NODES, CM_ETCD_SUBNETS, CM_ETCD_SEEN,
+					     CM_ETCD_EXTADDRS, CM_ETCD_EXTERNAL,
 					     CM_ETCD_TOMBSTONES };
-	struct etcd_kvs kvs[4];
+	enum { NK = sizeof(kinds) / sizeof(kinds[0]), TOMBS = NK - 1 };
+	struct etcd_kvs kvs[NK];
 	size_t nk = 0;
 	int ret = 0;
 
 	*rev = 0;
-	for (; nk < 4 && !ret; nk++)
+	for (; nk < NK && !ret; nk++)
 		ret = cm_etcd_list(st, kinds[nk], rev, &kvs[nk]);
 	if (ret) {
 		snprintf(err, errlen, "etcd at %s: cannot list `%s%s': %s",
@@ -982,10 +1191,10 @@ static int cm_etcd_load(struct cm_state *st, int64_t *rev, char *err, size_t err
 		goto out;
 	}
 	/* The history in the order of the revisions, as the watch goes on. */
-	for (int k = 0; k < 4; k += 3)
+	for (int k = 0; k < NK; k++)
 		if (kvs[k].n)
 			qsort(kvs[k].kvs, kvs[k].n, sizeof(kvs[k].kvs[0]), cm_etcd_mod_cmp);
-	for (int k = 0; k < 3 && !ret; k++)
+	for (int k = 0; k < TOMBS && !ret; k++)
 		for (size_t i = 0; i < kvs[k].n && !ret; i++) {
 			const struct cm_etcd_ev ev = { .key = kvs[k].kvs[i].key,
 						       .value = (char *)kvs[k].kvs[i].value,
@@ -993,19 +1202,31 @@ static int cm_etcd_load(struct cm_state *st, int64_t *rev, char *err, size_t err
 
 			ret = cm_etcd_apply(st, &ev);
 		}
-	for (size_t i = 0; i < kvs[3].n && !ret; i++) {
-		const char *name = cm_etcd_key_rest(st->etcd, kvs[3].kvs[i].key,
+	for (size_t i = 0; i < kvs[TOMBS].n && !ret; i++) {
+		const char *name = cm_etcd_key_rest(st->etcd, kvs[TOMBS].kvs[i].key,
 						    CM_ETCD_TOMBSTONES);
 
 		if (!name || strlen(name) > CM_NAME_MAX)
 			continue;
 		ret = cm_tomb_reserve(st);
 		if (!ret) {
-			cm_tomb_push(st, name, (uint64_t)kvs[3].kvs[i].mod_revision);
-			cm_etcd_bump(st, kvs[3].kvs[i].mod_revision);
+			struct cm_node *node = cm_state_find(st, name);
+			int64_t trev = kvs[TOMBS].kvs[i].mod_revision + (int64_t)st->etcd->offset;
+
+			cm_tomb_push(st, name, (uint64_t)trev);
+			cm_etcd_bump(st, trev);
+			/* A peer's tombstone newer than its record: stale. */
+			if (node && node->public_key[0] && (uint64_t)trev > node->mod_revision)
+				cm_stale_mark_mem(st, node, cm_stale_now(st));
 		}
 	}
 	cm_tomb_prune(st);
+	/* A revision a node holds from before the offset (SQLite's, before
+	 * migrate) is not etcd's: a full set. */
+	if (st->floor < st->etcd->offset)
+		st->floor = st->etcd->offset;
+	if (st->revision < st->etcd->offset)
+		st->revision = st->committed = st->etcd->offset;
 	if (ret)
 		snprintf(err, errlen, "etcd: cannot load the state: %s", strerror(-ret));
 out:
@@ -1061,6 +1282,8 @@ struct cm_state *cm_state_open_etcd(const struct cm_etcd_opts *eo, const struct 
 	if (!strcmp(x->prefix, "/"))
 		x->prefix[0] = '\0';
 	ret = cm_state_init(st, cfg, err, errlen);
+	if (!ret && cfg->n_external)
+		ret = cm_ext_mem_init(st, err, errlen);
 	if (ret)
 		goto err;
 	x->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -1072,6 +1295,8 @@ struct cm_state *cm_state_open_etcd(const struct cm_etcd_opts *eo, const struct 
 		goto err;
 	}
 	ret = cm_etcd_check_config(st, err, errlen);
+	if (!ret)
+		ret = cm_etcd_read_offset(st, err, errlen);
 	if (ret)
 		goto err;
 	ret = cm_etcd_load(st, &rev, err, errlen);
@@ -1090,8 +1315,8 @@ struct cm_state *cm_state_open_etcd(const struct cm_etcd_opts *eo, const struct 
 		x->applied = rev;
 	st->last_flush = time(NULL);
 	log_info("etcd: state listed", "endpoint=%s prefix=%s nodes=%zu revision=%" PRIu64
-		 " store_revision=%" PRId64, etcd_endpoint(x->e), x->prefix, st->n_nodes,
-		 st->revision, rev);
+		 " store_revision=%" PRId64 " revision_offset=%" PRIu64, etcd_endpoint(x->e),
+		 x->prefix, st->n_nodes, st->revision, rev, x->offset);
 	return st;
 
 err:

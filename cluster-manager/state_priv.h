@@ -32,6 +32,15 @@ struct cm_store_ops {
 	int (*node_info)(struct cm_state *st, struct cm_node *node, const char *location,
 			 bool gateway, const char *public_endpoint, bool *changed);
 	int (*delete_node)(struct cm_state *st, const char *name);
+	/* Stale nodes (stale.c): a peer's tombstone, 1 done (and in memory's
+	 * history), 0 the node changed meanwhile (live: nothing to do); its
+	 * record again at a new revision (0). */
+	int (*mark_stale)(struct cm_state *st, struct cm_node *node);
+	int (*revive)(struct cm_state *st, struct cm_node *node, time_t now);
+	/* External peers (external.c, state_etcd_ext.c). */
+	int (*ext_register)(struct cm_state *st, const char *name, const char *public_key,
+			    const char *location, struct cm_ext **out, bool *changed);
+	int (*ext_delete)(struct cm_state *st, const char *name);
 	int (*flush_seen)(struct cm_state *st);
 	bool (*pending)(const struct cm_state *st);
 	int (*commit)(struct cm_state *st);
@@ -95,6 +104,11 @@ void cm_subnet_release(struct cm_state *st, const struct ipnet *net);
 int cm_sqlite_node_info(struct cm_state *st, struct cm_node *node, const char *location,
 			bool gateway, const char *public_endpoint, bool *changed);
 bool cm_sqlite_pending(const struct cm_state *st);
+int cm_sqlite_mark_stale(struct cm_state *st, struct cm_node *node);
+int cm_sqlite_revive(struct cm_state *st, struct cm_node *node, time_t now);
+int cm_sqlite_ext_register(struct cm_state *st, const char *name, const char *public_key,
+			   const char *location, struct cm_ext **out, bool *changed);
+int cm_sqlite_ext_delete(struct cm_state *st, const char *name);
 int cm_sqlite_commit(struct cm_state *st);
 
 /* One statement to completion; types: 't' const char *, 'i' int64_t per
@@ -125,6 +139,10 @@ void cm_tomb_prune(struct cm_state *st);
 void cm_stale_link(struct cm_state *st, struct cm_node *node);
 void cm_stale_unlink(struct cm_state *st, struct cm_node *node);
 void cm_stale_seen(struct cm_state *st, struct cm_node *node);
+/* The node is stale now (memory: its lists; the tombstone is the store's). */
+void cm_stale_mark_mem(struct cm_state *st, struct cm_node *node, uint64_t now_ms);
+/* The monotonic clock of the stale lists. */
+uint64_t cm_stale_now(const struct cm_state *st);
 
 /* After the nodes are loaded: their history order, tombstones, floor. */
 int cm_load_history(struct cm_state *st, char *err, size_t errlen);
@@ -138,5 +156,19 @@ void cm_ext_free(struct cm_state *st);
 int cm_ext_node_gone(struct cm_state *st, struct cm_node *node);
 /* After the subnets of node changed: its allowed list again (cannot fail). */
 void cm_ext_node_refresh(struct cm_node *node);
+
+/* external.c's memory, for the etcd store (state_etcd_ext.c). */
+int cm_ext_mem_init(struct cm_state *st, char *err, size_t errlen); /* st->ext, pools */
+int cm_ext_mem_insert(struct cm_state *st, struct cm_ext *e);
+void cm_ext_mem_remove(struct cm_state *st, struct cm_ext *e); /* not freed */
+/* g's count of external peers and allowed list again: 0 or -ENOMEM. */
+int cm_ext_regate(struct cm_state *st, struct cm_node *g);
+void cm_ext_format(struct cm_ext *e);
+struct cm_node *cm_ext_choose(const struct cm_state *st, const char *location,
+			      const struct cm_node *skip);
+bool cm_ext_key_used(const struct cm_state *st, const char *key, const struct cm_ext *self);
+struct prefixalloc *cm_ext_pool_of(const struct cm_state *st, const struct ipnet *a);
+int cm_ext_alloc_addrs(struct cm_state *st, struct cm_ext *e);
+void cm_ext_release_addrs(struct cm_state *st, struct cm_ext *e);
 
 #endif

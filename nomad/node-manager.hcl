@@ -22,14 +22,16 @@ job "wgcni-node-manager" {
     task "node-manager" {
       driver = "raw_exec"
 
-      # The cluster manager's address from Nomad's service discovery,
-      # re-rendered (and the task restarted) when it moves.
+      # The cluster managers' addresses from Nomad's service discovery,
+      # every instance in one comma-separated list (one with SQLite, several
+      # with cluster-manager-etcd.hcl: the node manager fails over between
+      # them), re-rendered (and the task restarted) when one moves.
       template {
         destination = "local/cluster-manager.env"
         env         = true
         change_mode = "restart"
         data        = <<EOT
-{{ range nomadService "wgcni-cluster-manager" }}WGCNI_CLUSTER_MANAGER=http://{{ .Address }}:{{ .Port }}
+{{ with nomadService "wgcni-cluster-manager" }}WGCNI_CLUSTER_MANAGER={{ range $i, $s := . }}{{ if $i }},{{ end }}http://{{ $s.Address }}:{{ $s.Port }}{{ end }}
 {{ end }}
 EOT
       }

@@ -167,3 +167,169 @@ c_etcd_stop() {
 	C_ETCD_MEMBERS=()
 	C_ETCD_ENDPOINTS=
 }
+
+# --- several cluster managers on one etcd (tests/etcd/test_ha_*.sh) ---------
+#
+#   c_cmx_start K [FLAGS]    cluster manager K (1, 2, ...) on etcd
+#                            (--datastore etcd --etcd-endpoints
+#                            $C_ETCD_ENDPOINTS, the run's token, CIDR and
+#                            prefix flags, C_CM_FLAGS, FLAGS) in namespace cm
+#                            at $C_CM_ADDR:$((C_CM_PORT + K - 1)); waits for
+#                            /healthz. Log $C_LOGDIR/cmK.N.log (N counting
+#                            its starts), PID $(c_cmx_pid K)
+#   c_cmx_url K              its URL; c_cmx_urls K1 K2 ..: comma-separated
+#   c_cmx_kill K [SIG]       signal it (KILL), wait until it is gone, reap
+#   c_cmx_stop_all           TERM every one still running (before c_leak_check,
+#                            which counts any left as a leaked process)
+#   c_cmx_rpc K Method JSON  a call with the token: body on stdout, the HTTP
+#                            status in $T_TMP/cmxK_status (c_cmx_http K)
+#   c_cmx_parallel Method FILE  one call of Method per line "K JSON" of FILE,
+#                            to cluster manager K, all at once (up to 128
+#                            in flight, one curl); prints "LINE HTTPCODE" a
+#                            line; the body of line N is $T_TMP/par/N.json
+#   c_etcd_consistent [P]    etcd's contents under P (/wgcni) hold together:
+#                            every P/nodes/<name>'s subnets are claimed by
+#                            P/subnets/<cidr> = name and every claim is in its
+#                            node's record; prints what does not (and the
+#                            counts on stderr), fails if anything
+#   c_etcd_restart I         start member I again (killed before) on its data
+#                            directory; waits until the cluster is healthy
+#   c_etcd_revision          etcd's current revision
+#   c_etcd_count PREFIX      how many keys start with PREFIX
+
+C_CMX=()                   # cluster manager indexes started by c_cmx_start
+declare -A C_CMX_RUNS      # index -> starts
+
+c_cmx_port() { echo $((C_CM_PORT + $1 - 1)); }
+c_cmx_url() { echo "http://$C_CM_ADDR:$(c_cmx_port "$1")"; }
+c_cmx_urls() { local k out=""; for k in "$@"; do out=${out:+$out,}$(c_cmx_url "$k"); done; echo "$out"; }
+c_cmx_pid() { local v=T_PID_cmx$1; echo "${!v:-}"; }
+c_cmx_alive() { local p; p=$(c_cmx_pid "$1"); [ -n "$p" ] && ! c_pid_gone "$p"; }
+c_cmx_healthy() { nq cm curl -sf -m 2 -o /dev/null "$(c_cmx_url "$1")/healthz"; }
+c_cmx_settled() { c_cmx_healthy "$1" || ! c_cmx_alive "$1"; }
+
+c_cmx_start() {
+	local k=$1 runs; shift
+	[ -n "$C_ETCD_ENDPOINTS" ] || { t_log "c_cmx_start: no etcd running (c_etcd_start)"; return 1; }
+	if [ "$C_AUTH" = token ] && [ ! -s "$C_TOKEN" ]; then c_token; fi
+	runs=$(( ${C_CMX_RUNS[$k]:-0} + 1 ))
+	C_CMX_RUNS[$k]=$runs
+	# shellcheck disable=SC2046 # the token and TLS arguments are words
+	c_spawn "cmx$k" "$C_LOGDIR/cm$k.$runs.log" ip netns exec "$(t_ns cm)" "$C_CM_BIN" \
+		--listen "$C_CM_ADDR:$(c_cmx_port "$k")" --datastore etcd \
+		--etcd-endpoints "$C_ETCD_ENDPOINTS" \
+		$([ "$C_ETCD_TLS" = 1 ] && echo --etcd-ca-file "$C_ETCD_CA" --etcd-cert-file "$C_ETCD_CERT" --etcd-key-file "$C_ETCD_KEY") \
+		${C_CIDR:+--cluster-cidr "$C_CIDR"} ${C_NODE_PREFIX:+--node-prefix-length "$C_NODE_PREFIX"} \
+		${C_CIDR6:+--cluster-cidr "$C_CIDR6"} ${C_CIDR6:+${C_NODE_PREFIX6:+--node-prefix-length-v6 "$C_NODE_PREFIX6"}} \
+		$([ "$C_AUTH" = token ] && echo --token-file "$C_TOKEN") \
+		"${C_CM_FLAGS[@]}" "$@"
+	local j; for j in "${C_CMX[@]}"; do [ "$j" = "$k" ] && break; done
+	[ "${j:-}" = "$k" ] || C_CMX+=("$k")
+	# healthy, or dead already (a refused flag): no use waiting on
+	if ! t_wait "cluster manager $k /healthz" "${C_CM_START_TIMEOUT:-15}" c_cmx_settled "$k" ||
+		! c_cmx_alive "$k"; then
+		t_log "cluster manager $k log:"; tail -n 30 "$C_LOGDIR/cm$k.$runs.log" >&2
+		return 1
+	fi
+}
+
+# From the main shell (a $(subshell) cannot reap our children).
+c_cmx_kill() {
+	local pid; pid=$(c_cmx_pid "$1")
+	[ -n "$pid" ] || return 0
+	kill "-${2:-KILL}" "$pid" 2>/dev/null || true
+	t_wait "cluster manager $1 gone" 10 c_pid_gone "$pid" || kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+
+c_cmx_stop_all() {
+	local k
+	for k in "${C_CMX[@]}"; do c_cmx_alive "$k" && c_cmx_kill "$k" TERM; done
+	return 0
+}
+
+c_cmx_rpc() {
+	local k=$1 m=$2 body=$3 auth; shift 3
+	auth=$(c_auth_h)
+	nq cm curl -sS -m "${C_CMX_TIMEOUT:-10}" -o "$T_TMP/cmx${k}_body" -w '%{http_code}' \
+		-H 'Content-Type: application/json' ${auth:+-H "$auth"} -d "$body" "$@" \
+		"$(c_cmx_url "$k")/$C_CM_SVC/$m" >"$T_TMP/cmx${k}_status" 2>/dev/null ||
+		echo 000 >"$T_TMP/cmx${k}_status"
+	cat "$T_TMP/cmx${k}_body" 2>/dev/null || true
+}
+c_cmx_http() { cat "$T_TMP/cmx${1}_status"; }
+# c_cmx_json K Method JSON: the body, or fail (status and body on stderr).
+c_cmx_json() {
+	local out
+	out=$(c_cmx_rpc "$@")
+	if [ "$(c_cmx_http "$1")" != 200 ]; then
+		t_log "cluster manager $1: $2 $3 -> HTTP $(c_cmx_http "$1"): $out"
+		return 1
+	fi
+	echo "$out"
+}
+
+c_etcd_revision() { c_etcdctl get /wgcni-no-such-key -w json | jq -r ".header.revision"; }
+c_etcd_count() { c_etcdctl get --prefix "$1" --keys-only -w json | jq -r ".count // 0"; }
+
+c_etcd_consistent() {
+	local p=${1:-/wgcni} dump
+	dump=$(c_etcdctl get --prefix "$p/" -w json) || { echo "etcdctl get --prefix $p/ failed"; return 1; }
+	jq -r --arg p "$p" '
+		[(.kvs // [])[] | {k: (.key | @base64d), v: ((.value // "") | @base64d)}] as $kv
+		| ($kv | map(select(.k | startswith($p + "/nodes/"))
+			| {key: (.k | ltrimstr($p + "/nodes/")), value: (.v | fromjson)}) | from_entries) as $nodes
+		| ($kv | map(select(.k | startswith($p + "/subnets/"))
+			| {key: (.k | ltrimstr($p + "/subnets/")), value: .v}) | from_entries) as $subs
+		| ([$nodes | to_entries[] | .key as $n | (.value.subnets // [])[]
+			| select($subs[.] != $n)
+			| "node \($n) lists \(.) but \($p)/subnets/\(.) is \($subs[.] // "missing")"]
+		  + [$subs | to_entries[] | .key as $s | .value as $n
+			| select(($nodes[$n].subnets // []) | any(. == $s) | not)
+			| "\($p)/subnets/\($s) claims it for \($n), whose record does not list it"])
+		| .[]' <<<"$dump" >"$T_TMP/etcd_consistent.out" || { echo "cannot decode etcd contents"; return 1; }
+	t_log "etcd under $p: $(jq --arg p "$p" '[(.kvs // [])[] | .key | @base64d | select(startswith($p + "/nodes/"))] | length' <<<"$dump") nodes, $(jq --arg p "$p" '[(.kvs // [])[] | .key | @base64d | select(startswith($p + "/subnets/"))] | length' <<<"$dump") subnet claims"
+	cat "$T_TMP/etcd_consistent.out"
+	[ ! -s "$T_TMP/etcd_consistent.out" ]
+}
+
+c_cmx_parallel() {
+	local auth; auth=$(c_auth_h)
+	rm -rf "$T_TMP/par"; mkdir -p "$T_TMP/par"
+	awk -v svc="$C_CM_SVC/$1" -v addr="$C_CM_ADDR" -v port="$C_CM_PORT" -v auth="$auth" \
+		-v dir="$T_TMP/par" '
+		function q(s) { gsub(/\\/, "\\\\", s); gsub(/"/, "\\\"", s); return "\"" s "\"" }
+		{
+			k = $1; body = substr($0, length($1) + 2)
+			if (NR > 1) print "next"
+			print "url = " q("http://" addr ":" (port + k - 1) "/" svc)
+			print "header = " q("Content-Type: application/json")
+			if (auth != "") print "header = " q(auth)
+			print "data = " q(body)
+			print "output = " q(dir "/" NR ".json")
+			print "max-time = 60"
+			print "write-out = \"" NR " %{http_code}\\n\""
+		}' "$2" >"$T_TMP/par.cfg"
+	nq cm curl -sS --no-progress-meter -Z --parallel-max 128 -K "$T_TMP/par.cfg" | sort -n
+}
+
+c_etcd_restart() {
+	local i=$1 tls=()
+	c_etcd_down "$i" || { t_log "c_etcd_restart $i: member m$i still runs"; return 1; }
+	if [ "$C_ETCD_TLS" = 1 ]; then
+		tls=(--cert-file "$C_ETCD_PKI/server.pem" --key-file "$C_ETCD_PKI/server.key"
+			--client-cert-auth --trusted-ca-file "$C_ETCD_CA")
+	fi
+	# The data directory knows the cluster: the --initial-* flags are unused.
+	c_spawn "etcd$i" "$C_LOGDIR/etcd$i.restart.log" ip netns exec "$(t_ns "$C_ETCD_NS")" etcd --name "m$i" \
+		--data-dir "$T_TMP/etcd/m$i" \
+		--listen-client-urls "$(c_etcd_url "$i")" --advertise-client-urls "$(c_etcd_url "$i")" \
+		--listen-peer-urls "$(c_etcd_peer_url "$i")" \
+		--initial-advertise-peer-urls "$(c_etcd_peer_url "$i")" "${tls[@]}"
+	t_wait "etcd member m$i back" "${C_ETCD_START_TIMEOUT:-60}" c_etcd_member_healthy "$i"
+}
+c_etcd_member_healthy() {
+	# shellcheck disable=SC2046 # the TLS arguments are words
+	ETCDCTL_API=3 nq "$C_ETCD_NS" etcdctl --endpoints "$(c_etcd_url "$1")" $(c_etcd_tls_args) \
+		--command-timeout=2s endpoint health
+}

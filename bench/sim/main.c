@@ -325,8 +325,22 @@ void sim_ctl_answer(struct sim *s, struct node *n)
 			s->ctl_done = true;
 			return;
 		}
-		s->waiting = v;
-		if (v >= s->n)
+		/* Several cluster managers: ask each in turn, on a new
+		 * connection, and compare the sum. */
+		s->waiting_sum += v;
+		if (n->port + 1u < s->o.n_ports) {
+			node_close(s, n);
+			n->port++;
+			node_later(s, n);
+			return;
+		}
+		s->waiting = s->waiting_sum;
+		s->waiting_sum = 0;
+		if (s->o.n_ports > 1) {
+			node_close(s, n);
+			n->port = 0;
+		}
+		if (s->waiting >= s->n)
 			s->ctl_done = true;
 		else
 			node_later(s, n);
@@ -445,7 +459,7 @@ static int sim_parse(struct sim_opts *o, int argc, char **argv)
 	};
 	int c;
 
-	*o = (struct sim_opts){ .host = "127.0.0.1", .port = 8080, .nodes = 1000, .window = 2048,
+	*o = (struct sim_opts){ .host = "127.0.0.1", .ports = { 8080 }, .n_ports = 1, .nodes = 1000, .window = 2048,
 				.wait_s = 30, .verify_every = 1000, .max_retries = 20,
 				.timeout_s = 120, .settle_s = 30, .change_s = 10,
 				.method = SIM_WATCH };
@@ -466,6 +480,24 @@ static int sim_parse(struct sim_opts *o, int argc, char **argv)
 			else
 				goto bad;
 			continue;
+		case 'p': {
+			/* A list: one cluster manager per port, on --host. */
+			char *list = strdup(optarg), *save = NULL, *tok;
+
+			o->n_ports = 0;
+			for (tok = list ? strtok_r(list, ",", &save) : NULL; tok;
+			     tok = strtok_r(NULL, ",", &save)) {
+				unsigned long v = strtoul(tok, &end, 10);
+
+				if (*end || v < 1 || v > 65535 || o->n_ports == SIM_MAX_PORTS)
+					break;
+				o->ports[o->n_ports++] = (uint16_t)v;
+			}
+			free(list);
+			if (tok || !o->n_ports)
+				goto bad;
+			continue;
+		}
 		case 'T':
 			return 1;
 		case 'P':
@@ -481,11 +513,6 @@ static int sim_parse(struct sim_opts *o, int argc, char **argv)
 		if (!num)
 			goto bad;
 		switch (c) {
-		case 'p':
-			if (d < 1 || d > 65535)
-				goto bad;
-			o->port = (uint16_t)d;
-			break;
 		case 'n':
 			if (d < 2 || d > SIM_MAX_NODES)
 				goto bad;
@@ -577,12 +604,14 @@ int main(int argc, char **argv)
 	s.n = s.o.nodes;
 	if (sim_fds(s.n + 64) < 0)
 		return 1;
-	s.addr.sin_family = AF_INET;
-	s.addr.sin_port = htons(s.o.port);
-	if (inet_pton(AF_INET, s.o.host, &s.addr.sin_addr) != 1) {
-		fprintf(stderr, "wgcni-cluster-sim: --host must be an IPv4 address: `%s'\n",
-			s.o.host);
-		return 2;
+	for (uint32_t i = 0; i < s.o.n_ports; i++) {
+		s.addr[i].sin_family = AF_INET;
+		s.addr[i].sin_port = htons(s.o.ports[i]);
+		if (inet_pton(AF_INET, s.o.host, &s.addr[i].sin_addr) != 1) {
+			fprintf(stderr, "wgcni-cluster-sim: --host must be an IPv4 address: `%s'\n",
+				s.o.host);
+			return 2;
+		}
 	}
 	s.words = (s.n + 63) / 64;
 	s.rbuf_len = 256 * 1024;

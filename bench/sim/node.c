@@ -22,6 +22,7 @@ int node_setup(struct sim *s, struct node *n, uint32_t idx)
 	n->fd = -1;
 	n->idx = idx;
 	n->step = idx < s->n ? S_ALLOC : S_METRICS;
+	n->port = idx < s->n ? (uint8_t)(idx % s->o.n_ports) : 0;
 	snprintf(n->name, sizeof(n->name), "node-%05u", idx < s->n ? idx : 0);
 	if (idx < s->n) {
 		n->bits = s->bits + (size_t)idx * s->words;
@@ -153,7 +154,7 @@ int node_start(struct sim *s, struct node *n)
 		return ret;
 	}
 	n->connect_ns = sim_now_ns();
-	if (connect(fd, (const struct sockaddr *)&s->addr, sizeof(s->addr)) < 0 &&
+	if (connect(fd, (const struct sockaddr *)&s->addr[n->port], sizeof(s->addr[0])) < 0 &&
 	    errno != EINPROGRESS) {
 		ret = -errno;
 		s->conn_errors++;
@@ -200,7 +201,7 @@ static int node_post(struct node *n, const char *method, const ProtobufCMessage 
 	h = snprintf(n->out, sizeof(n->out),
 		     "POST " SVC "%s HTTP/1.1\r\nHost: %s:%u\r\n"
 		     "Content-Type: application/proto\r\nContent-Length: %zu\r\n\r\n",
-		     method, n->s->o.host, n->s->o.port, len);
+		     method, n->s->o.host, n->s->o.ports[n->port], len);
 	if (h < 0 || (size_t)h + len > sizeof(n->out))
 		return -EMSGSIZE;
 	protobuf_c_message_pack(msg, (uint8_t *)n->out + h);
@@ -259,7 +260,7 @@ static int node_build(struct sim *s, struct node *n)
 		}
 	case S_METRICS:
 		h = snprintf(n->out, sizeof(n->out), "GET /metrics HTTP/1.1\r\nHost: %s:%u\r\n\r\n",
-			     s->o.host, s->o.port);
+			     s->o.host, s->o.ports[n->port]);
 		if (h < 0 || (size_t)h >= sizeof(n->out))
 			return -EMSGSIZE;
 		n->out_len = (uint16_t)h;

@@ -1,6 +1,7 @@
 /*
- * wgcni-cluster-sim: simulated node managers against one cluster manager,
- * in one thread on one epoll set. Each simulated node has one keep-alive
+ * wgcni-cluster-sim: simulated node managers against one cluster manager
+ * (or several sharing a datastore: --port 8080,8081, node i on the
+ * (i % n)th), in one thread on one epoll set. Each simulated node has one keep-alive
  * TCP connection and does what a node manager does: AllocateSubnet,
  * RegisterKey (a real X25519 public key, a fake endpoint never contacted),
  * then WatchPeers (or the old ListPeers) long polls from its last revision,
@@ -30,6 +31,7 @@
 #define SIM_SMALL_MAX (1u << 20) /* non-streamed bodies: small answers, errors, metrics */
 #define SIM_VERIFY_MAX (16u << 20)
 #define SIM_RETRY_MS 200
+#define SIM_MAX_PORTS 8    /* cluster managers: node i calls port i % n_ports */
 
 enum sim_method { SIM_WATCH, SIM_LIST };
 
@@ -53,6 +55,7 @@ struct node {
 	uint32_t idx;
 	uint8_t conn;
 	uint8_t step;
+	uint8_t port;    /* index into sim_opts.ports: its cluster manager */
 	bool in_flight;  /* request sent, answer not complete */
 	bool want_out;   /* EPOLLOUT registered */
 	bool converged;  /* cold phase: held all others once */
@@ -87,7 +90,8 @@ struct node {
 
 struct sim_opts {
 	const char *host;
-	uint16_t port;
+	uint16_t ports[SIM_MAX_PORTS];
+	uint32_t n_ports;
 	uint32_t nodes;
 	uint32_t window;
 	uint32_t wait_s;
@@ -102,7 +106,7 @@ struct sim_opts {
 struct sim {
 	struct sim_opts o;
 	int epfd;
-	struct sockaddr_in addr;
+	struct sockaddr_in addr[SIM_MAX_PORTS];
 	uint32_t n;            /* simulated nodes; nodes[n] is the control connection */
 	struct node *nodes;
 	char (*key)[SIM_KEY_LEN + 1];
@@ -123,7 +127,8 @@ struct sim {
 	char new_key[SIM_KEY_LEN + 1];
 	double ctl_answer_ms;
 	bool ctl_done;
-	double waiting;        /* last watchers / long polls gauge read */
+	double waiting;        /* last watchers / long polls gauge read (summed) */
+	double waiting_sum;    /* settle: the gauges of the ports asked so far */
 	uint64_t next_progress_ms;
 
 	/* Counters. */

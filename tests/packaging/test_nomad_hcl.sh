@@ -24,7 +24,7 @@ printf 'job "x" {\n  type = "service"\n' >"$T_TMP/unclosed.hcl"
 t_fail "parser rejects an unclosed block" h2j "$T_TMP/unclosed.hcl" 2>/dev/null
 t_ok "parser diagnostic is located" grep -q "unclosed.hcl:1" <(h2j "$T_TMP/unclosed.hcl" 2>&1)
 
-for f in cluster-manager node-manager sleep; do
+for f in cluster-manager cluster-manager-etcd node-manager sleep; do
 	t_ok "nomad/$f.hcl parses" h2j_to "$T_ROOT/nomad/$f.hcl" "$T_TMP/$f.json"
 done
 
@@ -46,6 +46,36 @@ t_ok "cluster manager: --state-dir matches the volume" \
 t_ok "cluster manager: --cluster-cidr given" \
 	grep -qx -- --cluster-cidr <(j cluster-manager "$cmt.config[0].args[]")
 
+# Several cluster managers on etcd: the same job name and service (what the
+# node managers look up), no host volume, one instance per client, the
+# etcd flags and TLS files from the task's secrets.
+ce='.job["wgcni-cluster-manager"][0]'
+ceg="$ce.group[\"cluster-manager\"][0]"
+cet="$ceg.task[\"cluster-manager\"][0]"
+ea() { j cluster-manager-etcd "$cet.config[0].args[]"; }
+t_eq "etcd cluster managers: service job" service "$(j cluster-manager-etcd "$ce.type")"
+t_eq "etcd cluster managers: count from a variable (default 2)" 2 \
+	"$(j cluster-manager-etcd '.variable.count[0].default')"
+t_eq "etcd cluster managers: one per client" distinct_hosts \
+	"$(j cluster-manager-etcd "$ceg.constraint[0].operator")"
+t_eq "etcd cluster managers: no host volume" null "$(j cluster-manager-etcd "$ceg.volume")"
+t_eq "etcd cluster managers: published name" wgcni-cluster-manager \
+	"$(j cluster-manager-etcd "$ceg.service[0].name")"
+t_eq "etcd cluster managers: health check" /healthz \
+	"$(j cluster-manager-etcd "$ceg.service[0].check[0].path")"
+t_eq "etcd cluster managers: --datastore etcd" etcd "$(ea | grep -A1 -x -- --datastore | tail -n 1)"
+for f in --etcd-endpoints --etcd-prefix --etcd-ca-file --etcd-cert-file --etcd-key-file --cluster-cidr; do
+	t_ok "etcd cluster managers: $f given" grep -qx -- "$f" <(ea)
+done
+t_eq "etcd cluster managers: the TLS key is a 0600 secret" 0600 \
+	"$(j cluster-manager-etcd "$cet.template[] | select(.destination == \"secrets/etcd-client.key\") | .perms")"
+if [ -x "$T_BIN/wgcni-cluster-manager" ]; then
+	"$T_BIN/wgcni-cluster-manager" --help >"$T_TMP/cm-help" 2>&1 || true
+	for f in $(ea | grep -- '^--'); do
+		t_ok "etcd cluster managers: $f is an option" grep -q -- "$f\b" "$T_TMP/cm-help"
+	done
+fi
+
 nm='.job["wgcni-node-manager"][0]'
 nmg="$nm.group[\"node-manager\"][0]"
 nmt="$nmg.task[\"node-manager\"][0]"
@@ -56,8 +86,10 @@ t_eq "node manager: binary" /usr/local/bin/wgcni-node-manager "$(j node-manager 
 t_eq "node manager: socket the conflist names" /run/wgcni/node-manager.sock \
 	"$(j node-manager "$nmt.env[0].WGCNI_SOCKET")"
 t_ok "node manager: cluster manager found by service name" \
-	grep -q 'nomadService "wgcni-cluster-manager".*WGCNI_CLUSTER_MANAGER=http://' \
+	grep -q 'nomadService "wgcni-cluster-manager".*WGCNI_CLUSTER_MANAGER=.*http://' \
 	<(j node-manager "$nmt.template[0].data")
+t_ok "node manager: every cluster manager instance, comma-separated" \
+	grep -q 'range $i, $s := . }}{{ if $i }},{{ end }}http://' <(j node-manager "$nmt.template[0].data")
 t_eq "node manager: template feeds the environment" true "$(j node-manager "$nmt.template[0].env")"
 # Every WGCNI_* variable the job sets is one of the daemon's options.
 if [ -x "$T_BIN/wgcni-node-manager" ]; then
