@@ -244,6 +244,9 @@ demo: deps all ## A 3-node cluster in namespaces with containers attached by the
 demo-down: ## Tear down a demo left running by `make demo KEEP=1`
 	$(Q)BUILDDIR=$(abspath $(BUILDDIR)) tests/e2e/demo.sh down
 
+image: all ## Build the container image (podman, offline) from build/bin; prints its size
+	$(Q)BUILDDIR=$(abspath $(BUILDDIR)) kubernetes/image/build.sh
+
 install: all ## Install binaries, conflist, systemd units (DESTDIR, PREFIX honoured)
 	$(Q)BUILDDIR=$(abspath $(BUILDDIR)) DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" \
 		BINDIR="$(BINDIR)" CNIBINDIR="$(CNIBINDIR)" SYSCONFDIR="$(SYSCONFDIR)" \
@@ -257,7 +260,7 @@ help: ## List the targets
 		awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 
-.PHONY: fuzz
+.PHONY: fuzz image
 .PHONY: all sanitized proto check check-proto check-unit check-integration check-e2e check-kernel \
 	demo demo-down deps install clean help
 .SECONDARY:

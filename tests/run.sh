@@ -7,7 +7,7 @@ set -u
 cd "$(dirname "$0")/.."
 : "${BUILDDIR:=$PWD/build}"
 export BUILDDIR
-areas="cluster-manager etcd node-manager cni cli e2e runtimes packaging kernel"
+areas="cluster-manager etcd node-manager cni cli e2e runtimes packaging kubernetes kernel"
 pass=0 fail=0 skip=0 failed=()
 for area in $areas; do
 	for t in tests/"$area"/test_*.sh; do

@@ -32,19 +32,9 @@ rm -rf "$IR"
 mkdir -p "$IR"/{bin,sbin,etc,proc,sys,dev,run,tmp,var,usr/bin,usr/sbin,lib/modules,wgcni}
 ln -s ../run "$IR/var/run"
 
-copy_file() { # path -> same path in the initramfs (symlinks resolved)
-	local src=$1 dst="$IR$1"
-	[ -e "$dst" ] && return 0
-	mkdir -p "$(dirname "$dst")"
-	cp -L "$src" "$dst"
-}
-copy_bin() { # binary and the shared libraries it needs
-	local bin lib
-	bin=$(type -P "$1" || true)
-	[ -n "$bin" ] || { echo "missing tool: $1" >&2; exit 1; }
-	copy_file "$bin"
-	for lib in $(ldd "$bin" 2>/dev/null | grep -o '/[^ ]*' | sort -u); do copy_file "$lib"; done
-}
+. "$ROOT/tests/lib_rootfs.sh"
+copy_file() { rootfs_file "$IR" "$1"; } # path -> same path in the initramfs
+copy_bin() { rootfs_bin "$IR" "$1" >/dev/null || exit 1; } # binary and its libraries
 
 # busybox for init and the basics; GNU tools where the tests rely on them
 cp "$(command -v busybox)" "$IR/bin/busybox"
@@ -68,7 +58,7 @@ for t in iptables-legacy iptables-legacy-save ip6tables-legacy ip6tables-legacy-
 done
 cp -r /usr/lib/x86_64-linux-gnu/xtables "$IR/usr/lib/x86_64-linux-gnu/" 2>/dev/null || true
 for lib in /usr/lib/x86_64-linux-gnu/xtables/*.so; do
-	for dep in $(ldd "$lib" 2>/dev/null | grep -o '/[^ ]*' | sort -u); do copy_file "$dep"; done
+	rootfs_libs "$IR" "$lib"
 done
 
 # The opt-in benchmark (tests/kernel/bench.sh, WGCNI_VM_BENCH=1): iperf3 and
@@ -92,7 +82,7 @@ mkdir -p "$IR/wgcni/build/bin" "$IR/wgcni/build/asan/tests"
 for b in wgcni wgcni-cluster-manager wgcni-node-manager wgcnictl; do
 	[ -x "$BUILDDIR/bin/$b" ] || continue
 	cp "$BUILDDIR/bin/$b" "$IR/wgcni/build/bin/"
-	for lib in $(ldd "$BUILDDIR/bin/$b" | grep -o '/[^ ]*' | sort -u); do copy_file "$lib"; done
+	rootfs_libs "$IR" "$BUILDDIR/bin/$b"
 done
 cp -r --preserve=timestamps "$ROOT/tests" "$IR/wgcni/tests"
 if [ -x "$BUILDDIR/cnidriver" ]; then
@@ -102,7 +92,7 @@ fi
 for t in ${WGCNI_VM_UNITS:-test_wg_kernel_live test_wg_genl}; do
 	[ -x "$BUILDDIR/asan/tests/$t" ] || continue
 	cp "$BUILDDIR/asan/tests/$t" "$IR/wgcni/build/asan/tests/"
-	for lib in $(ldd "$BUILDDIR/asan/tests/$t" | grep -o '/[^ ]*' | sort -u); do copy_file "$lib"; done
+	rootfs_libs "$IR" "$BUILDDIR/asan/tests/$t"
 done
 
 # kernel modules in dependency order (modules.dep lists deps, deepest last)
