@@ -3,6 +3,7 @@
  * distributes node public keys (wgcni.cluster.v1.ClusterService).
  */
 #include "api.h"
+#include "config.h"
 #include "connect.h"
 #include "key.h"
 #include "log.h"
@@ -83,6 +84,7 @@ struct cm_opts {
 	uint64_t node_ttl_ms, delete_after_ms; /* 0: never */
 	bool etcd; /* --datastore etcd */
 	struct cm_etcd_opts eo;
+	char etcd_prefix[256];
 	enum log_level level;
 	bool help, version;
 };
@@ -137,46 +139,6 @@ static void cm_usage(FILE *f)
 		"  -V, --version                 print the version\n"
 		"\n"
 		"Signals: SIGTERM/SIGINT stop cleanly; SIGHUP re-reads the token file.\n");
-}
-
-static int cm_parse_len(const char *opt, const char *arg, unsigned int *out, char *err,
-			size_t errlen)
-{
-	unsigned long v;
-
-	if (opts_parse_ulong(arg, 0, 128, &v) < 0) {
-		snprintf(err, errlen, "%s: invalid prefix length `%s'", opt, arg);
-		return -EINVAL;
-	}
-	*out = (unsigned int)v;
-	return 0;
-}
-
-static int cm_add_cidr(struct cm_opts *o, const char *s, char *err, size_t errlen)
-{
-	struct ipnet net;
-	enum cm_family f;
-	char buf[IPNET_STRLEN];
-
-	if (ipnet_parse(s, &net, true)) {
-		snprintf(err, errlen, "--cluster-cidr: invalid CIDR `%s' (want e.g. 10.100.0.0/16, "
-			 "no host bits)", s);
-		return -EINVAL;
-	}
-	f = net.addr.family == AF_INET ? CM_V4 : CM_V6;
-	if (o->cidr_given && o->cfg.has_cidr[f]) {
-		snprintf(err, errlen, "--cluster-cidr: more than one %s CIDR (`%s' and `%s')",
-			 f == CM_V4 ? "IPv4" : "IPv6", ipnet_format(&o->cfg.cidr[f], buf), s);
-		return -EINVAL;
-	}
-	if (!o->cidr_given) {
-		/* The first one given replaces the default. */
-		o->cfg.has_cidr[CM_V4] = o->cfg.has_cidr[CM_V6] = false;
-		o->cidr_given = true;
-	}
-	o->cfg.has_cidr[f] = true;
-	o->cfg.cidr[f] = net;
-	return 0;
 }
 
 static int cm_add_external(struct cm_opts *o, const char *s, char *err, size_t errlen)
@@ -242,15 +204,13 @@ static int cm_apply(int val, const char *arg, void *ctx, char *err, size_t errle
 		o->state_dir = arg;
 		return 0;
 	case OPT_CLUSTER_CIDR:
-		return cm_each(o, arg, cm_add_cidr, err, errlen);
+		return cm_config_cidrs(&o->cfg, &o->cidr_given, arg, err, errlen);
 	case OPT_NODE_PREFIX_LENGTH:
 		o->childlen_given[CM_V4] = true;
-		return cm_parse_len("--node-prefix-length", arg, &o->cfg.childlen[CM_V4], err,
-				    errlen);
+		return cm_config_prefix_length(&o->cfg, CM_V4, arg, err, errlen);
 	case OPT_NODE_PREFIX_LENGTH_V6:
 		o->childlen_given[CM_V6] = true;
-		return cm_parse_len("--node-prefix-length-v6", arg, &o->cfg.childlen[CM_V6],
-				    err, errlen);
+		return cm_config_prefix_length(&o->cfg, CM_V6, arg, err, errlen);
 	case OPT_TOKEN_FILE:
 		o->token_file = arg;
 		return 0;
@@ -286,12 +246,9 @@ static int cm_apply(int val, const char *arg, void *ctx, char *err, size_t errle
 		o->eo.endpoints = arg;
 		return 0;
 	case OPT_ETCD_PREFIX:
-		if (arg[0] != '/') {
-			snprintf(err, errlen, "--etcd-prefix: `%s' must start with /", arg);
-			return -EINVAL;
-		}
-		o->eo.prefix = arg;
-		return 0;
+		o->eo.prefix = o->etcd_prefix;
+		return cm_config_etcd_prefix(arg, o->etcd_prefix, sizeof(o->etcd_prefix), err,
+					     errlen);
 	case OPT_ETCD_CA_FILE:
 		o->eo.ca_file = arg;
 		return 0;
@@ -322,25 +279,10 @@ static int cm_apply(int val, const char *arg, void *ctx, char *err, size_t errle
 /* Checks that only make sense once every option is known. */
 static int cm_validate(struct cm_opts *o, char *err, size_t errlen)
 {
-	static const char *const len_opt[CM_NFAM] = { "--node-prefix-length",
-						      "--node-prefix-length-v6" };
+	int ret = cm_config_check(&o->cfg, err, errlen);
 
-	for (int f = 0; f < CM_NFAM; f++) {
-		const struct ipnet *c = &o->cfg.cidr[f];
-		unsigned int cl = o->cfg.childlen[f], bits = f == CM_V4 ? 32 : 128;
-		char buf[IPNET_STRLEN];
-
-		if (!o->cfg.has_cidr[f])
-			continue;
-		/* A node needs its first host address for its interface. */
-		if (cl < c->prefixlen || cl >= bits || cl - c->prefixlen > 64) {
-			snprintf(err, errlen, "%s: /%u subnets do not fit cluster CIDR `%s' "
-				 "(need %u..%u)", len_opt[f], cl, ipnet_format(c, buf),
-				 c->prefixlen, bits - 1 < c->prefixlen + 64 ? bits - 1 :
-				 c->prefixlen + 64);
-			return -EINVAL;
-		}
-	}
+	if (ret)
+		return ret;
 	/* Long polls wait half the ttl: under a second they would spin. */
 	if (o->node_ttl_ms && o->node_ttl_ms < 1000) {
 		snprintf(err, errlen, "--node-ttl: %llums is too short (0 or at least 1s)",

@@ -9,6 +9,7 @@
  * again. Output goes to stdout (what was done) and stderr (why not): this
  * is a command an operator runs, not a daemon.
  */
+#include "config.h"
 #include "migrate.h"
 #include "store_etcd_keys.h"
 
@@ -166,35 +167,6 @@ err:
 	return NULL;
 }
 
-char *cm_migrate_config_json(const struct cm_config *cfg)
-{
-	json_t *o, *cidrs;
-	char buf[IPNET_STRLEN], *s;
-
-	cidrs = json_array();
-	if (!cidrs)
-		goto err;
-	for (int f = 0; f < CM_NFAM; f++)
-		if (cfg->has_cidr[f] &&
-		    json_array_append_new(cidrs, json_string(ipnet_format(&cfg->cidr[f], buf)))) {
-			json_decref(cidrs);
-			goto err;
-		}
-	o = json_pack("{s:o, s:I, s:I}", "clusterCidrs", cidrs,
-		      "nodePrefixLength", (json_int_t)cfg->childlen[CM_V4],
-		      "nodePrefixLengthV6", (json_int_t)cfg->childlen[CM_V6]);
-	if (!o)
-		goto err;
-	s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	json_decref(o);
-	if (!s)
-		goto err;
-	return s;
-err:
-	errno = ENOMEM;
-	return NULL;
-}
-
 int cm_migrate_check_subnet(const struct cm_config *cfg, const char *cidr, int family,
 			    char *err, size_t errlen)
 {
@@ -255,62 +227,6 @@ size_t cm_migrate_batch(const struct cm_mig_node *nodes, size_t n, size_t start,
 
 /* --- options ---------------------------------------------------------------- */
 
-static int mig_add_cidr(struct mig_opts *o, const char *s, char *err, size_t errlen)
-{
-	struct ipnet net;
-	enum cm_family f;
-
-	if (ipnet_parse(s, &net, true)) {
-		snprintf(err, errlen, "--cluster-cidr: invalid CIDR `%s' (want e.g. 10.100.0.0/16, "
-			 "no host bits)", s);
-		return -EINVAL;
-	}
-	f = net.addr.family == AF_INET ? CM_V4 : CM_V6;
-	if (!o->cidr_given) {
-		o->cfg.has_cidr[CM_V4] = o->cfg.has_cidr[CM_V6] = false;
-		o->cidr_given = true;
-	} else if (o->cfg.has_cidr[f]) {
-		snprintf(err, errlen, "--cluster-cidr: more than one %s CIDR (`%s')",
-			 f == CM_V4 ? "IPv4" : "IPv6", s);
-		return -EINVAL;
-	}
-	o->cfg.has_cidr[f] = true;
-	o->cfg.cidr[f] = net;
-	return 0;
-}
-
-static int mig_parse_len(const char *opt, const char *arg, unsigned int *out, char *err,
-			 size_t errlen)
-{
-	unsigned long v;
-
-	if (opts_parse_ulong(arg, 0, 128, &v) < 0) {
-		snprintf(err, errlen, "%s: invalid prefix length `%s'", opt, arg);
-		return -EINVAL;
-	}
-	*out = (unsigned int)v;
-	return 0;
-}
-
-static int mig_set_prefix(struct mig_opts *o, const char *arg, char *err, size_t errlen)
-{
-	size_t len = strlen(arg);
-
-	while (len > 1 && arg[len - 1] == '/')
-		len--;
-	if (arg[0] != '/' || len >= sizeof(o->prefix)) {
-		snprintf(err, errlen, "--etcd-prefix: invalid prefix `%s' (want e.g. "
-			 CM_ETCD_PREFIX_DEFAULT ")", arg);
-		return -EINVAL;
-	}
-	/* "/": the keys at etcd's root (/nodes/..), as the daemon does. */
-	if (len == 1)
-		len = 0;
-	memcpy(o->prefix, arg, len);
-	o->prefix[len] = '\0';
-	return 0;
-}
-
 static int mig_apply(int val, const char *arg, void *ctx, char *err, size_t errlen)
 {
 	struct mig_opts *o = ctx;
@@ -337,7 +253,7 @@ static int mig_apply(int val, const char *arg, void *ctx, char *err, size_t errl
 		o->etcd.endpoints = arg;
 		return 0;
 	case OPT_ETCD_PREFIX:
-		return mig_set_prefix(o, arg, err, errlen);
+		return cm_config_etcd_prefix(arg, o->prefix, sizeof(o->prefix), err, errlen);
 	case OPT_ETCD_CA:
 		o->etcd.ca_file = arg;
 		return 0;
@@ -347,29 +263,12 @@ static int mig_apply(int val, const char *arg, void *ctx, char *err, size_t errl
 	case OPT_ETCD_KEY:
 		o->etcd.key_file = arg;
 		return 0;
-	case OPT_CLUSTER_CIDR: {
-		char **v = opts_split(arg);
-		int ret = 0;
-
-		if (!v) {
-			snprintf(err, errlen, "out of memory");
-			return -ENOMEM;
-		}
-		if (!v[0]) {
-			snprintf(err, errlen, "--cluster-cidr: empty CIDR `%s'", arg);
-			ret = -EINVAL;
-		}
-		for (size_t i = 0; v[i] && !ret; i++)
-			ret = mig_add_cidr(o, v[i], err, errlen);
-		opts_strv_free(v);
-		return ret;
-	}
+	case OPT_CLUSTER_CIDR:
+		return cm_config_cidrs(&o->cfg, &o->cidr_given, arg, err, errlen);
 	case OPT_NODE_PREFIX_LENGTH:
-		return mig_parse_len("--node-prefix-length", arg, &o->cfg.childlen[CM_V4], err,
-				     errlen);
+		return cm_config_prefix_length(&o->cfg, CM_V4, arg, err, errlen);
 	case OPT_NODE_PREFIX_LENGTH_V6:
-		return mig_parse_len("--node-prefix-length-v6", arg, &o->cfg.childlen[CM_V6],
-				     err, errlen);
+		return cm_config_prefix_length(&o->cfg, CM_V6, arg, err, errlen);
 	case OPT_DRY_RUN:
 		o->dry_run = true;
 		return 0;
@@ -399,22 +298,8 @@ static int mig_validate(const struct mig_opts *o, char *err, size_t errlen)
 		snprintf(err, errlen, "--etcd-cert-file and --etcd-key-file go together");
 		return -EINVAL;
 	}
-	/* The daemon's rule (main.c cm_validate). */
-	for (int f = 0; f < CM_NFAM; f++) {
-		unsigned int cl = o->cfg.childlen[f], bits = f == CM_V4 ? 32 : 128;
-		unsigned int pl = o->cfg.cidr[f].prefixlen;
-		char buf[IPNET_STRLEN];
-
-		if (!o->cfg.has_cidr[f])
-			continue;
-		if (cl < pl || cl >= bits || cl - pl > 64) {
-			snprintf(err, errlen, "%s: /%u subnets do not fit cluster CIDR `%s'",
-				 f == CM_V4 ? "--node-prefix-length" : "--node-prefix-length-v6",
-				 cl, ipnet_format(&o->cfg.cidr[f], buf));
-			return -EINVAL;
-		}
-	}
-	return 0;
+	/* The daemon's rule. */
+	return cm_config_check(&o->cfg, err, errlen);
 }
 
 /* --- reading cluster.db ----------------------------------------------------- */
@@ -660,7 +545,7 @@ static int mig_build(struct mig *m, char *err, size_t errlen)
 	m->kvs = calloc(total ? total : 1, sizeof(*m->kvs));
 	m->kv_first = calloc(m->n_nodes + 1, sizeof(*m->kv_first));
 	m->config.key = mig_key(m, CM_ETCD_CONFIG, "");
-	m->config.value = cm_migrate_config_json(&m->o.cfg);
+	m->config.value = cm_config_etcd_json(&m->o.cfg);
 	m->config.create_only = true;
 	m->offset.key = mig_key(m, CM_ETCD_REVISION_OFFSET, "");
 	if (asprintf(&m->offset.value, "%" PRId64, m->sqlite_revision) < 0)

@@ -58,9 +58,6 @@ int cm_migrate_main(int argc, char **argv);
  * "location":..,"gateway":..,"publicEndpoint":..}. Malloc'd, NULL with
  * errno. */
 char *cm_migrate_node_json(const struct cm_mig_node *n);
-/* P/config's value: {"clusterCidrs":[..],"nodePrefixLength":N,
- * "nodePrefixLengthV6":M}. Malloc'd, NULL with errno. */
-char *cm_migrate_config_json(const struct cm_config *cfg);
 /* A stored subnet (cidr, family 4 or 6) is one the etcd store would hand
  * out under cfg: 0, else -EINVAL with why in err. */
 int cm_migrate_check_subnet(const struct cm_config *cfg, const char *cidr, int family,

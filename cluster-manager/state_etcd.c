@@ -21,6 +21,7 @@
  * A node removed while a handler may still hold it is kept on the graveyard
  * and freed at the next poll, before any handler runs.
  */
+#include "config.h"
 #include "state.h"
 #include "state_etcd_priv.h"
 #include "state_priv.h"
@@ -1004,27 +1005,6 @@ static const struct cm_store_ops cm_etcd_ops = {
 
 /* --- start: the configuration, the first list, the watch ------------------ */
 
-static json_t *cm_etcd_config_json(const struct cm_config *cfg)
-{
-	json_t *cidrs = json_array(), *ext = json_array();
-	char buf[IPNET_STRLEN];
-	bool bad = !cidrs || !ext;
-
-	for (int f = 0; !bad && f < CM_NFAM; f++)
-		bad = cfg->has_cidr[f] &&
-		      json_array_append_new(cidrs, json_string(ipnet_format(&cfg->cidr[f], buf)));
-	for (size_t i = 0; !bad && i < cfg->n_external; i++)
-		bad = json_array_append_new(ext, json_string(ipnet_format(&cfg->external[i], buf)));
-	if (bad) {
-		json_decref(cidrs);
-		json_decref(ext);
-		return NULL;
-	}
-	return json_pack("{s:o,s:i,s:i,s:o}", "clusterCidrs", cidrs, "nodePrefixLength",
-			 (json_int_t)cfg->childlen[CM_V4], "nodePrefixLengthV6",
-			 (json_int_t)cfg->childlen[CM_V6], "externalCidrs", ext);
-}
-
 /* The stored configuration must be ours: the same CIDRs, and the same
  * subnet size in each family we use. */
 static bool cm_etcd_config_same(json_t *ours, json_t *theirs)
@@ -1058,8 +1038,8 @@ static bool cm_etcd_config_same(json_t *ours, json_t *theirs)
 static int cm_etcd_check_config(struct cm_state *st, char *err, size_t errlen)
 {
 	struct cm_etcd *x = st->etcd;
-	char key[CM_ETCD_KEY_MAX], *ours_s = NULL;
-	json_t *ours = cm_etcd_config_json(&st->cfg), *theirs = NULL;
+	char key[CM_ETCD_KEY_MAX], *ours_s = cm_config_etcd_json(&st->cfg);
+	json_t *ours = ours_s ? json_loads(ours_s, 0, NULL) : NULL, *theirs = NULL;
 	struct etcd_cmp cmp = { .target = ETCD_CMP_CREATE, .key = key };
 	struct etcd_op put = { .type = ETCD_OP_PUT, .key = key };
 	struct etcd_op get = { .type = ETCD_OP_RANGE, .key = key };
@@ -1068,7 +1048,7 @@ static int cm_etcd_check_config(struct cm_state *st, char *err, size_t errlen)
 	int ret = -ENOMEM;
 
 	snprintf(key, sizeof(key), "%s%s", x->prefix, CM_ETCD_CONFIG);
-	if (!ours || !(ours_s = json_dumps(ours, JSON_COMPACT)))
+	if (!ours)
 		goto out;
 	put.value = ours_s;
 	put.value_len = strlen(ours_s);
@@ -1243,7 +1223,6 @@ struct cm_state *cm_state_open_etcd(const struct cm_etcd_opts *eo, const struct 
 	pthread_condattr_t ca;
 	char key[CM_ETCD_KEY_MAX], *end = NULL;
 	int64_t rev;
-	size_t pl;
 	int ret = -ENOMEM;
 
 	if (!st || !x) {
@@ -1261,19 +1240,10 @@ struct cm_state *cm_state_open_etcd(const struct cm_etcd_opts *eo, const struct 
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&x->cv, &ca);
 	pthread_condattr_destroy(&ca);
-	pl = strlen(eo->prefix);
-	while (pl > 1 && eo->prefix[pl - 1] == '/')
-		pl--;
-	ret = -EINVAL;
-	if (eo->prefix[0] != '/' || pl >= sizeof(x->prefix) - 64) {
-		snprintf(err, errlen, "--etcd-prefix: `%s' must start with / and be shorter",
-			 eo->prefix);
+	/* The same rule as the flag's (main.c parses it with it too). */
+	ret = cm_config_etcd_prefix(eo->prefix, x->prefix, sizeof(x->prefix) - 64, err, errlen);
+	if (ret)
 		goto err;
-	}
-	memcpy(x->prefix, eo->prefix, pl);
-	x->prefix[pl] = '\0';
-	if (!strcmp(x->prefix, "/"))
-		x->prefix[0] = '\0';
 	ret = cm_state_init(st, cfg, err, errlen);
 	if (!ret && cfg->n_external)
 		ret = cm_ext_mem_init(st, err, errlen);

@@ -19,6 +19,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "config.h"
 #include "migrate.h"
 
 static void test_node_json(void **state)
@@ -87,16 +88,16 @@ static void test_config_json(void **state)
 	struct cm_config cfg = config("10.100.0.0/16", "fd10:100::/48", 24, 64);
 	char *s;
 
-	s = cm_migrate_config_json(&cfg);
+	s = cm_config_etcd_json(&cfg);
 	assert_non_null(s);
 	assert_string_equal(s, "{\"clusterCidrs\":[\"10.100.0.0/16\",\"fd10:100::/48\"],"
-			       "\"nodePrefixLength\":24,\"nodePrefixLengthV6\":64}");
+			       "\"nodePrefixLength\":24,\"nodePrefixLengthV6\":64,\"externalCidrs\":[]}");
 	free(s);
 	cfg = config(NULL, "fd10:100::/48", 24, 80);
-	s = cm_migrate_config_json(&cfg);
+	s = cm_config_etcd_json(&cfg);
 	assert_non_null(s);
 	assert_string_equal(s, "{\"clusterCidrs\":[\"fd10:100::/48\"],"
-			       "\"nodePrefixLength\":24,\"nodePrefixLengthV6\":80}");
+			       "\"nodePrefixLength\":24,\"nodePrefixLengthV6\":80,\"externalCidrs\":[]}");
 	free(s);
 }
 
