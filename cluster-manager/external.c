@@ -631,6 +631,23 @@ bool cm_ext_key_used(const struct cm_state *st, const char *key, const struct cm
 	return false;
 }
 
+int cm_ext_plan(const struct cm_state *st, const char *name, const char *public_key,
+		const char *location, struct cm_ext **e, struct cm_node **from, struct cm_node **to)
+{
+	*e = cm_ext_find(st, name);
+	*from = *e && (*e)->gateway[0] ? cm_state_find(st, (*e)->gateway) : NULL;
+	*to = NULL;
+	if (*e && !strcmp((*e)->public_key, public_key) && !strcmp((*e)->location, location) &&
+	    cm_ext_is_gateway(*from))
+		return 1;
+	if (cm_ext_key_used(st, public_key, *e))
+		return -EEXIST;
+	/* The gateway stays unless the location changed or it is gone. */
+	*to = *from && cm_ext_is_gateway(*from) && !strcmp((*e)->location, location) ? *from :
+		cm_ext_choose(st, location, NULL);
+	return *to ? 0 : -ENODEV;
+}
+
 int cm_ext_register(struct cm_state *st, const char *name, const char *public_key,
 		    const char *location, struct cm_ext **out, bool *changed)
 {
@@ -658,23 +675,15 @@ int cm_sqlite_ext_register(struct cm_state *st, const char *name, const char *pu
 			   const char *location, struct cm_ext **out, bool *changed)
 {
 	struct cm_ext_change c = { 0 };
-	struct cm_ext *e = cm_ext_find(st, name), *fresh = NULL;
+	struct cm_ext *e, *fresh = NULL;
 	struct cm_node *from, *to;
 	int ret;
 
-	from = e && e->gateway[0] ? cm_state_find(st, e->gateway) : NULL;
-	if (e && !strcmp(e->public_key, public_key) && !strcmp(e->location, location) &&
-	    cm_ext_is_gateway(from)) {
+	ret = cm_ext_plan(st, name, public_key, location, &e, &from, &to);
+	if (ret) {
 		*out = e;
-		return 0;
+		return ret < 0 ? ret : 0;
 	}
-	if (cm_ext_key_used(st, public_key, e))
-		return -EEXIST;
-	/* The gateway stays unless the location changed or it is gone. */
-	to = from && cm_ext_is_gateway(from) && !strcmp(e->location, location) ? from :
-		cm_ext_choose(st, location, NULL);
-	if (!to)
-		return -ENODEV;
 	if (!e) {
 		fresh = calloc(1, sizeof(*fresh));
 		if (!fresh)

@@ -572,6 +572,19 @@ void cm_etcd_tx_expect(struct cm_state *st, struct cm_etcd_tx *tx, const char *k
 	tx->fail[tx->n_fail++] = (struct etcd_op){ .type = ETCD_OP_RANGE, .key = k };
 }
 
+void cm_etcd_tx_older(struct cm_state *st, struct cm_etcd_tx *tx, const char *kind,
+		      const char *name, uint64_t mod)
+{
+	const char *k;
+
+	if (!cm_etcd_tx_room(tx, 1, 0, 1) || !(k = cm_etcd_tx_key(st, tx, kind, name)))
+		return;
+	tx->cmp[tx->n_cmp++] = (struct etcd_cmp){ .target = ETCD_CMP_MOD,
+						  .result = ETCD_CMP_LESS, .key = k,
+						  .number = (int64_t)(mod - st->etcd->offset) };
+	tx->fail[tx->n_fail++] = (struct etcd_op){ .type = ETCD_OP_RANGE, .key = k };
+}
+
 void cm_etcd_tx_put(struct cm_state *st, struct cm_etcd_tx *tx, const char *kind,
 		    const char *name, char *value)
 {
@@ -673,7 +686,11 @@ static int cm_etcd_try(struct cm_state *st, const char *name, const struct cm_no
 
 	cm_etcd_tx_init(&tx);
 	cm_etcd_tx_expect(st, &tx, CM_ETCD_NODES, name, node ? node->mod_revision : 0);
-	cm_etcd_tx_read(st, &tx, CM_ETCD_TOMBSTONES, name);
+	/* Stale: only if no manager marked it since its record (one writer). */
+	if (what == CM_ETCD_STALE)
+		cm_etcd_tx_older(st, &tx, CM_ETCD_TOMBSTONES, name, node->mod_revision);
+	else
+		cm_etcd_tx_read(st, &tx, CM_ETCD_TOMBSTONES, name);
 	switch (what) {
 	case CM_ETCD_STALE:
 		cm_etcd_tx_put(st, &tx, CM_ETCD_TOMBSTONES, name, strdup(""));

@@ -211,23 +211,15 @@ int cm_etcd_ext_register(struct cm_state *st, const char *name, const char *publ
 	int ret;
 
 	CM_ETCD_RETRY(ret, {
-		struct cm_ext *e = cm_ext_find(st, name), fresh = { 0 };
-		struct cm_node *from = e && e->gateway[0] ? cm_state_find(st, e->gateway) : NULL;
-		struct cm_node *to;
+		struct cm_ext *e, fresh = { 0 };
+		struct cm_node *from, *to;
 		struct cm_etcd_tx tx;
 
-		if (e && !strcmp(e->public_key, public_key) && !strcmp(e->location, location) &&
-		    cm_ext_is_gateway(from)) {
+		ret = cm_ext_plan(st, name, public_key, location, &e, &from, &to);
+		if (ret) {
 			*out = e;
-			return 0;
+			return ret < 0 ? ret : 0;
 		}
-		if (cm_ext_key_used(st, public_key, e))
-			return -EEXIST;
-		/* The gateway stays unless the location changed or it is gone. */
-		to = from && cm_ext_is_gateway(from) && !strcmp(e->location, location) ? from :
-			cm_ext_choose(st, location, NULL);
-		if (!to)
-			return -ENODEV;
 		if (!e) {
 			/* Chosen here, claimed by the transaction; the watch
 			 * reserves what was claimed, this one or not. */

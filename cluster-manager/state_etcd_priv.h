@@ -63,6 +63,9 @@ void cm_etcd_tx_expect(struct cm_state *st, struct cm_etcd_tx *tx, const char *k
 		       const char *name, uint64_t mod);
 void cm_etcd_tx_read(struct cm_state *st, struct cm_etcd_tx *tx, const char *kind,
 		     const char *name);
+/* The key's mod_revision is below mod (absent: 0, below any). */
+void cm_etcd_tx_older(struct cm_state *st, struct cm_etcd_tx *tx, const char *kind,
+		      const char *name, uint64_t mod);
 /* value: malloc'd, owned by tx from now on (NULL: out of memory). */
 void cm_etcd_tx_put(struct cm_state *st, struct cm_etcd_tx *tx, const char *kind,
 		    const char *name, char *value);

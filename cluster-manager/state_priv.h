@@ -170,6 +170,11 @@ void cm_ext_format(struct cm_ext *e);
 struct cm_node *cm_ext_choose(const struct cm_state *st, const char *location,
 			      const struct cm_node *skip);
 bool cm_ext_key_used(const struct cm_state *st, const char *key, const struct cm_ext *self);
+/* What registering an external peer would do: 1 nothing (*e is it as
+ * asked), 0 a change to gateway *to (from *from, NULL: none; *e NULL: a new
+ * one), -EEXIST the key is taken, -ENODEV no gateway. */
+int cm_ext_plan(const struct cm_state *st, const char *name, const char *public_key,
+		const char *location, struct cm_ext **e, struct cm_node **from, struct cm_node **to);
 struct prefixalloc *cm_ext_pool_of(const struct cm_state *st, const struct ipnet *a);
 int cm_ext_alloc_addrs(struct cm_state *st, struct cm_ext *e);
 void cm_ext_release_addrs(struct cm_state *st, struct cm_ext *e);

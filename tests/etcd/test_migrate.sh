@@ -99,7 +99,7 @@ etcd_nodes() {
 }
 t_eq "etcd holds every node with its subnets and key" "$BEFORE" "$(etcd_nodes)"
 t_eq "P/config from the flags" \
-	"{\"clusterCidrs\":[\"$C_CIDR\"],\"nodePrefixLength\":$C_NODE_PREFIX,\"nodePrefixLengthV6\":64}" \
+	"{\"clusterCidrs\":[\"$C_CIDR\"],\"nodePrefixLength\":$C_NODE_PREFIX,\"nodePrefixLengthV6\":64,\"externalCidrs\":[]}" \
 	"$(c_etcdctl get /wgcni/config --print-value-only)"
 t_eq "a lastSeen per node" 3 "$(c_etcd_count /wgcni/seen/)"
 t_eq "endpoints copied" "$(c_endpoint 1)" \
