@@ -33,9 +33,10 @@
 #include <string.h>
 
 #define ADD_MAX_ADDRS 4
-/* wireguard-go binds its port when it sees the TUN go up: poll for it. */
-#define ADD_PORT_POLL_MS 20
-#define ADD_PORT_POLLS 250
+/* wireguard-go binds its port when it sees the TUN go up: poll for it
+ * (one UAPI get each, a fraction of a millisecond), for 5 s at most. */
+#define ADD_PORT_POLL_MS 2
+#define ADD_PORT_POLLS 2500
 #define ADD_KEEPALIVE_S 25
 
 struct add {
