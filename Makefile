@@ -194,6 +194,12 @@ $(BUILDDIR)/fuzz/fuzz_cni_conf: tests/fuzz/fuzz_cni_conf.c cni/conf.c cni/result
 	$(Q)mkdir -p $(@D)
 	$(Q)clang $(FUZZ_CFLAGS) -Icni $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null) -o $@ $^ $(LDLIBS)
 
+# What the node manager's socket sends the plugin (its HTTP/1.1 client).
+$(BUILDDIR)/fuzz/fuzz_nmhttp: tests/fuzz/fuzz_nmhttp.c cni/nmhttp.c pkg/buf.c pkg/sys.c
+	$(call msg,FUZZ,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)clang $(FUZZ_CFLAGS) -Icni -o $@ $^ $(FUZZ_LIBS)
+
 $(BUILDDIR)/fuzz/fuzz_etcd_codec: tests/fuzz/fuzz_etcd_codec.c pkg/etcd_codec.c
 	$(call msg,FUZZ,$@)
 	$(Q)mkdir -p $(@D)
@@ -201,7 +207,8 @@ $(BUILDDIR)/fuzz/fuzz_etcd_codec: tests/fuzz/fuzz_etcd_codec.c pkg/etcd_codec.c
 
 FUZZERS := $(BUILDDIR)/fuzz/fuzz_parsers $(BUILDDIR)/fuzz/fuzz_pjson \
 	$(BUILDDIR)/fuzz/fuzz_wg_genl $(BUILDDIR)/fuzz/fuzz_promtext \
-	$(BUILDDIR)/fuzz/fuzz_cni_conf $(BUILDDIR)/fuzz/fuzz_etcd_codec
+	$(BUILDDIR)/fuzz/fuzz_cni_conf $(BUILDDIR)/fuzz/fuzz_etcd_codec \
+	$(BUILDDIR)/fuzz/fuzz_nmhttp
 
 fuzz: $(FUZZERS) ## Run each libFuzzer harness for FUZZ_SECONDS (default 15)
 	$(Q)for f in $(FUZZERS); do \

@@ -16,6 +16,8 @@
 #   DP_GOMAXPROCS=1 ...   GOMAXPROCS for every wireguard-go of the cluster
 #                         (node managers and containers; the reference too)
 #   DP_TXQLEN=N ...       txqueuelen on the containers' and nodes' links
+#   C_CNI_CONF_EXTRA='"containerMesh": true' ...   same-node through the
+#                         containers' direct peer (one tunnel)
 # (UDP buffer sizes: net.core.rmem_* cannot be written from a child
 # namespace here (EINVAL), and wireguard-go 0.0.20220316 sets no SO_RCVBUF
 # of its own; the UdpRcvbufErrors lines show what that costs.)
@@ -116,8 +118,8 @@ run() {
 for name in ref cross same; do : >"$T_TMP/$name"; done
 declare -A T0
 for k in "${!PIDS[@]}"; do T0[$k]=$(ticks "${PIDS[$k]}"); done
-CROSS_CPU=$T_TMP/cross.cpu
-: >"$CROSS_CPU"
+CROSS_CPU=$T_TMP/cross.cpu SAME_CPU=$T_TMP/same.cpu
+: >"$CROSS_CPU"; : >"$SAME_CPU"
 for r in $(seq 1 "$R"); do
 	echo "# round $r: ref $(run ref r1 10.99.0.2) Mbit/s" >&2
 	for k in "${!PIDS[@]}"; do T0[$k]=$(ticks "${PIDS[$k]}"); done
@@ -127,17 +129,28 @@ for r in $(seq 1 "$R"); do
 	for k in ctr-a node1 node2 ctr-b; do
 		echo "$k $(( $(ticks "${PIDS[$k]}") - ${T0[$k]} )) $(( ${t1/./} - ${t0/./} ))" >>"$CROSS_CPU"
 	done
+	for k in "${!PIDS[@]}"; do T0[$k]=$(ticks "${PIDS[$k]}"); done
+	t0=$EPOCHREALTIME
 	echo "# round $r: same $(run same a "${C_ADDR[c]}") Mbit/s" >&2
+	t1=$EPOCHREALTIME
+	for k in ctr-a node1 ctr-c; do
+		echo "$k $(( $(ticks "${PIDS[$k]}") - ${T0[$k]} )) $(( ${t1/./} - ${t0/./} ))" >>"$SAME_CPU"
+	done
 done
 
 median() { sort -n "$1" | awk '{v[NR] = $1} END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "n/a" }'; }
 HZ=$(getconf CLK_TCK)
 
+cpu_profile() {
+	awk -v hz="$HZ" '{t[$1] += $2; us[$1] += $3} END {
+		for (k in t) printf "  %-6s %5.1f%%\n", k, 100 * t[k] / hz / (us[k] / 1e6) }' "$1" | sort
+}
 echo
 echo "Profile (cross-node runs, CPU of each wireguard-go, % of one core):"
-awk -v hz="$HZ" '{t[$1] += $2; us[$1] += $3} END {
-	for (k in t) printf "  %-6s %5.1f%%\n", k, 100 * t[k] / hz / (us[k] / 1e6) }' "$CROSS_CPU" | sort
+cpu_profile "$CROSS_CPU"
+echo "Profile (same-node runs${C_CNI_CONF_EXTRA:+, $C_CNI_CONF_EXTRA}: node1 idle = the direct peer carries it):"
+cpu_profile "$SAME_CPU"
 echo "MTU: ctr a eth0 $(nq a cat /sys/class/net/eth0/mtu), node1 $(c_ifname 1)" \
 	"$(nq "$(c_host 1)" cat "/sys/class/net/$(c_ifname 1)/mtu"), underlay eth0" \
 	"$(nq "$(c_host 1)" cat /sys/class/net/eth0/mtu), ref $(nq r1 cat "/sys/class/net/${RIF}1/mtu")"

@@ -1,11 +1,13 @@
 /*
  * ADD: attach a container.
  *
- *   AllocateIP            -> addresses, gateway, MTU        undo: Release
  *   create wgcXXXXXXXXXXXX in the runtime's namespace, so its UDP socket
  *     stays on the host                                     undo: delete link
  *   private key, listen port 0
- *   move into CNI_NETNS, rename to CNI_IFNAME, MTU, addresses, up
+ *   move into CNI_NETNS (in a child process: the kernel sleeps in an RCU
+ *     barrier for 10-20 ms), and meanwhile
+ *   AllocateIP            -> addresses, gateway, MTU        undo: Release
+ *   rename to CNI_IFNAME, MTU, addresses, up
  *   read the port the device bound (known only once up)
  *   RegisterKey(public key, 127.0.0.1:port, containerMesh) -> node peer
  *     (undone by Release; with containerMesh the node manager also peers
@@ -31,9 +33,10 @@
 #include <string.h>
 
 #define ADD_MAX_ADDRS 4
-/* wireguard-go binds its port when it sees the TUN go up: poll for it. */
-#define ADD_PORT_POLL_MS 20
-#define ADD_PORT_POLLS 250
+/* wireguard-go binds its port when it sees the TUN go up: poll for it
+ * (one UAPI get each, a fraction of a millisecond), for 5 s at most. */
+#define ADD_PORT_POLL_MS 2
+#define ADD_PORT_POLLS 2500
 #define ADD_KEEPALIVE_S 25
 
 struct add {
@@ -214,15 +217,26 @@ out:
 	return 0;
 }
 
-static int add_move(struct add *a)
+/* In a child (cni_bg_start): the move waits for an RCU barrier in the
+ * kernel, the caller meanwhile asks for the allocation. */
+static int add_move_bg(void *arg)
 {
-	int ret = netdev_move_to_netns(a->link.tmp, a->ns.target);
+	struct add *a = arg;
 
+	return netdev_move_to_netns(a->link.tmp, a->ns.target);
+}
+
+static int add_move_wait(struct add *a, struct cni_bg *bg)
+{
+	int ret = cni_bg_wait(bg);
+
+	/* Also after a failure: the undo then looks for the temporary name
+	 * in the container as well, which is ours either way. */
+	a->in_netns = true;
 	if (ret)
 		return cni_fail(&a->ctx->err, CNI_ERR_INTERNAL, ret,
 				"cannot move the interface into the container",
 				"%s to %s: %s", a->link.tmp, a->ctx->env.netns, strerror(-ret));
-	a->in_netns = true;
 	return 0;
 }
 
@@ -439,17 +453,18 @@ static void add_delete_link(struct add *a)
 			  "name=%s err=%s", a->link.tmp, strerror(-ret));
 }
 
-/* After the link exists, in order; any failure deletes the link. */
+/* After the link was moved and the allocation made, in order; any failure
+ * deletes the link. */
 static int (*const add_link_steps[])(struct add *a) = {
-	add_set_key, add_move, add_configure_in_netns, add_wait_port,
-	add_register, add_set_peer, add_routes,
+	add_configure_in_netns, add_wait_port, add_register, add_set_peer, add_routes,
 };
 
 int cni_cmd_add(struct cni_ctx *ctx)
 {
 	struct add a = { .ctx = ctx };
 	struct cni_err *e = &ctx->err;
-	int ret;
+	struct cni_bg bg;
+	int ret, ret2;
 
 	a.ns.host = a.ns.target = -1;
 	a.link.ns = &a.ns;
@@ -479,9 +494,6 @@ int cni_cmd_add(struct cni_ctx *ctx)
 	if (ret)
 		goto out;
 
-	ret = add_allocate(&a);
-	if (ret)
-		goto err_release;
 	add_backend(&a);
 	ret = add_create(&a);
 	/* -EEXIST: the device is not ours to delete (DEL of the attachment
@@ -491,6 +503,17 @@ int cni_cmd_add(struct cni_ctx *ctx)
 		goto err_release;
 	if (ret)
 		goto err_delete_link;
+	ret = add_set_key(&a);
+	if (ret)
+		goto err_delete_link;
+	/* The move sleeps in the kernel: AllocateIP meanwhile. */
+	cni_bg_start(&bg, add_move_bg, &a);
+	ret = add_allocate(&a);
+	ret2 = add_move_wait(&a, &bg);
+	if (ret || ret2) {
+		ret = ret ? ret : ret2;
+		goto err_delete_link;
+	}
 	for (size_t i = 0; i < sizeof(add_link_steps) / sizeof(add_link_steps[0]); i++) {
 		ret = add_link_steps[i](&a);
 		if (ret)

@@ -13,6 +13,7 @@
 #include "wg.h"
 
 #include <jansson.h>
+#include <sys/types.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -172,6 +173,22 @@ int cni_link_wg_get(struct cni_link *l, struct wg_device **dev);
 
 /* Milliseconds of sleep, for bounded polling. */
 void cni_sleep_ms(unsigned int ms);
+
+/*
+ * fn(arg) in a child process while the caller goes on (bg.c): for a kernel
+ * operation that sleeps, a link's move to another namespace or its
+ * deletion (each waits for an RCU barrier, 10-20 ms measured here), while
+ * the caller talks to the node manager. The child runs fn and _exit()s:
+ * fn must not touch stdout or the caller's connections. Without a child
+ * (fork failed) fn runs right away. Always cni_bg_wait() after a start.
+ */
+struct cni_bg {
+	pid_t pid; /* 0: fn already ran, ret holds its result */
+	int ret;
+};
+void cni_bg_start(struct cni_bg *bg, int (*fn)(void *arg), void *arg);
+/* fn's result: 0 or a negative errno. */
+int cni_bg_wait(struct cni_bg *bg);
 
 /* Build the ADD result (result.c): prevResult kept and extended. */
 struct ipnet;

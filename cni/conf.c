@@ -70,7 +70,8 @@ static int conf_type(struct cni_conf *c, const char *key, json_t *v,
 	return conf_string(key, v, &c->type, e);
 }
 
-/* unix:///absolute/path, http://host:port or https://host:port. */
+/* unix:///absolute/path or http://host:port (SPEC §4): the node manager
+ * serves nothing else, so the plugin speaks nothing else (cni/nmhttp.c). */
 static int conf_node_manager(struct cni_conf *c, const char *key, json_t *v,
 			     struct cni_err *e)
 {
@@ -87,8 +88,6 @@ static int conf_node_manager(struct cni_conf *c, const char *key, json_t *v,
 	}
 	if (!strncmp(s, "http://", 7))
 		rest = s + 7;
-	else if (!strncmp(s, "https://", 8))
-		rest = s + 8;
 	if (!rest || !*rest || *rest == ':' || *rest == '/')
 		goto bad;
 	colon = strrchr(rest, ':');

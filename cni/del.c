@@ -112,32 +112,37 @@ static void del_recorded_link(struct cni_ctx *ctx, struct nmc *nm)
 	protobuf_c_message_free_unpacked(out, NULL);
 }
 
+/* In a child (cni_bg_start): deleting the link waits for an RCU barrier
+ * in the kernel, the caller meanwhile releases the allocation. */
+static int del_container_link_bg(void *arg)
+{
+	struct cni_ctx *ctx = arg;
+
+	del_container_link(ctx, ctx->env.netns, NULL);
+	return 0;
+}
+
 int cni_cmd_del(struct cni_ctx *ctx)
 {
 	Wgcni__Node__V1__ReleaseRequest req = WGCNI__NODE__V1__RELEASE_REQUEST__INIT;
 	struct cni_err *e = &ctx->err;
 	ProtobufCMessage *out;
 	char tmp[IFNAMSIZ];
+	struct cni_bg bg = { 0 };
 	struct nmc *nm;
-	int ret;
+	int ret, ret2;
 
 	nm = nmc_open(ctx->conf.node_manager, e);
 	if (!nm)
 		return -EINVAL;
 
+	/* The container's link goes in a child while Release runs; with an
+	 * empty CNI_NETNS the node manager's record says where it is, which
+	 * Release would drop: first that, then Release. */
 	if (ctx->env.netns[0])
-		del_container_link(ctx, ctx->env.netns, NULL);
+		cni_bg_start(&bg, del_container_link_bg, ctx);
 	else
 		del_recorded_link(ctx, nm);
-	/* A link that never left the host (ADD died midway), or the stale
-	 * UAPI socket of a userspace process that is gone. */
-	ret = cni_tmp_ifname(ctx->env.containerid, ctx->env.ifname, tmp);
-	if (!ret) {
-		ret = wg_delete(tmp);
-		if (ret && ret != -ENODEV)
-			log_warnx("cannot delete the temporary WireGuard device",
-				  "name=%s err=%s", tmp, strerror(-ret));
-	}
 
 	/* Release also removes the container's peer from the node interface. */
 	req.container_id = (char *)ctx->env.containerid;
@@ -146,6 +151,18 @@ int cni_cmd_del(struct cni_ctx *ctx)
 		      &out, CONNECT_NOT_FOUND, e);
 	if (!ret)
 		protobuf_c_message_free_unpacked(out, NULL);
+	cni_bg_wait(&bg);
+
+	/* A link that never left the host (ADD died midway), or the stale
+	 * UAPI socket of a userspace process that is gone: after the
+	 * container's link, whose end also ends that process. */
+	ret2 = cni_tmp_ifname(ctx->env.containerid, ctx->env.ifname, tmp);
+	if (!ret2) {
+		ret2 = wg_delete(tmp);
+		if (ret2 && ret2 != -ENODEV)
+			log_warnx("cannot delete the temporary WireGuard device",
+				  "name=%s err=%s", tmp, strerror(-ret2));
+	}
 	nmc_close(nm);
 	return ret < 0 ? ret : 0;
 }

@@ -1,7 +1,11 @@
+/*
+ * The node manager API for the plugin, over cni/nmhttp.c (Connect unary
+ * calls, application/proto), errors mapped to CNI codes (nmclient.h).
+ */
 #include "nmclient.h"
 
 #include "log.h"
-#include "rpc.h"
+#include "nmhttp.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -11,7 +15,7 @@
 #define NM_SERVICE "/wgcni.node.v1.NodeService/"
 
 struct nmc {
-	struct rpc_client *rpc;
+	struct nmh *http;
 	char *url;
 };
 
@@ -25,11 +29,15 @@ struct nmc *nmc_open(const char *url, struct cni_err *e)
 	nm->url = strdup(url);
 	if (!nm->url)
 		goto err_free_nm;
-	nm->rpc = rpc_client_new(url, NULL, NMC_TIMEOUT_MS);
-	if (!nm->rpc) {
-		if (errno == EINVAL)
-			cni_fail(e, CNI_ERR_INVALID_CONFIG, -EINVAL,
-				 "invalid nodeManager URL", "`%s'", url);
+	nm->http = nmh_new(url);
+	if (!nm->http) {
+		if (errno == EINVAL) {
+			free(nm->url);
+			free(nm);
+			cni_fail(e, CNI_ERR_INVALID_CONFIG, -EINVAL, "invalid nodeManager URL",
+				 "`%s': want unix:///path/to.sock or http://host:port", url);
+			return NULL;
+		}
 		goto err_free_url;
 	}
 	return nm;
@@ -48,7 +56,7 @@ void nmc_close(struct nmc *nm)
 {
 	if (!nm)
 		return;
-	rpc_client_free(nm->rpc);
+	nmh_free(nm->http);
 	free(nm->url);
 	free(nm);
 }
@@ -73,39 +81,74 @@ static bool nmc_unreachable(int ret)
 	}
 }
 
+/* One POST: 0 with *resp, or -EREMOTEIO with *code and msg (a Connect
+ * error), or another negative errno (no answer, or an undecodable one). */
+static int nmc_post(struct nmc *nm, const char *path, const ProtobufCMessage *req,
+		    const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+		    enum connect_code *code, char *msg, size_t msglen)
+{
+	size_t len = protobuf_c_message_get_packed_size(req), alen;
+	uint8_t *body = malloc(len ? len : 1);
+	int ret, status = 0;
+	char *answer;
+
+	if (!body)
+		return -ENOMEM;
+	protobuf_c_message_pack(req, body);
+	ret = nmh_post(nm->http, path, CONNECT_CTYPE_PROTO, body, len, NMC_TIMEOUT_MS,
+		       &status, &answer, &alen);
+	free(body);
+	if (ret) {
+		snprintf(msg, msglen, "%s", strerror(-ret));
+		return ret;
+	}
+	if (status != 200) {
+		*code = connect_error_decode(answer, alen, status, msg, msglen);
+		ret = -EREMOTEIO;
+	} else {
+		*resp = protobuf_c_message_unpack(resp_desc, NULL, alen, (const uint8_t *)answer);
+		if (!*resp) {
+			snprintf(msg, msglen, "cannot decode %s from the answer to %s",
+				 resp_desc->name, path);
+			ret = -EPROTO;
+		}
+	}
+	free(answer);
+	return ret;
+}
+
 int nmc_call(struct nmc *nm, const char *method, const ProtobufCMessage *req,
 	    const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
 	    enum connect_code tolerate, struct cni_err *e)
 {
-	struct rpc_error rerr = { 0 };
-	char path[128];
+	enum connect_code code = CONNECT_INTERNAL;
+	char path[128], msg[512] = "";
 	int ret;
 
 	*resp = NULL;
 	snprintf(path, sizeof(path), NM_SERVICE "%s", method);
-	ret = rpc_call(nm->rpc, path, req, resp_desc, resp, 0, &rerr);
+	ret = nmc_post(nm, path, req, resp_desc, resp, &code, msg, sizeof(msg));
 	if (!ret)
 		return 0;
 	*resp = NULL;
 	if (nmc_unreachable(ret)) {
-		log_warnx("node manager unreachable", "method=%s url=%s err=%s detail=%s",
-			  method, nm->url, strerror(-ret), rerr.message);
+		log_warnx("node manager unreachable", "method=%s url=%s err=%s",
+			  method, nm->url, strerror(-ret));
 		return cni_fail(e, CNI_ERR_TRY_AGAIN, ret, "node manager unreachable",
 				"%s", nm->url);
 	}
 	/* It answered, but cannot serve now (e.g. still starting). */
-	if (ret == -EREMOTEIO && rerr.code == CONNECT_UNAVAILABLE)
+	if (ret == -EREMOTEIO && code == CONNECT_UNAVAILABLE)
 		return cni_fail(e, CNI_ERR_TRY_AGAIN, ret, "node manager unavailable",
-				"%s: %s: %s", nm->url, method, rerr.message);
+				"%s: %s: %s", nm->url, method, msg);
 	if (ret == -EREMOTEIO) {
-		if (tolerate != CONNECT_OK && rerr.code == tolerate)
+		if (tolerate != CONNECT_OK && code == tolerate)
 			return 1;
 		return cni_fail(e, CNI_ERR_NODE_MANAGER, ret, "node manager refused the call",
-				"%s: %s: %s", method, connect_code_name(rerr.code),
-				rerr.message);
+				"%s: %s: %s", method, connect_code_name(code), msg);
 	}
 	return cni_fail(e, CNI_ERR_NODE_MANAGER, ret, "node manager call failed",
-			"%s at %s: %s", method, nm->url, strerror(-ret));
+			"%s at %s: %s", method, nm->url, msg);
 }
 
 int nmc_get_node(struct nmc *nm, Wgcni__Node__V1__GetNodeResponse **resp,

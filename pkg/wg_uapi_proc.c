@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/inotify.h>
 #include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -223,60 +222,19 @@ static int create_child(const char *name, const char *path, const char *impl)
 }
 
 /*
- * An inotify watch on the socket directory for new entries, so the wait
- * for the daemon's socket is an event too; -1 if it cannot be had (the
- * wait then polls).
+ * How often the wait for the daemon's socket looks (a connect() that fails
+ * with ENOENT costs microseconds). Not inotify: closing an inotify
+ * descriptor that holds a watch waits for an SRCU grace period, measured
+ * here at up to 25 ms, longer than the whole wait.
  */
-static int watch_sock_dir(const char *name)
-{
-	char path[sizeof(((struct sockaddr_un *)0)->sun_path)], *slash;
-	int fd;
-
-	if (wg_uapi_sock_path(name, path, sizeof(path)) < 0)
-		return -1;
-	slash = strrchr(path, '/');
-	if (!slash)
-		return -1;
-	*slash = '\0';
-	fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	/* wireguard-go creates the directory itself if missing: watching
-	 * fails then, and the loop polls. */
-	if (inotify_add_watch(fd, *path ? path : "/", IN_CREATE | IN_MOVED_TO) < 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-/* Drain the inotify events; true if one names name's socket. */
-static bool sock_created(int fd, const char *name)
-{
-	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-	char want[IFNAMSIZ + 8];
-	bool found = false;
-	ssize_t n;
-
-	snprintf(want, sizeof(want), "%s.sock", name);
-	while ((n = read(fd, buf, sizeof(buf))) > 0) {
-		for (char *p = buf; p < buf + n;) {
-			const struct inotify_event *ev = (const struct inotify_event *)p;
-
-			if (ev->len && !strcmp(ev->name, want))
-				found = true;
-			p += sizeof(*ev) + ev->len;
-		}
-	}
-	return found;
-}
+#define WG_UAPI_CREATE_POLL_MS 1
 
 int wg_uapi_create(const char *name, const char *impl)
 {
 	const char *fg = getenv("WG_PROCESS_FOREGROUND");
-	struct pollfd pfd[2] = { { .fd = -1, .events = POLLIN }, { .fd = -1, .events = POLLIN } };
+	struct pollfd pfd = { .fd = -1, .events = POLLIN };
 	char path[PATH_MAX];
-	bool exited = false, seen = false;
+	bool exited = false;
 	int64_t deadline;
 	pid_t pid;
 	int ret;
@@ -295,9 +253,7 @@ int wg_uapi_create(const char *name, const char *impl)
 		return create_child(name, path, impl);
 
 	deadline = sys_now_ms() + WG_UAPI_CREATE_TIMEOUT_MS;
-	/* Watch before the daemon can create its socket. */
-	pfd[1].fd = watch_sock_dir(name);
-	ret = spawn_daemon(path, impl, name, &pfd[0].fd);
+	ret = spawn_daemon(path, impl, name, &pfd.fd);
 	if (ret < 0)
 		goto out;
 	pid = ret;
@@ -311,12 +267,12 @@ int wg_uapi_create(const char *name, const char *impl)
 		/* Exited: fine only with a daemon of its own behind the socket
 		 * (an implementation that daemonizes by itself leaves its socket
 		 * before its first process exits). */
-		if (exited || (pfd[0].fd < 0 && kill(pid, 0) < 0 && errno == ESRCH)) {
+		if (exited || (pfd.fd < 0 && kill(pid, 0) < 0 && errno == ESRCH)) {
 			ret = wg_uapi_ready(name, deadline - sys_now_ms()) == 0 ? 0 : -EIO;
 			break;
 		}
 		if (sys_now_ms() > deadline) {
-			if (pfd[0].fd < 0 || pidfd_send_signal(pfd[0].fd, SIGKILL, NULL, 0) < 0)
+			if (pfd.fd < 0 || pidfd_send_signal(pfd.fd, SIGKILL, NULL, 0) < 0)
 				kill(pid, SIGKILL);
 			/* A daemon that never answered: the link is ours (none
 			 * existed before), and deleting it ends the daemon. */
@@ -324,22 +280,17 @@ int wg_uapi_create(const char *name, const char *impl)
 			ret = -ETIMEDOUT;
 			break;
 		}
-		/* Sleep until the daemon exits or its socket appears; once it
-		 * appeared (bound, maybe not listening yet) or where either
-		 * descriptor is missing, short polls. */
-		ret = poll(pfd, 2, pfd[0].fd >= 0 && pfd[1].fd >= 0 && !seen ? 50 : 2);
-		if (ret > 0) {
-			if (pfd[0].revents)
+		/* Until the daemon exits (its pidfd), or the next look. */
+		if (pfd.fd >= 0) {
+			if (poll(&pfd, 1, WG_UAPI_CREATE_POLL_MS) > 0)
 				exited = true;
-			if (pfd[1].revents)
-				seen |= sock_created(pfd[1].fd, name);
+		} else {
+			poll(NULL, 0, WG_UAPI_CREATE_POLL_MS);
 		}
 	}
 out:
-	if (pfd[0].fd >= 0)
-		close(pfd[0].fd);
-	if (pfd[1].fd >= 0)
-		close(pfd[1].fd);
+	if (pfd.fd >= 0)
+		close(pfd.fd);
 	return ret;
 }
 

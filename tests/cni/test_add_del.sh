@@ -6,9 +6,12 @@
 # keeping prevResult, CHECK passing; then DEL twice, DEL with an empty
 # CNI_NETNS, DEL after the container namespace was deleted, DEL after a
 # node manager restart: all exit 0 and leave nothing behind.
+# ADD and DEL through nodeManager http://127.0.0.1:PORT too (n2's node
+# manager also serves the API on its loopback).
 # Two nodes (hosts n1, n2), no token, the node prefix length the cluster
 # manager defaults to.
 C_AUTH=none C_HOSTP=n C_CIDR=10.131.0.0/16 C_NODE_PREFIX=
+declare -A C_NODE_FLAGS=([2]="--listen 127.0.0.1:18091")
 . "$(dirname "$0")/../lib_cluster.sh"
 
 c_need_plugin
@@ -133,6 +136,22 @@ tmp=$(c_tmpname f)
 t_fail "no socket left for f" test -e "/var/run/wireguard/$tmp.sock"
 t_fail "no process left for f" pgrep -f -- "[w]${tmp#w}"
 t_stop_pid "$spid"
+
+# --- nodeManager over TCP (http://), as SPEC §4 allows: the plugin's own
+# HTTP/1.1 client (cni/nmhttp.c), several calls on one connection
+HTTPCONF='{"cniVersion":"1.0.0","name":"wgnet","type":"wgcni","nodeManager":"http://127.0.0.1:18091","userspaceImplementation":"'"$C_IMPL"'"}'
+plugin_http() {
+	ip netns exec "$(t_ns n2)" env -i PATH="$PATH" CNI_COMMAND="$1" CNI_CONTAINERID="ctr-$$-e" \
+		CNI_NETNS="/run/netns/$(t_ns e)" CNI_IFNAME=eth0 CNI_PATH="$C_BINDIR" \
+		"$C_PLUGIN" <<<"$HTTPCONF" 2>"$T_TMP/plugin.err"
+}
+rc=0; out=$(plugin_http ADD) || rc=$?
+t_eq "ADD e over http://127.0.0.1 exits 0" 0 "$rc"
+t_ok "the result holds e's address" jq -e '.ips[0].address | length > 0' <<<"$out"
+t_ok "allocation recorded on n2 (asked over TCP)" c_has_alloc n2 e
+t_ok "e pings node n2" nq e ping -c 1 -W 2 "${C_GW[2]}"
+t_ok "DEL e over http" plugin_http DEL
+c_no_leftovers n2 e
 
 # --- ADD after everything was released works again (state is clean)
 rc=0; c_plugin ADD n2 e >/dev/null || rc=$?

@@ -99,6 +99,7 @@ cni_expect_code "mtu too small" 7 '{"cniVersion":"1.0.0","type":"wgcni","mtu":10
 cni_expect_code "bad backend" 7 '{"cniVersion":"1.0.0","type":"wgcni","backend":"fast"}' "${ADDENV[@]}"
 t_ok "bad backend quoted" grep -q fast "$T_TMP/out"
 cni_expect_code "bad nodeManager" 7 '{"cniVersion":"1.0.0","type":"wgcni","nodeManager":"ftp://x"}' "${ADDENV[@]}"
+cni_expect_code "https nodeManager (the node manager serves no TLS)" 7 '{"cniVersion":"1.0.0","type":"wgcni","nodeManager":"https://127.0.0.1:9"}' "${ADDENV[@]}"
 cni_expect_code "empty userspaceImplementation" 7 '{"cniVersion":"1.0.0","type":"wgcni","userspaceImplementation":""}' "${ADDENV[@]}"
 cni_expect_code "bad network name" 7 '{"cniVersion":"1.0.0","type":"wgcni","name":"-bad name"}' "${ADDENV[@]}"
 cni_expect_code "prevResult not an object" 7 '{"cniVersion":"1.0.0","type":"wgcni","prevResult":[]}' "${ADDENV[@]}"

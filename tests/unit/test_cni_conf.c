@@ -245,7 +245,6 @@ static void test_node_manager(void **state)
 		"unix:///run/wgcni/node-manager.sock",
 		"unix:///s",
 		"http://10.0.0.1:8080",
-		"https://nm.example:443",
 		"http://[fd00::1]:80",
 		"http://host:8080/",
 	};
@@ -254,6 +253,7 @@ static void test_node_manager(void **state)
 		"unix:///",
 		"unix://",
 		"ftp://host:21",
+		"https://nm.example:443",
 		"host:8080",
 		"http://",
 		"http://:80",
