@@ -43,8 +43,26 @@ static int cm_config_cidr(struct cm_config *cfg, bool *given, const char *s, cha
 	return 0;
 }
 
-int cm_config_cidrs(struct cm_config *cfg, bool *given, const char *arg, char *err,
-		    size_t errlen)
+static int cm_config_external(struct cm_config *cfg, bool *unused, const char *s, char *err,
+			      size_t errlen)
+{
+	(void)unused;
+	if (cfg->n_external == CM_MAX_EXTERNAL) {
+		snprintf(err, errlen, "--external-cidr: more than %d CIDRs", CM_MAX_EXTERNAL);
+		return -E2BIG;
+	}
+	if (ipnet_parse(s, &cfg->external[cfg->n_external], true)) {
+		snprintf(err, errlen, "--external-cidr: invalid CIDR `%s'", s);
+		return -EINVAL;
+	}
+	cfg->n_external++;
+	return 0;
+}
+
+/* A repeatable option may carry several comma-separated values. */
+static int cm_config_each(struct cm_config *cfg, bool *given, const char *opt, const char *arg,
+			  int (*fn)(struct cm_config *, bool *, const char *, char *, size_t),
+			  char *err, size_t errlen)
 {
 	char **v = opts_split(arg);
 	int ret = 0;
@@ -54,13 +72,25 @@ int cm_config_cidrs(struct cm_config *cfg, bool *given, const char *arg, char *e
 		return -ENOMEM;
 	}
 	if (!v[0]) {
-		snprintf(err, errlen, "--cluster-cidr: empty CIDR `%s'", arg);
+		snprintf(err, errlen, "%s: empty CIDR `%s'", opt, arg);
 		ret = -EINVAL;
 	}
 	for (size_t i = 0; v[i] && !ret; i++)
-		ret = cm_config_cidr(cfg, given, v[i], err, errlen);
+		ret = fn(cfg, given, v[i], err, errlen);
 	opts_strv_free(v);
 	return ret;
+}
+
+int cm_config_cidrs(struct cm_config *cfg, bool *given, const char *arg, char *err,
+		    size_t errlen)
+{
+	return cm_config_each(cfg, given, "--cluster-cidr", arg, cm_config_cidr, err, errlen);
+}
+
+int cm_config_external_cidrs(struct cm_config *cfg, const char *arg, char *err, size_t errlen)
+{
+	return cm_config_each(cfg, NULL, "--external-cidr", arg, cm_config_external, err,
+			      errlen);
 }
 
 int cm_config_prefix_length(struct cm_config *cfg, enum cm_family f, const char *arg, char *err,

@@ -15,6 +15,8 @@
  * first call replaces the default (*given tells). 0 or -EINVAL/-ENOMEM. */
 int cm_config_cidrs(struct cm_config *cfg, bool *given, const char *arg, char *err,
 		    size_t errlen);
+/* --external-cidr ARG (comma-separated, repeatable): appended. */
+int cm_config_external_cidrs(struct cm_config *cfg, const char *arg, char *err, size_t errlen);
 /* --node-prefix-length(-v6) ARG for family f. */
 int cm_config_prefix_length(struct cm_config *cfg, enum cm_family f, const char *arg, char *err,
 			    size_t errlen);

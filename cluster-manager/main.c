@@ -141,42 +141,6 @@ static void cm_usage(FILE *f)
 		"Signals: SIGTERM/SIGINT stop cleanly; SIGHUP re-reads the token file.\n");
 }
 
-static int cm_add_external(struct cm_opts *o, const char *s, char *err, size_t errlen)
-{
-	if (o->cfg.n_external == CM_MAX_EXTERNAL) {
-		snprintf(err, errlen, "--external-cidr: more than %d CIDRs", CM_MAX_EXTERNAL);
-		return -E2BIG;
-	}
-	if (ipnet_parse(s, &o->cfg.external[o->cfg.n_external], true)) {
-		snprintf(err, errlen, "--external-cidr: invalid CIDR `%s'", s);
-		return -EINVAL;
-	}
-	o->cfg.n_external++;
-	return 0;
-}
-
-/* A repeatable option may carry several comma-separated values. */
-static int cm_each(struct cm_opts *o, const char *arg,
-		   int (*fn)(struct cm_opts *, const char *, char *, size_t), char *err,
-		   size_t errlen)
-{
-	char **v = opts_split(arg);
-	int ret = 0;
-
-	if (!v) {
-		snprintf(err, errlen, "out of memory");
-		return -ENOMEM;
-	}
-	if (!v[0]) {
-		snprintf(err, errlen, "empty CIDR `%s'", arg);
-		ret = -EINVAL;
-	}
-	for (size_t i = 0; v[i] && !ret; i++)
-		ret = fn(o, v[i], err, errlen);
-	opts_strv_free(v);
-	return ret;
-}
-
 static int cm_apply(int val, const char *arg, void *ctx, char *err, size_t errlen)
 {
 	struct cm_opts *o = ctx;
@@ -221,7 +185,7 @@ static int cm_apply(int val, const char *arg, void *ctx, char *err, size_t errle
 		o->tls_key = arg;
 		return 0;
 	case OPT_EXTERNAL_CIDR:
-		return cm_each(o, arg, cm_add_external, err, errlen);
+		return cm_config_external_cidrs(&o->cfg, arg, err, errlen);
 	case OPT_NODE_TTL:
 	case OPT_DELETE_AFTER: {
 		const char *name = val == OPT_NODE_TTL ? "--node-ttl" : "--delete-after";
