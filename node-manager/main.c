@@ -32,6 +32,7 @@ enum {
 	OPT_LISTEN_PORT,
 	OPT_SOCKET,
 	OPT_LISTEN,
+	OPT_METRICS_LISTEN,
 	OPT_STATE_DIR,
 	OPT_TOKEN_FILE,
 	OPT_BACKEND,
@@ -56,6 +57,7 @@ static const struct option nm_longopts[] = {
 	{ "listen-port", required_argument, NULL, OPT_LISTEN_PORT },
 	{ "socket", required_argument, NULL, OPT_SOCKET },
 	{ "listen", required_argument, NULL, OPT_LISTEN },
+	{ "metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN },
 	{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
 	{ "token-file", required_argument, NULL, OPT_TOKEN_FILE },
 	{ "backend", required_argument, NULL, OPT_BACKEND },
@@ -92,6 +94,8 @@ static const char nm_usage[] =
 	"  --socket PATH                  local API socket\n"
 	"                                 (default /run/wgcni/node-manager.sock)\n"
 	"  --listen ADDR:PORT             also serve the local API on TCP\n"
+	"  --metrics-listen ADDR:PORT     serve only /healthz and /metrics on TCP\n"
+	"                                 (a Prometheus scrape address; no API)\n"
 	"  --state-dir DIR                key and state (default /var/lib/wgcni/node)\n"
 	"  --token-file FILE              bearer token for the cluster manager\n"
 	"  --backend auto|kernel|userspace  WireGuard backend (default auto)\n"
@@ -153,6 +157,7 @@ static int nm_apply(int val, const char *arg, void *ctx, char *err, size_t errle
 		break;
 	case OPT_SOCKET: c->socket_path = arg; break;
 	case OPT_LISTEN: c->listen = arg; break;
+	case OPT_METRICS_LISTEN: c->metrics_listen = arg; break;
 	case OPT_STATE_DIR: c->state_dir = arg; break;
 	case OPT_TOKEN_FILE: c->token_file = arg; break;
 	case OPT_BACKEND:
@@ -308,6 +313,14 @@ static struct connect_server *nm_serve(struct nm *nm)
 		if (strncmp(nm->cfg.listen, "127.", 4) && strncmp(nm->cfg.listen, "[::1]:", 6))
 			log_warnx("--listen is not a loopback address: the node API is unauthenticated",
 				  "listen=%s", nm->cfg.listen);
+	}
+	if (nm->cfg.metrics_listen) {
+		ret = connect_server_listen_metrics(srv, nm->cfg.metrics_listen);
+		if (ret < 0) {
+			log_error("listening for metrics failed", "metrics_listen=%s err=%s",
+				  nm->cfg.metrics_listen, strerror(-ret));
+			goto err_free;
+		}
 	}
 	return srv;
 

@@ -49,6 +49,7 @@ struct nm_config {
 	uint16_t listen_port;
 	const char *socket_path;
 	const char *listen;
+	const char *metrics_listen; /* /healthz and /metrics only */
 	const char *state_dir;
 	const char *token_file;
 	enum wg_backend backend;

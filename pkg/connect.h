@@ -77,6 +77,10 @@ int connect_server_listen_tcp(struct connect_server *srv, const char *addr);
  * libmicrohttpd was built without TLS. */
 int connect_server_listen_tls(struct connect_server *srv, const char *addr,
 			      const char *cert_file, const char *key_file);
+/* Like connect_server_listen_tcp, but only GET /healthz and /metrics are
+ * served there (no method, whatever the token): for a Prometheus scrape
+ * address next to an API that must stay private. */
+int connect_server_listen_metrics(struct connect_server *srv, const char *addr);
 /* Unix socket at path (an existing socket file is replaced), chmod'ed to mode. */
 int connect_server_listen_unix(struct connect_server *srv, const char *path, mode_t mode);
 /* Port of the n-th TCP listener, HTTPS ones included (for ":0"), 0 if none. */

@@ -303,6 +303,15 @@ int connect_server_listen_tls(struct connect_server *srv, const char *addr,
 	return connect_listen_tcp(srv, addr, cert, key);
 }
 
+int connect_server_listen_metrics(struct connect_server *srv, const char *addr)
+{
+	int ret = connect_listen_tcp(srv, addr, NULL, NULL);
+
+	if (ret == 0)
+		srv->listeners[srv->n_listeners - 1].metrics_only = true;
+	return ret;
+}
+
 int connect_server_listen_unix(struct connect_server *srv, const char *path, mode_t mode)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };

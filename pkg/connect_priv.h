@@ -62,6 +62,7 @@ struct connect_listener {
 	bool armed;   /* fd is in the server's epoll set */
 	uint64_t rearm_ms; /* not before (after EMFILE and the like) */
 	bool tcp;
+	bool metrics_only; /* connect_server_listen_metrics */
 	uint16_t port;
 	char *path; /* unix socket path, unlinked at free */
 	char *cert, *key; /* PEM, for HTTPS; the key is wiped at free */

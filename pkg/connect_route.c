@@ -163,6 +163,18 @@ static void connect_client_timeout(struct connect_call *call)
 	call->client_deadline_ms = call->start_ms + ms - margin;
 }
 
+/* The request came in on a listener for /healthz and /metrics only. */
+static bool connect_metrics_only(const struct connect_call *call)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(call->conn, MHD_CONNECTION_INFO_DAEMON);
+
+	for (size_t i = 0; ci && i < call->srv->n_listeners; i++)
+		if (call->srv->listeners[i].daemon == ci->daemon)
+			return call->srv->listeners[i].metrics_only;
+	return false;
+}
+
 /* First look at a request: headers only. May answer at once. */
 static void connect_begin(struct connect_call *call, const char *url,
 			  const char *method)
@@ -185,6 +197,11 @@ static void connect_begin(struct connect_call *call, const char *url,
 		return;
 	}
 
+	if (connect_metrics_only(call)) {
+		connect_call_fail_status(call, CONNECT_NOT_FOUND, MHD_HTTP_NOT_FOUND,
+					 "only /healthz and /metrics are served on this address");
+		return;
+	}
 	for (size_t i = 0; i < srv->n_methods; i++) {
 		if (!strcmp(url, srv->methods[i].path)) {
 			call->method = &srv->methods[i];

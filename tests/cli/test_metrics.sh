@@ -5,11 +5,14 @@
 # peer's series are gone on the next scrape (Release of a container; DeleteNode
 # of a node).
 # Two nodes with the token; each node manager also serves its API on
-# 127.0.0.1:5242 in its namespace. Containers are attachments made through
+# 127.0.0.1:5242 in its namespace, and /healthz and /metrics alone
+# (--metrics-listen, the Prometheus scrape address) on its underlay address
+# port 9102. Containers are attachments made through
 # the node manager's API (c_api_attach): what wgcnictl shows does not depend
 # on the CNI plugin.
 C_NM_FLAGS=(--listen 127.0.0.1:5242)
 . "$(dirname "$0")/../lib_cluster.sh"
+C_NODE_FLAGS[1]="--metrics-listen $C_UL.11:9102"
 
 PY=/usr/bin/python3
 if ! "$PY" -c 'import prometheus_client' 2>/dev/null; then
@@ -83,6 +86,15 @@ t_ok "node manager /metrics parses" scrape nm1 c_nm_metrics 1
 t_ok "node manager /metrics passes promtool" promtool_ok "$T_TMP/nm1.prom"
 t_ok "cluster manager /metrics parses" scrape cm c_cm_metrics
 t_ok "cluster manager /metrics passes promtool" promtool_ok "$T_TMP/cm.prom"
+# The scrape address: what the socket serves, and nothing else.
+scrape_url() { nq h1 curl -sS -m 5 -o "$T_TMP/scrape.out" -w '%{http_code}' "$@"; }
+t_eq "--metrics-listen: /metrics 200" 200 "$(scrape_url "http://$C_UL.11:9102/metrics")"
+t_ok "  with the node's series" grep -q '^wgcni_peers{kind="node"}' "$T_TMP/scrape.out"
+t_eq "--metrics-listen: /healthz 200" 200 "$(scrape_url "http://$C_UL.11:9102/healthz")"
+t_eq "--metrics-listen: an API method 404" 404 \
+	"$(scrape_url -H 'Content-Type: application/json' -d '{}' \
+		"http://$C_UL.11:9102/wgcni.node.v1.NodeService/ListAllocations")"
+t_ok "  and no allocation listed" sh -c "! grep -q allocations '$T_TMP/scrape.out'"
 ctype=$(curl -sS -m 5 -o /dev/null -w '%{content_type}' --unix-socket "$(c_sock 1)" http://nm/metrics)
 t_ok "node manager Content-Type is text 0.0.4 ($ctype)" grep -q '^text/plain; *version=0.0.4' <<<"$ctype"
 
