@@ -90,6 +90,15 @@ for i in 1 2; do
 	t_eq "node $i: uses the cluster manager of the Service's links" "http://$C_CM_ADDR:8080" \
 		"$(jq -r '.node.clusterManagers | join(",")' <<<"$node")"
 done
+# The scrape address of the pod annotations (prometheus.io/port): the
+# node's metrics, and no API.
+scrape() { nq h1 curl -sS -m 5 -o "$T_TMP/scrape.out" -w '%{http_code}' "$@"; }
+port=$(k_json "$DEFAULT" | jq -r '.[] | select(.kind == "DaemonSet")
+	| .spec.template.metadata.annotations["prometheus.io/port"]')
+t_eq "node 1: the annotated scrape port serves /metrics" 200 "$(scrape "http://$C_UL.11:$port/metrics")"
+t_ok "  with the node's series" grep -q '^wgcni_peers{kind="node"}' "$T_TMP/scrape.out"
+t_eq "  and no node API there" 404 "$(scrape -H 'Content-Type: application/json' -d '{}' \
+	"http://$C_UL.11:$port/wgcni.node.v1.NodeService/ListAllocations")"
 for i in 1 2; do
 	t_ok "node $i: firewall chains made through libiptc (NET_ADMIN + NET_RAW suffice)" \
 		c_match "$(c_fw_rules "h$i" | xargs)" 'WGCNI-FORWARD.*WGCNI-POSTROUTING'
