@@ -474,15 +474,14 @@ int cm_api_after_run(void *ctx)
 		log_warnx("marking stale nodes failed", "err=%s", strerror(-ret));
 	if (cm_state_revision(api->st) != before)
 		cm_api_changed(api);
+	/* A store with pending changes (sqlite) shows them once committed;
+	 * one without (etcd) shows them as soon as memory has them. */
 	if (cm_state_pending(api->st)) {
 		ret = cm_state_commit(api->st);
 		if (api->srv)
 			connect_server_release(api->srv, ret == 0);
 		if (ret)
 			return ret; /* memory is ahead of the disk: stop, restart from disk */
-	} else if (api->changed && cm_state_event_fd(api->st) < 0) {
-		/* sqlite: a change is always pending; wait for its commit */
-		return 0;
 	}
 	if (api->changed && api->srv)
 		connect_server_wake(api->srv);

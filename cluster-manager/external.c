@@ -571,16 +571,6 @@ int cm_ext_node_gone(struct cm_state *st, struct cm_node *node)
 	return cm_ext_hand_on(st, node);
 }
 
-int cm_ext_node_info(struct cm_state *st, struct cm_node *node, const char *location,
-		     bool gateway, const char *public_endpoint, bool *changed)
-{
-	int ret = st->ops->node_info(st, node, location, gateway, public_endpoint, changed);
-
-	if (ret)
-		st->store_errors++;
-	return ret;
-}
-
 int cm_sqlite_node_info(struct cm_state *st, struct cm_node *node, const char *location,
 			bool gateway, const char *public_endpoint, bool *changed)
 {

@@ -478,6 +478,21 @@ static int cm_sqlite_allocate(struct cm_state *st, const char *name, struct cm_n
 static int cm_sqlite_register(struct cm_state *st, struct cm_node *node,
 			      const char *public_key, const char *endpoint, bool *changed);
 static int cm_sqlite_delete(struct cm_state *st, const char *name);
+
+/* Both in the loop turn's transaction: one commit, one revision seen. */
+static int cm_sqlite_register_node(struct cm_state *st, struct cm_node *node,
+				   const struct cm_reg *r, bool *changed)
+{
+	bool info;
+	int ret = cm_sqlite_register(st, node, r->public_key, r->endpoint, changed);
+
+	if (!ret)
+		ret = cm_sqlite_node_info(st, node, r->location, r->gateway, r->public_endpoint,
+					  &info);
+	if (!ret)
+		*changed = *changed || info;
+	return ret;
+}
 static int cm_sqlite_flush_seen(struct cm_state *st);
 
 static int cm_sqlite_poll(struct cm_state *st)
@@ -504,8 +519,7 @@ static void cm_sqlite_close(struct cm_state *st)
 static const struct cm_store_ops cm_sqlite_ops = {
 	.name = "sqlite",
 	.allocate = cm_sqlite_allocate,
-	.register_key = cm_sqlite_register,
-	.node_info = cm_sqlite_node_info,
+	.register_node = cm_sqlite_register_node,
 	.delete_node = cm_sqlite_delete,
 	.mark_stale = cm_sqlite_mark_stale,
 	.revive = cm_sqlite_revive,
@@ -603,28 +617,19 @@ int cm_state_allocate(struct cm_state *st, const char *name, struct cm_node **ou
 	return cm_store_result(st, st->ops->allocate(st, name, out));
 }
 
-int cm_state_register(struct cm_state *st, struct cm_node *node,
-		      const char *public_key, const char *endpoint, bool *changed)
-{
-	return cm_store_result(st, st->ops->register_key(st, node, public_key, endpoint,
-							 changed));
-}
-
 int cm_state_register_node(struct cm_state *st, struct cm_node *node, const struct cm_reg *r,
 			   bool *changed)
 {
-	bool info;
-	int ret;
+	return cm_store_result(st, st->ops->register_node(st, node, r, changed));
+}
 
-	if (st->ops->register_node)
-		return cm_store_result(st, st->ops->register_node(st, node, r, changed));
-	/* One turn's transaction holds both (one commit, one revision seen). */
-	ret = cm_state_register(st, node, r->public_key, r->endpoint, changed);
-	if (!ret)
-		ret = cm_ext_node_info(st, node, r->location, r->gateway, r->public_endpoint, &info);
-	if (!ret)
-		*changed = *changed || info;
-	return ret;
+int cm_state_register(struct cm_state *st, struct cm_node *node,
+		      const char *public_key, const char *endpoint, bool *changed)
+{
+	const struct cm_reg r = { public_key, endpoint, node->location, node->public_endpoint,
+				  node->gateway };
+
+	return cm_state_register_node(st, node, &r, changed);
 }
 
 int cm_state_delete(struct cm_state *st, const char *name)

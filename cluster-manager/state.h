@@ -145,7 +145,8 @@ char **cm_state_cidrs(const struct cm_state *st, size_t *n);
  */
 int cm_state_allocate(struct cm_state *st, const char *name,
 		      struct cm_node **node);
-/* Sets key and endpoint; *changed tells whether they differed. 0 or
+/* Sets key and endpoint, the gateway settings as they are
+ * (cm_state_register_node); *changed tells whether they differed. 0 or
  * negative errno. */
 int cm_state_register(struct cm_state *st, struct cm_node *node,
 		      const char *public_key, const char *endpoint,
@@ -156,8 +157,9 @@ struct cm_reg {
 	const char *location, *public_endpoint;
 	bool gateway;
 };
-/* Sets them as one change (cm_state_register and cm_ext_node_info
- * together); *changed tells whether anything differed. 0 or negative errno. */
+/* Sets them as one change; *changed tells whether anything differed. A node
+ * that stops being a gateway hands its external peers on; a new gateway
+ * takes those without one. 0 or negative errno. */
 int cm_state_register_node(struct cm_state *st, struct cm_node *node, const struct cm_reg *r,
 			   bool *changed);
 /* Deletes the node and frees its subnets: 0, -ENOENT, or negative errno. */
@@ -256,11 +258,6 @@ int cm_ext_register(struct cm_state *st, const char *name, const char *public_ke
 		    const char *location, struct cm_ext **out, bool *changed);
 /* 0 or -ENOENT, or another negative errno. */
 int cm_ext_delete(struct cm_state *st, const char *name);
-/* A node's location, gateway flag and public endpoint (RegisterKey). A node
- * that stops being a gateway hands its external peers on; a new gateway
- * takes those without one. */
-int cm_ext_node_info(struct cm_state *st, struct cm_node *node, const char *location,
-		     bool gateway, const char *public_endpoint, bool *changed);
 /* The node accepts external peers now (a gateway with a key). */
 bool cm_ext_is_gateway(const struct cm_node *node);
 

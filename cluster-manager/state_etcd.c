@@ -749,7 +749,8 @@ static int cm_etcd_allocate(struct cm_state *st, const char *name, struct cm_nod
 			break;
 		if (node && !any) {
 			*out = node;
-			return cm_state_touch(st, node) < 0 ? -EIO : 0;
+			ret = cm_state_touch(st, node);
+			return ret < 0 ? ret : 0;
 		}
 		ret = cm_etcd_try(st, name, node, CM_ETCD_PUT, &rec, claim);
 		if (ret == 1) {
@@ -821,8 +822,10 @@ static int cm_etcd_register_node(struct cm_state *st, struct cm_node *node,
 	int ret;
 
 	*changed = key || info;
-	if (!*changed)
-		return cm_state_touch(st, node) < 0 ? -EIO : 0;
+	if (!*changed) {
+		ret = cm_state_touch(st, node);
+		return ret < 0 ? ret : 0;
+	}
 	if (strlen(r->public_key) > WG_KEY_B64_LEN || strlen(r->endpoint) > CM_ENDPOINT_MAX ||
 	    strlen(r->location) > CM_NAME_MAX || strlen(r->public_endpoint) > CM_ENDPOINT_MAX)
 		return -EINVAL;
@@ -844,24 +847,6 @@ static int cm_etcd_register_node(struct cm_state *st, struct cm_node *node,
 	if (!was && cm_ext_is_gateway(node))
 		return cm_etcd_ext_adopt(st);
 	return 0;
-}
-
-static int cm_etcd_register(struct cm_state *st, struct cm_node *node, const char *public_key,
-			    const char *endpoint, bool *changed)
-{
-	const struct cm_reg r = { public_key, endpoint, node->location, node->public_endpoint,
-				  node->gateway };
-
-	return cm_etcd_register_node(st, node, &r, changed);
-}
-
-static int cm_etcd_node_info(struct cm_state *st, struct cm_node *node, const char *location,
-			     bool gateway, const char *public_endpoint, bool *changed)
-{
-	const struct cm_reg r = { node->public_key, node->endpoint, location, public_endpoint,
-				  gateway };
-
-	return cm_etcd_register_node(st, node, &r, changed);
 }
 
 /* A stale peer: its tombstone, if its record is still what memory has. */
@@ -1004,9 +989,7 @@ static void cm_etcd_close(struct cm_state *st)
 static const struct cm_store_ops cm_etcd_ops = {
 	.name = "etcd",
 	.allocate = cm_etcd_allocate,
-	.register_key = cm_etcd_register,
 	.register_node = cm_etcd_register_node,
-	.node_info = cm_etcd_node_info,
 	.delete_node = cm_etcd_delete,
 	.mark_stale = cm_etcd_mark_stale,
 	.revive = cm_etcd_revive,

@@ -27,11 +27,7 @@
 struct cm_store_ops {
 	const char *name; /* "sqlite", "etcd" */
 	int (*allocate)(struct cm_state *st, const char *name, struct cm_node **out);
-	int (*register_key)(struct cm_state *st, struct cm_node *node, const char *public_key,
-			    const char *endpoint, bool *changed);
-	int (*node_info)(struct cm_state *st, struct cm_node *node, const char *location,
-			 bool gateway, const char *public_endpoint, bool *changed);
-	/* Both at once, one change (NULL: register_key, then node_info). */
+	/* RegisterKey: key, endpoint and gateway settings as one change. */
 	int (*register_node)(struct cm_state *st, struct cm_node *node, const struct cm_reg *r,
 			     bool *changed);
 	int (*delete_node)(struct cm_state *st, const char *name);
