@@ -22,6 +22,9 @@
 #                                address seen from HOST ($C_CM_ADDR)
 #   k_run HOST init|main         run those containers of the pod
 #   k_probe HOST CONTAINER KIND IP, probes_pass HOST CONTAINER IP
+#   k_workload_image             a busybox image for the workloads (podman)
+#   k_w_up I, k_w_addr I         a workload container on node I's wgnet (the
+#                                installed plugin attaches it), its IPv4
 #   k_plugin_wg I                the installed plugin's wireguard-go processes
 #                                in node I's namespace (their names go to
 #                                $C_WGNAMES, for the leak check)
@@ -148,3 +151,16 @@ k_plugin_wg() {
 		tr '\0' '\n' <"/proc/$p/cmdline" | tail -1 >>"$C_WGNAMES"
 	done
 }
+
+k_workload_image() {
+	mkdir -p "$P/bb/bin"
+	cp "$(command -v busybox)" "$P/bb/bin/busybox"
+	for app in sh ping sleep ip; do ln -sf busybox "$P/bb/bin/$app"; done
+	tar -C "$P/bb" -cf "$P/bb.tar" .
+	pod import "$P/bb.tar" "localhost/wgcni-bb:$$" >/dev/null
+}
+k_w_up() {
+	podconf "h$1"
+	pod_on "$1" run -d --name "$NAME-w$1" --network wgnet "localhost/wgcni-bb:$$" sleep 600 >/dev/null
+}
+k_w_addr() { pod_on "$1" exec "$NAME-w$1" ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1; }

@@ -112,18 +112,9 @@ t_eq "the cluster manager has both nodes" "$(c_name 1) $(c_name 2)" \
 	"$(c_cm_rpc ListNodes '{}' | jq -r '[.nodes[].name] | sort | join(" ")')"
 
 # --- workloads: podman, the node's runtime, with the plugin the init container installed
-mkdir -p "$P/bb/bin"
-cp "$(command -v busybox)" "$P/bb/bin/busybox"
-for app in sh ping sleep ip; do ln -s busybox "$P/bb/bin/$app"; done
-tar -C "$P/bb" -cf "$P/bb.tar" .
-pod import "$P/bb.tar" "localhost/wgcni-bb:$$" >/dev/null
-for i in 1 2; do podconf "h$i"; done
-for i in 1 2; do
-	t_ok "node $i: podman runs a container on wgnet" \
-		pod_on "$i" run -d --name "$NAME-w$i" --network wgnet "localhost/wgcni-bb:$$" sleep 600
-done
-w_addr() { pod_on "$1" exec "$NAME-w$1" ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1; }
-a2=$(w_addr 2)
+k_workload_image
+for i in 1 2; do t_ok "node $i: podman runs a container on wgnet" k_w_up "$i"; done
+a2=$(k_w_addr 2)
 t_eq "node 1 and 2: one allocation each" "1 1" \
 	"$(nm_rpc 1 ListAllocations | jq '.allocations | length') $(nm_rpc 2 ListAllocations | jq '.allocations | length')"
 t_ok "the container on node 1 pings the container on node 2 ($a2)" \

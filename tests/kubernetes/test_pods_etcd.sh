@@ -83,26 +83,20 @@ for h in cm cm2; do
 done
 
 # workloads
-mkdir -p "$P/bb/bin"
-cp "$(command -v busybox)" "$P/bb/bin/busybox"
-for app in sh ping sleep ip; do ln -s busybox "$P/bb/bin/$app"; done
-tar -C "$P/bb" -cf "$P/bb.tar" .
-pod import "$P/bb.tar" "localhost/wgcni-bb:$$" >/dev/null
-w_up() { podconf "h$1"; pod_on "$1" run -d --name "$NAME-w$1" --network wgnet "localhost/wgcni-bb:$$" sleep 600 >/dev/null; }
-w_addr() { pod_on "$1" exec "$NAME-w$1" ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1; }
+k_workload_image
 w_ping() { pod_on "$1" exec "$NAME-w$1" ping -c 1 -W 1 "$2" >/dev/null; }
-for i in 1 2; do t_ok "node $i: a container on wgnet" w_up "$i"; k_plugin_wg "$i" >/dev/null; done
-t_ok "node 1's container (replica 1) pings node 2's (replica 2)" t_wait "ping 1 -> 2" 20 w_ping 1 "$(w_addr 2)"
+for i in 1 2; do t_ok "node $i: a container on wgnet" k_w_up "$i"; k_plugin_wg "$i" >/dev/null; done
+t_ok "node 1's container (replica 1) pings node 2's (replica 2)" t_wait "ping 1 -> 2" 20 w_ping 1 "$(k_w_addr 2)"
 
 # replica 1 goes; its endpoint leaves the Service
 t_ok "cm: replica 1 stops on SIGTERM" pod stop -t 10 "$NAME-cm-cluster-manager"
 t_eq "cm: exited 0" 0 "$(pod inspect --format '{{.State.ExitCode}}' "$NAME-cm-cluster-manager")"
 svc_to 1 cm2
 t_ok "node 3: DaemonSet pod up (through replica 2)" node_up 3
-t_ok "node 3: a container on wgnet" w_up 3
+t_ok "node 3: a container on wgnet" k_w_up 3
 k_plugin_wg 3 >/dev/null
-t_ok "node 1's container reaches node 3's (node 1 followed replica 2)" t_wait "ping 1 -> 3" 30 w_ping 1 "$(w_addr 3)"
-t_ok "node 1's container still reaches node 2's" w_ping 1 "$(w_addr 2)"
+t_ok "node 1's container reaches node 3's (node 1 followed replica 2)" t_wait "ping 1 -> 3" 30 w_ping 1 "$(k_w_addr 3)"
+t_ok "node 1's container still reaches node 2's" w_ping 1 "$(k_w_addr 2)"
 
 # removal, as README "On Kubernetes"
 for i in 1 2 3; do pod_on "$i" stop -t 1 "$NAME-w$i" >/dev/null; pod_on "$i" rm "$NAME-w$i" >/dev/null; done
