@@ -18,9 +18,13 @@
 #   DP_TXQLEN=N ...       txqueuelen on the containers' and nodes' links
 #   C_CNI_CONF_EXTRA='"containerMesh": true' ...   same-node through the
 #                         containers' direct peer (one tunnel)
-# (UDP buffer sizes: net.core.rmem_* cannot be written from a child
-# namespace here (EINVAL), and wireguard-go 0.0.20220316 sets no SO_RCVBUF
-# of its own; the UdpRcvbufErrors lines show what that costs.)
+# The reference is Debian's wireguard-go as it comes: default GOMAXPROCS and
+# socket buffers (0.0.20220316 sets none; its UDP sockets drop at load, the
+# UdpRcvbufErrors of r2). The cluster's devices are started the way wgcni
+# starts them: containers' with GOMAXPROCS=1, and every device's UDP sockets
+# sized to 7 MiB (wg_socket_buffers, as later wireguard-go releases do
+# themselves). Given the same 7 MiB, the reference itself ran at about 620
+# instead of 450 Mbit/s here (measured once with a pidfd_getfd script).
 #
 # Everything runs in namespaces this script creates (tests/lib_cluster.sh:
 # a two-node cluster on a veth underlay); the cleanup trap stops only the

@@ -705,6 +705,15 @@ int nm_iface_setup(struct nm *nm, struct nm_plan *plan)
 	ret = nm_iface_link(nm, plan);
 	if (ret < 0)
 		goto err;
+	/* Up, so a userspace device holds its UDP sockets now. */
+	if (!plan || !plan->dry) {
+		static bool warned; /* once: setup runs again on every repair */
+
+		ret = wg_socket_buffers(cfg->ifname, WG_SOCKET_BUFFER);
+		if (ret < 0 && !warned && (warned = true))
+			log_warnx("cannot size the interface's UDP socket buffers",
+				  "interface=%s err=%s", cfg->ifname, strerror(-ret));
+	}
 	step = "add routes";
 	ret = nm_iface_routes(nm, plan);
 	if (ret < 0)

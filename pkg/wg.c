@@ -101,6 +101,13 @@ static int kernel_errno(const char *name, int ret)
 	return ret == -EOPNOTSUPP && !netdev_exists(name) ? -ENODEV : ret;
 }
 
+int wg_socket_buffers(const char *name, int bytes)
+{
+	if (!name || bytes <= 0)
+		return -EINVAL;
+	return wg_uapi_exists(name) ? wg_uapi_socket_buffers(name, bytes) : 0;
+}
+
 int wg_set(const struct wg_device *dev)
 {
 	if (!dev)

@@ -99,6 +99,18 @@ int wg_delete(const char *name);
 /* Which backend serves name: KERNEL, USERSPACE, or -ENODEV. */
 int wg_backend_of(const char *name);
 
+/*
+ * Size the UDP socket buffers of name's userspace implementation (bytes
+ * each way; its sockets exist once the device is up, and a new bind, on a
+ * listen-port change or down and up, starts from the defaults again).
+ * wireguard-go 0.0.20220316 sets none of its own (later releases set 7 MiB,
+ * WG_SOCKET_BUFFER), so at full load its sockets drop. Kernel devices: 0,
+ * nothing to do. -ENOENT if the daemon holds no UDP socket yet, -EPERM
+ * without the right to borrow its descriptors (pidfd_getfd(2)).
+ */
+#define WG_SOCKET_BUFFER (7 << 20)
+int wg_socket_buffers(const char *name, int bytes);
+
 int wg_set(const struct wg_device *dev);
 /* Full device with peers; free with wg_device_free. */
 int wg_get(const char *name, struct wg_device **dev);

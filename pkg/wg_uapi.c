@@ -101,6 +101,24 @@ static int uapi_connect(const char *name)
 	return fd;
 }
 
+int wg_uapi_listener_pid(const char *name, pid_t *pid)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	int fd = uapi_connect(name), ret = 0;
+
+	if (fd < 0)
+		return fd;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		ret = -errno;
+	else if (cred.pid <= 0)
+		ret = -ESRCH;
+	else
+		*pid = cred.pid;
+	close(fd);
+	return ret;
+}
+
 bool wg_uapi_exists(const char *name)
 {
 	int fd = uapi_connect(name);

@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 /* Directory of UAPI sockets; tests may point it elsewhere (NULL = default
  * /var/run/wireguard). */
@@ -27,6 +28,11 @@ bool wg_uapi_exists(const char *name);
 /* 1 if name's socket file exists, answered or stale (its process died),
  * else 0; -EINVAL or -ENAMETOOLONG as wg_uapi_sock_path. */
 int wg_uapi_has_socket(const char *name);
+/* The process that listens on name's socket (SO_PEERCRED: with an
+ * implementation that daemonizes itself, its first process, gone). */
+int wg_uapi_listener_pid(const char *name, pid_t *pid);
+/* See wg_socket_buffers. */
+int wg_uapi_socket_buffers(const char *name, int bytes);
 /* 0 once name's daemon answers get=1 with errno=0, within ms. */
 int wg_uapi_ready(const char *name, long ms);
 

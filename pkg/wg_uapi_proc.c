@@ -416,3 +416,98 @@ int wg_uapi_delete(const char *name)
 	}
 	return existed ? 0 : -ENODEV;
 }
+
+/* --- socket buffers ------------------------------------------------------ */
+
+/* A UDP socket (of either family) behind fd. */
+static bool is_udp(int fd)
+{
+	int domain, type;
+	socklen_t len = sizeof(int);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0)
+		return false;
+	len = sizeof(int);
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+		return false;
+	return (domain == AF_INET || domain == AF_INET6) && type == SOCK_DGRAM;
+}
+
+/* The FORCE options pass net.core.[rw]mem_max with CAP_NET_ADMIN; without
+ * it the plain ones get what the limit allows. */
+static int set_buffers(int fd, int bytes)
+{
+	static const int opts[][2] = {
+		{ SO_RCVBUFFORCE, SO_RCVBUF },
+		{ SO_SNDBUFFORCE, SO_SNDBUF },
+	};
+
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+		if (setsockopt(fd, SOL_SOCKET, opts[i][0], &bytes, sizeof(bytes)) == 0)
+			continue;
+		if (setsockopt(fd, SOL_SOCKET, opts[i][1], &bytes, sizeof(bytes)) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+/*
+ * Each UDP socket of the daemon is borrowed with pidfd_getfd(2) (the same
+ * socket, so the sizes stick after our copy is closed) and resized.
+ */
+int wg_uapi_socket_buffers(const char *name, int bytes)
+{
+	char dir[64], path[320], target[64], pidbuf[16];
+	int ret, pidfd, fd, n_udp = 0;
+	struct dirent *de;
+	pid_t pid;
+	ssize_t n;
+	DIR *d;
+
+	ret = wg_uapi_listener_pid(name, &pid);
+	if (ret < 0)
+		return ret;
+	snprintf(pidbuf, sizeof(pidbuf), "%d", (int)pid);
+	/* The listener must be the daemon itself (WG_PROCESS_FOREGROUND, as
+	 * wg_create starts it), not an exited parent whose PID was reused. */
+	pidfd = pidfd_open(pid, 0);
+	if (pidfd < 0)
+		return -errno;
+	if (!holds_tun(pidbuf)) {
+		ret = -ESRCH;
+		goto out_pidfd;
+	}
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	d = opendir(dir);
+	if (!d) {
+		ret = -errno;
+		goto out_pidfd;
+	}
+	while (ret == 0 && (de = readdir(d))) {
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		n = readlink(path, target, sizeof(target) - 1);
+		if (n <= 0)
+			continue;
+		target[n] = '\0';
+		if (strncmp(target, "socket:", 7))
+			continue;
+		fd = pidfd_getfd(pidfd, atoi(de->d_name), 0);
+		if (fd < 0) {
+			/* Closed meanwhile: not a socket of ours any more. */
+			if (errno != EBADF)
+				ret = -errno;
+			continue;
+		}
+		if (is_udp(fd)) {
+			ret = set_buffers(fd, bytes);
+			n_udp++;
+		}
+		close(fd);
+	}
+	closedir(d);
+	if (ret == 0 && n_udp == 0)
+		ret = -ENOENT;
+out_pidfd:
+	close(pidfd);
+	return ret;
+}

@@ -53,6 +53,17 @@ t_ok "a's wireguard-go runs ($tmp, pid ${pid:-none})" test -n "$pid"
 t_eq "its stdin/stdout/stderr are /dev/null" "/dev/null /dev/null /dev/null" \
 	"$(readlink "/proc/$pid/fd/0" "/proc/$pid/fd/1" "/proc/$pid/fd/2" | xargs)"
 t_ok "its UAPI socket carries the temporary name" test -S "/var/run/wireguard/$tmp.sock"
+t_ok "it runs with GOMAXPROCS=1 (one container's traffic)" \
+	grep -qx GOMAXPROCS=1 <(tr '\0' '\n' <"/proc/$pid/environ")
+# Receive buffer of pid's UDP socket(s) in namespace $1, the smallest
+# (ss's rb: the kernel doubles what was set).
+udp_rb() {
+	nq "$1" ss -uampnH | awk -v p="pid=$2," 'index($0, p) { getline;
+		if (match($0, /rb[0-9]+/)) print substr($0, RSTART + 2, RLENGTH - 2) }' | sort -n | head -n 1
+}
+t_ok "its UDP socket has 7 MiB buffers (rb $(udp_rb n1 "$pid"))" test "$(udp_rb n1 "$pid")" -ge 7340032
+npid=$(pgrep -x -f "$C_IMPL $(c_ifname 1)" | head -n 1)
+t_ok "so has the node interface's (rb $(udp_rb n1 "$npid"))" test "$(udp_rb n1 "$npid")" -ge 7340032
 
 # --- 0.4.0 on n1, 1.1.0 on n2
 rc=0; out=$(c_plugin ADD n1 b eth0 0.4.0) || rc=$?
