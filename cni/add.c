@@ -1,11 +1,13 @@
 /*
  * ADD: attach a container.
  *
- *   create wgcXXXXXXXXXXXX in the runtime's namespace, so its UDP socket
- *     stays on the host                                     undo: delete link
+ *   create wgcXXXXXXXXXXXX so its UDP socket stays on the host: kernel
+ *     directly in CNI_NETNS from the runtime's namespace (WireGuard keeps
+ *     the namespace it was created from); userspace in the runtime's
+ *     namespace                                             undo: delete link
  *   private key, listen port 0
- *   move into CNI_NETNS (in a child process: the kernel sleeps in an RCU
- *     barrier for 10-20 ms), and meanwhile
+ *   userspace: move into CNI_NETNS (in a child process: the kernel sleeps
+ *     in an RCU barrier for 10-20 ms), and meanwhile
  *   AllocateIP            -> addresses, gateway, MTU        undo: Release
  *   rename to CNI_IFNAME, MTU, addresses, up
  *   read the port the device bound (known only once up); userspace: size
@@ -176,9 +178,15 @@ static int add_create(struct add *a)
 	 * nodes on 2 cores). A GOMAXPROCS from the runtime wins. */
 	if (a->link.backend == WG_BACKEND_USERSPACE && setenv("GOMAXPROCS", "1", 0) < 0)
 		return cni_fail(e, CNI_ERR_INTERNAL, -errno, "cannot set GOMAXPROCS", NULL);
-	ret = wg_create(a->link.tmp, a->link.backend, impl);
+	/* Kernel: born in the container, bound to the runtime's namespace
+	 * (no move); userspace: on the host, moved once it runs. */
+	if (a->link.backend == WG_BACKEND_KERNEL)
+		ret = wg_create_kernel_in(a->link.tmp, a->ns.target);
+	else
+		ret = wg_create(a->link.tmp, a->link.backend, impl);
 	switch (ret) {
 	case 0:
+		a->in_netns = a->link.backend == WG_BACKEND_KERNEL;
 		return 0;
 	case -EEXIST:
 		return cni_fail(e, CNI_ERR_EXISTS, ret, "WireGuard device already exists",
@@ -199,11 +207,12 @@ static int add_create(struct add *a)
 	}
 }
 
-/* Still in the runtime's namespace, under the temporary name. */
+/* Under the temporary name: userspace in the runtime's namespace, kernel
+ * in the container's (genetlink finds a device in the sender's namespace). */
 static int add_set_key(struct add *a)
 {
 	struct wg_device dev = { 0 };
-	int ret;
+	int ret, ret2;
 
 	snprintf(dev.name, sizeof(dev.name), "%s", a->link.tmp);
 	dev.flags = WGDEVICE_HAS_PRIVATE_KEY | WGDEVICE_HAS_LISTEN_PORT;
@@ -214,7 +223,19 @@ static int add_set_key(struct add *a)
 	ret = key_public_from_private(a->public_key, dev.private_key);
 	if (ret)
 		goto out;
+	if (!a->in_netns) {
+		ret = wg_set(&dev);
+		goto out;
+	}
+	ret = cni_ns_enter(&a->ns, &a->ctx->err);
+	if (ret)
+		goto out_quiet;
 	ret = wg_set(&dev);
+	ret2 = cni_ns_leave(&a->ns, &a->ctx->err);
+	if (!ret && ret2) {
+		ret = ret2;
+		goto out_quiet;
+	}
 out:
 	key_wipe(dev.private_key, sizeof(dev.private_key));
 	if (ret)
@@ -222,6 +243,9 @@ out:
 				"cannot set the WireGuard private key", "%s: %s",
 				a->link.tmp, strerror(-ret));
 	return 0;
+out_quiet: /* the error is set already */
+	key_wipe(dev.private_key, sizeof(dev.private_key));
+	return ret;
 }
 
 /* In a child (cni_bg_start): the move waits for an RCU barrier in the
@@ -488,6 +512,7 @@ int cni_cmd_add(struct cni_ctx *ctx)
 	struct cni_err *e = &ctx->err;
 	struct cni_bg bg;
 	int ret, ret2;
+	bool move;
 
 	a.ns.host = a.ns.target = -1;
 	a.link.ns = &a.ns;
@@ -529,10 +554,13 @@ int cni_cmd_add(struct cni_ctx *ctx)
 	ret = add_set_key(&a);
 	if (ret)
 		goto err_delete_link;
-	/* The move sleeps in the kernel: AllocateIP meanwhile. */
-	cni_bg_start(&bg, add_move_bg, &a);
+	/* The move sleeps in the kernel: AllocateIP meanwhile. A kernel
+	 * device was born in the container and has no move to wait for. */
+	move = !a.in_netns;
+	if (move)
+		cni_bg_start(&bg, add_move_bg, &a);
 	ret = add_allocate(&a);
-	ret2 = add_move_wait(&a, &bg);
+	ret2 = move ? add_move_wait(&a, &bg) : 0;
 	if (ret || ret2) {
 		ret = ret ? ret : ret2;
 		goto err_delete_link;

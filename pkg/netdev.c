@@ -104,6 +104,11 @@ bool netdev_exists(const char *name)
 
 int netdev_create(const char *name, const char *kind)
 {
+	return netdev_create_in(name, kind, -1);
+}
+
+int netdev_create_in(const char *name, const char *kind, int netns_fd)
+{
 	struct rtnl_link *link;
 	struct nl_sock *sk = NULL;
 	int ret;
@@ -124,6 +129,10 @@ int netdev_create(const char *name, const char *kind)
 	ret = nlerr_errno(rtnl_link_set_type(link, kind));
 	if (ret < 0)
 		goto out_link;
+	/* IFLA_NET_NS_FD: born there, while the request (and so what the
+	 * kind takes as its creating namespace) comes from ours. */
+	if (netns_fd >= 0)
+		rtnl_link_set_ns_fd(link, netns_fd);
 	ret = nlerr_errno(rtnl_link_add(sk, link, NLM_F_CREATE | NLM_F_EXCL));
 out_link:
 	rtnl_link_put(link);

@@ -18,6 +18,9 @@ bool netdev_exists(const char *name);
 /* Create a link of kind ("wireguard", "dummy"). -EEXIST if it exists,
  * -EOPNOTSUPP if the kernel lacks the kind. */
 int netdev_create(const char *name, const char *kind);
+/* As netdev_create, the link created directly in the namespace netns_fd
+ * (-1: ours) by a request from the calling thread's namespace. */
+int netdev_create_in(const char *name, const char *kind, int netns_fd);
 /* -ENODEV if absent. */
 int netdev_delete(const char *name);
 int netdev_set_up(const char *name, bool up);

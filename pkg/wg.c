@@ -72,6 +72,17 @@ int wg_create(const char *name, enum wg_backend backend, const char *impl)
 	}
 }
 
+int wg_create_kernel_in(const char *name, int netns_fd)
+{
+	if (!name || !*name || strlen(name) >= IFNAMSIZ || netns_fd < 0)
+		return -EINVAL;
+	if (wg_uapi_exists(name))
+		return -EEXIST;
+	if (wg_kernel_family_available() <= 0)
+		return -EOPNOTSUPP;
+	return wg_kernel_create_in(name, netns_fd);
+}
+
 int wg_delete(const char *name)
 {
 	int ret;

@@ -93,6 +93,13 @@ enum wg_backend wg_backend_resolve(enum wg_backend requested);
  * impl is not found; -EOPNOTSUPP for kernel without the module.
  */
 int wg_create(const char *name, enum wg_backend backend, const char *impl);
+/*
+ * Kernel only: create name directly in the namespace netns_fd, from the
+ * calling thread's namespace, which WireGuard keeps as the one its UDP
+ * socket lives in (the device's creating namespace, as after a move, but
+ * without the move's rcu_barrier()). Errors as wg_create.
+ */
+int wg_create_kernel_in(const char *name, int netns_fd);
 /* Delete the link (this also ends a userspace process) and, for userspace,
  * the stale socket. -ENODEV if nothing existed. */
 int wg_delete(const char *name);

@@ -510,6 +510,11 @@ int wg_kernel_create(const char *name)
 	return netdev_create(name, "wireguard");
 }
 
+int wg_kernel_create_in(const char *name, int netns_fd)
+{
+	return netdev_create_in(name, "wireguard", netns_fd);
+}
+
 int wg_kernel_delete(const char *name)
 {
 	return netdev_delete(name);
