@@ -212,7 +212,7 @@ static int add_create(struct add *a)
 static int add_set_key(struct add *a)
 {
 	struct wg_device dev = { 0 };
-	int ret, ret2;
+	int ret;
 
 	snprintf(dev.name, sizeof(dev.name), "%s", a->link.tmp);
 	dev.flags = WGDEVICE_HAS_PRIVATE_KEY | WGDEVICE_HAS_LISTEN_PORT;
@@ -223,19 +223,7 @@ static int add_set_key(struct add *a)
 	ret = key_public_from_private(a->public_key, dev.private_key);
 	if (ret)
 		goto out;
-	if (!a->in_netns) {
-		ret = wg_set(&dev);
-		goto out;
-	}
-	ret = cni_ns_enter(&a->ns, &a->ctx->err);
-	if (ret)
-		goto out_quiet;
-	ret = wg_set(&dev);
-	ret2 = cni_ns_leave(&a->ns, &a->ctx->err);
-	if (!ret && ret2) {
-		ret = ret2;
-		goto out_quiet;
-	}
+	ret = a->in_netns ? cni_ns_wg_set(&a->ns, &dev) : wg_set(&dev);
 out:
 	key_wipe(dev.private_key, sizeof(dev.private_key));
 	if (ret)
@@ -243,9 +231,6 @@ out:
 				"cannot set the WireGuard private key", "%s: %s",
 				a->link.tmp, strerror(-ret));
 	return 0;
-out_quiet: /* the error is set already */
-	key_wipe(dev.private_key, sizeof(dev.private_key));
-	return ret;
 }
 
 /* In a child (cni_bg_start): the move waits for an RCU barrier in the

@@ -154,6 +154,9 @@ int cni_ns_open(struct cni_ns *ns, const char *path, struct cni_err *e);
 /* Switch the thread into the container (enter) or back (leave). */
 int cni_ns_enter(struct cni_ns *ns, struct cni_err *e);
 int cni_ns_leave(struct cni_ns *ns, struct cni_err *e);
+/* wg_set of dev, named already, from inside ns (genetlink finds a kernel
+ * device in the sender's namespace). */
+int cni_ns_wg_set(struct cni_ns *ns, const struct wg_device *dev);
 void cni_ns_close(struct cni_ns *ns);
 
 /*

@@ -68,22 +68,27 @@ void cni_ns_close(struct cni_ns *ns)
 	ns->host = ns->target = -1;
 }
 
-int cni_link_wg_set(struct cni_link *l, struct wg_device *dev)
+int cni_ns_wg_set(struct cni_ns *ns, const struct wg_device *dev)
 {
 	struct cni_err ignore = { 0 };
 	int ret, ret2;
 
+	ret = cni_ns_enter(ns, &ignore);
+	if (ret)
+		return ret;
+	ret = wg_set(dev);
+	ret2 = cni_ns_leave(ns, &ignore);
+	return ret ? ret : ret2;
+}
+
+int cni_link_wg_set(struct cni_link *l, struct wg_device *dev)
+{
 	if (l->backend == WG_BACKEND_USERSPACE) {
 		snprintf(dev->name, sizeof(dev->name), "%s", l->tmp);
 		return wg_set(dev);
 	}
 	snprintf(dev->name, sizeof(dev->name), "%s", l->ifname);
-	ret = cni_ns_enter(l->ns, &ignore);
-	if (ret)
-		return ret;
-	ret = wg_set(dev);
-	ret2 = cni_ns_leave(l->ns, &ignore);
-	return ret ? ret : ret2;
+	return cni_ns_wg_set(l->ns, dev);
 }
 
 int cni_link_wg_get(struct cni_link *l, struct wg_device **dev)

@@ -54,17 +54,23 @@ enum wg_backend wg_backend_resolve(enum wg_backend requested)
 	return wg_kernel_family_available() > 0 ? WG_BACKEND_KERNEL : WG_BACKEND_USERSPACE;
 }
 
+/* In netns_fd, or ours for -1. */
+static int create_kernel(const char *name, int netns_fd)
+{
+	if (wg_uapi_exists(name))
+		return -EEXIST;
+	if (wg_kernel_family_available() <= 0)
+		return -EOPNOTSUPP;
+	return wg_kernel_create_in(name, netns_fd);
+}
+
 int wg_create(const char *name, enum wg_backend backend, const char *impl)
 {
 	if (!name || !*name || strlen(name) >= IFNAMSIZ)
 		return -EINVAL;
 	switch (wg_backend_resolve(backend)) {
 	case WG_BACKEND_KERNEL:
-		if (wg_uapi_exists(name))
-			return -EEXIST;
-		if (wg_kernel_family_available() <= 0)
-			return -EOPNOTSUPP;
-		return wg_kernel_create(name);
+		return create_kernel(name, -1);
 	case WG_BACKEND_USERSPACE:
 		return wg_uapi_create(name, impl && *impl ? impl : WG_DEFAULT_IMPL);
 	default:
@@ -76,11 +82,7 @@ int wg_create_kernel_in(const char *name, int netns_fd)
 {
 	if (!name || !*name || strlen(name) >= IFNAMSIZ || netns_fd < 0)
 		return -EINVAL;
-	if (wg_uapi_exists(name))
-		return -EEXIST;
-	if (wg_kernel_family_available() <= 0)
-		return -EOPNOTSUPP;
-	return wg_kernel_create_in(name, netns_fd);
+	return create_kernel(name, netns_fd);
 }
 
 int wg_delete(const char *name)
@@ -114,9 +116,13 @@ static int kernel_errno(const char *name, int ret)
 
 int wg_socket_buffers(const char *name, int bytes)
 {
+	int ret;
+
 	if (!name || bytes <= 0)
 		return -EINVAL;
-	return wg_uapi_exists(name) ? wg_uapi_socket_buffers(name, bytes) : 0;
+	ret = wg_uapi_socket_buffers(name, bytes);
+	/* No socket answers: a kernel device (or none), nothing to size. */
+	return ret == -ENODEV ? 0 : ret;
 }
 
 int wg_set(const struct wg_device *dev)

@@ -505,11 +505,6 @@ bool wg_kernel_exists(const char *name)
 	return netdev_get(name, &info) == 0 && !strcmp(info.kind, "wireguard");
 }
 
-int wg_kernel_create(const char *name)
-{
-	return netdev_create(name, "wireguard");
-}
-
 int wg_kernel_create_in(const char *name, int netns_fd)
 {
 	return netdev_create_in(name, "wireguard", netns_fd);

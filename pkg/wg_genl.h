@@ -27,7 +27,7 @@ struct nl_msg;
 int wg_kernel_family_available(void);
 /* True if name is a link of kind "wireguard" in the current namespace. */
 bool wg_kernel_exists(const char *name);
-int wg_kernel_create(const char *name);
+/* In the namespace netns_fd (-1: ours), by a request from ours. */
 int wg_kernel_create_in(const char *name, int netns_fd);
 /* Delete link name, whatever its kind (a TUN whose userspace process left
  * no socket goes too, as it always has). 0 or -ENODEV. */
