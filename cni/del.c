@@ -66,7 +66,7 @@ static void del_container_link(struct cni_ctx *ctx, const char *netns, const uin
 	if (!ret) {
 		/* Only what ADD makes: a WireGuard link or wireguard-go's TUN. */
 		if (!strcmp(info.kind, "wireguard") || !strcmp(info.kind, "tun")) {
-			ret = netdev_delete(ctx->env.ifname);
+			ret = netdev_unregister(ctx->env.ifname);
 			if (ret && ret != -ENODEV)
 				log_warnx("cannot delete the container interface",
 					  "ifname=%s err=%s", ctx->env.ifname, strerror(-ret));

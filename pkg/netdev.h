@@ -23,6 +23,14 @@ int netdev_create(const char *name, const char *kind);
 int netdev_create_in(const char *name, const char *kind, int netns_fd);
 /* -ENODEV if absent. */
 int netdev_delete(const char *name);
+/*
+ * As netdev_delete, returning once the kernel has unregistered the link
+ * (name, addresses and routes gone) instead of when it has also freed it:
+ * the freeing waits for an RCU barrier and the kind's teardown (WireGuard:
+ * ~150 ms in the test VM), which a child of ours then sits through. 5 s
+ * bound: -ETIMEDOUT. Forks: single-threaded callers only.
+ */
+int netdev_unregister(const char *name);
 int netdev_set_up(const char *name, bool up);
 int netdev_set_mtu(const char *name, unsigned int mtu);
 /* The kernel refuses to rename a link that is up (-EBUSY). */

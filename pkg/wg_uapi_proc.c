@@ -296,6 +296,12 @@ out:
 
 /* --- delete ------------------------------------------------------------- */
 
+/*
+ * The daemon removes its socket first thing on the way out, within a few
+ * milliseconds of losing its TUN: look every millisecond (a refused
+ * connect, microseconds). No inotify: closing an inotify descriptor waits
+ * for an SRCU grace period, longer than the whole wait usually is.
+ */
 static bool wait_uapi_gone(const char *name)
 {
 	int64_t deadline = sys_now_ms() + WG_UAPI_DELETE_WAIT_MS;
@@ -303,7 +309,7 @@ static bool wait_uapi_gone(const char *name)
 	while (wg_uapi_exists(name)) {
 		if (sys_now_ms() > deadline)
 			return false;
-		poll(NULL, 0, 20);
+		poll(NULL, 0, 1);
 	}
 	return true;
 }

@@ -332,6 +332,35 @@ static void test_move_to_netns(void **state)
 	close(here);
 }
 
+/* Gone from the namespace when it returns, addresses and routes with it;
+ * the kernel's freeing is left to netdev_unregister's child. */
+static void test_unregister(void **state)
+{
+	struct ipnet a = net("10.77.0.1/24");
+	char buf[16];
+	int tun;
+
+	assert_int_equal(netdev_create("tunreg0", kind), 0);
+	assert_int_equal(netdev_addr_add("tunreg0", &a), 0);
+	assert_int_equal(netdev_set_up("tunreg0", true), 0);
+	assert_non_null(strstr(sh("ip -o addr show"), "10.77.0.1/24"));
+	assert_int_equal(netdev_unregister("tunreg0"), 0);
+	assert_false(netdev_exists("tunreg0"));
+	assert_null(strstr(sh("ip -o addr show"), "10.77.0.1"));
+	assert_null(strstr(sh("ip route show"), "10.77.0.0/24"));
+	assert_int_equal(netdev_unregister("tunreg0"), -ENODEV);
+	assert_int_equal(netdev_unregister("this-name-is-too-long"), -EINVAL);
+
+	/* A TUN whose owner still holds it: the owner's descriptor dies. */
+	tun = tun_open("tunreg1");
+	if (tun < 0)
+		skip();
+	assert_int_equal(netdev_unregister("tunreg1"), 0);
+	assert_false(netdev_exists("tunreg1"));
+	assert_true(read(tun, buf, sizeof(buf)) < 0);
+	close(tun);
+}
+
 static void test_forwarding(void **state)
 {
 	assert_string_equal(sh("cat /proc/sys/net/ipv4/ip_forward"), "0\n");
@@ -361,6 +390,7 @@ int main(void)
 		cmocka_unit_test(test_addresses),
 		cmocka_unit_test(test_routes),
 		cmocka_unit_test(test_move_to_netns),
+		cmocka_unit_test(test_unregister),
 		cmocka_unit_test(test_forwarding),
 		cmocka_unit_test(test_errno_map),
 	};
