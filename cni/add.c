@@ -7,15 +7,17 @@
  *     namespace                                             undo: delete link
  *   private key, listen port 0
  *   userspace: move into CNI_NETNS (in a child process: the kernel sleeps
- *     in an RCU barrier for 10-20 ms), and meanwhile
+ *     in an RCU barrier for ~20 ms), and meanwhile
  *   AllocateIP            -> addresses, gateway, MTU        undo: Release
+ *   and, when the device has bound its UDP port already (wireguard-go
+ *     does as it starts), the three steps below marked *
  *   rename to CNI_IFNAME, MTU, addresses, up
- *   read the port the device bound (known only once up); userspace: size
- *     the UDP socket's buffers (wg_socket_buffers)
- *   RegisterKey(public key, 127.0.0.1:port, containerMesh) -> node peer
+ *   otherwise (kernel: it binds when up) read the port now, then
+ * * userspace: size the UDP socket's buffers (wg_socket_buffers)
+ * * RegisterKey(public key, 127.0.0.1:port, containerMesh) -> node peer
  *     (undone by Release; with containerMesh the node manager also peers
  *     the device with the node's other mesh containers)
- *   peer = node interface, AllowedIPs 0.0.0.0/0 and ::/0, keepalive 25 s
+ * * peer = node interface, AllowedIPs 0.0.0.0/0 and ::/0, keepalive 25 s
  *   default route(s) through CNI_IFNAME
  *
  * Any failure unwinds in reverse: the link is deleted wherever it is (which
@@ -36,8 +38,8 @@
 #include <string.h>
 
 #define ADD_MAX_ADDRS 4
-/* wireguard-go binds its port when it sees the TUN go up: poll for it
- * (one UAPI get each, a fraction of a millisecond), for 5 s at most. */
+/* A kernel device binds its port when it goes up: poll for it (one get
+ * each, a fraction of a millisecond), for 5 s at most. */
 #define ADD_PORT_POLL_MS 2
 #define ADD_PORT_POLLS 2500
 #define ADD_KEEPALIVE_S 25
@@ -302,23 +304,28 @@ out_leave:
 	return ret ? ret : ret2;
 }
 
-/* The device binds its UDP port (in the runtime's namespace) when it goes up. */
-static int add_wait_port(struct add *a)
+/* The port the device bound (in the runtime's namespace): 1 once known. */
+static int add_port_bound(struct add *a, int *err)
 {
 	struct wg_device *dev = NULL;
+
+	*err = cni_link_wg_get(&a->link, &dev);
+	if (!*err && dev->listen_port)
+		a->port = dev->listen_port;
+	wg_device_free(dev);
+	return a->port != 0;
+}
+
+/* A kernel device binds when it goes up, so does a wireguard-go that waits
+ * for its TUN: poll for it. */
+static int add_wait_port(struct add *a)
+{
 	int ret = 0;
 
-	for (int i = 0; i < ADD_PORT_POLLS; i++) {
-		ret = cni_link_wg_get(&a->link, &dev);
-		if (!ret && dev->listen_port) {
-			a->port = dev->listen_port;
-			wg_device_free(dev);
-			return 0;
-		}
-		wg_device_free(dev);
-		dev = NULL;
+	for (int i = 0; i < ADD_PORT_POLLS && !add_port_bound(a, &ret); i++)
 		cni_sleep_ms(ADD_PORT_POLL_MS);
-	}
+	if (a->port)
+		return 0;
 	return cni_fail(&a->ctx->err, CNI_ERR_INTERNAL, ret ? ret : -ETIMEDOUT,
 			"WireGuard device bound no UDP port", "%s (%s): %s", a->link.tmp,
 			a->link.ifname, ret ? strerror(-ret) : "no port after 5 s");
@@ -485,19 +492,27 @@ static void add_delete_link(struct add *a)
 			  "name=%s err=%s", a->link.tmp, strerror(-ret));
 }
 
-/* After the link was moved and the allocation made, in order; any failure
- * deletes the link. */
-static int (*const add_link_steps[])(struct add *a) = {
-	add_configure_in_netns, add_wait_port, add_socket_buffers, add_register, add_set_peer, add_routes,
+/* Once the device has its port, in order; any failure deletes the link. */
+static int (*const add_peer_steps[])(struct add *a) = {
+	add_socket_buffers, add_register, add_set_peer,
 };
+
+static int add_peer(struct add *a)
+{
+	int ret = 0;
+
+	for (size_t i = 0; !ret && i < sizeof(add_peer_steps) / sizeof(add_peer_steps[0]); i++)
+		ret = add_peer_steps[i](a);
+	return ret;
+}
 
 int cni_cmd_add(struct cni_ctx *ctx)
 {
 	struct add a = { .ctx = ctx };
 	struct cni_err *e = &ctx->err;
 	struct cni_bg bg;
+	bool move, early;
 	int ret, ret2;
-	bool move;
 
 	a.ns.host = a.ns.target = -1;
 	a.link.ns = &a.ns;
@@ -539,22 +554,33 @@ int cni_cmd_add(struct cni_ctx *ctx)
 	ret = add_set_key(&a);
 	if (ret)
 		goto err_delete_link;
-	/* The move sleeps in the kernel: AllocateIP meanwhile. A kernel
-	 * device was born in the container and has no move to wait for. */
+	/* The move sleeps in the kernel (an RCU barrier, ~20 ms): AllocateIP
+	 * meanwhile, and when the device already has its port (wireguard-go
+	 * 0.0.20220316 binds as it starts, its TUN still down) RegisterKey and
+	 * the node peer as well, all of which go through the UAPI socket and
+	 * the node manager, not the TUN. A kernel device was born in the
+	 * container: no move, its port comes when it goes up. */
 	move = !a.in_netns;
+	early = move && add_port_bound(&a, &ret);
 	if (move)
 		cni_bg_start(&bg, add_move_bg, &a);
 	ret = add_allocate(&a);
+	if (!ret && early)
+		ret = add_peer(&a);
 	ret2 = move ? add_move_wait(&a, &bg) : 0;
 	if (ret || ret2) {
 		ret = ret ? ret : ret2;
 		goto err_delete_link;
 	}
-	for (size_t i = 0; i < sizeof(add_link_steps) / sizeof(add_link_steps[0]); i++) {
-		ret = add_link_steps[i](&a);
-		if (ret)
-			goto err_delete_link;
-	}
+	ret = add_configure_in_netns(&a);
+	if (!ret && !early)
+		ret = add_wait_port(&a);
+	if (!ret && !early)
+		ret = add_peer(&a);
+	if (!ret)
+		ret = add_routes(&a);
+	if (ret)
+		goto err_delete_link;
 	ret = cni_result_build(&ctx->conf, &ctx->env, a.mtu, a.addrs, a.n_addrs,
 			       a.has_gateway ? &a.gateway : NULL, &ctx->output, e);
 	if (ret)
