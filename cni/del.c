@@ -37,17 +37,20 @@ static bool del_link_has_key(const char *ifname, const uint8_t pub[static WG_KEY
 
 /*
  * Our interface in the container at netns, if the namespace and the link
- * exist. With pub, only a kernel WireGuard link with that public key: the
- * path then comes from the node manager's record, and a /proc/PID path may
+ * exist: its deletion asked for (netdev_unregister_start), *u to wait on.
+ * With pub, only a kernel WireGuard link with that public key: the path
+ * then comes from the node manager's record, and a /proc/PID path may
  * meanwhile name another process's namespace.
  */
-static void del_container_link(struct cni_ctx *ctx, const char *netns, const uint8_t *pub)
+static void del_container_link_start(struct cni_ctx *ctx, const char *netns,
+				     const uint8_t *pub, struct netdev_unreg *u)
 {
 	struct cni_err ignore = { 0 };
 	struct netdev_info info;
 	struct cni_ns ns;
 	int ret;
 
+	*u = (struct netdev_unreg){ .watch = -1, .report = -1, .ret = -ENODEV };
 	if (!netns || !netns[0])
 		return;
 	ret = cni_ns_open(&ns, netns, &ignore);
@@ -65,19 +68,24 @@ static void del_container_link(struct cni_ctx *ctx, const char *netns, const uin
 		ret = -ENODEV;
 	if (!ret) {
 		/* Only what ADD makes: a WireGuard link or wireguard-go's TUN. */
-		if (!strcmp(info.kind, "wireguard") || !strcmp(info.kind, "tun")) {
-			ret = netdev_unregister(ctx->env.ifname);
-			if (ret && ret != -ENODEV)
-				log_warnx("cannot delete the container interface",
-					  "ifname=%s err=%s", ctx->env.ifname, strerror(-ret));
-		} else {
+		if (!strcmp(info.kind, "wireguard") || !strcmp(info.kind, "tun"))
+			netdev_unregister_start(ctx->env.ifname, u);
+		else
 			log_warnx("not deleting an interface wgcni did not make",
 				  "ifname=%s kind=%s", ctx->env.ifname, info.kind);
-		}
 	}
 	cni_ns_leave(&ns, &ignore);
 out_close:
 	cni_ns_close(&ns);
+}
+
+static void del_container_link_wait(struct cni_ctx *ctx, struct netdev_unreg *u)
+{
+	int ret = netdev_unregister_wait(u);
+
+	if (ret && ret != -ENODEV)
+		log_warnx("cannot delete the container interface", "ifname=%s err=%s",
+			  ctx->env.ifname, strerror(-ret));
 }
 
 /*
@@ -91,6 +99,7 @@ static void del_recorded_link(struct cni_ctx *ctx, struct nmc *nm)
 	Wgcni__Node__V1__ListAllocationsRequest req = WGCNI__NODE__V1__LIST_ALLOCATIONS_REQUEST__INIT;
 	Wgcni__Node__V1__ListAllocationsResponse *resp;
 	struct cni_err ignore = { 0 };
+	struct netdev_unreg u;
 	uint8_t pub[WG_KEY_LEN];
 	ProtobufCMessage *out;
 
@@ -105,21 +114,13 @@ static void del_recorded_link(struct cni_ctx *ctx, struct nmc *nm)
 		if (strcmp(a->container_id, ctx->env.containerid) ||
 		    strcmp(a->ifname, ctx->env.ifname))
 			continue;
-		if (a->netns[0] && !key_from_base64(pub, a->public_key, NULL, 0))
-			del_container_link(ctx, a->netns, pub);
+		if (a->netns[0] && !key_from_base64(pub, a->public_key, NULL, 0)) {
+			del_container_link_start(ctx, a->netns, pub, &u);
+			del_container_link_wait(ctx, &u);
+		}
 		break;
 	}
 	protobuf_c_message_free_unpacked(out, NULL);
-}
-
-/* In a child (cni_bg_start): deleting the link waits for an RCU barrier
- * in the kernel, the caller meanwhile releases the allocation. */
-static int del_container_link_bg(void *arg)
-{
-	struct cni_ctx *ctx = arg;
-
-	del_container_link(ctx, ctx->env.netns, NULL);
-	return 0;
 }
 
 int cni_cmd_del(struct cni_ctx *ctx)
@@ -127,8 +128,8 @@ int cni_cmd_del(struct cni_ctx *ctx)
 	Wgcni__Node__V1__ReleaseRequest req = WGCNI__NODE__V1__RELEASE_REQUEST__INIT;
 	struct cni_err *e = &ctx->err;
 	ProtobufCMessage *out;
+	struct netdev_unreg u = { .watch = -1, .report = -1, .ret = -ENODEV };
 	char tmp[IFNAMSIZ];
-	struct cni_bg bg = { 0 };
 	struct nmc *nm;
 	int ret, ret2;
 
@@ -136,11 +137,12 @@ int cni_cmd_del(struct cni_ctx *ctx)
 	if (!nm)
 		return -EINVAL;
 
-	/* The container's link goes in a child while Release runs; with an
-	 * empty CNI_NETNS the node manager's record says where it is, which
-	 * Release would drop: first that, then Release. */
+	/* The container's link is asked to go, and Release runs while the
+	 * kernel unregisters it; with an empty CNI_NETNS the node manager's
+	 * record says where it is, which Release would drop: first that,
+	 * then Release. */
 	if (ctx->env.netns[0])
-		cni_bg_start(&bg, del_container_link_bg, ctx);
+		del_container_link_start(ctx, ctx->env.netns, NULL, &u);
 	else
 		del_recorded_link(ctx, nm);
 
@@ -151,7 +153,7 @@ int cni_cmd_del(struct cni_ctx *ctx)
 		      &out, CONNECT_NOT_FOUND, e);
 	if (!ret)
 		protobuf_c_message_free_unpacked(out, NULL);
-	cni_bg_wait(&bg);
+	del_container_link_wait(ctx, &u);
 
 	/* A link that never left the host (ADD died midway), or the stale
 	 * UAPI socket of a userspace process that is gone: after the

@@ -234,24 +234,20 @@ static void unregister_child(const char *name, int report)
  * (WireGuard: its workqueues, 130-160 ms in the test VM; a TUN 20 ms here).
  * That wait is left to a child; we return at the announcement.
  */
-int netdev_unregister(const char *name)
+int netdev_unregister_start(const char *name, struct netdev_unreg *u)
 {
-	int64_t deadline = sys_now_ms() + UNREGISTER_WAIT_MS;
-	int watch, ifindex, ret, child_ret, p[2];
-	struct pollfd pfd[2];
+	int p[2];
 	pid_t pid;
 
-	ifindex = netdev_index(name);
-	if (ifindex < 0)
-		return ifindex;
-	watch = link_watch_open();
-	if (watch < 0)
-		return netdev_delete(name);
-	/* Watching before the request: an answer cannot come before it. */
-	if (pipe2(p, O_CLOEXEC) < 0) {
-		close(watch);
-		return netdev_delete(name);
-	}
+	*u = (struct netdev_unreg){ .watch = -1, .report = -1 };
+	u->deadline_ms = sys_now_ms() + UNREGISTER_WAIT_MS;
+	u->ifindex = netdev_index(name);
+	if (u->ifindex < 0)
+		return u->ret = u->ifindex;
+	/* Watching before the request: the announcement cannot be missed. */
+	u->watch = link_watch_open();
+	if (u->watch < 0 || pipe2(p, O_CLOEXEC) < 0)
+		goto sync;
 	pid = fork();
 	if (pid == 0) {
 		close(p[0]);
@@ -259,41 +255,66 @@ int netdev_unregister(const char *name)
 	}
 	close(p[1]);
 	if (pid < 0) {
-		ret = netdev_delete(name);
-		goto out;
+		close(p[0]);
+		goto sync;
 	}
-	pfd[0] = (struct pollfd){ .fd = watch, .events = POLLIN };
-	pfd[1] = (struct pollfd){ .fd = p[0], .events = POLLIN };
-	for (ret = 0; ret == 0;) {
-		int64_t left = deadline - sys_now_ms();
+	u->report = p[0];
+	return 0;
+sync:
+	if (u->watch >= 0)
+		close(u->watch);
+	u->watch = -1;
+	return u->ret = netdev_delete(name);
+}
+
+int netdev_unregister_wait(struct netdev_unreg *u)
+{
+	struct pollfd pfd[2] = {
+		{ .fd = u->watch, .events = POLLIN },
+		{ .fd = u->report, .events = POLLIN },
+	};
+	int child_ret;
+
+	if (u->report < 0)
+		return u->ret;
+	for (u->ret = 0; u->ret == 0;) {
+		int64_t left = u->deadline_ms - sys_now_ms();
 
 		if (left <= 0) {
-			ret = -ETIMEDOUT;
+			u->ret = -ETIMEDOUT;
 			break;
 		}
 		if (poll(pfd, 2, (int)left) < 0 && errno != EINTR) {
-			ret = -errno;
+			u->ret = -errno;
 			break;
 		}
 		if (pfd[0].revents) {
-			ret = link_watch_gone(watch, ifindex);
-			if (ret == 1) {
-				ret = 0;
+			u->ret = link_watch_gone(u->watch, u->ifindex);
+			if (u->ret == 1) {
+				u->ret = 0;
 				break;
 			}
 		}
 		if (pfd[1].revents) {
 			/* The child finished first (or died without a word). */
-			ssize_t n = read(p[0], &child_ret, sizeof(child_ret));
+			ssize_t n = read(u->report, &child_ret, sizeof(child_ret));
 
-			ret = n == sizeof(child_ret) ? child_ret : -EIO;
+			u->ret = n == sizeof(child_ret) ? child_ret : -EIO;
 			break;
 		}
 	}
-out:
-	close(p[0]);
-	close(watch);
-	return ret;
+	close(u->report);
+	close(u->watch);
+	u->report = u->watch = -1;
+	return u->ret;
+}
+
+int netdev_unregister(const char *name)
+{
+	struct netdev_unreg u;
+
+	netdev_unregister_start(name, &u);
+	return netdev_unregister_wait(&u);
 }
 
 /* Apply the attributes set in change (arg) to the link. */

@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* ifindex (> 0) or -ENODEV. */
 int netdev_index(const char *name);
@@ -31,6 +32,17 @@ int netdev_delete(const char *name);
  * bound: -ETIMEDOUT. Forks: single-threaded callers only.
  */
 int netdev_unregister(const char *name);
+/*
+ * The same in two halves, for work in between: _start asks (in the calling
+ * thread's namespace; the wait may happen in another), _wait returns what
+ * netdev_unregister would. Always _wait after a _start.
+ */
+struct netdev_unreg {
+	int watch, report, ifindex, ret;
+	int64_t deadline_ms;
+};
+int netdev_unregister_start(const char *name, struct netdev_unreg *u);
+int netdev_unregister_wait(struct netdev_unreg *u);
 int netdev_set_up(const char *name, bool up);
 int netdev_set_mtu(const char *name, unsigned int mtu);
 /* The kernel refuses to rename a link that is up (-EBUSY). */

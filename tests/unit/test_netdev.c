@@ -1,6 +1,7 @@
 /* netdev against the real kernel, in a private network namespace the test
  * process unshares first: dummy (or bridge) and tun links, addresses, routes, rename,
- * MTU, up/down, move to another namespace, errors for missing devices. */
+ * MTU, up/down, move to another namespace, creation in another one,
+ * deletion that returns at unregistration, errors for missing devices. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -332,6 +333,33 @@ static void test_move_to_netns(void **state)
 	close(here);
 }
 
+/* Born in another namespace by a request from ours, as the plugin makes a
+ * kernel WireGuard link in the container: nothing here, no move. */
+static void test_create_in(void **state)
+{
+	int here, there, saved;
+
+	here = netns_current();
+	assert_true(here >= 0);
+	assert_int_equal(unshare(CLONE_NEWNET), 0);
+	there = netns_current();
+	assert_true(there >= 0);
+	assert_int_equal(netns_enter(here), 0);
+
+	assert_int_equal(netdev_create_in("tborn0", kind, there), 0);
+	assert_false(netdev_exists("tborn0"));
+	assert_int_equal(netdev_create_in("tborn0", kind, there), -EEXIST);
+	assert_int_equal(netdev_create_in("tborn0", "", there), -EINVAL);
+
+	saved = netns_current();
+	assert_int_equal(netns_enter(there), 0);
+	assert_true(netdev_exists("tborn0"));
+	assert_int_equal(netdev_delete("tborn0"), 0);
+	assert_int_equal(netns_restore(saved), 0);
+	close(there);
+	close(here);
+}
+
 /* Gone from the namespace when it returns, addresses and routes with it;
  * the kernel's freeing is left to netdev_unregister's child. */
 static void test_unregister(void **state)
@@ -390,6 +418,7 @@ int main(void)
 		cmocka_unit_test(test_addresses),
 		cmocka_unit_test(test_routes),
 		cmocka_unit_test(test_move_to_netns),
+		cmocka_unit_test(test_create_in),
 		cmocka_unit_test(test_unregister),
 		cmocka_unit_test(test_forwarding),
 		cmocka_unit_test(test_errno_map),
