@@ -1,17 +1,18 @@
 /*
  * ADD: attach a container.
  *
+ *   kernel: AllocateIP first, for the MTU the device is born with
  *   create wgcXXXXXXXXXXXX so its UDP socket stays on the host: kernel
  *     directly in CNI_NETNS from the runtime's namespace (WireGuard keeps
  *     the namespace it was created from); userspace in the runtime's
  *     namespace                                             undo: delete link
- *   private key, listen port 0
+ *   private key
  *   userspace: move into CNI_NETNS (in a child process: the kernel sleeps
  *     in an RCU barrier for ~20 ms), and meanwhile
- *   AllocateIP            -> addresses, gateway, MTU        undo: Release
- *   and, when the device has bound its UDP port already (wireguard-go
+ *     AllocateIP          -> addresses, gateway, MTU        undo: Release
+ *     and, when the device has bound its UDP port already (wireguard-go
  *     does as it starts), the three steps below marked *
- *   rename to CNI_IFNAME, MTU, addresses, up
+ *   rename to CNI_IFNAME, MTU (userspace), addresses, up
  *   otherwise (kernel: it binds when up) read the port now, then
  * * userspace: size the UDP socket's buffers (wg_socket_buffers)
  * * RegisterKey(public key, 127.0.0.1:port, containerMesh) -> node peer
@@ -58,7 +59,8 @@ struct add {
 	unsigned int mtu;
 	uint8_t public_key[WG_KEY_LEN];
 	uint16_t port;
-	bool in_netns; /* the link was moved into the container */
+	bool created;  /* the device exists, ours to delete */
+	bool in_netns; /* the link is in the container (moved or born there) */
 	bool renamed;  /* ... and carries CNI_IFNAME */
 };
 
@@ -170,6 +172,7 @@ static void add_backend(struct add *a)
 
 static int add_create(struct add *a)
 {
+	bool kernel = a->link.backend == WG_BACKEND_KERNEL;
 	struct cni_err *e = &a->ctx->err;
 	const char *impl = a->ctx->conf.impl;
 	int ret;
@@ -180,15 +183,19 @@ static int add_create(struct add *a)
 	 * nodes on 2 cores). A GOMAXPROCS from the runtime wins. */
 	if (a->link.backend == WG_BACKEND_USERSPACE && setenv("GOMAXPROCS", "1", 0) < 0)
 		return cni_fail(e, CNI_ERR_INTERNAL, -errno, "cannot set GOMAXPROCS", NULL);
-	/* Kernel: born in the container, bound to the runtime's namespace
-	 * (no move); userspace: on the host, moved once it runs. */
-	if (a->link.backend == WG_BACKEND_KERNEL)
-		ret = wg_create_kernel_in(a->link.tmp, a->ns.target);
+	/* Kernel: born in the container with its MTU, by a request from the
+	 * runtime's namespace, which keeps its UDP socket (no move; the
+	 * temporary name still: older kernels (6.1) look a new link's name up
+	 * in the requester's namespace, where CNI_IFNAME is likely taken);
+	 * userspace: on the host, moved once it runs. */
+	if (kernel)
+		ret = wg_create_kernel_in(a->link.tmp, a->ns.target, a->mtu);
 	else
 		ret = wg_create(a->link.tmp, a->link.backend, impl);
 	switch (ret) {
 	case 0:
-		a->in_netns = a->link.backend == WG_BACKEND_KERNEL;
+		a->created = true;
+		a->in_netns = kernel;
 		return 0;
 	case -EEXIST:
 		return cni_fail(e, CNI_ERR_EXISTS, ret, "WireGuard device already exists",
@@ -216,9 +223,10 @@ static int add_set_key(struct add *a)
 	struct wg_device dev = { 0 };
 	int ret;
 
+	/* No listen port: a new device has 0 (any); setting it again would
+	 * make wireguard-go, bound as it starts, bind anew. */
 	snprintf(dev.name, sizeof(dev.name), "%s", a->link.tmp);
-	dev.flags = WGDEVICE_HAS_PRIVATE_KEY | WGDEVICE_HAS_LISTEN_PORT;
-	dev.listen_port = 0;
+	dev.flags = WGDEVICE_HAS_PRIVATE_KEY;
 	ret = key_generate_private(dev.private_key);
 	if (ret)
 		goto out;
@@ -280,7 +288,8 @@ static int add_configure_in_netns(struct add *a)
 		goto out_leave;
 	}
 	a->renamed = true;
-	ret = netdev_set_mtu(ifname, a->mtu);
+	/* A kernel device was born with its MTU. */
+	ret = a->link.backend == WG_BACKEND_KERNEL ? 0 : netdev_set_mtu(ifname, a->mtu);
 	if (ret) {
 		cni_fail(e, CNI_ERR_INTERNAL, ret, "cannot set the MTU", "%s mtu %u: %s",
 			 ifname, a->mtu, strerror(-ret));
@@ -506,13 +515,72 @@ static int add_peer(struct add *a)
 	return ret;
 }
 
+/*
+ * Kernel: AllocateIP first, for the MTU the device is born with in the
+ * container; then the key, name, addresses, up, the port it bound,
+ * RegisterKey, the node peer, routes.
+ */
+static int add_attach_kernel(struct add *a)
+{
+	int ret = add_allocate(a);
+
+	if (!ret)
+		ret = add_create(a);
+	if (!ret)
+		ret = add_set_key(a);
+	if (!ret)
+		ret = add_configure_in_netns(a);
+	if (!ret)
+		ret = add_wait_port(a);
+	if (!ret)
+		ret = add_peer(a);
+	if (!ret)
+		ret = add_routes(a);
+	return ret;
+}
+
+/*
+ * Userspace: the device starts on the host and moves into the container.
+ * The move sleeps in the kernel (an RCU barrier, ~20 ms): AllocateIP
+ * meanwhile, and when the device already has its port (wireguard-go
+ * 0.0.20220316 binds as it starts, its TUN still down) RegisterKey and the
+ * node peer as well, all of which go through the UAPI socket and the node
+ * manager, not the TUN.
+ */
+static int add_attach_userspace(struct add *a)
+{
+	struct cni_bg bg;
+	int ret, ret2;
+	bool early;
+
+	ret = add_create(a);
+	if (!ret)
+		ret = add_set_key(a);
+	if (ret)
+		return ret;
+	early = add_port_bound(a, &ret);
+	cni_bg_start(&bg, add_move_bg, a);
+	ret = add_allocate(a);
+	if (!ret && early)
+		ret = add_peer(a);
+	ret2 = add_move_wait(a, &bg);
+	if (ret || ret2)
+		return ret ? ret : ret2;
+	ret = add_configure_in_netns(a);
+	if (!ret && !early)
+		ret = add_wait_port(a);
+	if (!ret && !early)
+		ret = add_peer(a);
+	if (!ret)
+		ret = add_routes(a);
+	return ret;
+}
+
 int cni_cmd_add(struct cni_ctx *ctx)
 {
 	struct add a = { .ctx = ctx };
 	struct cni_err *e = &ctx->err;
-	struct cni_bg bg;
-	bool move, early;
-	int ret, ret2;
+	int ret;
 
 	a.ns.host = a.ns.target = -1;
 	a.link.ns = &a.ns;
@@ -543,42 +611,12 @@ int cni_cmd_add(struct cni_ctx *ctx)
 		goto out;
 
 	add_backend(&a);
-	ret = add_create(&a);
-	/* -EEXIST: the device is not ours to delete (DEL of the attachment
-	 * that made it removes it); any other failure may have left a half
-	 * started process or link behind. */
-	if (ret == -EEXIST)
+	ret = a.link.backend == WG_BACKEND_KERNEL ? add_attach_kernel(&a) : add_attach_userspace(&a);
+	/* A device that existed before is not ours to delete (DEL of the
+	 * attachment that made it removes it); any other failure may have
+	 * left a half started process or link behind. */
+	if (ret == -EEXIST && !a.created)
 		goto err_release;
-	if (ret)
-		goto err_delete_link;
-	ret = add_set_key(&a);
-	if (ret)
-		goto err_delete_link;
-	/* The move sleeps in the kernel (an RCU barrier, ~20 ms): AllocateIP
-	 * meanwhile, and when the device already has its port (wireguard-go
-	 * 0.0.20220316 binds as it starts, its TUN still down) RegisterKey and
-	 * the node peer as well, all of which go through the UAPI socket and
-	 * the node manager, not the TUN. A kernel device was born in the
-	 * container: no move, its port comes when it goes up. */
-	move = !a.in_netns;
-	early = move && add_port_bound(&a, &ret);
-	if (move)
-		cni_bg_start(&bg, add_move_bg, &a);
-	ret = add_allocate(&a);
-	if (!ret && early)
-		ret = add_peer(&a);
-	ret2 = move ? add_move_wait(&a, &bg) : 0;
-	if (ret || ret2) {
-		ret = ret ? ret : ret2;
-		goto err_delete_link;
-	}
-	ret = add_configure_in_netns(&a);
-	if (!ret && !early)
-		ret = add_wait_port(&a);
-	if (!ret && !early)
-		ret = add_peer(&a);
-	if (!ret)
-		ret = add_routes(&a);
 	if (ret)
 		goto err_delete_link;
 	ret = cni_result_build(&ctx->conf, &ctx->env, a.mtu, a.addrs, a.n_addrs,

@@ -107,10 +107,10 @@ bool netdev_exists(const char *name)
 
 int netdev_create(const char *name, const char *kind)
 {
-	return netdev_create_in(name, kind, -1);
+	return netdev_create_in(name, kind, -1, 0);
 }
 
-int netdev_create_in(const char *name, const char *kind, int netns_fd)
+int netdev_create_in(const char *name, const char *kind, int netns_fd, unsigned int mtu)
 {
 	struct rtnl_link *link;
 	struct nl_sock *sk = NULL;
@@ -136,6 +136,8 @@ int netdev_create_in(const char *name, const char *kind, int netns_fd)
 	 * kind takes as its creating namespace) comes from ours. */
 	if (netns_fd >= 0)
 		rtnl_link_set_ns_fd(link, netns_fd);
+	if (mtu)
+		rtnl_link_set_mtu(link, mtu);
 	ret = nlerr_errno(rtnl_link_add(sk, link, NLM_F_CREATE | NLM_F_EXCL));
 out_link:
 	rtnl_link_put(link);

@@ -20,8 +20,10 @@ bool netdev_exists(const char *name);
  * -EOPNOTSUPP if the kernel lacks the kind. */
 int netdev_create(const char *name, const char *kind);
 /* As netdev_create, the link created directly in the namespace netns_fd
- * (-1: ours) by a request from the calling thread's namespace. */
-int netdev_create_in(const char *name, const char *kind, int netns_fd);
+ * (-1: ours) by a request from the calling thread's namespace (where name
+ * must be free too on older kernels, 6.1 among them, which look it up
+ * there), with MTU mtu (0: the kind's default). */
+int netdev_create_in(const char *name, const char *kind, int netns_fd, unsigned int mtu);
 /* -ENODEV if absent. */
 int netdev_delete(const char *name);
 /*

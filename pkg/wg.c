@@ -54,14 +54,15 @@ enum wg_backend wg_backend_resolve(enum wg_backend requested)
 	return wg_kernel_family_available() > 0 ? WG_BACKEND_KERNEL : WG_BACKEND_USERSPACE;
 }
 
-/* In netns_fd, or ours for -1. */
-static int create_kernel(const char *name, int netns_fd)
+/* In netns_fd, or ours for -1. Without the module the kernel refuses the
+ * kind (-EOPNOTSUPP): no probe of the family first. */
+static int create_kernel(const char *name, int netns_fd, unsigned int mtu)
 {
-	if (wg_uapi_exists(name))
+	/* A userspace device of that name would answer in its place here;
+	 * another namespace's link names are its own. */
+	if (netns_fd < 0 && wg_uapi_exists(name))
 		return -EEXIST;
-	if (wg_kernel_family_available() <= 0)
-		return -EOPNOTSUPP;
-	return wg_kernel_create_in(name, netns_fd);
+	return wg_kernel_create_in(name, netns_fd, mtu);
 }
 
 int wg_create(const char *name, enum wg_backend backend, const char *impl)
@@ -70,7 +71,7 @@ int wg_create(const char *name, enum wg_backend backend, const char *impl)
 		return -EINVAL;
 	switch (wg_backend_resolve(backend)) {
 	case WG_BACKEND_KERNEL:
-		return create_kernel(name, -1);
+		return create_kernel(name, -1, 0);
 	case WG_BACKEND_USERSPACE:
 		return wg_uapi_create(name, impl && *impl ? impl : WG_DEFAULT_IMPL);
 	default:
@@ -78,11 +79,11 @@ int wg_create(const char *name, enum wg_backend backend, const char *impl)
 	}
 }
 
-int wg_create_kernel_in(const char *name, int netns_fd)
+int wg_create_kernel_in(const char *name, int netns_fd, unsigned int mtu)
 {
 	if (!name || !*name || strlen(name) >= IFNAMSIZ || netns_fd < 0)
 		return -EINVAL;
-	return create_kernel(name, netns_fd);
+	return create_kernel(name, netns_fd, mtu);
 }
 
 int wg_delete(const char *name)

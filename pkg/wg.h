@@ -97,9 +97,11 @@ int wg_create(const char *name, enum wg_backend backend, const char *impl);
  * Kernel only: create name directly in the namespace netns_fd, from the
  * calling thread's namespace, which WireGuard keeps as the one its UDP
  * socket lives in (the device's creating namespace, as after a move, but
- * without the move's rcu_barrier()). Errors as wg_create.
+ * without the move's rcu_barrier()), with MTU mtu (0: WireGuard's 1420).
+ * The name must be free in the calling thread's namespace as well (kernels
+ * such as 6.1 look it up there). Errors as wg_create.
  */
-int wg_create_kernel_in(const char *name, int netns_fd);
+int wg_create_kernel_in(const char *name, int netns_fd, unsigned int mtu);
 /* Delete the link (this also ends a userspace process) and, for userspace,
  * the stale socket. -ENODEV if nothing existed. */
 int wg_delete(const char *name);

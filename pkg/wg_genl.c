@@ -505,9 +505,9 @@ bool wg_kernel_exists(const char *name)
 	return netdev_get(name, &info) == 0 && !strcmp(info.kind, "wireguard");
 }
 
-int wg_kernel_create_in(const char *name, int netns_fd)
+int wg_kernel_create_in(const char *name, int netns_fd, unsigned int mtu)
 {
-	return netdev_create_in(name, "wireguard", netns_fd);
+	return netdev_create_in(name, "wireguard", netns_fd, mtu);
 }
 
 int wg_kernel_delete(const char *name)

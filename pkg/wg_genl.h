@@ -27,8 +27,9 @@ struct nl_msg;
 int wg_kernel_family_available(void);
 /* True if name is a link of kind "wireguard" in the current namespace. */
 bool wg_kernel_exists(const char *name);
-/* In the namespace netns_fd (-1: ours), by a request from ours. */
-int wg_kernel_create_in(const char *name, int netns_fd);
+/* In the namespace netns_fd (-1: ours), by a request from ours; mtu as
+ * netdev_create_in. */
+int wg_kernel_create_in(const char *name, int netns_fd, unsigned int mtu);
 /* Delete link name, whatever its kind (a TUN whose userspace process left
  * no socket goes too, as it always has). 0 or -ENODEV. */
 int wg_kernel_delete(const char *name);

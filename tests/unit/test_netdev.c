@@ -337,6 +337,7 @@ static void test_move_to_netns(void **state)
  * kernel WireGuard link in the container: nothing here, no move. */
 static void test_create_in(void **state)
 {
+	struct netdev_info info;
 	int here, there, saved;
 
 	here = netns_current();
@@ -346,14 +347,21 @@ static void test_create_in(void **state)
 	assert_true(there >= 0);
 	assert_int_equal(netns_enter(here), 0);
 
-	assert_int_equal(netdev_create_in("tborn0", kind, there), 0);
+	assert_int_equal(netdev_create_in("tborn0", kind, there, 1380), 0);
 	assert_false(netdev_exists("tborn0"));
-	assert_int_equal(netdev_create_in("tborn0", kind, there), -EEXIST);
-	assert_int_equal(netdev_create_in("tborn0", "", there), -EINVAL);
+	assert_int_equal(netdev_create_in("tborn0", kind, there, 0), -EEXIST);
+	assert_int_equal(netdev_create_in("tborn0", "", there, 0), -EINVAL);
+	assert_int_equal(netdev_create_in("tborn1", kind, there, 0), 0);
 
 	saved = netns_current();
 	assert_int_equal(netns_enter(there), 0);
-	assert_true(netdev_exists("tborn0"));
+	/* Born with its MTU, in one request. */
+	assert_int_equal(netdev_get("tborn0", &info), 0);
+	assert_int_equal(info.mtu, 1380);
+	assert_false(info.up);
+	assert_int_equal(netdev_get("tborn1", &info), 0);
+	assert_int_equal(info.mtu, 1500);
+	assert_int_equal(netdev_delete("tborn1"), 0);
 	assert_int_equal(netdev_delete("tborn0"), 0);
 	assert_int_equal(netns_restore(saved), 0);
 	close(there);
