@@ -12,7 +12,7 @@
  *     AllocateIP          -> addresses, gateway, MTU        undo: Release
  *     and, when the device has bound its UDP port already (wireguard-go
  *     does as it starts), the three steps below marked *
- *   rename to CNI_IFNAME, MTU (userspace), addresses, up
+ *   rename to CNI_IFNAME, MTU (userspace), up: one request; addresses
  *   otherwise (kernel: it binds when up) read the port now, then
  * * userspace: size the UDP socket's buffers (wg_socket_buffers)
  * * RegisterKey(public key, 127.0.0.1:port, containerMesh) -> node peer
@@ -161,12 +161,16 @@ static int add_release(struct add *a)
 static void add_backend(struct add *a)
 {
 	const char *nb = a->node->node->backend;
-	enum wg_backend b = WG_BACKEND_AUTO;
+	enum wg_backend b = WG_BACKEND_AUTO, node = WG_BACKEND_AUTO;
 
-	if (a->ctx->conf.backend_set)
-		b = a->ctx->conf.backend;
-	else if (nb && *nb && wg_backend_parse(nb, &b))
-		b = WG_BACKEND_AUTO;
+	if (nb && *nb && wg_backend_parse(nb, &node))
+		node = WG_BACKEND_AUTO;
+	b = a->ctx->conf.backend_set ? a->ctx->conf.backend : node;
+	/* auto, on a node whose manager runs the kernel backend: the module
+	 * is there (generic netlink families are not per namespace), which
+	 * is all the probe would find out. */
+	if (b == WG_BACKEND_AUTO && node == WG_BACKEND_KERNEL)
+		b = WG_BACKEND_KERNEL;
 	a->link.backend = wg_backend_resolve(b);
 }
 
@@ -276,23 +280,19 @@ static int add_configure_in_netns(struct add *a)
 	ret = cni_ns_enter(&a->ns, e);
 	if (ret)
 		return ret;
-	ret = netdev_rename(a->link.tmp, ifname);
+	/* One request: name, MTU (a kernel device was born with it), up. */
+	ret = netdev_rename_up(a->link.tmp, ifname,
+			       a->link.backend == WG_BACKEND_KERNEL ? 0 : a->mtu);
 	if (ret == -EEXIST) {
 		cni_fail(e, CNI_ERR_EXISTS, ret, "interface already exists in the container",
 			 "CNI_IFNAME=%s in %s", ifname, a->ctx->env.netns);
 		goto out_leave;
 	}
+	/* Renamed before a later step failed: the undo must look for it there. */
+	a->renamed = ret == 0 || !netdev_exists(a->link.tmp);
 	if (ret) {
-		cni_fail(e, CNI_ERR_INTERNAL, ret, "cannot rename the interface",
-			 "%s to %s: %s", a->link.tmp, ifname, strerror(-ret));
-		goto out_leave;
-	}
-	a->renamed = true;
-	/* A kernel device was born with its MTU. */
-	ret = a->link.backend == WG_BACKEND_KERNEL ? 0 : netdev_set_mtu(ifname, a->mtu);
-	if (ret) {
-		cni_fail(e, CNI_ERR_INTERNAL, ret, "cannot set the MTU", "%s mtu %u: %s",
-			 ifname, a->mtu, strerror(-ret));
+		cni_fail(e, CNI_ERR_INTERNAL, ret, "cannot rename the interface and bring it up",
+			 "%s to %s mtu %u: %s", a->link.tmp, ifname, a->mtu, strerror(-ret));
 		goto out_leave;
 	}
 	for (size_t i = 0; i < a->n_addrs; i++) {
@@ -304,10 +304,6 @@ static int add_configure_in_netns(struct add *a)
 			goto out_leave;
 		}
 	}
-	ret = netdev_set_up(ifname, true);
-	if (ret)
-		cni_fail(e, CNI_ERR_INTERNAL, ret, "cannot bring the interface up", "%s: %s",
-			 ifname, strerror(-ret));
 out_leave:
 	ret2 = cni_ns_leave(&a->ns, e);
 	return ret ? ret : ret2;
@@ -517,7 +513,7 @@ static int add_peer(struct add *a)
 
 /*
  * Kernel: AllocateIP first, for the MTU the device is born with in the
- * container; then the key, name, addresses, up, the port it bound,
+ * container; then the key, name and up, addresses, the port it bound,
  * RegisterKey, the node peer, routes.
  */
 static int add_attach_kernel(struct add *a)

@@ -385,6 +385,31 @@ int netdev_rename(const char *name, const char *newname)
 	return link_set(name, set_name, newname);
 }
 
+struct rename_up {
+	const char *newname;
+	unsigned int mtu;
+};
+
+static void set_rename_up(struct rtnl_link *c, const void *arg)
+{
+	const struct rename_up *r = arg;
+
+	rtnl_link_set_name(c, r->newname);
+	if (r->mtu)
+		rtnl_link_set_mtu(c, r->mtu);
+	rtnl_link_set_flags(c, IFF_UP);
+}
+
+int netdev_rename_up(const char *name, const char *newname, unsigned int mtu)
+{
+	struct rename_up r = { newname, mtu };
+	int ret = check_name(newname);
+
+	if (ret < 0)
+		return ret;
+	return link_set(name, set_rename_up, &r);
+}
+
 int netdev_move_to_netns(const char *name, int netns_fd)
 {
 	if (netns_fd < 0)

@@ -49,6 +49,10 @@ int netdev_set_up(const char *name, bool up);
 int netdev_set_mtu(const char *name, unsigned int mtu);
 /* The kernel refuses to rename a link that is up (-EBUSY). */
 int netdev_rename(const char *name, const char *newname);
+/* Rename a link that is down, set its MTU (0: keep) and bring it up, in
+ * one request (the kernel sets the MTU, then the name, then the flags;
+ * on an error the steps before it stay done). */
+int netdev_rename_up(const char *name, const char *newname, unsigned int mtu);
 /* Move into the namespace netns_fd refers to. */
 int netdev_move_to_netns(const char *name, int netns_fd);
 

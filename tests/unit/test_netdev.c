@@ -136,6 +136,21 @@ static void test_link_lifecycle(void **state)
 	assert_int_equal(netdev_delete("trenamed0"), 0);
 	assert_false(netdev_exists("trenamed0"));
 	assert_int_equal(netdev_delete("trenamed0"), -ENODEV);
+
+	/* Name, MTU and up in one request; a taken name changes no name. */
+	assert_int_equal(netdev_create("tdummy1", kind), 0);
+	assert_int_equal(netdev_create("ttaken0", kind), 0);
+	assert_int_equal(netdev_rename_up("tdummy1", "ttaken0", 0), -EEXIST);
+	assert_true(netdev_exists("tdummy1"));
+	assert_int_equal(netdev_rename_up("tdummy1", "this-name-is-too-long", 0), -EINVAL);
+	assert_int_equal(netdev_rename_up("tdummy1", "tup0", 1400), 0);
+	assert_false(netdev_exists("tdummy1"));
+	assert_int_equal(netdev_get("tup0", &info), 0);
+	assert_int_equal(info.mtu, 1400);
+	assert_true(info.up);
+	assert_int_equal(netdev_rename_up("nope0", "tup1", 0), -ENODEV);
+	assert_int_equal(netdev_delete("tup0"), 0);
+	assert_int_equal(netdev_delete("ttaken0"), 0);
 }
 
 static void test_missing_device(void **state)
