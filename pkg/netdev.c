@@ -188,15 +188,14 @@ static int link_watch_gone(int fd, int ifindex)
 		n = recv(fd, buf, sizeof(buf), 0);
 		if (n < 0 && errno == EAGAIN)
 			return 0;
-		/* Overrun: events were lost, ask the kernel instead. */
-		if (n < 0 && errno == ENOBUFS) {
-			char name[IF_NAMESIZE];
-
-			return !if_indextoname((unsigned int)ifindex, name);
-		}
+		/* Overrun, events lost: the child's word will come instead
+		 * (the caller may be in another namespace by now, so asking
+		 * the kernel by index here could ask the wrong one). */
+		if (n < 0 && errno == ENOBUFS)
+			continue;
 		if (n < 0)
 			return -errno;
-		for (h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+		for (h = (struct nlmsghdr *)buf; NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
 			const struct ifinfomsg *ifi = NLMSG_DATA(h);
 
 			if (h->nlmsg_type == RTM_DELLINK &&
