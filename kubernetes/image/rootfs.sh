@@ -15,8 +15,9 @@
 #   /usr/local/lib/wgcni/uninstall-cni.sh what kubernetes/uninstall runs
 #   /usr/local/lib/wgcni/cni/  what it copies to the host's /opt/cni/bin:
 #       wgcni                  a /bin/sh wrapper that starts the plugin with
-#                              its own loader and libraries (the host's may
-#                              be older or missing: libnl, jansson, ...)
+#                              its own loader and libc (the host's may be
+#                              older; the plugin's other libraries are
+#                              linked in, PLUGIN_STATIC in the Makefile)
 #       wgcni-bundle/          the plugin, its loader and libraries, and
 #                              wireguard-go (libc only) for the userspace
 #                              backend of the container interfaces (not
