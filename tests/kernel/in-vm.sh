@@ -16,10 +16,12 @@ export BUILDDIR=${BUILDDIR:-/wgcni/build}
 # The default: what fits the time budget under TCG (well under 10 minutes
 # even on a loaded host), the kernel-only tests first, then the e2e scenario
 # that stresses the kernel most (30 plugins creating, moving and deleting
-# kernel devices at once). scenario_restart covers the node manager restart
-# with a stricter loss check than e2e/test_nm_restart. The other e2e
-# scenarios pass too but take 2-5 minutes each here: "all" runs them.
-DEFAULT_TESTS=unit/test_wg_kernel_live,unit/test_wg_genl,kernel/scenario_restart,e2e/test_parallel
+# kernel devices at once), then containerMesh on kernel devices (the node
+# manager peers containers through the namespaces it recorded). scenario_restart
+# covers the node manager restart with a stricter loss check than
+# e2e/test_nm_restart. The other e2e scenarios pass too but take 2-5
+# minutes each here: "all" runs them.
+DEFAULT_TESTS=unit/test_wg_kernel_live,unit/test_wg_genl,kernel/scenario_restart,e2e/test_parallel,e2e/test_container_mesh
 
 # A cmocka binary passes when it exits 0 and skipped nothing but the tests
 # that exist for kernels without the module.
