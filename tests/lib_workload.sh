@@ -207,12 +207,21 @@ c_ping_bg_stop() {
 	wait "${!v}" 2>/dev/null || true
 	sed -n 's/^\([0-9]*\) packets transmitted, \([0-9]*\) received.*/\1 \2/p' "$T_TMP/bgping.$1"
 }
+# c_ping_bg_last TAG: the highest icmp_seq answered so far (0: none).
+c_ping_bg_last() {
+	grep -o 'icmp_seq=[0-9]*' "$T_TMP/bgping.$1" | cut -d= -f2 | sort -n | tail -n 1 | grep . || echo 0
+}
+c_ping_bg_past() { [ "$(c_ping_bg_last "$1")" -ge "$2" ]; }
 # c_ping_bg_ok TAG MAXLOST: stop it and judge it. Requests still in flight
 # when it is stopped are not losses: count the sequence numbers missing
 # below the last one answered, and require that answers kept coming until
-# the end (the last answered is among the last 5 sent).
+# the end (the last answered is among the last 5 sent). Before the stop,
+# 5 more answers than there are now (10 s at most): what was tested may
+# have taken less time than 5 requests, and the path must still carry
+# traffic after it; without them the judgment below fails.
 c_ping_bg_ok() {
 	local tx rx last lost
+	t_wait "ping $1: 5 more answers" 10 c_ping_bg_past "$1" $(( $(c_ping_bg_last "$1") + 5 )) || true
 	c_ping_bg_stop "$1" >"$T_TMP/bgping.$1.sum"
 	read -r tx rx <"$T_TMP/bgping.$1.sum"
 	rx=$(grep -o 'icmp_seq=[0-9]*' "$T_TMP/bgping.$1" | cut -d= -f2 | sort -un | grep -c . || true)
