@@ -502,13 +502,21 @@ static int (*const add_peer_steps[])(struct add *a) = {
 	add_socket_buffers, add_register, add_set_peer,
 };
 
-static int add_peer(struct add *a)
+#define ADD_STEPS(steps) (steps), sizeof(steps) / sizeof((steps)[0])
+
+/* steps in order, up to the first failure. */
+static int add_run(struct add *a, int (*const *steps)(struct add *a), size_t n)
 {
 	int ret = 0;
 
-	for (size_t i = 0; !ret && i < sizeof(add_peer_steps) / sizeof(add_peer_steps[0]); i++)
-		ret = add_peer_steps[i](a);
+	for (size_t i = 0; !ret && i < n; i++)
+		ret = steps[i](a);
 	return ret;
+}
+
+static int add_peer(struct add *a)
+{
+	return add_run(a, ADD_STEPS(add_peer_steps));
 }
 
 /*
@@ -516,23 +524,14 @@ static int add_peer(struct add *a)
  * container; then the key, name and up, addresses, the port it bound,
  * RegisterKey, the node peer, routes.
  */
+static int (*const add_kernel_steps[])(struct add *a) = {
+	add_allocate, add_create, add_set_key, add_configure_in_netns, add_wait_port, add_peer,
+	add_routes,
+};
+
 static int add_attach_kernel(struct add *a)
 {
-	int ret = add_allocate(a);
-
-	if (!ret)
-		ret = add_create(a);
-	if (!ret)
-		ret = add_set_key(a);
-	if (!ret)
-		ret = add_configure_in_netns(a);
-	if (!ret)
-		ret = add_wait_port(a);
-	if (!ret)
-		ret = add_peer(a);
-	if (!ret)
-		ret = add_routes(a);
-	return ret;
+	return add_run(a, ADD_STEPS(add_kernel_steps));
 }
 
 /*

@@ -181,8 +181,9 @@ void cni_sleep_ms(unsigned int ms);
  * fn(arg) in a child process while the caller goes on (bg.c): for a kernel
  * operation that sleeps, a link's move to another namespace (it waits for
  * an RCU barrier, ~20 ms measured here), while the caller talks to the
- * node manager. (DEL's deletion has its own child: netdev_unregister.) The child runs fn and _exit()s:
- * fn must not touch stdout or the caller's connections. Without a child
+ * node manager (DEL's deletion has its own child: netdev_unregister). The
+ * child runs fn and _exit()s: fn must not touch stdout or the caller's
+ * connections. Without a child
  * (fork failed) fn runs right away. Always cni_bg_wait() after a start.
  */
 struct cni_bg {

@@ -50,7 +50,7 @@ static void del_container_link_start(struct cni_ctx *ctx, const char *netns,
 	struct cni_ns ns;
 	int ret;
 
-	*u = (struct netdev_unreg){ .watch = -1, .report = -1, .ret = -ENODEV };
+	*u = NETDEV_UNREG_NONE;
 	if (!netns || !netns[0])
 		return;
 	ret = cni_ns_open(&ns, netns, &ignore);
@@ -128,7 +128,7 @@ int cni_cmd_del(struct cni_ctx *ctx)
 	Wgcni__Node__V1__ReleaseRequest req = WGCNI__NODE__V1__RELEASE_REQUEST__INIT;
 	struct cni_err *e = &ctx->err;
 	ProtobufCMessage *out;
-	struct netdev_unreg u = { .watch = -1, .report = -1, .ret = -ENODEV };
+	struct netdev_unreg u = NETDEV_UNREG_NONE;
 	char tmp[IFNAMSIZ];
 	struct nmc *nm;
 	int ret, ret2;

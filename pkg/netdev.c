@@ -240,7 +240,7 @@ int netdev_unregister_start(const char *name, struct netdev_unreg *u)
 	int p[2];
 	pid_t pid;
 
-	*u = (struct netdev_unreg){ .watch = -1, .report = -1 };
+	*u = NETDEV_UNREG_NONE;
 	u->deadline_ms = sys_now_ms() + UNREGISTER_WAIT_MS;
 	u->ifindex = netdev_index(name);
 	if (u->ifindex < 0)

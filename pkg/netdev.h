@@ -43,6 +43,8 @@ struct netdev_unreg {
 	int watch, report, ifindex, ret;
 	int64_t deadline_ms;
 };
+/* Nothing asked: _wait returns -ENODEV. */
+#define NETDEV_UNREG_NONE ((struct netdev_unreg){ .watch = -1, .report = -1, .ret = -ENODEV })
 int netdev_unregister_start(const char *name, struct netdev_unreg *u);
 int netdev_unregister_wait(struct netdev_unreg *u);
 int netdev_set_up(const char *name, bool up);

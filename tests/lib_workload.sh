@@ -207,7 +207,8 @@ c_ping_bg_stop() {
 	wait "${!v}" 2>/dev/null || true
 	sed -n 's/^\([0-9]*\) packets transmitted, \([0-9]*\) received.*/\1 \2/p' "$T_TMP/bgping.$1"
 }
-# c_ping_bg_last TAG: the highest icmp_seq answered so far (0: none).
+# c_ping_bg_last TAG: the highest icmp_seq answered so far (0: none; the
+# first request is 1).
 c_ping_bg_last() {
 	grep -o 'icmp_seq=[0-9]*' "$T_TMP/bgping.$1" | cut -d= -f2 | sort -n | tail -n 1 | grep . || echo 0
 }
@@ -225,11 +226,11 @@ c_ping_bg_ok() {
 	c_ping_bg_stop "$1" >"$T_TMP/bgping.$1.sum"
 	read -r tx rx <"$T_TMP/bgping.$1.sum"
 	rx=$(grep -o 'icmp_seq=[0-9]*' "$T_TMP/bgping.$1" | cut -d= -f2 | sort -un | grep -c . || true)
-	last=$(grep -o 'icmp_seq=[0-9]*' "$T_TMP/bgping.$1" | cut -d= -f2 | sort -n | tail -n 1)
-	lost=$(( ${last:-0} - rx ))
-	t_log "background ping $1: ${tx:-?} sent, $rx answered, last answered #${last:-none}, $lost lost before it"
+	last=$(c_ping_bg_last "$1")
+	lost=$((last - rx))
+	t_log "background ping $1: ${tx:-?} sent, $rx answered, last answered #$last, $lost lost before it"
 	[ -n "$tx" ] || tail -n 5 "$T_TMP/bgping.$1" | sed 's/^/#   ping: /' >&2
-	[ -n "$tx" ] && [ "$tx" -ge 5 ] && [ -n "$last" ] && [ "$last" -ge $((tx - 5)) ] &&
+	[ -n "$tx" ] && [ "$tx" -ge 5 ] && [ "$last" -gt 0 ] && [ "$last" -ge $((tx - 5)) ] &&
 		[ "$lost" -le "$2" ]
 }
 

@@ -312,6 +312,17 @@ static void test_kind_tun(void **state)
 	assert_false(netdev_exists("ttun0"));
 }
 
+/* Our namespace and a new one, both open; we stay in ours. */
+static void other_netns(int *here, int *there)
+{
+	*here = netns_current();
+	assert_true(*here >= 0);
+	assert_int_equal(unshare(CLONE_NEWNET), 0);
+	*there = netns_current();
+	assert_true(*there >= 0);
+	assert_int_equal(netns_enter(*here), 0);
+}
+
 static void test_move_to_netns(void **state)
 {
 	struct netdev_info info;
@@ -320,12 +331,7 @@ static void test_move_to_netns(void **state)
 	tun = tun_open("tmove0");
 	if (tun < 0)
 		skip();
-	here = netns_current();
-	assert_true(here >= 0);
-	assert_int_equal(unshare(CLONE_NEWNET), 0);
-	there = netns_current();
-	assert_true(there >= 0);
-	assert_int_equal(netns_enter(here), 0);
+	other_netns(&here, &there);
 
 	assert_int_equal(netdev_move_to_netns("tmove0", there), 0);
 	assert_false(netdev_exists("tmove0"));
@@ -355,12 +361,7 @@ static void test_create_in(void **state)
 	struct netdev_info info;
 	int here, there, saved;
 
-	here = netns_current();
-	assert_true(here >= 0);
-	assert_int_equal(unshare(CLONE_NEWNET), 0);
-	there = netns_current();
-	assert_true(there >= 0);
-	assert_int_equal(netns_enter(here), 0);
+	other_netns(&here, &there);
 
 	assert_int_equal(netdev_create_in("tborn0", kind, there, 1380), 0);
 	assert_false(netdev_exists("tborn0"));
