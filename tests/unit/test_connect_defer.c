@@ -203,7 +203,7 @@ static void test_rpc_timeout_unreachable(void **state)
 	ProtobufCMessage *resp;
 	Wgcni__Cluster__V1__AllocateSubnetRequest req =
 		WGCNI__CLUSTER__V1__ALLOCATE_SUBNET_REQUEST__INIT;
-	uint64_t start = now_ms();
+	uint64_t start = now_ms(), took;
 	int lfd;
 
 	/* The client's timeout (sent as Connect-Timeout-Ms) is shorter than
@@ -229,7 +229,12 @@ static void test_rpc_timeout_unreachable(void **state)
 				  &wgcni__cluster__v1__allocate_subnet_response__descriptor,
 				  &resp, 0, &err), -ETIMEDOUT);
 	assert_int_equal(err.code, CONNECT_UNAVAILABLE);
-	assert_true(now_ms() - start >= 300 && now_ms() - start < 1500);
+	took = now_ms() - start;
+	/* curl's own clock may fire its timer a millisecond before ours
+	 * reads 300; the upper bound leaves room for a loaded machine. */
+	if (took < 295 || took >= 3000)
+		fail_msg("timed out after %llu ms, wanted 295..2999",
+			 (unsigned long long)took);
 	rpc_client_free(c);
 	close(lfd);
 
