@@ -274,7 +274,8 @@ static void test_remembered(void **state)
 	assert_int_equal(alloc(c, "n2", 0, answered, &err), 0);
 	t1 = now_ms();
 	assert_string_equal(answered, "B");
-	if (t1 - t0 < 400 || t1 - t0 > 3000)
+	/* Each bound below a timeout allows curl's timer a few ms early. */
+	if (t1 - t0 < 395 || t1 - t0 > 3000)
 		fail_msg("failover after a hung URL took %llu ms", (unsigned long long)(t1 - t0));
 	assert_int_equal(drain(fd), 1);
 	assert_int_equal(alloc(c, "n2", 0, answered, &err), 0);
@@ -318,8 +319,8 @@ static void test_all_down(void **state)
 	t0 = now_ms();
 	assert_int_equal(alloc(c, "n3", 300, answered, &err), -ETIMEDOUT);
 	dt = now_ms() - t0;
-	if (dt < 600 || dt > 3000)
-		fail_msg("two hung URLs took %llu ms, wanted 600..3000", (unsigned long long)dt);
+	if (dt < 590 || dt > 3000)
+		fail_msg("two hung URLs took %llu ms, wanted 590..3000", (unsigned long long)dt);
 	assert_int_equal(drain(f1), 1);
 	assert_int_equal(drain(f2), 1);
 	rpc_client_free(c);
