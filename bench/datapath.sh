@@ -69,7 +69,7 @@ done
 # c_cluster 2, quieter
 dp_cluster() {
 	local i
-	c_need && c_need_driver && c_cm_host && c_cm_start || return 1
+	c_cm_host && c_cm_start || return 1
 	for i in 1 2; do
 		c_node_host "$i"
 		c_nm_start "$i"
@@ -79,7 +79,9 @@ dp_cluster() {
 	t_wait "node mesh converged" 20 c_converged || return 1
 	for i in 1 2; do C_GW[$i]=$(c_node_addr "$i"); done
 }
-dp_cluster >/dev/null 2>&1 || { echo "cluster did not come up" >&2; exit 1; }
+c_need && c_need_driver # out loud: each exits with what is missing
+dp_cluster >"$T_TMP/cluster.log" 2>&1 ||
+	{ cat "$T_TMP/cluster.log" >&2; echo "cluster did not come up" >&2; exit 1; }
 for c in a c; do c_ctr_add 1 "$c" 2>/dev/null || exit 1; done
 c_ctr_add 2 b 2>/dev/null || exit 1
 if [ -n "${DP_TXQLEN:-}" ]; then

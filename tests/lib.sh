@@ -16,6 +16,8 @@ set -o pipefail
 
 T_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 : "${BUILDDIR:=$T_ROOT/build}"
+# Absolute: the Go build cache needs it, and so does a script that changes directory.
+case $BUILDDIR in /*) ;; *) BUILDDIR=$PWD/$BUILDDIR ;; esac
 T_BIN="$BUILDDIR/bin"
 T_SANBIN="$BUILDDIR/asan/bin"
 # T_ID, T_TMP: set beforehand by a caller with its own lifetime (the demo,
