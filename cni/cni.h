@@ -183,8 +183,8 @@ void cni_sleep_ms(unsigned int ms);
  * an RCU barrier, ~20 ms measured here), while the caller talks to the
  * node manager (DEL's deletion has its own child: netdev_unregister). The
  * child runs fn and _exit()s: fn must not touch stdout or the caller's
- * connections. Without a child
- * (fork failed) fn runs right away. Always cni_bg_wait() after a start.
+ * connections. Without a child (fork failed) fn runs right away. Always
+ * cni_bg_wait() after a start.
  */
 struct cni_bg {
 	pid_t pid; /* 0: fn already ran, ret holds its result */

@@ -207,11 +207,10 @@ c_ping_bg_stop() {
 	wait "${!v}" 2>/dev/null || true
 	sed -n 's/^\([0-9]*\) packets transmitted, \([0-9]*\) received.*/\1 \2/p' "$T_TMP/bgping.$1"
 }
-# c_ping_bg_last TAG: the highest icmp_seq answered so far (0: none; the
-# first request is 1).
-c_ping_bg_last() {
-	grep -o 'icmp_seq=[0-9]*' "$T_TMP/bgping.$1" | cut -d= -f2 | sort -n | tail -n 1 | grep . || echo 0
-}
+# c_ping_bg_seqs TAG: the icmp_seq numbers answered so far, each once, in
+# order; c_ping_bg_last TAG: the highest (0: none; the first request is 1).
+c_ping_bg_seqs() { grep -o 'icmp_seq=[0-9]*' "$T_TMP/bgping.$1" | cut -d= -f2 | sort -un; }
+c_ping_bg_last() { c_ping_bg_seqs "$1" | tail -n 1 | grep . || echo 0; }
 c_ping_bg_past() { [ "$(c_ping_bg_last "$1")" -ge "$2" ]; }
 # c_ping_bg_ok TAG MAXLOST: stop it and judge it. Requests still in flight
 # when it is stopped are not losses: count the sequence numbers missing
@@ -224,8 +223,8 @@ c_ping_bg_ok() {
 	local tx rx last lost
 	t_wait "ping $1: 5 more answers" 10 c_ping_bg_past "$1" $(( $(c_ping_bg_last "$1") + 5 )) || true
 	c_ping_bg_stop "$1" >"$T_TMP/bgping.$1.sum"
-	read -r tx rx <"$T_TMP/bgping.$1.sum"
-	rx=$(grep -o 'icmp_seq=[0-9]*' "$T_TMP/bgping.$1" | cut -d= -f2 | sort -un | grep -c . || true)
+	read -r tx _ <"$T_TMP/bgping.$1.sum"
+	rx=$(c_ping_bg_seqs "$1" | grep -c . || true)
 	last=$(c_ping_bg_last "$1")
 	lost=$((last - rx))
 	t_log "background ping $1: ${tx:-?} sent, $rx answered, last answered #$last, $lost lost before it"
